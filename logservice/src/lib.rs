@@ -1,0 +1,8 @@
+//! `strata-logservice`: one replica of Strata's quorum-replicated WAL, and
+//! the writer-side client.
+
+pub mod error;
+pub mod history;
+pub mod storage;
+
+pub use error::{LogError, Result};
