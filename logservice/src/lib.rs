@@ -3,6 +3,9 @@
 
 pub mod error;
 pub mod history;
+pub mod msg;
+pub mod replica;
 pub mod storage;
+pub mod writer;
 
 pub use error::{LogError, Result};

@@ -28,6 +28,9 @@ pub struct Control {
     /// replica is a new incarnation and cannot use an old bootstrap.
     pub incarnation: u64,
     pub promised_term: u64,
+    /// The writer the term was promised to ("" when learned from an
+    /// append): a second writer asking for the same term is refused.
+    pub promised_writer: String,
     pub history: TermHistory,
     /// Whether this replica counts in elections. A replica started on an
     /// empty directory is not a voter until it has caught up.
