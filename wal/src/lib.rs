@@ -12,6 +12,8 @@ pub mod error;
 pub mod lsn;
 pub mod op;
 pub mod page;
+#[cfg(any(test, feature = "proptest"))]
+pub mod proptest_util;
 pub mod record;
 pub mod redo;
 
