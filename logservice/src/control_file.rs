@@ -300,6 +300,10 @@ impl<'a> ByteReader<'a> {
         Ok(self.array::<1>()?[0])
     }
 
+    pub(crate) fn u16(&mut self) -> Result<u16, &'static str> {
+        self.array().map(u16::from_le_bytes)
+    }
+
     pub(crate) fn u32(&mut self) -> Result<u32, &'static str> {
         self.array().map(u32::from_le_bytes)
     }

@@ -4,6 +4,7 @@
 pub mod control_file;
 pub mod error;
 pub mod history;
+pub mod segment;
 pub mod storage;
 
 pub use error::{LogError, Result};
