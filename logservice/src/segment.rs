@@ -657,11 +657,13 @@ impl Storage for SegmentStorage {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use strata_wal::record::{RecordIter, encode_raw};
     use strata_wal::{PageId, RecordKind};
 
     use super::*;
     use crate::control_file::new_incarnation;
+    use crate::storage::MemStorage;
 
     const CLUSTER: &str = "c1";
     const SEG: u64 = 4096;
@@ -1037,5 +1039,93 @@ mod tests {
         assert_eq!(s.recovery_points(), vec![Lsn(0)]);
         assert_eq!(s.load_control(), None);
         assert!(s.read(Lsn(0), 100).unwrap().is_empty());
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write(Vec<usize>),
+        Sync,
+        /// Truncate at a record boundary, this per mille of the way along.
+        Truncate(usize),
+        /// Trim below this per mille of the log.
+        Trim(u64),
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => prop::collection::vec(0usize..1400, 1..6).prop_map(Op::Write),
+            1 => Just(Op::Sync),
+            1 => (0usize..=1000).prop_map(Op::Truncate),
+            1 => (0u64..=1000).prop_map(Op::Trim),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    /// The reference: `MemStorage`, and where its records start.
+    #[derive(Default)]
+    struct Model {
+        mem: MemStorage,
+        record_starts: Vec<Lsn>,
+    }
+
+    const PROP_SEG: u64 = 2048;
+
+    /// Applies `op` to both the segment store and the model.
+    fn apply(dir: &Path, s: &mut SegmentStorage, model: &mut Model, op: &Op) {
+        match op {
+            Op::Write(bodies) => {
+                let at = model.mem.end();
+                let bytes = records(at, bodies);
+                let starts = RecordIter::new(&bytes, at).map(|r| r.unwrap().start);
+                model.record_starts.extend(starts);
+                s.write(at, &bytes).unwrap();
+                model.mem.write(at, &bytes).unwrap();
+            }
+            Op::Sync => s.sync_job().run().unwrap(),
+            Op::Truncate(f) => {
+                let held: Vec<Lsn> = model
+                    .record_starts
+                    .iter()
+                    .copied()
+                    .filter(|p| *p >= s.start())
+                    .collect();
+                let Some(&at) = held.get(held.len() * f / 1000) else {
+                    return;
+                };
+                s.truncate(at).unwrap();
+                model.mem.truncate(at).unwrap();
+                model.record_starts.retain(|p| *p < at);
+            }
+            Op::Trim(f) => {
+                let (before, below) = (s.start(), Lsn(model.mem.end().0 * f / 1000));
+                let start = s.trim(below).unwrap();
+                assert!(
+                    start >= before && start <= below.max(before),
+                    "trim({below}) from {before} gave {start}"
+                );
+            }
+            Op::Reopen => *s = reopen(dir, PROP_SEG),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn behaves_like_mem_storage(ops in prop::collection::vec(op(), 1..30)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = create(dir.path(), PROP_SEG);
+            let mut model = Model::default();
+            for op in &ops {
+                apply(dir.path(), &mut s, &mut model, op);
+                prop_assert_eq!(s.end(), model.mem.end());
+                let start = s.start();
+                // (MemStorage::read overflows on usize::MAX.)
+                prop_assert_eq!(all(&s), model.mem.read(start, 1 << 30).unwrap());
+                prop_assert_eq!(s.recovery_points()[0], start);
+                assert_segments_well_cut(&s);
+            }
+        }
     }
 }
