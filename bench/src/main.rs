@@ -1,16 +1,28 @@
 //! `strata-bench`: end-to-end workloads, each printed next to the floor it
 //! is measured against.
+//!
+//! `cargo run --release -p strata-bench -- log` runs the log-service
+//! workload; every workload is a subcommand with its own module. All files
+//! a run writes go to a fresh temporary directory (removed at the end) under
+//! `--data-dir`, which should sit on the disk being measured.
 
 mod floor;
+mod log;
+mod report;
 mod stats;
+mod watchdog;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(about = "Strata's end-to-end benchmarks")]
 struct Cli {
+    /// Where a run's temporary directory is made (the disk under test).
+    #[arg(long, global = true, default_value = "target/bench-tmp")]
+    data_dir: PathBuf,
     #[command(subcommand)]
     workload: Workload,
 }
@@ -18,35 +30,27 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Workload {
     /// The quorum-replicated log service against its fsync + RTT floor.
-    Log {
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        #[command(flatten)]
-        floor: floor::FloorArgs,
-    },
+    Log(log::LogArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.workload {
-        Workload::Log { data_dir, floor } => {
-            let base = data_dir.unwrap_or_else(|| PathBuf::from("target/bench-tmp"));
-            std::fs::create_dir_all(&base)?;
-            let dir = tempfile::Builder::new().prefix("log-").tempdir_in(&base)?;
-            let f = floor::measure(dir.path(), &floor)?;
-            println!(
-                "quorum fsync ({} samples) p50 {:.1} us; loopback rtt ({} samples) p50 {:.1} us",
-                f.quorum_fsync.samples,
-                f.quorum_fsync.p50_us,
-                f.loopback_rtt.samples,
-                f.loopback_rtt.p50_us
-            );
-            println!(
-                "floor p50 {:.1} us, p99 {:.1} us",
-                f.commit_p50_us(),
-                f.commit_p99_us()
-            );
-        }
+    // The replicas run in this process: show their warnings and errors
+    // (RUST_LOG overrides), not their routine logs, which would bury the report.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    std::fs::create_dir_all(&cli.data_dir)
+        .with_context(|| format!("creating {}", cli.data_dir.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("strata-bench-")
+        .tempdir_in(&cli.data_dir)
+        .with_context(|| format!("making a temporary directory in {}", cli.data_dir.display()))?;
+    match &cli.workload {
+        Workload::Log(args) => log::run(args, dir.path()),
     }
-    Ok(())
 }
