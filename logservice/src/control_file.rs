@@ -15,6 +15,7 @@
 //! replica_id     u32
 //! incarnation    u64
 //! promised_term  u64
+//! promised_writer u32 length + UTF-8 bytes
 //! voter          u8  0 or 1
 //! commit_lsn     u64
 //! history        u32 count, then count x (term u64, start_lsn u64)
@@ -140,6 +141,7 @@ pub fn encode(control: &Control) -> Result<Vec<u8>> {
         replica_id,
         incarnation,
         promised_term,
+        promised_writer,
         history,
         voter,
         commit_lsn,
@@ -152,6 +154,7 @@ pub fn encode(control: &Control) -> Result<Vec<u8>> {
     out.extend_from_slice(&replica_id.to_le_bytes());
     out.extend_from_slice(&incarnation.to_le_bytes());
     out.extend_from_slice(&promised_term.to_le_bytes());
+    put_str(&mut out, promised_writer)?;
     out.push(u8::from(*voter));
     out.extend_from_slice(&commit_lsn.0.to_le_bytes());
     put_len(&mut out, history.entries().len())?;
@@ -215,6 +218,7 @@ fn decode_fields(r: &mut ByteReader<'_>) -> Result<Control, &'static str> {
     let replica_id = r.u32()?;
     let incarnation = r.u64()?;
     let promised_term = r.u64()?;
+    let promised_writer = r.string()?;
     let voter = match r.u8()? {
         0 => false,
         1 => true,
@@ -241,6 +245,7 @@ fn decode_fields(r: &mut ByteReader<'_>) -> Result<Control, &'static str> {
         replica_id,
         incarnation,
         promised_term,
+        promised_writer,
         history,
         voter,
         commit_lsn,
@@ -334,6 +339,7 @@ mod tests {
             replica_id: 2,
             incarnation: 0xdead_beef_0042,
             promised_term: 9,
+            promised_writer: "w1".into(),
             history: TermHistory::from_entries(vec![e(1, 0), e(4, 300), e(9, 900)]).unwrap(),
             voter: true,
             commit_lsn: Lsn(880),
@@ -417,7 +423,7 @@ mod tests {
         let err = decode(&reseal(v2), "t").unwrap_err();
         assert!(err.to_string().contains("version 2"), "{err}");
         let mut voter = bytes.clone();
-        voter[8 + 4 + 4 + 2 + 4 + 8 + 8] = 7;
+        voter[8 + 4 + 4 + 2 + 4 + 8 + 8 + 4 + 2] = 7;
         assert_corrupt(decode(&reseal(voter), "t"));
         let mut trailing = bytes.clone();
         trailing.insert(bytes.len() - 4, 0);

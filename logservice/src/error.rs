@@ -8,7 +8,9 @@ use strata_wal::{Lsn, WalError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("wrong cluster: this replica belongs to cluster {ours:?}, the request names {theirs:?}")]
+    #[error(
+        "wrong cluster: this replica belongs to cluster {ours:?}, the request names {theirs:?}"
+    )]
     WrongCluster { ours: String, theirs: String },
     #[error("fenced: term {term} is stale, term {promised} has been promised to another writer")]
     Fenced { term: u64, promised: u64 },
@@ -70,8 +72,14 @@ impl From<tonic::Status> for LogError {
         let msg = s.message().to_string();
         match s.code() {
             Code::InvalidArgument => LogError::BadRequest(msg),
-            Code::FailedPrecondition => LogError::WrongCluster { ours: String::new(), theirs: msg },
-            Code::DataLoss => LogError::CorruptFile { what: "remote log".into(), detail: msg },
+            Code::FailedPrecondition => LogError::WrongCluster {
+                ours: String::new(),
+                theirs: msg,
+            },
+            Code::DataLoss => LogError::CorruptFile {
+                what: "remote log".into(),
+                detail: msg,
+            },
             _ => LogError::Unavailable(format!("{}: {}", s.code(), msg)),
         }
     }

@@ -54,7 +54,11 @@ impl TermHistory {
 
     /// The term of the byte at `pos` (0 if the history has no entry there).
     pub fn term_at(&self, pos: Lsn) -> u64 {
-        self.entries.iter().rev().find(|e| e.start <= pos).map_or(0, |e| e.term)
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.start <= pos)
+            .map_or(0, |e| e.term)
     }
 
     /// The term of the byte just before `pos`: the `prev_term` of an append
@@ -74,7 +78,10 @@ impl TermHistory {
 
     /// Where the start of term `term` is, if this history holds it.
     pub fn start_of(&self, term: u64) -> Option<Lsn> {
-        self.entries.iter().find(|e| e.term == term).map(|e| e.start)
+        self.entries
+            .iter()
+            .find(|e| e.term == term)
+            .map(|e| e.start)
     }
 
     /// Records that bytes from `start` on are of `term`; a no-op if the last
@@ -83,7 +90,12 @@ impl TermHistory {
         match self.entries.last() {
             Some(last) if last.term == term => {}
             Some(last) => {
-                assert!(term > last.term, "term history must rise: {} after {}", term, last.term);
+                assert!(
+                    term > last.term,
+                    "term history must rise: {} after {}",
+                    term,
+                    last.term
+                );
                 self.entries.push(TermEntry { term, start });
             }
             None => self.entries.push(TermEntry { term, start }),
@@ -120,7 +132,11 @@ impl TermHistory {
                 break;
             }
             let a_end = self.entries.get(i + 1).map_or(end, |n| n.start).min(end);
-            let b_end = other.entries.get(i + 1).map_or(other_end, |n| n.start).min(other_end);
+            let b_end = other
+                .entries
+                .get(i + 1)
+                .map_or(other_end, |n| n.start)
+                .min(other_end);
             common = a_end.min(b_end);
             if a_end != b_end {
                 break;
@@ -136,7 +152,13 @@ mod tests {
 
     fn h(entries: &[(u64, u64)]) -> TermHistory {
         TermHistory::from_entries(
-            entries.iter().map(|&(term, start)| TermEntry { term, start: Lsn(start) }).collect(),
+            entries
+                .iter()
+                .map(|&(term, start)| TermEntry {
+                    term,
+                    start: Lsn(start),
+                })
+                .collect(),
         )
         .unwrap()
     }
@@ -162,7 +184,10 @@ mod tests {
         // Same history, different lengths: the shorter end.
         assert_eq!(a.divergence(Lsn(150), &a, Lsn(130)), Lsn(130));
         // Nothing in common.
-        assert_eq!(h(&[(2, 0)]).divergence(Lsn(10), &h(&[(1, 0)]), Lsn(10)), Lsn(0));
+        assert_eq!(
+            h(&[(2, 0)]).divergence(Lsn(10), &h(&[(1, 0)]), Lsn(10)),
+            Lsn(0)
+        );
         // Same terms, but the second term started elsewhere: agree only on
         // the first term's shorter range.
         let c = h(&[(1, 0), (2, 90)]);
@@ -180,7 +205,10 @@ mod tests {
 
     #[test]
     fn from_entries_rejects_bad_order() {
-        let e = |term, start| TermEntry { term, start: Lsn(start) };
+        let e = |term, start| TermEntry {
+            term,
+            start: Lsn(start),
+        };
         assert!(TermHistory::from_entries(vec![e(2, 0), e(2, 5)]).is_err());
         assert!(TermHistory::from_entries(vec![e(1, 10), e(2, 5)]).is_err());
     }

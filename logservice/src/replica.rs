@@ -68,6 +68,9 @@ pub struct Replica<S: Storage> {
     trim_floor: Lsn,
     /// Set when the writer is ahead of this log: fetch from peers.
     behind: bool,
+    /// The log is known to equal a peer's committed log up to here (a
+    /// record boundary, at or above `commit`): where catching up resumes.
+    peer_agreed: Lsn,
     fsyncs: u64,
 }
 
@@ -75,11 +78,19 @@ impl<S: Storage> Replica<S> {
     /// Opens a replica on `storage`: a new one (not a voter, with the given
     /// incarnation) if the storage is empty, else as it was, with a torn
     /// tail cut back to the last complete batch.
-    pub fn open(storage: S, replica_id: ReplicaId, cluster_id: &str, incarnation: u64) -> Result<Self> {
+    pub fn open(
+        storage: S,
+        replica_id: ReplicaId,
+        cluster_id: &str,
+        incarnation: u64,
+    ) -> Result<Self> {
         let mut storage = storage;
         let control = match storage.load_control() {
             Some(c) if c.cluster_id != cluster_id => {
-                return Err(LogError::WrongCluster { ours: c.cluster_id, theirs: cluster_id.into() });
+                return Err(LogError::WrongCluster {
+                    ours: c.cluster_id,
+                    theirs: cluster_id.into(),
+                });
             }
             Some(c) => c,
             None => {
@@ -90,7 +101,10 @@ impl<S: Storage> Replica<S> {
                     ..Control::default()
                 };
                 storage.store_control(&c)?;
-                info!(replica_id, incarnation, "new log replica: not a voter until caught up");
+                info!(
+                    replica_id,
+                    incarnation, "new log replica: not a voter until caught up"
+                );
                 c
             }
         };
@@ -113,9 +127,11 @@ impl<S: Storage> Replica<S> {
             sync_in_flight: false,
             trim_floor: Lsn::ZERO,
             behind: false,
+            peer_agreed: Lsn::ZERO,
             fsyncs: 0,
         };
         r.commit = r.control.commit_lsn.min(cut);
+        r.peer_agreed = r.commit;
         if r.control.history.cut_at(cut) != r.control.history {
             r.control.history.cut(cut);
             r.store_control()?;
@@ -141,6 +157,11 @@ impl<S: Storage> Replica<S> {
 
     pub fn end(&self) -> Lsn {
         self.end
+    }
+
+    /// Written bytes below this are durable.
+    pub fn synced(&self) -> Lsn {
+        self.synced
     }
 
     pub fn flush(&self) -> Lsn {
@@ -189,13 +210,19 @@ impl<S: Storage> Replica<S> {
         let bootstrap = !self.control.voter
             && self.end == Lsn::ZERO
             && self.control.history.is_empty()
-            && req.bootstrap_incarnations.contains(&self.control.incarnation);
+            && req
+                .bootstrap_incarnations
+                .contains(&self.control.incarnation);
         if req.term > self.control.promised_term || bootstrap {
             self.control.promised_term = req.term;
             self.control.promised_writer = req.writer_id.clone();
             self.matched = Lsn::ZERO;
             if bootstrap {
-                info!(replica_id = self.id(), term = req.term, "bootstrapping a new cluster: now a voter");
+                info!(
+                    replica_id = self.id(),
+                    term = req.term,
+                    "bootstrapping a new cluster: now a voter"
+                );
                 self.control.voter = true;
             }
             self.store_control()?;
@@ -279,7 +306,8 @@ impl<S: Storage> Replica<S> {
         let conflict = if h.term_at(req.start) != req.data_term {
             Some(req.start)
         } else {
-            h.next_boundary_after(req.start).filter(|b| *b < overlap_end)
+            h.next_boundary_after(req.start)
+                .filter(|b| *b < overlap_end)
         };
         match conflict {
             None => Ok(overlap_end),
@@ -303,9 +331,14 @@ impl<S: Storage> Replica<S> {
         self.epoch += 1;
         self.end = at;
         self.synced = self.synced.min(at);
-        self.batch_end = if self.batch_end <= at { self.batch_end } else { last_batch_end(&self.storage)? };
+        self.batch_end = if self.batch_end <= at {
+            self.batch_end
+        } else {
+            last_batch_end(&self.storage)?
+        };
         self.flush = self.flush.min(self.batch_end);
         self.matched = self.matched.min(at);
+        self.peer_agreed = self.peer_agreed.min(at);
         self.control.history.cut(at);
         self.store_control()
     }
@@ -366,7 +399,11 @@ impl<S: Storage> Replica<S> {
             return None;
         }
         self.sync_in_flight = true;
-        let ticket = SyncTicket { end: self.end, batch_end: self.batch_end, epoch: self.epoch };
+        let ticket = SyncTicket {
+            end: self.end,
+            batch_end: self.batch_end,
+            epoch: self.epoch,
+        };
         Some((self.storage.sync_job(), ticket))
     }
 
@@ -384,14 +421,21 @@ impl<S: Storage> Replica<S> {
     /// Committed bytes from `from`, whole records, checked.
     pub fn read_committed(&self, from: Lsn, max_bytes: usize) -> Result<ReadChunk> {
         let data = self.read_records(from, self.commit, max_bytes)?;
-        Ok(ReadChunk { start: from, data, commit_lsn: self.commit })
+        Ok(ReadChunk {
+            start: from,
+            data,
+            commit_lsn: self.commit,
+        })
     }
 
     /// Whole, checked records in `[from, limit)`, at most about `max_bytes`
     /// (but at least one record).
     fn read_records(&self, from: Lsn, limit: Lsn, max_bytes: usize) -> Result<Bytes> {
         if from < self.storage.start() {
-            return Err(LogError::Trimmed { lsn: from, start: self.storage.start() });
+            return Err(LogError::Trimmed {
+                lsn: from,
+                start: self.storage.start(),
+            });
         }
         let limit = limit.min(self.end);
         if from >= limit {
@@ -423,7 +467,10 @@ impl<S: Storage> Replica<S> {
         } else if req.term == self.control.promised_term {
             req.end
         } else {
-            return Err(LogError::Fenced { term: req.term, promised: self.control.promised_term });
+            return Err(LogError::Fenced {
+                term: req.term,
+                promised: self.control.promised_term,
+            });
         };
         let data = self.read_records(req.start, limit, req.max_bytes)?;
         Ok(FetchResponse {
@@ -436,8 +483,19 @@ impl<S: Storage> Replica<S> {
     }
 
     /// What to ask a peer for when catching up.
+    ///
+    ///
+    /// It starts where our log is known to equal committed log, not at our
+    /// end: bytes above that may be of a term the peer does not have, so
+    /// our end need not be a record boundary in the peer's log.
     pub fn catch_up_request(&self, max_bytes: usize) -> FetchRequest {
-        FetchRequest { term: 0, start: self.end, end: Lsn::MAX, max_bytes }
+        let start = self.peer_agreed.max(self.commit).min(self.end);
+        FetchRequest {
+            term: 0,
+            start,
+            end: Lsn::MAX,
+            max_bytes,
+        }
     }
 
     /// Takes a peer's committed bytes: cuts this log where it diverges from
@@ -446,26 +504,43 @@ impl<S: Storage> Replica<S> {
     pub fn apply_peer_fetch(&mut self, resp: &FetchResponse) -> Result<bool> {
         let peer_commit = resp.commit_lsn;
         let peer = resp.history.cut_at(peer_commit);
-        let agree = self.control.history.divergence(self.end, &peer, peer_commit);
+        let agree = self
+            .control
+            .history
+            .divergence(self.end, &peer, peer_commit);
         if agree < self.end && agree < peer_commit {
             if agree < self.commit {
                 return Err(LogError::CorruptFile {
                     what: "peer log".into(),
-                    detail: format!("peer's committed log diverges from ours at {agree}, below our commit {}", self.commit),
+                    detail: format!(
+                        "peer's committed log diverges from ours at {agree}, below our commit {}",
+                        self.commit
+                    ),
                 });
             }
             self.cut(agree)?;
             return Ok(true);
         }
-        if resp.start == self.end && !resp.data.is_empty() {
-            let data_end = resp.start.advance(resp.data.len() as u64);
+        let data_end = resp.start.advance(resp.data.len() as u64);
+        if resp.start <= self.end && data_end > self.end {
             if data_end > peer_commit {
-                return Err(LogError::BadRequest("peer sent bytes above its commit LSN".into()));
+                return Err(LogError::BadRequest(
+                    "peer sent bytes above its commit LSN".into(),
+                ));
             }
-            self.write_peer_bytes(&peer, resp.start, &resp.data)?;
+            // Our log agrees with the peer's up to our end (else it was cut
+            // above), so the bytes up to it are ours already.
+            let skip = self.end.bytes_since(resp.start) as usize;
+            self.write_peer_bytes(&peer, self.end, &resp.data[skip..])?;
         }
-        let agree = self.control.history.divergence(self.end, &peer, peer_commit);
-        self.commit = self.commit.max(agree);
+        let agree = self
+            .control
+            .history
+            .divergence(self.end, &peer, peer_commit);
+        self.peer_agreed = self.peer_agreed.max(agree);
+        // The fetched bytes end at a record, not necessarily at a batch end:
+        // commit only whole batches.
+        self.commit = self.commit.max(agree.min(self.batch_end));
         self.store_control()?;
         Ok(self.end < peer_commit)
     }
@@ -475,7 +550,10 @@ impl<S: Storage> Replica<S> {
         let mut at = start;
         let end = start.advance(data.len() as u64);
         while at < end {
-            let piece_end = peer.next_boundary_after(at).filter(|b| *b < end).unwrap_or(end);
+            let piece_end = peer
+                .next_boundary_after(at)
+                .filter(|b| *b < end)
+                .unwrap_or(end);
             let offset = at.bytes_since(start) as usize;
             let len = piece_end.bytes_since(at) as usize;
             self.write_records(at, peer.term_at(at), &data[offset..offset + len])?;

@@ -164,12 +164,16 @@ impl Storage for MemStorage {
     }
 
     fn end(&self) -> Lsn {
-        self.base.advance((self.durable.len() + self.volatile.len()) as u64)
+        self.base
+            .advance((self.durable.len() + self.volatile.len()) as u64)
     }
 
     fn write(&mut self, at: Lsn, bytes: &[u8]) -> Result<()> {
         if at != self.end() {
-            return Err(LogError::BadRequest(format!("write at {at}, log ends at {}", self.end())));
+            return Err(LogError::BadRequest(format!(
+                "write at {at}, log ends at {}",
+                self.end()
+            )));
         }
         self.write_starts.push(at);
         self.volatile.extend_from_slice(bytes);
@@ -191,7 +195,10 @@ impl Storage for MemStorage {
 
     fn read(&self, from: Lsn, max_bytes: usize) -> Result<Vec<u8>> {
         if from < self.base {
-            return Err(LogError::Trimmed { lsn: from, start: self.base });
+            return Err(LogError::Trimmed {
+                lsn: from,
+                start: self.base,
+            });
         }
         let all = self.all();
         let i = (from.bytes_since(self.base) as usize).min(all.len());

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
-use strata_wal::record::{MAX_RECORD_BYTES, RecordIter};
+use strata_wal::record::RecordIter;
 use strata_wal::{Batch, Lsn, RecordKind};
 use tracing::{info, warn};
 
@@ -79,19 +79,28 @@ pub enum Outgoing {
 pub enum Phase {
     /// Not (yet) a writer: start an election.
     Idle,
-    Electing { bootstrap: bool },
+    Electing {
+        bootstrap: bool,
+    },
     /// Fetching the adopted log's uncommitted tail from the donor.
-    Recovering { donor: ReplicaId, upto: Lsn },
+    Recovering {
+        donor: ReplicaId,
+        upto: Lsn,
+    },
     Leading,
     /// A higher term exists: this writer is done for good.
-    Fenced { by_term: u64 },
+    Fenced {
+        by_term: u64,
+    },
 }
 
 /// Why a batch was not taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SubmitError {
     NotLeader,
-    Fenced { by_term: u64 },
+    Fenced {
+        by_term: u64,
+    },
     /// Too many uncommitted bytes: try again after commits.
     Full,
     /// Larger than the uncommitted-bytes bound can ever hold.
@@ -207,7 +216,9 @@ impl Writer {
         self.now_ms = now_ms;
         self.term = self.max_seen_term.max(self.term) + 1;
         self.max_seen_term = self.term;
-        self.phase = Phase::Electing { bootstrap: !bootstrap.is_empty() };
+        self.phase = Phase::Electing {
+            bootstrap: !bootstrap.is_empty(),
+        };
         self.promises.clear();
         self.refusals.clear();
         let req = ElectRequest {
@@ -215,7 +226,11 @@ impl Writer {
             writer_id: self.cfg.writer_id.clone(),
             bootstrap_incarnations: bootstrap,
         };
-        self.cfg.replicas.iter().map(|&r| Outgoing::Elect(r, req.clone())).collect()
+        self.cfg
+            .replicas
+            .iter()
+            .map(|&r| Outgoing::Elect(r, req.clone()))
+            .collect()
     }
 
     pub fn on_promise(&mut self, p: Promise) -> Vec<Outgoing> {
@@ -248,10 +263,15 @@ impl Writer {
             return self.become_leader();
         }
         let all = self.promises.len() == self.cfg.replicas.len();
-        let all_new = self.promises.values().all(|p| !p.voter && p.is_empty_log());
+        // Every log empty: nothing was ever committed, whichever replicas a
+        // bootstrap round that did not finish already made voters.
+        let all_new = self.promises.values().all(|p| p.is_empty_log());
         if all && all_new && self.phase == (Phase::Electing { bootstrap: false }) {
             let incarnations = self.promises.values().map(|p| p.incarnation).collect();
-            info!(term = self.term + 1, "every replica is new: bootstrapping the cluster");
+            info!(
+                term = self.term + 1,
+                "every replica is new: bootstrapping the cluster"
+            );
             return self.start_election_with(self.now_ms, incarnations);
         }
         Vec::new()
@@ -266,7 +286,12 @@ impl Writer {
             .expect("a majority of voters promised")
             .clone();
         let adopted_end = donor.flush_lsn;
-        let known_commit = self.promises.values().map(|p| p.commit_lsn).max().unwrap_or_default();
+        let known_commit = self
+            .promises
+            .values()
+            .map(|p| p.commit_lsn)
+            .max()
+            .unwrap_or_default();
         if known_commit > adopted_end {
             warn!(%known_commit, %adopted_end, "a replica reports a commit LSN above the most advanced log");
         }
@@ -280,7 +305,10 @@ impl Writer {
         self.end = known_commit;
         info!(term = self.term, donor = donor.replica_id, %adopted_end, %known_commit, "elected");
         if adopted_end > known_commit {
-            self.phase = Phase::Recovering { donor: donor.replica_id, upto: adopted_end };
+            self.phase = Phase::Recovering {
+                donor: donor.replica_id,
+                upto: adopted_end,
+            };
             return vec![self.recovery_fetch(donor.replica_id, adopted_end)];
         }
         self.finish_recovery()
@@ -306,7 +334,10 @@ impl Writer {
         }
         let data_end = resp.start.advance(resp.data.len() as u64);
         if resp.data.is_empty() || data_end > upto || resp.promised_term != self.term {
-            warn!(term = self.term, "donor cannot give the adopted log; electing again");
+            warn!(
+                term = self.term,
+                "donor cannot give the adopted log; electing again"
+            );
             self.phase = Phase::Idle;
             return Vec::new();
         }
@@ -339,9 +370,18 @@ impl Writer {
         let end = start.advance(data.len() as u64);
         let mut at = start;
         while at < end {
-            let piece_end = self.history.next_boundary_after(at).filter(|b| *b < end).unwrap_or(end);
-            let slice = data.slice(at.bytes_since(start) as usize..piece_end.bytes_since(start) as usize);
-            self.pieces.push_back(Piece { start: at, term: self.history.term_at(at), bytes: slice });
+            let piece_end = self
+                .history
+                .next_boundary_after(at)
+                .filter(|b| *b < end)
+                .unwrap_or(end);
+            let slice =
+                data.slice(at.bytes_since(start) as usize..piece_end.bytes_since(start) as usize);
+            self.pieces.push_back(Piece {
+                start: at,
+                term: self.history.term_at(at),
+                bytes: slice,
+            });
             at = piece_end;
         }
         self.end = end;
@@ -357,7 +397,9 @@ impl Writer {
         self.progress.clear();
         for &r in &self.cfg.replicas {
             let next = match self.promises.get(&r) {
-                Some(p) => p.history.divergence(p.flush_lsn, &self.history, adopted_end),
+                Some(p) => p
+                    .history
+                    .divergence(p.flush_lsn, &self.history, adopted_end),
                 None => adopted_end,
             };
             let mut pr = Progress::default();
@@ -420,7 +462,9 @@ impl Writer {
             }
             pr.lagging = false;
         } else {
-            let agree = resp.history.divergence(resp.end_lsn, &self.history, self.end);
+            let agree = resp
+                .history
+                .divergence(resp.end_lsn, &self.history, self.end);
             pr.acked_end = resp.end_lsn.min(self.end);
             pr.inflight.clear();
             self.reposition(&mut pr, agree);
@@ -458,13 +502,25 @@ impl Writer {
     /// Drops bytes every replica has, or (past the window budget) bytes
     /// that are committed.
     fn trim_window(&mut self) {
-        let all_have = self.progress.values().map(|p| p.acked_end).min().unwrap_or_default();
+        let all_have = self
+            .progress
+            .values()
+            .map(|p| p.acked_end)
+            .min()
+            .unwrap_or_default();
         let held = self.end.bytes_since(self.window_start);
-        let keep_from = if held > self.cfg.window_bytes { self.commit } else { all_have.min(self.commit) };
+        let keep_from = if held > self.cfg.window_bytes {
+            self.commit
+        } else {
+            all_have.min(self.commit)
+        };
         while self.pieces.front().is_some_and(|p| p.end() <= keep_from) {
             self.pieces.pop_front();
         }
-        self.window_start = self.pieces.front().map_or(Lsn(self.end.0 - self.tail_len()), |p| p.start);
+        self.window_start = self
+            .pieces
+            .front()
+            .map_or(Lsn(self.end.0 - self.tail_len()), |p| p.start);
     }
 
     fn tail_len(&self) -> u64 {
@@ -478,7 +534,11 @@ impl Writer {
         }
         let bytes = self.tail.split().freeze();
         let start = Lsn(self.end.0 - bytes.len() as u64);
-        self.pieces.push_back(Piece { start, term: self.term, bytes });
+        self.pieces.push_back(Piece {
+            start,
+            term: self.term,
+            bytes,
+        });
     }
 
     /// Bytes from `from`, one term, whole pieces, at most about
@@ -504,9 +564,9 @@ impl Writer {
     }
 
     /// The longest prefix of whole records within `max_append_bytes` (at
-    /// least one record).
+    /// least one record, which may be larger).
     fn split_at_record(&self, bytes: Bytes, from: Lsn) -> Bytes {
-        let limit = self.cfg.max_append_bytes.max(MAX_RECORD_BYTES);
+        let limit = self.cfg.max_append_bytes;
         let mut cut = 0;
         for r in RecordIter::new(&bytes, from) {
             let Ok(r) = r else { break };
@@ -539,10 +599,16 @@ impl Writer {
 
     fn pump_one(&self, r: ReplicaId, pr: &mut Progress, out: &mut Vec<Outgoing>) {
         let now = self.now_ms;
-        if !pr.inflight.is_empty() && now.saturating_sub(pr.last_sent_ms) >= self.cfg.retransmit_ms {
+        if !pr.inflight.is_empty() && now.saturating_sub(pr.last_sent_ms) >= self.cfg.retransmit_ms
+        {
             pr.inflight.clear();
             let from = pr.acked_end;
             self.reposition(pr, from);
+        }
+        if pr.next < self.window_start {
+            // The window moved past what this replica is due: we no longer
+            // hold those bytes.
+            self.reposition(pr, pr.next);
         }
         if pr.lagging {
             if now.saturating_sub(pr.last_sent_ms) >= self.cfg.heartbeat_ms {
@@ -584,7 +650,12 @@ impl Writer {
             data_term,
             data,
             commit_lsn: self.commit,
-            trim_floor: self.progress.values().map(|p| p.matched).min().unwrap_or_default(),
+            trim_floor: self
+                .progress
+                .values()
+                .map(|p| p.matched)
+                .min()
+                .unwrap_or_default(),
         }
     }
 }

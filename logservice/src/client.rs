@@ -1,0 +1,604 @@
+//! Clients of the log service: the writer ([`LogClient`]), a reader of the
+//! committed log with failover ([`LogReader`]) and [`replica_status`].
+//!
+//! [`LogClient`] runs the [`Writer`] state machine on one driver task. Many
+//! callers' `append`s queue on a bounded channel; the driver takes all that
+//! are queued, places them in the log, and sends them in as few append
+//! messages as the replicas' acknowledgements allow: that is group commit.
+//! Each replica has a link task holding one bidirectional append stream; a
+//! link whose queue is full drops the message (the writer retransmits), so
+//! a slow or dead replica never stalls the others. The caller's future
+//! resolves when a majority has the batch durably.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use strata_proto::logservice as pb;
+use strata_proto::logservice::log_service_client::LogServiceClient;
+use strata_wal::{Batch, Lsn};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, warn};
+
+use crate::error::{LogError, Result};
+use crate::msg::{AppendRequest, AppendResponse, FetchResponse, Promise, ReadChunk, ReplicaId};
+use crate::server::MAX_MESSAGE_BYTES;
+use crate::writer::{Outgoing, Phase, SubmitError, Writer, WriterConfig};
+
+/// A lazily connecting gRPC client for one replica.
+pub async fn connect_replica(endpoint: &str) -> Result<LogServiceClient<Channel>> {
+    let channel = Endpoint::from_shared(endpoint.to_string())
+        .map_err(|e| LogError::BadRequest(format!("bad endpoint {endpoint:?}: {e}")))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(1))
+        .connect_lazy();
+    Ok(LogServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+#[derive(Clone, Debug)]
+pub struct LogClientConfig {
+    pub cluster_id: String,
+    pub writer_id: String,
+    /// Every replica, as `http://host:port`.
+    pub endpoints: Vec<String>,
+    /// How long `connect` waits to win an election.
+    pub election_timeout: Duration,
+    /// How long `append` waits for a quorum. On timeout the batch's fate is
+    /// unknown (it may still commit), as with any database's lost reply.
+    pub commit_timeout: Duration,
+    pub writer: WriterConfig,
+}
+
+impl LogClientConfig {
+    pub fn new(
+        cluster_id: impl Into<String>,
+        writer_id: impl Into<String>,
+        endpoints: Vec<String>,
+    ) -> Self {
+        let writer_id = writer_id.into();
+        let ids = (1..=endpoints.len() as ReplicaId).collect();
+        LogClientConfig {
+            cluster_id: cluster_id.into(),
+            writer: WriterConfig::new(writer_id.clone(), ids),
+            writer_id,
+            endpoints,
+            election_timeout: Duration::from_secs(10),
+            commit_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+struct Cmd {
+    batch: Batch,
+    done: oneshot::Sender<Result<Lsn>>,
+}
+
+enum Event {
+    Promise(Promise),
+    Append(AppendResponse),
+    Fetch(ReplicaId, Result<FetchResponse>),
+}
+
+/// What callers can see of the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriterState {
+    pub phase: Phase,
+    pub term: u64,
+    pub commit_lsn: Lsn,
+}
+
+/// The writer side of the log. Cheap to clone; dropping the last clone (or
+/// [`LogClient::close`]) stops the driver.
+#[derive(Clone)]
+pub struct LogClient {
+    cmds: mpsc::Sender<Cmd>,
+    state: watch::Receiver<WriterState>,
+    stop: CancellationToken,
+    commit_timeout: Duration,
+}
+
+impl LogClient {
+    /// Connects to every replica and wins an election.
+    pub async fn connect(cfg: LogClientConfig) -> Result<LogClient> {
+        if cfg.endpoints.is_empty() {
+            return Err(LogError::BadRequest(
+                "a log client needs at least one replica".into(),
+            ));
+        }
+        let stop = CancellationToken::new();
+        let (cmd_tx, cmd_rx) = mpsc::channel(4096);
+        let initial = WriterState {
+            phase: Phase::Idle,
+            term: 0,
+            commit_lsn: Lsn::ZERO,
+        };
+        let (state_tx, mut state_rx) = watch::channel(initial);
+        let driver = Driver::start(&cfg, state_tx, stop.clone()).await?;
+        tokio::spawn(driver.run(cmd_rx));
+        let won = tokio::time::timeout(cfg.election_timeout, async {
+            loop {
+                let s = *state_rx.borrow_and_update();
+                match s.phase {
+                    Phase::Leading => return Ok(()),
+                    Phase::Fenced { by_term } => {
+                        return Err(LogError::Fenced {
+                            term: s.term,
+                            promised: by_term,
+                        });
+                    }
+                    _ => {}
+                }
+                if state_rx.changed().await.is_err() {
+                    return Err(LogError::Shutdown);
+                }
+            }
+        })
+        .await;
+        match won {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                stop.cancel();
+                return Err(LogError::Unavailable(format!(
+                    "no quorum of log replicas elected writer {} within {:?}",
+                    cfg.writer_id, cfg.election_timeout
+                )));
+            }
+        }
+        Ok(LogClient {
+            cmds: cmd_tx,
+            state: state_rx,
+            stop,
+            commit_timeout: cfg.commit_timeout,
+        })
+    }
+
+    /// Appends one batch; returns its commit LSN once a majority has it.
+    pub async fn append(&self, batch: Batch) -> Result<Lsn> {
+        let (done, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd { batch, done })
+            .await
+            .map_err(|_| LogError::Shutdown)?;
+        match tokio::time::timeout(self.commit_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(LogError::Shutdown),
+            Err(_) => Err(LogError::Unavailable(format!(
+                "commit not acknowledged by a quorum within {:?}",
+                self.commit_timeout
+            ))),
+        }
+    }
+
+    pub fn state(&self) -> WriterState {
+        *self.state.borrow()
+    }
+
+    pub fn close(&self) {
+        self.stop.cancel();
+    }
+}
+
+struct Driver {
+    writer: Writer,
+    cluster_id: String,
+    clients: Vec<LogServiceClient<Channel>>,
+    links: Vec<mpsc::Sender<AppendRequest>>,
+    events_tx: mpsc::Sender<Event>,
+    events: mpsc::Receiver<Event>,
+    state: watch::Sender<WriterState>,
+    stop: CancellationToken,
+    epoch: Instant,
+    waiting: VecDeque<(Lsn, oneshot::Sender<Result<Lsn>>)>,
+    queued: VecDeque<Cmd>,
+    election_started_ms: u64,
+}
+
+impl Driver {
+    async fn start(
+        cfg: &LogClientConfig,
+        state: watch::Sender<WriterState>,
+        stop: CancellationToken,
+    ) -> Result<Driver> {
+        let (events_tx, events) = mpsc::channel(1024);
+        let mut clients = Vec::new();
+        let mut links = Vec::new();
+        for (i, endpoint) in cfg.endpoints.iter().enumerate() {
+            let client = connect_replica(endpoint).await?;
+            let (tx, rx) = mpsc::channel(64);
+            let id = i as ReplicaId + 1;
+            tokio::spawn(link(
+                id,
+                client.clone(),
+                cfg.cluster_id.clone(),
+                rx,
+                events_tx.clone(),
+                stop.clone(),
+            ));
+            clients.push(client);
+            links.push(tx);
+        }
+        Ok(Driver {
+            writer: Writer::new(cfg.writer.clone()),
+            cluster_id: cfg.cluster_id.clone(),
+            clients,
+            links,
+            events_tx,
+            events,
+            state,
+            stop,
+            epoch: Instant::now(),
+            waiting: VecDeque::new(),
+            queued: VecDeque::new(),
+            election_started_ms: 0,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(c) => {
+                        self.queued.push_back(c);
+                        while let Ok(c) = cmds.try_recv() {
+                            self.queued.push_back(c);
+                        }
+                    }
+                    None => break,
+                },
+                Some(ev) = self.events.recv() => {
+                    self.handle(ev);
+                    while let Ok(ev) = self.events.try_recv() {
+                        self.handle(ev);
+                    }
+                }
+                _ = tick.tick() => {}
+                _ = self.stop.cancelled() => break,
+            }
+            self.step();
+        }
+        self.stop.cancel();
+        self.fail_all(|| LogError::Shutdown);
+    }
+
+    fn handle(&mut self, ev: Event) {
+        let out = match ev {
+            Event::Promise(p) => self.writer.on_promise(p),
+            Event::Append(resp) => self.writer.on_append_response(resp),
+            Event::Fetch(from, Ok(resp)) => self.writer.on_fetch_response(from, resp),
+            Event::Fetch(_, Err(e)) => {
+                warn!(error = %e, "fetching the adopted log failed");
+                self.writer.on_fetch_error();
+                Vec::new()
+            }
+        };
+        self.dispatch(out);
+    }
+
+    /// Submits queued batches, sends what is due, answers what committed.
+    fn step(&mut self) {
+        let now = self.now_ms();
+        self.submit_queued();
+        let out = self.writer.pump(now);
+        self.dispatch(out);
+        let commit = self.writer.commit();
+        while self.waiting.front().is_some_and(|(lsn, _)| *lsn <= commit) {
+            let (lsn, done) = self.waiting.pop_front().expect("checked");
+            let _ = done.send(Ok(lsn));
+        }
+        match self.writer.phase() {
+            Phase::Fenced { by_term } => {
+                let term = self.writer.term();
+                self.fail_all(|| LogError::Fenced {
+                    term,
+                    promised: by_term,
+                });
+            }
+            Phase::Idle => self.elect(now),
+            Phase::Electing { .. } | Phase::Recovering { .. }
+                if now - self.election_started_ms > 2000 =>
+            {
+                self.elect(now)
+            }
+            _ => {}
+        }
+        let s = WriterState {
+            phase: self.writer.phase(),
+            term: self.writer.term(),
+            commit_lsn: commit,
+        };
+        self.state
+            .send_if_modified(|old| std::mem::replace(old, s) != s);
+    }
+
+    fn submit_queued(&mut self) {
+        while let Some(cmd) = self.queued.front() {
+            let err = match self.writer.submit(&cmd.batch) {
+                Ok(lsn) => {
+                    let cmd = self.queued.pop_front().expect("checked");
+                    self.waiting.push_back((lsn, cmd.done));
+                    continue;
+                }
+                Err(SubmitError::Full | SubmitError::NotLeader) => return,
+                Err(SubmitError::Fenced { by_term }) => LogError::Fenced {
+                    term: self.writer.term(),
+                    promised: by_term,
+                },
+                Err(SubmitError::TooLarge) => LogError::BadRequest(format!(
+                    "a batch of {} bytes is larger than the writer's uncommitted-bytes bound",
+                    cmd.batch.len()
+                )),
+            };
+            let cmd = self.queued.pop_front().expect("checked");
+            let _ = cmd.done.send(Err(err));
+        }
+    }
+
+    fn elect(&mut self, now: u64) {
+        self.election_started_ms = now;
+        let out = self.writer.start_election(now);
+        debug!(term = self.writer.term(), "starting an election");
+        self.dispatch(out);
+    }
+
+    fn fail_all(&mut self, err: impl Fn() -> LogError) {
+        for (_, done) in self.waiting.drain(..) {
+            let _ = done.send(Err(err()));
+        }
+        for cmd in self.queued.drain(..) {
+            let _ = cmd.done.send(Err(err()));
+        }
+    }
+
+    fn dispatch(&self, out: Vec<Outgoing>) {
+        for o in out {
+            match o {
+                Outgoing::Append(r, req) => {
+                    // Full: the replica is slow or gone; the writer resends.
+                    let _ = self.links[r as usize - 1].try_send(req);
+                }
+                Outgoing::Elect(r, req) => {
+                    let mut client = self.clients[r as usize - 1].clone();
+                    let mut req = pb::ElectRequest::from(&req);
+                    req.cluster_id = self.cluster_id.clone();
+                    let events = self.events_tx.clone();
+                    tokio::spawn(async move {
+                        let call =
+                            tokio::time::timeout(Duration::from_secs(1), client.elect(req)).await;
+                        if let Ok(Ok(resp)) = call
+                            && let Ok(mut p) = Promise::try_from(resp.into_inner())
+                        {
+                            p.replica_id = r;
+                            let _ = events.send(Event::Promise(p)).await;
+                        }
+                    });
+                }
+                Outgoing::Fetch(r, req) => {
+                    let mut client = self.clients[r as usize - 1].clone();
+                    let mut req = pb::FetchRequest::from(&req);
+                    req.cluster_id = self.cluster_id.clone();
+                    let events = self.events_tx.clone();
+                    tokio::spawn(async move {
+                        let resp = match client.fetch(req).await {
+                            Ok(resp) => FetchResponse::try_from(resp.into_inner()),
+                            Err(status) => Err(status.into()),
+                        };
+                        let _ = events.send(Event::Fetch(r, resp)).await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Holds one append stream to replica `id`, reopening it when it breaks.
+async fn link(
+    id: ReplicaId,
+    mut client: LogServiceClient<Channel>,
+    cluster_id: String,
+    mut rx: mpsc::Receiver<AppendRequest>,
+    events: mpsc::Sender<Event>,
+    stop: CancellationToken,
+) {
+    loop {
+        let (out_tx, out_rx) = mpsc::channel::<pb::AppendRequest>(64);
+        let call = tokio::select! {
+            call = client.append(ReceiverStream::new(out_rx)) => call,
+            _ = stop.cancelled() => return,
+        };
+        if let Ok(resp) = call {
+            let mut inbound = resp.into_inner();
+            loop {
+                tokio::select! {
+                    req = rx.recv() => {
+                        let Some(req) = req else { return };
+                        let mut msg = pb::AppendRequest::from(&req);
+                        msg.cluster_id = cluster_id.clone();
+                        if out_tx.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                    msg = inbound.message() => match msg {
+                        Ok(Some(msg)) => match AppendResponse::try_from(msg) {
+                            Ok(mut resp) => {
+                                resp.replica_id = id;
+                                if events.send(Event::Append(resp)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => warn!(replica = id, error = %e, "bad append response"),
+                        },
+                        Ok(None) => break,
+                        Err(status) => {
+                            warn!(replica = id, %status, "append stream failed");
+                            break;
+                        }
+                    },
+                    _ = stop.cancelled() => return,
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// A replica's status, as its Status RPC reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub replica_id: ReplicaId,
+    pub promised_term: u64,
+    pub voter: bool,
+    pub flush_lsn: Lsn,
+    pub commit_lsn: Lsn,
+    pub end_lsn: Lsn,
+    pub start_lsn: Lsn,
+    pub segment_count: u64,
+    pub fsync_count: u64,
+}
+
+pub async fn replica_status(endpoint: &str, cluster_id: &str) -> Result<ReplicaStatus> {
+    let mut client = connect_replica(endpoint).await?;
+    let s = client
+        .status(pb::StatusRequest {
+            cluster_id: cluster_id.to_string(),
+        })
+        .await?
+        .into_inner();
+    Ok(ReplicaStatus {
+        replica_id: s.replica_id,
+        promised_term: s.promised_term,
+        voter: s.voter,
+        flush_lsn: Lsn(s.flush_lsn),
+        commit_lsn: Lsn(s.commit_lsn),
+        end_lsn: Lsn(s.end_lsn),
+        start_lsn: Lsn(s.start_lsn),
+        segment_count: s.segment_count,
+        fsync_count: s.fsync_count,
+    })
+}
+
+/// Follows the committed log from an LSN, failing over between replicas.
+pub struct LogReader {
+    cluster_id: String,
+    consumer_id: String,
+    endpoints: Vec<String>,
+    turn: usize,
+    next: Lsn,
+    stream: Option<tonic::Streaming<pb::ReadResponse>>,
+}
+
+impl LogReader {
+    pub fn new(
+        cluster_id: impl Into<String>,
+        consumer_id: impl Into<String>,
+        endpoints: Vec<String>,
+        from: Lsn,
+    ) -> Self {
+        LogReader {
+            cluster_id: cluster_id.into(),
+            consumer_id: consumer_id.into(),
+            endpoints,
+            turn: 0,
+            next: from,
+            stream: None,
+        }
+    }
+
+    /// The LSN the next chunk starts at.
+    pub fn position(&self) -> Lsn {
+        self.next
+    }
+
+    /// The next chunk of committed log (whole records), waiting for one.
+    /// A replica that fails (down, corrupt, trimmed) is left for the next;
+    /// an error comes back only when every replica has failed in a row.
+    pub async fn next_chunk(&mut self) -> Result<ReadChunk> {
+        let mut failures = 0;
+        loop {
+            match self.try_next().await {
+                Ok(chunk) => return Ok(chunk),
+                Err(e) => {
+                    warn!(endpoint = %self.endpoints[self.turn % self.endpoints.len()], error = %e, "log read failed; trying the next replica");
+                    self.stream = None;
+                    self.turn += 1;
+                    failures += 1;
+                    if failures >= self.endpoints.len() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn try_next(&mut self) -> Result<ReadChunk> {
+        if self.stream.is_none() {
+            let endpoint = &self.endpoints[self.turn % self.endpoints.len()];
+            let mut client = connect_replica(endpoint).await?;
+            let req = pb::ReadRequest {
+                cluster_id: self.cluster_id.clone(),
+                consumer_id: self.consumer_id.clone(),
+                start_lsn: self.next.0,
+            };
+            self.stream = Some(client.read(req).await?.into_inner());
+        }
+        let stream = self.stream.as_mut().expect("just set");
+        let msg = stream
+            .message()
+            .await?
+            .ok_or_else(|| LogError::Unavailable("read stream ended".into()))?;
+        if msg.start_lsn != self.next.0 {
+            return Err(LogError::BadRequest(format!(
+                "read stream jumped to {} from {}",
+                msg.start_lsn, self.next
+            )));
+        }
+        strata_wal::record::scan(&msg.data, self.next)?;
+        let chunk = ReadChunk {
+            start: self.next,
+            data: msg.data,
+            commit_lsn: Lsn(msg.commit_lsn),
+        };
+        self.next = self.next.advance(chunk.data.len() as u64);
+        Ok(chunk)
+    }
+
+    /// Tells every reachable replica this consumer needs nothing below `safe`.
+    pub async fn report_safe_lsn(&self, safe: Lsn) -> Result<()> {
+        let mut last_err = None;
+        for endpoint in &self.endpoints {
+            let req = pb::ReportSafeLsnRequest {
+                cluster_id: self.cluster_id.clone(),
+                consumer_id: self.consumer_id.clone(),
+                safe_lsn: safe.0,
+            };
+            let result = async {
+                connect_replica(endpoint)
+                    .await?
+                    .report_safe_lsn(req)
+                    .await
+                    .map_err(LogError::from)
+            };
+            if let Err(e) = result.await {
+                last_err = Some(e);
+            }
+        }
+        match last_err {
+            Some(e) if self.endpoints.len() == 1 => Err(e),
+            _ => Ok(()),
+        }
+    }
+}

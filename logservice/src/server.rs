@@ -1,0 +1,480 @@
+//! The gRPC server of one log replica.
+//!
+//! A thin shell around [`Replica`]: every RPC takes the replica's lock,
+//! calls the state machine and answers. Around it run, owned by [`serve_on`]
+//! and stopped by its cancellation token:
+//!
+//! - the *flusher*, one OS thread: takes a sync job from the replica, runs
+//!   it (fsync) outside the lock, and reports it done; appends that arrive
+//!   meanwhile share the next fsync (group fsync);
+//! - the *catch-up* task: when the replica finds itself behind the writer,
+//!   it fetches committed log from its peers;
+//! - the *housekeeping* task: trims segments and saves the commit LSN.
+//!
+//! Appends are acknowledged on their stream once the flusher has made them
+//! durable; state changes (flush, commit) are broadcast on a watch channel
+//! that append and read streams wait on. Shutdown order: stop accepting
+//! RPCs, cancel the tasks, stop the flusher after its last fsync.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use strata_proto::logservice as pb;
+use strata_proto::logservice::log_service_server::{LogService, LogServiceServer};
+use strata_wal::Lsn;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+use crate::control_file::new_incarnation;
+use crate::error::{LogError, Result};
+use crate::msg::{AppendOutcome, AppendRequest, FetchRequest, FetchResponse, ReplicaId};
+use crate::replica::Replica;
+use crate::segment::SegmentStorage;
+use crate::storage::Storage;
+use crate::wire::history_to_pb;
+
+/// The most bytes one read-stream message carries.
+const READ_CHUNK_BYTES: usize = 1 << 20;
+/// gRPC message size limit: an append or fetch of a few MiB must fit.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub id: ReplicaId,
+    pub cluster_id: String,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The other replicas, as `http://host:port`.
+    pub peers: Vec<String>,
+    pub segment_size_bytes: u64,
+    /// A consumer further behind than this stops holding the log back.
+    pub retention_cap_bytes: u64,
+    pub housekeeping_interval: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(id: ReplicaId, cluster_id: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            id,
+            cluster_id: cluster_id.into(),
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            peers: Vec::new(),
+            segment_size_bytes: 64 << 20,
+            retention_cap_bytes: 16 << 30,
+            housekeeping_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+struct Shared {
+    cluster_id: String,
+    replica: Mutex<Replica<SegmentStorage>>,
+    /// Bumped on every change of flush, commit or log end.
+    changed: watch::Sender<u64>,
+    sync_wanted: Mutex<bool>,
+    sync_cv: Condvar,
+    /// Cancelled at shutdown: long-lived streams end so that the server's
+    /// graceful shutdown does not wait for a writer that never hangs up.
+    stop: CancellationToken,
+}
+
+impl Shared {
+    fn check_cluster(&self, cluster_id: &str) -> Result<(), Status> {
+        if cluster_id != self.cluster_id {
+            return Err(LogError::WrongCluster {
+                ours: self.cluster_id.clone(),
+                theirs: cluster_id.into(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    fn want_sync(&self) {
+        *self.sync_wanted.lock() = true;
+        self.sync_cv.notify_one();
+    }
+}
+
+/// Binds `config.listen` and serves until `shutdown`.
+pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(LogError::io(format!("binding {}", config.listen)))?;
+    serve_on(listener, config, shutdown).await
+}
+
+/// Serves on an already bound listener until `shutdown`.
+pub async fn serve_on(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let storage = SegmentStorage::open(
+        &config.data_dir,
+        &config.cluster_id,
+        config.id,
+        config.segment_size_bytes,
+    )?;
+    let replica = Replica::open(storage, config.id, &config.cluster_id, new_incarnation())?;
+    let addr = listener
+        .local_addr()
+        .map_err(LogError::io("reading the bound address"))?;
+    info!(id = config.id, %addr, end = %replica.end(), voter = replica.control().voter, "log replica serving");
+    let shared = Arc::new(Shared {
+        cluster_id: config.cluster_id.clone(),
+        replica: Mutex::new(replica),
+        changed: watch::channel(0).0,
+        sync_wanted: Mutex::new(false),
+        sync_cv: Condvar::new(),
+        stop: shutdown.clone(),
+    });
+    let tasks = CancellationToken::new();
+    let flusher = spawn_flusher(shared.clone(), tasks.clone());
+    let catch_up = tokio::spawn(catch_up_loop(
+        shared.clone(),
+        config.peers.clone(),
+        tasks.clone(),
+    ));
+    let housekeeping = tokio::spawn(housekeeping_loop(
+        shared.clone(),
+        config.clone(),
+        tasks.clone(),
+    ));
+    let service = LogServiceServer::new(Service {
+        shared: shared.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // TCP_NODELAY must be set on the incoming stream: the builder's flag
+    // does not apply to a listener we bind ourselves (tonic's docs).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await;
+    tasks.cancel();
+    shared.want_sync();
+    let _ = catch_up.await;
+    let _ = housekeeping.await;
+    let _ = tokio::task::spawn_blocking(move || flusher.join()).await;
+    info!(id = config.id, "log replica stopped");
+    served.map_err(|e| LogError::Unavailable(format!("gRPC server failed: {e}")))
+}
+
+/// The flusher thread: one fsync at a time, covering every write before it.
+fn spawn_flusher(shared: Arc<Shared>, stop: CancellationToken) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("log-flusher".into())
+        .spawn(move || {
+            loop {
+                {
+                    let mut wanted = shared.sync_wanted.lock();
+                    while !*wanted && !stop.is_cancelled() {
+                        shared
+                            .sync_cv
+                            .wait_for(&mut wanted, Duration::from_millis(100));
+                    }
+                    *wanted = false;
+                }
+                loop {
+                    // Its own statement: the lock must be released before
+                    // the fsync (a `while let` would hold it to the end).
+                    let next = shared.replica.lock().begin_sync();
+                    let Some((job, ticket)) = next else { break };
+                    // An fsync error aborts the process inside the job.
+                    let result = crate::storage::SyncJob::run(job);
+                    if let Err(e) = result.and_then(|()| shared.replica.lock().finish_sync(ticket))
+                    {
+                        warn!(error = %e, "sync bookkeeping failed");
+                    }
+                    shared.notify();
+                }
+                if stop.is_cancelled() {
+                    return;
+                }
+            }
+        })
+        .expect("spawning the flusher thread")
+}
+
+async fn catch_up_loop(shared: Arc<Shared>, peers: Vec<String>, stop: CancellationToken) {
+    let mut turn = 0usize;
+    let mut changed = shared.changed.subscribe();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = changed.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        if peers.is_empty() || !shared.replica.lock().is_behind() {
+            continue;
+        }
+        let peer = &peers[turn % peers.len()];
+        turn += 1;
+        if let Err(e) = catch_up_from(&shared, peer).await {
+            warn!(peer, error = %e, "catching up from a peer failed");
+        }
+    }
+}
+
+/// Copies committed log from `peer` until this replica has all it has.
+async fn catch_up_from(shared: &Shared, peer: &str) -> Result<()> {
+    let mut client = crate::client::connect_replica(peer).await?;
+    loop {
+        let req = shared.replica.lock().catch_up_request(4 << 20);
+        let mut pb_req = pb::FetchRequest::from(&req);
+        pb_req.cluster_id = shared.cluster_id.clone();
+        let resp: FetchResponse = client.fetch(pb_req).await?.into_inner().try_into()?;
+        let more = shared.replica.lock().apply_peer_fetch(&resp)?;
+        shared.want_sync();
+        shared.notify();
+        if !more || resp.data.is_empty() {
+            return Ok(());
+        }
+    }
+}
+
+async fn housekeeping_loop(shared: Arc<Shared>, config: ServerConfig, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(config.housekeeping_interval) => {}
+        }
+        let mut r = shared.replica.lock();
+        if let Err(e) = r
+            .trim(config.retention_cap_bytes)
+            .and_then(|_| r.checkpoint())
+        {
+            warn!(error = %e, "log housekeeping failed");
+        }
+    }
+}
+
+struct Service {
+    shared: Arc<Shared>,
+}
+
+type StreamOf<T> = ReceiverStream<Result<T, Status>>;
+
+#[tonic::async_trait]
+impl LogService for Service {
+    type AppendStream = StreamOf<pb::AppendResponse>;
+    type ReadStream = StreamOf<pb::ReadResponse>;
+
+    async fn elect(
+        &self,
+        req: Request<pb::ElectRequest>,
+    ) -> Result<Response<pb::ElectResponse>, Status> {
+        let req = req.into_inner();
+        self.shared.check_cluster(&req.cluster_id)?;
+        let req = req.try_into()?;
+        let promise = self.shared.replica.lock().elect(&req)?;
+        Ok(Response::new((&promise).into()))
+    }
+
+    async fn append(
+        &self,
+        req: Request<Streaming<pb::AppendRequest>>,
+    ) -> Result<Response<Self::AppendStream>, Status> {
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(append_stream(self.shared.clone(), req.into_inner(), tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn read(
+        &self,
+        req: Request<pb::ReadRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
+        let req = req.into_inner();
+        self.shared.check_cluster(&req.cluster_id)?;
+        if req.consumer_id.is_empty() {
+            return Err(LogError::BadRequest("a reader needs a consumer id".into()).into());
+        }
+        let start = Lsn(req.start_lsn);
+        self.shared
+            .replica
+            .lock()
+            .register_consumer(&req.consumer_id, start)?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(read_stream(self.shared.clone(), start, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn fetch(
+        &self,
+        req: Request<pb::FetchRequest>,
+    ) -> Result<Response<pb::FetchResponse>, Status> {
+        let req = req.into_inner();
+        self.shared.check_cluster(&req.cluster_id)?;
+        let req: FetchRequest = req.try_into()?;
+        let resp = self.shared.replica.lock().fetch(&req)?;
+        Ok(Response::new((&resp).into()))
+    }
+
+    async fn report_safe_lsn(
+        &self,
+        req: Request<pb::ReportSafeLsnRequest>,
+    ) -> Result<Response<pb::ReportSafeLsnResponse>, Status> {
+        let req = req.into_inner();
+        self.shared.check_cluster(&req.cluster_id)?;
+        if req.consumer_id.is_empty() {
+            return Err(LogError::BadRequest("a consumer id is required".into()).into());
+        }
+        let mut r = self.shared.replica.lock();
+        r.report_safe_lsn(&req.consumer_id, Lsn(req.safe_lsn))?;
+        Ok(Response::new(pb::ReportSafeLsnResponse {
+            trimmed_below_lsn: r.storage().start().0,
+        }))
+    }
+
+    async fn status(
+        &self,
+        req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.shared.check_cluster(&req.into_inner().cluster_id)?;
+        let r = self.shared.replica.lock();
+        let c = r.control();
+        Ok(Response::new(pb::StatusResponse {
+            replica_id: c.replica_id,
+            incarnation: c.incarnation,
+            promised_term: c.promised_term,
+            voter: c.voter,
+            flush_lsn: r.flush().0,
+            commit_lsn: r.commit().0,
+            end_lsn: r.end().0,
+            start_lsn: r.storage().start().0,
+            history: history_to_pb(&c.history),
+            segment_count: r.storage().segment_count() as u64,
+            fsync_count: r.fsync_count(),
+            consumers: c
+                .consumers
+                .iter()
+                .map(|(id, lsn)| pb::ConsumerStatus {
+                    consumer_id: id.clone(),
+                    safe_lsn: lsn.0,
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// One writer's append stream: appends in; acknowledgements out, each sent
+/// once what it acknowledges is durable.
+async fn append_stream(
+    shared: Arc<Shared>,
+    mut inbound: Streaming<pb::AppendRequest>,
+    tx: mpsc::Sender<Result<pb::AppendResponse, Status>>,
+) {
+    let mut changed = shared.changed.subscribe();
+    // The log end our last write must reach durably before we acknowledge.
+    let mut awaiting: Option<Lsn> = None;
+    loop {
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            msg = inbound.message() => {
+                let req = match msg {
+                    Ok(Some(req)) => req,
+                    Ok(None) | Err(_) => return,
+                };
+                match handle_append(&shared, req) {
+                    Ok((resp, None)) => {
+                        if tx.send(Ok((&resp).into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok((_, Some(end))) => awaiting = Some(end),
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                }
+            }
+            res = changed.changed(), if awaiting.is_some() => {
+                if res.is_err() {
+                    return;
+                }
+                let ack = {
+                    let r = shared.replica.lock();
+                    let target = awaiting.expect("guarded by the select");
+                    (r.synced() >= target || r.end() < target).then(|| r.ack())
+                };
+                if let Some(ack) = ack {
+                    awaiting = None;
+                    if tx.send(Ok((&ack).into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies one append. Returns the answer to send now, or the log end that
+/// must become durable before acknowledging.
+fn handle_append(
+    shared: &Shared,
+    req: pb::AppendRequest,
+) -> Result<(crate::msg::AppendResponse, Option<Lsn>), Status> {
+    shared.check_cluster(&req.cluster_id)?;
+    let req: AppendRequest = req.try_into()?;
+    let mut r = shared.replica.lock();
+    let resp = r.append(&req)?;
+    let needs_sync = r.synced() < r.end();
+    let end = r.end();
+    drop(r);
+    shared.notify();
+    if resp.outcome == AppendOutcome::Accepted && needs_sync {
+        shared.want_sync();
+        return Ok((resp, Some(end)));
+    }
+    Ok((resp, None))
+}
+
+/// Streams committed log to a consumer from `from`.
+async fn read_stream(
+    shared: Arc<Shared>,
+    mut from: Lsn,
+    tx: mpsc::Sender<Result<pb::ReadResponse, Status>>,
+) {
+    let mut changed = shared.changed.subscribe();
+    loop {
+        let chunk = shared.replica.lock().read_committed(from, READ_CHUNK_BYTES);
+        match chunk {
+            Ok(chunk) if !chunk.data.is_empty() => {
+                from = chunk.start.advance(chunk.data.len() as u64);
+                let msg = pb::ReadResponse {
+                    start_lsn: chunk.start.0,
+                    data: chunk.data,
+                    commit_lsn: chunk.commit_lsn.0,
+                };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {
+                tokio::select! {
+                    _ = shared.stop.cancelled() => return,
+                    res = changed.changed() => if res.is_err() { return },
+                    _ = tx.closed() => return,
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        }
+    }
+}

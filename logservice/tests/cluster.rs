@@ -1,0 +1,363 @@
+//! The log service over real gRPC and real files, in one process: three
+//! replicas on 127.0.0.1, a writer, readers, and bad input.
+
+use std::time::Duration;
+
+use strata_logservice::client::{LogClient, LogClientConfig, LogReader, replica_status};
+use strata_logservice::server::{ServerConfig, serve_on};
+use strata_proto::logservice as pb;
+use strata_proto::logservice::log_service_client::LogServiceClient;
+use strata_wal::{Batch, BatchBuilder, Lsn, Record};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const CLUSTER: &str = "test-cluster";
+
+struct Cluster {
+    endpoints: Vec<String>,
+    dir: tempfile::TempDir,
+    stops: Vec<CancellationToken>,
+    tasks: Vec<tokio::task::JoinHandle<strata_logservice::Result<()>>>,
+    listeners_addrs: Vec<std::net::SocketAddr>,
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Cluster {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let mut listeners = Vec::new();
+        for _ in 0..n {
+            listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let endpoints: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+        let mut c = Cluster {
+            endpoints,
+            dir,
+            stops: Vec::new(),
+            tasks: Vec::new(),
+            listeners_addrs: addrs,
+        };
+        for (i, l) in listeners.into_iter().enumerate() {
+            c.spawn(i, l);
+        }
+        c
+    }
+
+    fn config(&self, i: usize) -> ServerConfig {
+        let mut cfg =
+            ServerConfig::new(i as u32 + 1, CLUSTER, self.dir.path().join(format!("r{i}")));
+        cfg.peers = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, e)| e.clone())
+            .collect();
+        cfg.segment_size_bytes = 1 << 20;
+        cfg
+    }
+
+    fn spawn(&mut self, i: usize, listener: TcpListener) {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve_on(listener, self.config(i), stop.clone()));
+        if i < self.stops.len() {
+            self.stops[i] = stop;
+            self.tasks[i] = task;
+        } else {
+            self.stops.push(stop);
+            self.tasks.push(task);
+        }
+    }
+
+    async fn stop(&mut self, i: usize) {
+        self.stops[i].cancel();
+        (&mut self.tasks[i]).await.unwrap().unwrap();
+    }
+
+    async fn restart(&mut self, i: usize) {
+        let l = TcpListener::bind(self.listeners_addrs[i]).await.unwrap();
+        self.spawn(i, l);
+    }
+}
+
+fn batch(i: u64, size: usize) -> Batch {
+    let mut b = BatchBuilder::new();
+    let mut payload = vec![(i % 251) as u8; size];
+    payload[..8].copy_from_slice(&i.to_le_bytes());
+    b.push(&Record::RowChange { payload }).unwrap();
+    b.commit(i)
+}
+
+async fn read_all(endpoint: &str, upto: Lsn) -> Vec<u8> {
+    let mut r = LogReader::new(
+        CLUSTER,
+        "test-reader",
+        vec![endpoint.to_string()],
+        Lsn::ZERO,
+    );
+    let mut out = Vec::new();
+    while r.position() < upto {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), r.next_chunk())
+            .await
+            .unwrap()
+            .unwrap();
+        out.extend_from_slice(&chunk.data);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_commit_and_read_back_identical_from_every_replica() {
+    let cluster = Cluster::start(3).await;
+    let client = LogClient::connect(LogClientConfig::new(
+        CLUSTER,
+        "w1",
+        cluster.endpoints.clone(),
+    ))
+    .await
+    .unwrap();
+    let mut last = Lsn::ZERO;
+    for i in 0..200 {
+        let lsn = client
+            .append(batch(i, 100 + (i as usize % 7) * 300))
+            .await
+            .unwrap();
+        assert!(lsn > last, "commit LSNs rise");
+        last = lsn;
+    }
+    // Concurrent appends share the stream and all commit.
+    let mut tasks = Vec::new();
+    for t in 0..16u64 {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20 {
+                c.append(batch(1000 + t * 100 + i, 200)).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let commit = client.state().commit_lsn;
+    let logs: Vec<Vec<u8>> =
+        futures::future::join_all(cluster.endpoints.iter().map(|e| read_all(e, commit))).await;
+    assert_eq!(logs[0], logs[1]);
+    assert_eq!(logs[0], logs[2]);
+    let batches = strata_wal::record::decode_batches(&logs[0], Lsn::ZERO).unwrap();
+    // A TermStart batch, then ours.
+    assert_eq!(batches.len(), 1 + 200 + 320);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_16_mib_batch_commits_whole() {
+    let cluster = Cluster::start(3).await;
+    let client = LogClient::connect(LogClientConfig::new(
+        CLUSTER,
+        "w1",
+        cluster.endpoints.clone(),
+    ))
+    .await
+    .unwrap();
+    let mut b = BatchBuilder::new();
+    for i in 0..17u64 {
+        b.push(&Record::RowChange {
+            payload: vec![i as u8; 1_000_000],
+        })
+        .unwrap();
+    }
+    let lsn = client.append(b.commit(1)).await.unwrap();
+    let log = read_all(&cluster.endpoints[1], lsn).await;
+    let batches = strata_wal::record::decode_batches(&log, Lsn::ZERO).unwrap();
+    assert_eq!(batches.last().unwrap().records.len(), 18);
+    assert_eq!(batches.last().unwrap().commit_lsn, lsn);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_fences_the_first() {
+    let cluster = Cluster::start(3).await;
+    let w1 = LogClient::connect(LogClientConfig::new(
+        CLUSTER,
+        "w1",
+        cluster.endpoints.clone(),
+    ))
+    .await
+    .unwrap();
+    let before = w1.append(batch(1, 100)).await.unwrap();
+    let w2 = LogClient::connect(LogClientConfig::new(
+        CLUSTER,
+        "w2",
+        cluster.endpoints.clone(),
+    ))
+    .await
+    .unwrap();
+    assert!(w2.state().term > w1.state().term);
+    let err = w1.append(batch(2, 100)).await.unwrap_err();
+    assert!(
+        matches!(err, strata_logservice::LogError::Fenced { .. }),
+        "{err}"
+    );
+    // The fenced writer refuses every later write too.
+    assert!(matches!(
+        w1.append(batch(3, 100)).await,
+        Err(strata_logservice::LogError::Fenced { .. })
+    ));
+    let after = w2.append(batch(4, 100)).await.unwrap();
+    assert!(after > before);
+    // What w1 committed survived the change of writer.
+    let log = read_all(&cluster.endpoints[0], after).await;
+    let batches = strata_wal::record::decode_batches(&log, Lsn::ZERO).unwrap();
+    assert!(batches.iter().any(|b| b.commit_lsn == before));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarted_behind_catches_up_from_peers() {
+    let mut cluster = Cluster::start(3).await;
+    let client = LogClient::connect(LogClientConfig::new(
+        CLUSTER,
+        "w1",
+        cluster.endpoints.clone(),
+    ))
+    .await
+    .unwrap();
+    client.append(batch(0, 100)).await.unwrap();
+    cluster.stop(2).await;
+    let mut last = Lsn::ZERO;
+    for i in 1..300 {
+        last = client.append(batch(i, 2000)).await.unwrap();
+    }
+    cluster.restart(2).await;
+    last = last.max(client.append(batch(999, 100)).await.unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = replica_status(&cluster.endpoints[2], CLUSTER).await;
+        if let Ok(ref s) = s
+            && s.flush_lsn >= last
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica 3 did not catch up: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        read_all(&cluster.endpoints[2], last).await,
+        read_all(&cluster.endpoints[0], last).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_typed_statuses() {
+    let cluster = Cluster::start(3).await;
+    let client = LogClient::connect(LogClientConfig::new(
+        CLUSTER,
+        "w1",
+        cluster.endpoints.clone(),
+    ))
+    .await
+    .unwrap();
+    client.append(batch(0, 100)).await.unwrap();
+    let mut raw = LogServiceClient::connect(cluster.endpoints[0].clone())
+        .await
+        .unwrap();
+
+    let wrong = raw
+        .status(pb::StatusRequest {
+            cluster_id: "other".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        wrong.message().contains("wrong cluster"),
+        "{}",
+        wrong.message()
+    );
+
+    let no_term = pb::ElectRequest {
+        cluster_id: CLUSTER.into(),
+        term: 0,
+        writer_id: "x".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        raw.elect(no_term).await.unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
+
+    // A stale term is refused, not granted.
+    let stale = pb::ElectRequest {
+        cluster_id: CLUSTER.into(),
+        term: 1,
+        writer_id: "old".into(),
+        ..Default::default()
+    };
+    let p = raw.elect(stale).await.unwrap().into_inner();
+    assert!(!p.granted);
+    assert!(p.promised_term >= 1);
+
+    let bad_fetch = pb::FetchRequest {
+        cluster_id: CLUSTER.into(),
+        term: 0,
+        start_lsn: 10,
+        end_lsn: 5,
+        max_bytes: 10,
+    };
+    assert_eq!(
+        raw.fetch(bad_fetch).await.unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
+
+    // An append with a stale term is fenced; one with garbage bytes at the
+    // right place is a typed error; neither changes the log.
+    let s = replica_status(&cluster.endpoints[0], CLUSTER)
+        .await
+        .unwrap();
+    let stale_append = pb::AppendRequest {
+        cluster_id: CLUSTER.into(),
+        term: 1,
+        prev_term: 1,
+        start_lsn: s.end_lsn.0,
+        data_term: 1,
+        data: vec![1, 2, 3].into(),
+        ..Default::default()
+    };
+    let resp = append_once(&mut raw, stale_append).await.unwrap();
+    assert_eq!(resp.outcome, pb::append_response::Outcome::Fenced as i32);
+    let garbage = pb::AppendRequest {
+        cluster_id: CLUSTER.into(),
+        term: s.promised_term,
+        prev_term: s.promised_term,
+        start_lsn: s.end_lsn.0,
+        data_term: s.promised_term,
+        data: vec![0xff; 64].into(),
+        ..Default::default()
+    };
+    let err = append_once(&mut raw, garbage).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DataLoss, "{err}");
+    assert_eq!(
+        replica_status(&cluster.endpoints[0], CLUSTER)
+            .await
+            .unwrap()
+            .end_lsn,
+        s.end_lsn
+    );
+    // The real writer still commits.
+    client.append(batch(1, 100)).await.unwrap();
+}
+
+async fn append_once(
+    raw: &mut LogServiceClient<tonic::transport::Channel>,
+    req: pb::AppendRequest,
+) -> Result<pb::AppendResponse, tonic::Status> {
+    let mut stream = raw
+        .append(tokio_stream::iter(vec![req]))
+        .await?
+        .into_inner();
+    stream.message().await.map(|m| m.expect("one response"))
+}
