@@ -13,7 +13,9 @@ use crate::record::RecordKind;
 pub enum WalError {
     #[error("record at LSN {at} is truncated: it needs {need} bytes, {have} are there")]
     Truncated { at: Lsn, need: usize, have: usize },
-    #[error("record at LSN {at} fails its crc check (stored {stored:#010x}, computed {computed:#010x})")]
+    #[error(
+        "record at LSN {at} fails its crc check (stored {stored:#010x}, computed {computed:#010x})"
+    )]
     BadCrc { at: Lsn, stored: u32, computed: u32 },
     #[error("record at LSN {at} has an impossible length of {len} bytes")]
     BadLength { at: Lsn, len: u32 },
@@ -24,7 +26,11 @@ pub enum WalError {
     #[error("record at LSN {at} says it ends at {claimed}, but it ends at {actual}")]
     LsnMismatch { at: Lsn, claimed: Lsn, actual: Lsn },
     #[error("record at LSN {at}: malformed {kind:?} body: {reason}")]
-    BadBody { at: Lsn, kind: RecordKind, reason: &'static str },
+    BadBody {
+        at: Lsn,
+        kind: RecordKind,
+        reason: &'static str,
+    },
     #[error("a record body of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
     #[error("batch starting at LSN {at} ends without its Commit record")]

@@ -21,7 +21,10 @@ impl Lsn {
     /// Panics on overflow: a 64-bit byte position cannot overflow in practice
     /// (16 EiB of WAL), so wrapping would mean a corrupted value upstream.
     pub fn advance(self, bytes: u64) -> Lsn {
-        Lsn(self.0.checked_add(bytes).expect("LSN overflow: 16 EiB of WAL"))
+        Lsn(self
+            .0
+            .checked_add(bytes)
+            .expect("LSN overflow: 16 EiB of WAL"))
     }
 
     /// Bytes from `earlier` to `self`; zero if `earlier` is later.

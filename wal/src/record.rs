@@ -112,14 +112,25 @@ impl RecordRef<'_> {
 /// A decoded record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
-    Page { page: PageId, op: PageOp },
+    Page {
+        page: PageId,
+        op: PageOp,
+    },
     /// Ends a batch. The timestamp (µs since the Unix epoch, the writer's
     /// clock) lets followers measure their lag in time.
-    Commit { timestamp_us: u64 },
+    Commit {
+        timestamp_us: u64,
+    },
     /// The first record a new writer writes in its term.
-    TermStart { term: u64 },
-    DropSpace { space: u32 },
-    RowChange { payload: Vec<u8> },
+    TermStart {
+        term: u64,
+    },
+    DropSpace {
+        space: u32,
+    },
+    RowChange {
+        payload: Vec<u8>,
+    },
 }
 
 impl Record {
@@ -156,19 +167,29 @@ impl Record {
     }
 
     fn decode_body(r: &RecordRef<'_>) -> Result<Record> {
-        let bad = |reason| WalError::BadBody { at: r.start, kind: r.kind, reason };
+        let bad = |reason| WalError::BadBody {
+            at: r.start,
+            kind: r.kind,
+            reason,
+        };
         let u64_body = || -> Result<u64> {
             let b: [u8; 8] = r.body.try_into().map_err(|_| bad("expected 8 bytes"))?;
             Ok(u64::from_le_bytes(b))
         };
         Ok(match r.kind {
-            RecordKind::Commit => Record::Commit { timestamp_us: u64_body()? },
+            RecordKind::Commit => Record::Commit {
+                timestamp_us: u64_body()?,
+            },
             RecordKind::TermStart => Record::TermStart { term: u64_body()? },
             RecordKind::DropSpace => {
                 let b: [u8; 4] = r.body.try_into().map_err(|_| bad("expected 4 bytes"))?;
-                Record::DropSpace { space: u32::from_le_bytes(b) }
+                Record::DropSpace {
+                    space: u32::from_le_bytes(b),
+                }
             }
-            RecordKind::RowChange => Record::RowChange { payload: r.body.to_vec() },
+            RecordKind::RowChange => Record::RowChange {
+                payload: r.body.to_vec(),
+            },
             kind => Record::Page {
                 page: r.page,
                 op: PageOp::decode_body(kind, r.body, r.start)?,
@@ -188,7 +209,10 @@ pub fn encode_raw(
 ) -> Result<Lsn> {
     let len = HEADER_BYTES + body.len();
     if len > MAX_RECORD_BYTES {
-        return Err(WalError::TooLarge { len, max: MAX_RECORD_BYTES });
+        return Err(WalError::TooLarge {
+            len,
+            max: MAX_RECORD_BYTES,
+        });
     }
     let lsn = start.advance(len as u64);
     let at = out.len();
@@ -225,33 +249,58 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// `start`. The crc is checked before anything but the length is believed.
 pub fn decode(buf: &[u8], start: Lsn) -> Result<RecordRef<'_>> {
     if buf.len() < HEADER_BYTES {
-        return Err(WalError::Truncated { at: start, need: HEADER_BYTES, have: buf.len() });
+        return Err(WalError::Truncated {
+            at: start,
+            need: HEADER_BYTES,
+            have: buf.len(),
+        });
     }
     let len32 = u32_at(buf, 0);
     let len = len32 as usize;
     if !(HEADER_BYTES..=MAX_RECORD_BYTES).contains(&len) {
-        return Err(WalError::BadLength { at: start, len: len32 });
+        return Err(WalError::BadLength {
+            at: start,
+            len: len32,
+        });
     }
     if buf.len() < len {
-        return Err(WalError::Truncated { at: start, need: len, have: buf.len() });
+        return Err(WalError::Truncated {
+            at: start,
+            need: len,
+            have: buf.len(),
+        });
     }
     let frame = &buf[..len];
     let stored = u32_at(frame, 4);
     let computed = frame_crc(frame);
     if stored != computed {
-        return Err(WalError::BadCrc { at: start, stored, computed });
+        return Err(WalError::BadCrc {
+            at: start,
+            stored,
+            computed,
+        });
     }
     let version = frame[17];
     let flags = u16::from_le_bytes([frame[18], frame[19]]);
     if version != RECORD_FORMAT_VERSION || flags != 0 {
-        return Err(WalError::UnknownVersion { at: start, version, flags });
+        return Err(WalError::UnknownVersion {
+            at: start,
+            version,
+            flags,
+        });
     }
-    let kind = RecordKind::from_u8(frame[16])
-        .ok_or(WalError::UnknownKind { at: start, kind: frame[16] })?;
+    let kind = RecordKind::from_u8(frame[16]).ok_or(WalError::UnknownKind {
+        at: start,
+        kind: frame[16],
+    })?;
     let claimed = Lsn(u64_at(frame, 8));
     let actual = start.advance(len as u64);
     if claimed != actual {
-        return Err(WalError::LsnMismatch { at: start, claimed, actual });
+        return Err(WalError::LsnMismatch {
+            at: start,
+            claimed,
+            actual,
+        });
     }
     Ok(RecordRef {
         start,
@@ -274,7 +323,12 @@ pub struct RecordIter<'a> {
 
 impl<'a> RecordIter<'a> {
     pub fn new(buf: &'a [u8], start: Lsn) -> Self {
-        RecordIter { buf, pos: 0, start, failed: false }
+        RecordIter {
+            buf,
+            pos: 0,
+            start,
+            failed: false,
+        }
     }
 
     /// The stream position of the next record.
@@ -317,7 +371,10 @@ pub struct Scan {
 /// Checks every record in `buf` (which starts at `start` and must hold whole
 /// records only) and reports where batches end.
 pub fn scan(buf: &[u8], start: Lsn) -> Result<Scan> {
-    let mut out = Scan { end: start, ..Scan::default() };
+    let mut out = Scan {
+        end: start,
+        ..Scan::default()
+    };
     for r in RecordIter::new(buf, start) {
         let r = r?;
         out.end = r.lsn;
@@ -453,14 +510,22 @@ pub struct DecodedBatch {
 /// the last `Commit` are an [`WalError::IncompleteBatch`].
 pub fn decode_batches(buf: &[u8], start: Lsn) -> Result<Vec<DecodedBatch>> {
     let mut out = Vec::new();
-    let mut current = DecodedBatch { start, commit_lsn: start, records: Vec::new() };
+    let mut current = DecodedBatch {
+        start,
+        commit_lsn: start,
+        records: Vec::new(),
+    };
     for r in RecordIter::new(buf, start) {
         let r = r?;
         let is_commit = r.kind == RecordKind::Commit;
         current.records.push((r.lsn, r.decode()?));
         if is_commit {
             current.commit_lsn = r.lsn;
-            let next = DecodedBatch { start: r.lsn, commit_lsn: r.lsn, records: Vec::new() };
+            let next = DecodedBatch {
+                start: r.lsn,
+                commit_lsn: r.lsn,
+                records: Vec::new(),
+            };
             out.push(std::mem::replace(&mut current, next));
         }
     }
@@ -478,7 +543,10 @@ mod tests {
         let mut b = BatchBuilder::new();
         b.push(&Record::TermStart { term: 7 }).unwrap();
         b.push(&Record::DropSpace { space: 3 }).unwrap();
-        b.push(&Record::RowChange { payload: vec![1, 2, 3] }).unwrap();
+        b.push(&Record::RowChange {
+            payload: vec![1, 2, 3],
+        })
+        .unwrap();
         b.commit(42)
     }
 
@@ -502,7 +570,10 @@ mod tests {
         let mut out = Vec::new();
         sample_batch().stamp_into(&mut out, Lsn(1000));
         let err = decode(&out, Lsn(2000)).unwrap_err();
-        assert!(matches!(err, WalError::LsnMismatch { at: Lsn(2000), .. }), "{err}");
+        assert!(
+            matches!(err, WalError::LsnMismatch { at: Lsn(2000), .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -515,8 +586,13 @@ mod tests {
         out.extend_from_slice(&partial[..]);
         // The partial record was framed at 0, so re-frame it at `end`.
         out.truncate(end.0 as usize);
-        Record::DropSpace { space: 1 }.encode(&mut out, end).unwrap();
-        assert_eq!(decode_batches(&out, Lsn::ZERO), Err(WalError::IncompleteBatch { at: end }));
+        Record::DropSpace { space: 1 }
+            .encode(&mut out, end)
+            .unwrap();
+        assert_eq!(
+            decode_batches(&out, Lsn::ZERO),
+            Err(WalError::IncompleteBatch { at: end })
+        );
         let s = scan(&out, Lsn::ZERO).unwrap();
         assert_eq!(s.last_commit, Some(end));
         assert!(s.end > end);
@@ -542,7 +618,12 @@ mod tests {
 
     #[test]
     fn oversized_record_is_refused() {
-        let r = Record::RowChange { payload: vec![0; MAX_RECORD_BYTES] };
-        assert!(matches!(r.encode(&mut Vec::new(), Lsn::ZERO), Err(WalError::TooLarge { .. })));
+        let r = Record::RowChange {
+            payload: vec![0; MAX_RECORD_BYTES],
+        };
+        assert!(matches!(
+            r.encode(&mut Vec::new(), Lsn::ZERO),
+            Err(WalError::TooLarge { .. })
+        ));
     }
 }
