@@ -194,3 +194,110 @@ async fn commits_continue_through_a_sigkilled_replica_and_it_catches_up() {
     );
     client.close();
 }
+
+/// Starts `strata up` on `dir` and returns it with its log endpoints, read
+/// from what it prints.
+fn strata_up(dir: &Path) -> (Child, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "up",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--log-base-port",
+            "0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting strata up");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(list) = line.trim().strip_prefix("log service replicas:") {
+            return (child, list.split_whitespace().map(String::from).collect());
+        }
+    }
+    panic!("strata up exited without printing its endpoints");
+}
+
+fn cluster_id_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("cluster_id"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strata_up_keeps_commits_across_a_clean_stop_and_a_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut up, endpoints) = strata_up(dir.path());
+    assert_eq!(endpoints.len(), 3);
+    let cluster = cluster_id_of(dir.path());
+    let append = |client: LogClient, i: u64| async move {
+        let mut b = BatchBuilder::new();
+        b.push(&Record::RowChange {
+            payload: payload(i),
+        })
+        .unwrap();
+        client.append(b.commit(i)).await.unwrap()
+    };
+    let c = LogClient::connect(LogClientConfig::new(&cluster, "up-1", endpoints.clone()))
+        .await
+        .unwrap();
+    let first = append(c.clone(), 1).await;
+    c.close();
+
+    // Ctrl-C / SIGTERM: a clean stop, exit code 0.
+    let pid = up.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = up.wait().unwrap();
+    assert!(status.success(), "strata up exited with {status}");
+
+    let (mut up, endpoints) = strata_up(dir.path());
+    assert_eq!(cluster_id_of(dir.path()), cluster);
+    let c = LogClient::connect(LogClientConfig::new(&cluster, "up-2", endpoints.clone()))
+        .await
+        .unwrap();
+    let second = append(c.clone(), 2).await;
+    assert!(second > first);
+    c.close();
+    up.kill().unwrap();
+    up.wait().unwrap();
+
+    let (mut up, endpoints) = strata_up(dir.path());
+    let c = LogClient::connect(LogClientConfig::new(&cluster, "up-3", endpoints.clone()))
+        .await
+        .unwrap();
+    let third = append(c.clone(), 3).await;
+    let mut r = LogReader::new(&cluster, "up-reader", endpoints.clone(), Lsn::ZERO);
+    let mut log = Vec::new();
+    while r.position() < third {
+        log.extend_from_slice(&r.next_chunk().await.unwrap().data);
+    }
+    let ids: Vec<u64> = strata_wal::record::decode_batches(&log, Lsn::ZERO)
+        .unwrap()
+        .iter()
+        .flat_map(|b| b.records.iter())
+        .filter_map(|(_, rec)| match rec {
+            Record::RowChange { payload: p } => {
+                Some(u64::from_le_bytes(p[..8].try_into().unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        vec![1, 2, 3],
+        "every acknowledged batch, once, in order"
+    );
+    c.close();
+    up.kill().unwrap();
+    up.wait().unwrap();
+}
