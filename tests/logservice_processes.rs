@@ -218,6 +218,8 @@ fn strata_up(dir: &Path) -> (Child, Vec<String>) {
             return (child, list.split_whitespace().map(String::from).collect());
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("strata up exited without printing its endpoints");
 }
 
