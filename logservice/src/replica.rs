@@ -581,9 +581,15 @@ impl<S: Storage> Replica<S> {
     }
 
     /// Deletes segments below every consumer's safe LSN, the lowest
-    /// replica's flush and our commit. A consumer more than `cap_bytes`
+    /// replica's flush and our commit; nothing while no consumer is
+    /// registered. A consumer more than `cap_bytes`
     /// behind stops holding the log back (loudly). Returns the new start.
     pub fn trim(&mut self, cap_bytes: u64) -> Result<Lsn> {
+        if self.control.consumers.is_empty() {
+            // Until something has consumed the log, the log is the only
+            // copy of the database: keep all of it.
+            return Ok(self.storage.start());
+        }
         let mut bound = self.commit.min(self.trim_floor);
         for (consumer, safe) in &self.control.consumers {
             if self.commit.bytes_since(*safe) > cap_bytes {
