@@ -19,8 +19,13 @@
 //!   (acknowledged in the current term, or taken from a peer's committed
 //!   prefix), and readers never get a byte above it.
 //! - A replica started empty is not a voter until, in some term, its log
-//!   has matched the writer's up to a commit LSN at or above that term's
-//!   start (so it holds everything committed before it was wiped). A new
+//!   has matched the writer's up to a commit LSN above that term's start
+//!   *and* above the commit LSN of the first append this process got in
+//!   that term. A restart breaks every connection, so that append was sent
+//!   after the replica started: everything committed before it was wiped
+//!   is at or below that commit LSN, or earlier than the term's start.
+//!   (The term's start alone is not enough: a disk wiped in the middle of
+//!   a term missed that term's commits too.) A new
 //!   cluster bootstraps when a writer finds *every* replica empty and names
 //!   their incarnations.
 
@@ -68,6 +73,9 @@ pub struct Replica<S: Storage> {
     trim_floor: Lsn,
     /// Set when the writer is ahead of this log: fetch from peers.
     behind: bool,
+    /// While not a voter: the term of the first append this process got
+    /// in its promised term, and the commit LSN that append carried.
+    joined: Option<(u64, Lsn)>,
     /// The log is known to equal a peer's committed log up to here (a
     /// record boundary, at or above `commit`): where catching up resumes.
     peer_agreed: Lsn,
@@ -127,6 +135,7 @@ impl<S: Storage> Replica<S> {
             sync_in_flight: false,
             trim_floor: Lsn::ZERO,
             behind: false,
+            joined: None,
             peer_agreed: Lsn::ZERO,
             fsyncs: 0,
         };
@@ -273,6 +282,9 @@ impl<S: Storage> Replica<S> {
             return Ok(self.reject(AppendOutcome::Fenced));
         }
         self.adopt_term(req.term)?;
+        if !self.control.voter && self.joined.is_none_or(|(term, _)| term != req.term) {
+            self.joined = Some((req.term, req.commit_lsn));
+        }
         self.writer_commit = self.writer_commit.max(req.commit_lsn);
         if req.start > self.end {
             self.behind = true;
@@ -384,7 +396,13 @@ impl<S: Storage> Replica<S> {
         let Some(term_start) = self.control.history.start_of(term) else {
             return Ok(());
         };
-        if self.commit > term_start && self.control.history.term_before(self.commit) == term {
+        let Some((joined_term, joined_commit)) = self.joined else {
+            return Ok(());
+        };
+        if joined_term == term
+            && self.commit > term_start.max(joined_commit)
+            && self.control.history.term_before(self.commit) == term
+        {
             info!(replica_id = self.id(), term, commit = %self.commit, "caught up: now a voter");
             self.control.voter = true;
             self.store_control()?;
