@@ -19,14 +19,29 @@
 //!   the last segment is ever written to, and a record never straddles two
 //!   segments, so every segment start is a record boundary (a recovery
 //!   point). A record larger than a segment goes alone into its own.
-//! - A segment's header is fsynced, and then its directory, before any data
-//!   goes in; so a torn header (a crash while creating it) can only be on
-//!   the last segment, with no data, and `open` deletes it. A bad header
-//!   anywhere else, or with data behind it, may hide acknowledged data: it
-//!   is [`LogError::CorruptFile`], never repaired here.
+//! - Segments are preallocated: a new segment is first a spare file
+//!   (`next-segment.tmp`) of the full segment size, written with zeros and
+//!   fsynced, so that appends overwrite allocated blocks and `fdatasync`
+//!   has no metadata to write. At a roll its header is written and fsynced
+//!   and only then is it renamed to its segment name (and the directory
+//!   fsynced), so a named segment is never torn by our own crash. The
+//!   spare for the next roll is zero-filled on a background thread once
+//!   the last segment is half full, off the append path; a leftover spare
+//!   is deleted on open. A torn header (an older layout, or a file damaged outside
+//!   us) is still deleted if it is the last segment and holds no data. A
+//!   bad header anywhere else, or with data behind it, may hide
+//!   acknowledged data: it is [`LogError::CorruptFile`], never repaired.
+//! - The last segment's data end is not its file length: `open` finds it by
+//!   scanning records from the segment start up to the first one that does
+//!   not decode (a zero length, a bad crc). Everything past the data end of
+//!   the last segment is zeros: `open` rewrites with zeros any bytes a
+//!   crash left past the scanned end, and `truncate` zeroes the bytes it
+//!   cuts and fsyncs before it returns, so a record beyond a cut can never
+//!   be read back as data by a later open. `read` stops at the data end.
 //! - Before the next segment is created the current one is cut to exactly
 //!   its data and fsynced, so a crash can never leave a gap between two
-//!   segments; a gap or an overlap found on open is corruption.
+//!   segments; a gap or an overlap found on open is corruption. Segments
+//!   other than the last are therefore measured by their file length.
 //! - Group fsync: [`SegmentStorage::sync_job`] hands out the files that
 //!   hold unsynced data and `SyncJob::run` fsyncs them outside the caller's
 //!   lock. A failed fsync aborts the process: after one the kernel may have
@@ -45,9 +60,10 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use strata_wal::Lsn;
-use strata_wal::record::{HEADER_BYTES, MAX_RECORD_BYTES};
+use strata_wal::record::{HEADER_BYTES, MAX_RECORD_BYTES, RecordIter};
 
 use crate::control_file::{self, ByteReader, fsync_dir, must_sync};
 use crate::error::{LogError, Result};
@@ -64,6 +80,38 @@ pub const MAX_CLUSTER_ID_BYTES: usize = 255;
 const CRC_OFFSET: usize = SEGMENT_HEADER_BYTES as usize - 4;
 const WAL_DIR_NAME: &str = "wal";
 const SEGMENT_SUFFIX: &str = ".seg";
+/// The preallocated file the next segment is made from.
+const SPARE_FILE_NAME: &str = "next-segment.tmp";
+/// Zeros are written in chunks of this many bytes.
+const ZERO_CHUNK_BYTES: u64 = 1 << 20;
+
+/// Writes zeros over bytes `from..to` of `file`.
+fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; to.saturating_sub(from).min(ZERO_CHUNK_BYTES) as usize];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZERO_CHUNK_BYTES) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Creates `path` as `size_bytes` of written zeros (not holes: a write
+/// into a hole changes metadata), fsynced.
+fn create_zeroed(path: &Path, size_bytes: u64) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(LogError::io(format!("creating {}", path.display())))?;
+    write_zeros(&file, 0, size_bytes)
+        .map_err(LogError::io(format!("zero-filling {}", path.display())))?;
+    must_sync(file.sync_all(), path);
+    Ok(file)
+}
 
 /// The name of the segment file starting at `start`.
 pub fn segment_file_name(start: Lsn) -> String {
@@ -210,7 +258,8 @@ fn plan_chunks(current: Option<u64>, capacity: u64, lens: &[usize]) -> Vec<Chunk
 #[derive(Debug)]
 struct Segment {
     start: Lsn,
-    /// Log bytes held after the header.
+    /// Log bytes held after the header (for the last segment, not its file
+    /// length: zeros follow).
     data_bytes: u64,
     path: PathBuf,
     file: Arc<File>,
@@ -253,6 +302,18 @@ pub struct SegmentStorage {
     control: Option<Control>,
     /// Ascending and contiguous.
     segments: Vec<Segment>,
+    /// The thread zero-filling the spare file for the next roll.
+    spare: Option<JoinHandle<Result<File>>>,
+}
+
+impl Drop for SegmentStorage {
+    /// Waits for the spare's thread, so that it never writes into a file a
+    /// reopened storage has taken.
+    fn drop(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.join();
+        }
+    }
 }
 
 impl SegmentStorage {
@@ -278,6 +339,7 @@ impl SegmentStorage {
                 c.replica_id
             )));
         }
+        remove_spare(&wal_dir)?;
         let segments = load_segments(&wal_dir, cluster_id)?;
         if control.is_none() && !segments.is_empty() {
             return Err(LogError::CorruptFile {
@@ -285,14 +347,16 @@ impl SegmentStorage {
                 detail: "missing, while the log holds segment files".into(),
             });
         }
-        let storage = SegmentStorage {
+        let mut storage = SegmentStorage {
             dir: dir.to_path_buf(),
             wal_dir,
             cluster_id: cluster_id.to_string(),
             segment_size_bytes,
             control,
             segments,
+            spare: None,
         };
+        storage.maybe_start_spare();
         tracing::info!(dir = %dir.display(), start = %storage.start(), end = %storage.end(),
             segments = storage.segments.len(), "opened the log");
         Ok(storage)
@@ -303,9 +367,46 @@ impl SegmentStorage {
         self.segment_size_bytes - SEGMENT_HEADER_BYTES
     }
 
+    /// Starts zero-filling the spare file for the next roll on a thread
+    /// once the last segment is half full (or there is none), unless one is
+    /// already under way. Not earlier: writing a segment's worth of zeros
+    /// competes with the appends' fsyncs for the disk.
+    fn maybe_start_spare(&mut self) {
+        let half_full = self
+            .segments
+            .last()
+            .is_none_or(|s| s.data_bytes >= self.capacity() / 2);
+        if self.spare.is_some() || !half_full {
+            return;
+        }
+        let path = self.wal_dir.join(SPARE_FILE_NAME);
+        let size_bytes = self.segment_size_bytes;
+        let spawned = std::thread::Builder::new()
+            .name("log-segment-prealloc".into())
+            .spawn(move || create_zeroed(&path, size_bytes));
+        match spawned {
+            Ok(handle) => self.spare = Some(handle),
+            // The roll will zero-fill the spare itself.
+            Err(e) => tracing::warn!(error = %e, "could not start preallocating a segment"),
+        }
+    }
+
+    /// The zero-filled spare file, waiting for its thread (or making it
+    /// here if there is none, or it failed).
+    fn take_spare(&mut self) -> Result<File> {
+        let path = self.wal_dir.join(SPARE_FILE_NAME);
+        if let Some(handle) = self.spare.take() {
+            match handle.join().expect("the preallocation thread does not panic") {
+                Ok(file) => return Ok(file),
+                Err(e) => tracing::warn!(error = %e, "preallocating a segment failed; retrying"),
+            }
+        }
+        create_zeroed(&path, self.segment_size_bytes)
+    }
+
     /// Cuts the last segment to exactly its data and fsyncs it, then starts
-    /// a new segment at `at`: header written and fsynced, then the
-    /// directory, before any data goes in.
+    /// a new segment at `at` from the spare: header written and fsynced,
+    /// then renamed and the directory fsynced, before any data goes in.
     fn roll(&mut self, at: Lsn) -> Result<()> {
         if let Some(last) = self.segments.last_mut() {
             last.file
@@ -314,27 +415,26 @@ impl SegmentStorage {
             must_sync(last.file.sync_all(), &last.path);
             last.unsynced = false;
         }
+        let spare = self.wal_dir.join(SPARE_FILE_NAME);
         let path = self.wal_dir.join(segment_file_name(at));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(LogError::io(format!("creating {}", path.display())))?;
+        let file = self.take_spare()?;
         file.write_all_at(&encode_header(&self.cluster_id, at), 0)
             .map_err(LogError::io(format!(
                 "writing the header of {}",
                 path.display()
             )))?;
-        must_sync(file.sync_all(), &path);
+        must_sync(file.sync_data(), &spare);
+        fs::rename(&spare, &path).map_err(LogError::io(format!(
+            "renaming {} to {}",
+            spare.display(),
+            path.display()
+        )))?;
         fsync_dir(&self.wal_dir)?;
-        let file = Arc::new(file);
         self.segments.push(Segment {
             start: at,
             data_bytes: 0,
             path,
-            file,
+            file: Arc::new(file),
             unsynced: false,
         });
         Ok(())
@@ -351,6 +451,7 @@ impl SegmentStorage {
             .map_err(LogError::io(format!("writing {}", last.what())))?;
         last.data_bytes += bytes.len() as u64;
         last.unsynced = true;
+        self.maybe_start_spare();
         Ok(())
     }
 
@@ -432,6 +533,16 @@ fn create_dir_durably(dir: &Path) -> Result<()> {
     }
 }
 
+/// Deletes a spare left by an earlier run (it may be part written).
+fn remove_spare(wal_dir: &Path) -> Result<()> {
+    let path = wal_dir.join(SPARE_FILE_NAME);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(LogError::io(format!("deleting {}", path.display()))(e)),
+    }
+}
+
 /// The segment files in `wal_dir` by start LSN, ascending.
 fn list_segment_files(wal_dir: &Path) -> Result<Vec<(Lsn, PathBuf)>> {
     let context = || format!("listing {}", wal_dir.display());
@@ -490,6 +601,9 @@ fn load_segments(wal_dir: &Path, cluster_id: &str) -> Result<Vec<Segment>> {
         }
         segments.push(seg);
     }
+    if let Some(last) = segments.last_mut() {
+        last.data_bytes = scan_data_end(&last.file, last.start, &last.what())?;
+    }
     Ok(segments)
 }
 
@@ -530,6 +644,7 @@ fn open_segment(
         });
     }
     let path = path.to_path_buf();
+    // For the last segment, `load_segments` replaces this by a scan.
     let data_bytes = len - SEGMENT_HEADER_BYTES;
     Ok(Some(Segment {
         start,
@@ -538,6 +653,35 @@ fn open_segment(
         file: Arc::new(file),
         unsynced: false,
     }))
+}
+
+/// The data end of the last segment (starting at `start`): where its first record that does not decode begins. Bytes
+/// after it that are not zero (what a crash can leave of unsynced writes)
+/// are overwritten with zeros and fsynced, so that they cannot join the log
+/// when later writes reach them.
+fn scan_data_end(file: &File, start: Lsn, what: &str) -> Result<u64> {
+    let len = file
+        .metadata()
+        .map_err(LogError::io(format!("reading the size of {what}")))?
+        .len();
+    let mut buf = vec![0; (len - SEGMENT_HEADER_BYTES) as usize];
+    file.read_exact_at(&mut buf, SEGMENT_HEADER_BYTES)
+        .map_err(LogError::io(format!("reading {what}")))?;
+    let mut records = RecordIter::new(&buf, start);
+    while let Some(Ok(_)) = records.next() {}
+    let data_bytes = records.next_start().bytes_since(start);
+    let tail = &buf[data_bytes as usize..];
+    if let (Some(first), Some(last)) = (
+        tail.iter().position(|&b| b != 0),
+        tail.iter().rposition(|&b| b != 0),
+    ) {
+        let from = SEGMENT_HEADER_BYTES + data_bytes + first as u64;
+        let to = SEGMENT_HEADER_BYTES + data_bytes + last as u64 + 1;
+        tracing::warn!(path = what, from, to, "zeroing bytes past the end of the log");
+        write_zeros(file, from, to).map_err(LogError::io(format!("zeroing the tail of {what}")))?;
+        must_sync(file.sync_data(), Path::new(what));
+    }
+    Ok(data_bytes)
 }
 
 impl Storage for SegmentStorage {
@@ -603,8 +747,11 @@ impl Storage for SegmentStorage {
     }
 
     /// Deletes the segments starting at or after `at` (but never the first,
-    /// which keeps `start()`), cuts the one holding `at` and fsyncs it.
-    /// Everything below `at` is durable on return.
+    /// which keeps `start()`), zeroes the bytes from `at` on in the one
+    /// holding `at` and fsyncs it (the file keeps its length, so the
+    /// zeros stay allocated for the next appends). Everything below `at`
+    /// is durable on return, and nothing at or after it can come back.
+    /// `at` is a record boundary: a reopened log ends where its records do.
     fn truncate(&mut self, at: Lsn) -> Result<()> {
         let keep = self.segments.partition_point(|s| s.start < at).max(1);
         if keep < self.segments.len() {
@@ -613,10 +760,14 @@ impl Storage for SegmentStorage {
         let Some(last) = self.segments.last_mut() else {
             return Ok(());
         };
-        last.data_bytes = last.data_bytes.min(at.bytes_since(last.start));
-        last.file
-            .set_len(SEGMENT_HEADER_BYTES + last.data_bytes)
-            .map_err(LogError::io(format!("truncating {}", last.what())))?;
+        let cut = last.data_bytes.min(at.bytes_since(last.start));
+        write_zeros(
+            &last.file,
+            SEGMENT_HEADER_BYTES + cut,
+            SEGMENT_HEADER_BYTES + last.data_bytes,
+        )
+        .map_err(LogError::io(format!("truncating {}", last.what())))?;
+        last.data_bytes = cut;
         must_sync(last.file.sync_all(), &last.path);
         last.unsynced = false;
         Ok(())
@@ -868,7 +1019,7 @@ mod tests {
     fn truncate_inside_a_segment_and_at_a_segment_start() {
         let (dir, expect, points) = closed_log(&[500; 40]);
         let mut s = reopen(dir.path(), SEG);
-        let inside = points[2].advance(100);
+        let inside = points[2].advance((HEADER_BYTES + 500) as u64);
         s.truncate(inside).unwrap();
         assert_eq!((s.end(), s.segment_count()), (inside, 3));
         drop(s);
@@ -884,6 +1035,67 @@ mod tests {
         s.truncate(Lsn(0)).unwrap();
         let s = reopen(dir.path(), SEG);
         assert_eq!((s.start(), s.end(), s.segment_count()), (Lsn(0), Lsn(0), 1));
+    }
+
+    #[test]
+    fn segments_are_preallocated_and_the_end_is_found_by_scanning() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = create(dir.path(), SEG);
+        let expect = append(&mut s, &[100; 3]);
+        let path = s.segments[0].path.clone();
+        assert_eq!(fs::metadata(&path).unwrap().len(), SEG);
+        s.sync_job().run().unwrap();
+        drop(s);
+        let s = reopen(dir.path(), SEG);
+        assert_eq!(s.end(), Lsn(expect.len() as u64));
+        assert_eq!(all(&s), expect);
+        assert!(s.read(s.end(), 100).unwrap().is_empty());
+        assert_eq!(fs::metadata(&path).unwrap().len(), SEG);
+    }
+
+    #[test]
+    fn a_cut_tail_is_never_resurrected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = create(dir.path(), 1 << 16);
+        let expect = append(&mut s, &[100; 10]);
+        s.sync_job().run().unwrap();
+        let rec = (HEADER_BYTES + 100) as u64;
+        let at = Lsn(3 * rec);
+        s.truncate(at).unwrap();
+        drop(s);
+        let mut s = reopen(dir.path(), 1 << 16);
+        assert_eq!(s.end(), at);
+        // A record of the same size puts the old ones behind it back at
+        // their own LSNs: had they not been zeroed, they would decode.
+        let again = append(&mut s, &[100]);
+        s.sync_job().run().unwrap();
+        drop(s);
+        let s = reopen(dir.path(), 1 << 16);
+        assert_eq!(s.end(), at.advance(rec));
+        assert_eq!(all(&s), [&expect[..at.0 as usize], &again].concat());
+    }
+
+    #[test]
+    fn garbage_past_the_end_after_a_crash_is_zeroed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = create(dir.path(), 1 << 16);
+        let expect = append(&mut s, &[100; 10]);
+        s.sync_job().run().unwrap();
+        let path = s.segments[0].path.clone();
+        drop(s);
+        // A torn fourth record, with the later ones written whole.
+        let rec = HEADER_BYTES + 100;
+        let file = File::options().write(true).open(&path).unwrap();
+        let torn = SEGMENT_HEADER_BYTES + 3 * rec as u64 + 30;
+        file.write_all_at(&[0xff], torn).unwrap();
+        drop(file);
+        let mut s = reopen(dir.path(), 1 << 16);
+        assert_eq!(s.end(), Lsn(3 * rec as u64));
+        let again = append(&mut s, &[100]);
+        drop(s);
+        let s = reopen(dir.path(), 1 << 16);
+        assert_eq!(s.end(), Lsn(4 * rec as u64));
+        assert_eq!(all(&s), [&expect[..3 * rec], &again].concat());
     }
 
     #[test]
