@@ -204,6 +204,18 @@ impl Writer {
         self.max_seen_term = self.max_seen_term.max(term);
     }
 
+    /// The connection to `replica` broke: its process may have restarted,
+    /// perhaps on an empty disk, so what it acknowledged before no longer
+    /// counts towards a commit until it acknowledges again. The driver
+    /// calls this before it talks to the replica's new process.
+    pub fn on_replica_reset(&mut self, replica: ReplicaId) {
+        if let Some(pr) = self.progress.get_mut(&replica) {
+            pr.matched = Lsn::ZERO;
+            pr.acked_end = Lsn::ZERO;
+            pr.inflight.clear();
+        }
+    }
+
     /// Starts (or restarts) an election with a fresh term.
     pub fn start_election(&mut self, now_ms: u64) -> Vec<Outgoing> {
         self.start_election_with(now_ms, Vec::new())
