@@ -263,13 +263,21 @@ impl<S: Storage> Replica<S> {
     }
 
     /// The acknowledgement for the current writer: what is durable and
-    /// known to match its log.
+    /// known to match its log. A non-voter acknowledges nothing as durable:
+    /// it may have been wiped and forgotten a promise to a newer writer, so
+    /// its acknowledgement must not help the writer of an older term to a
+    /// commit.
     pub fn ack(&self) -> AppendResponse {
+        let durable = if self.control.voter {
+            self.flush.min(self.matched)
+        } else {
+            Lsn::ZERO
+        };
         AppendResponse {
             replica_id: self.id(),
             promised_term: self.control.promised_term,
             outcome: AppendOutcome::Accepted,
-            flush_lsn: self.flush.min(self.matched),
+            flush_lsn: durable,
             end_lsn: self.end,
             history: TermHistory::new(),
         }
