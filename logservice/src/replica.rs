@@ -389,8 +389,10 @@ impl<S: Storage> Replica<S> {
     }
 
     fn advance_commit(&mut self) -> Result<()> {
-        let c = self.writer_commit.min(self.flush).min(self.matched);
-        if c > self.commit {
+        // The writer's commit LSN and our flush are batch ends; `matched`,
+        // the end of the last append, need not be: it only bounds them.
+        let c = self.writer_commit.min(self.flush);
+        if c > self.commit && c <= self.matched {
             self.commit = c;
         }
         self.maybe_become_voter()
