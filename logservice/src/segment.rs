@@ -396,7 +396,10 @@ impl SegmentStorage {
     fn take_spare(&mut self) -> Result<File> {
         let path = self.wal_dir.join(SPARE_FILE_NAME);
         if let Some(handle) = self.spare.take() {
-            match handle.join().expect("the preallocation thread does not panic") {
+            match handle
+                .join()
+                .expect("the preallocation thread does not panic")
+            {
                 Ok(file) => return Ok(file),
                 Err(e) => tracing::warn!(error = %e, "preallocating a segment failed; retrying"),
             }
@@ -677,7 +680,12 @@ fn scan_data_end(file: &File, start: Lsn, what: &str) -> Result<u64> {
     ) {
         let from = SEGMENT_HEADER_BYTES + data_bytes + first as u64;
         let to = SEGMENT_HEADER_BYTES + data_bytes + last as u64 + 1;
-        tracing::warn!(path = what, from, to, "zeroing bytes past the end of the log");
+        tracing::warn!(
+            path = what,
+            from,
+            to,
+            "zeroing bytes past the end of the log"
+        );
         write_zeros(file, from, to).map_err(LogError::io(format!("zeroing the tail of {what}")))?;
         must_sync(file.sync_data(), Path::new(what));
     }
