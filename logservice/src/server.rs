@@ -12,8 +12,10 @@
 //! - the *housekeeping* task: trims segments and saves the commit LSN.
 //!
 //! Appends are acknowledged on their stream once the flusher has made them
-//! durable; state changes (flush, commit) are broadcast on a watch channel
-//! that append and read streams wait on. Shutdown order: stop accepting
+//! durable. Two watch channels wake the waiters, so that an append does not
+//! wake everyone: `acks` (the synced LSN moved, or the log was cut) wakes
+//! the append streams; `changed` (commit moved, or the replica fell behind)
+//! wakes read streams and the catch-up task. Shutdown order: stop accepting
 //! RPCs, cancel the tasks, stop the flusher after its last fsync.
 
 use std::net::SocketAddr;
@@ -77,8 +79,11 @@ impl ServerConfig {
 struct Shared {
     cluster_id: String,
     replica: Mutex<Replica<SegmentStorage>>,
-    /// Bumped on every change of flush, commit or log end.
+    /// Bumped when the commit LSN or `is_behind` may have changed.
     changed: watch::Sender<u64>,
+    /// Bumped when the synced LSN moved or the log end went back: what an
+    /// append stream waiting to acknowledge needs to look again.
+    acks: watch::Sender<u64>,
     sync_wanted: Mutex<bool>,
     sync_cv: Condvar,
     /// Cancelled at shutdown: long-lived streams end so that the server's
@@ -98,8 +103,18 @@ impl Shared {
         Ok(())
     }
 
+    /// Wakes every waiter: append streams, read streams, catch-up.
     fn notify(&self) {
+        self.notify_acks();
+        self.notify_changed();
+    }
+
+    fn notify_changed(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    fn notify_acks(&self) {
+        self.acks.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     fn want_sync(&self) {
@@ -137,6 +152,7 @@ pub async fn serve_on(
         cluster_id: config.cluster_id.clone(),
         replica: Mutex::new(replica),
         changed: watch::channel(0).0,
+        acks: watch::channel(0).0,
         sync_wanted: Mutex::new(false),
         sync_cv: Condvar::new(),
         stop: shutdown.clone(),
@@ -195,12 +211,19 @@ fn spawn_flusher(shared: Arc<Shared>, stop: CancellationToken) -> std::thread::J
                     let next = shared.replica.lock().begin_sync();
                     let Some((job, ticket)) = next else { break };
                     // An fsync error aborts the process inside the job.
-                    let result = crate::storage::SyncJob::run(job);
-                    if let Err(e) = result.and_then(|()| shared.replica.lock().finish_sync(ticket))
-                    {
+                    let result = crate::storage::SyncJob::run(job).and_then(|()| {
+                        let mut r = shared.replica.lock();
+                        let before = r.commit();
+                        r.finish_sync(ticket).map(|()| r.commit() != before)
+                    });
+                    let commit_moved = result.as_ref().map_or(true, |moved| *moved);
+                    if let Err(e) = result {
                         warn!(error = %e, "sync bookkeeping failed");
                     }
-                    shared.notify();
+                    shared.notify_acks();
+                    if commit_moved {
+                        shared.notify_changed();
+                    }
                 }
                 if stop.is_cancelled() {
                     return;
@@ -378,7 +401,7 @@ async fn append_stream(
     mut inbound: Streaming<pb::AppendRequest>,
     tx: mpsc::Sender<Result<pb::AppendResponse, Status>>,
 ) {
-    let mut changed = shared.changed.subscribe();
+    let mut acks = shared.acks.subscribe();
     // The log end our last write must reach durably before we acknowledge.
     let mut awaiting: Option<Lsn> = None;
     loop {
@@ -402,7 +425,7 @@ async fn append_stream(
                     }
                 }
             }
-            res = changed.changed(), if awaiting.is_some() => {
+            res = acks.changed(), if awaiting.is_some() => {
                 if res.is_err() {
                     return;
                 }
@@ -431,16 +454,25 @@ fn handle_append(
     shared.check_cluster(&req.cluster_id)?;
     let req: AppendRequest = req.try_into()?;
     let mut r = shared.replica.lock();
+    let before = (r.commit(), r.is_behind(), r.end());
     let resp = r.append(&req)?;
     let needs_sync = r.synced() < r.end();
     let end = r.end();
+    let changed = (r.commit(), r.is_behind()) != (before.0, before.1);
+    let cut = end < before.2;
     drop(r);
-    shared.notify();
-    if resp.outcome == AppendOutcome::Accepted && needs_sync {
+    // The flusher first: its fsync is the long pole.
+    let wait = resp.outcome == AppendOutcome::Accepted && needs_sync;
+    if wait {
         shared.want_sync();
-        return Ok((resp, Some(end)));
     }
-    Ok((resp, None))
+    if changed {
+        shared.notify_changed();
+    }
+    if cut {
+        shared.notify_acks();
+    }
+    Ok((resp, wait.then_some(end)))
 }
 
 /// Streams committed log to a consumer from `from`.
