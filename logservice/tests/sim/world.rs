@@ -7,7 +7,9 @@
 //! servers and clients the way `server.rs` and `client.rs` do: a replica
 //! answers an append that wrote bytes only once a sync covering them has
 //! completed, a lagging replica fetches committed log from a peer, a writer
-//! is pumped on a tick and re-elects when it lost a round or was fenced.
+//! is pumped on a tick and re-elects when it lost a round or was fenced,
+//! and a writer learns that its link to a crashed replica broke
+//! ([`Writer::on_replica_reset`]) before the replica's new process starts.
 //!
 //! A run has two phases. In the *chaos* phase the network drops, delays,
 //! duplicates and partitions messages, replicas crash (losing or tearing
@@ -88,6 +90,12 @@ enum Event {
     Restart {
         id: ReplicaId,
         life: u64,
+    },
+    /// A writer notices that its connection to a replica broke.
+    LinkReset {
+        writer: usize,
+        life: u64,
+        replica: ReplicaId,
     },
     Crash,
     Wipe,
@@ -342,6 +350,14 @@ impl World {
                 ticket,
             } => self.sync_done(id, life, job, ticket),
             Event::Restart { id, life } => self.restart(id, life),
+            Event::LinkReset {
+                writer,
+                life,
+                replica,
+            } => {
+                self.link_reset(writer, life, replica);
+                Ok(())
+            }
             Event::Crash => self.chaos_crash(),
             Event::Wipe => self.chaos_wipe(),
             Event::Partition => {
@@ -583,10 +599,8 @@ impl World {
 
     fn crash(&mut self, id: ReplicaId) {
         let node = self.replicas.get_mut(&id).expect("a replica");
-        let ReplicaState::Up(mut r) =
-            std::mem::replace(&mut node.state, ReplicaState::Down(MemStorage::new()))
-        else {
-            return;
+        let ReplicaState::Up(r) = &mut node.state else {
+            return; // already down
         };
         let mut disk = std::mem::take(r.storage_mut());
         let volatile = disk.volatile_len() as u64;
@@ -596,20 +610,48 @@ impl World {
             self.rng.below(volatile + 1)
         };
         let tear = self.rng.chance(0.5);
+        if self.cfg.trace {
+            eprintln!(
+                "             r{id} crashes: keeps {keep} of {volatile} unsynced bytes{}{}",
+                if tear { ", torn" } else { "" },
+                if node.wipe_on_restart {
+                    ", disk to be wiped"
+                } else {
+                    ""
+                }
+            );
+        }
         disk.crash(keep as usize, tear);
         node.state = ReplicaState::Down(disk);
         node.life += 1;
         node.awaiting.clear();
         node.catch_up_until_us = 0;
         self.report.crashes += 1;
-        let at = self.now_us + self.rng.range(5 * MS, 300 * MS);
-        self.queue.push(
-            at,
-            Event::Restart {
-                id,
-                life: node.life,
-            },
-        );
+        let life = node.life;
+        let down_us = self.rng.range(5 * MS, 300 * MS);
+        self.queue
+            .push(self.now_us + down_us, Event::Restart { id, life });
+        // Each writer's stream to the dead process breaks before it can
+        // talk to the new one (gRPC over TCP).
+        for writer in 0..self.writers.len() {
+            let at = self.now_us + self.rng.below(down_us);
+            let life = self.writers[writer].life;
+            self.queue.push(
+                at,
+                Event::LinkReset {
+                    writer,
+                    life,
+                    replica: id,
+                },
+            );
+        }
+    }
+
+    fn link_reset(&mut self, writer: usize, life: u64, replica: ReplicaId) {
+        let node = &mut self.writers[writer];
+        if node.life == life {
+            node.writer.on_replica_reset(replica);
+        }
     }
 
     fn restart(&mut self, id: ReplicaId, life: u64) -> Sim {
@@ -750,14 +792,9 @@ impl World {
         Ok(())
     }
 
-    /// At the moment a batch is acknowledged, a majority holds it durably.
-    /// (Not checked once a disk was wiped: a writer may count a wiped
-    /// replica's earlier acknowledgement, so a majority of *disks* need
-    /// not hold it; the final check still requires it.)
+    /// At the moment a batch is acknowledged, a majority of disks (up or
+    /// down) hold it durably.
     fn check_durable_at_ack(&self, ack: &Ack) -> Sim {
-        if self.report.wiped.is_some() || self.replicas.values().any(|n| n.wipe_on_restart) {
-            return Ok(());
-        }
         let holders = self
             .replicas
             .values()
@@ -1019,6 +1056,9 @@ impl World {
         self.net.heal_all();
         for id in REPLICAS {
             if self.replicas[&id].up_ref().is_none() {
+                for writer in 0..self.writers.len() {
+                    self.link_reset(writer, self.writers[writer].life, id);
+                }
                 let life = self.replicas[&id].life;
                 self.restart(id, life)?;
             }
@@ -1113,6 +1153,9 @@ impl World {
             ),
             Event::SyncDone { id, ticket, .. } => format!("sync done r{id} to {}", ticket.end.0),
             Event::Restart { id, .. } => format!("restart r{id}"),
+            Event::LinkReset {
+                writer, replica, ..
+            } => format!("writer {writer} lost its link to r{replica}"),
             Event::Heal(pairs) => format!("heal {pairs:?}"),
             Event::WriterTick(_) | Event::ReplicaTick(_) | Event::Submit | Event::Read => return,
             Event::Crash => "crash?".into(),
