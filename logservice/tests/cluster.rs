@@ -366,7 +366,10 @@ async fn append_once(
 async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !ok().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -374,19 +377,38 @@ async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_are_trimmed_only_below_every_consumers_safe_lsn() {
     let cluster = Cluster::start(3).await;
-    let client = LogClient::connect(LogClientConfig::new(CLUSTER, "w1", cluster.endpoints.clone())).await.unwrap();
+    let client = LogClient::connect(LogClientConfig::new(
+        CLUSTER,
+        "w1",
+        cluster.endpoints.clone(),
+    ))
+    .await
+    .unwrap();
     // A consumer registers at 0 by reading.
-    let mut reader = LogReader::new(CLUSTER, "pageserver", vec![cluster.endpoints[0].clone()], Lsn::ZERO);
+    let mut reader = LogReader::new(
+        CLUSTER,
+        "pageserver",
+        vec![cluster.endpoints[0].clone()],
+        Lsn::ZERO,
+    );
     reader.next_chunk().await.unwrap();
     let mut last = Lsn::ZERO;
     for i in 0..60 {
         last = client.append(batch(i, 100_000)).await.unwrap();
     }
-    let status = replica_status(&cluster.endpoints[0], CLUSTER).await.unwrap();
+    let status = replica_status(&cluster.endpoints[0], CLUSTER)
+        .await
+        .unwrap();
     assert!(status.segment_count >= 5, "{status:?}");
     // Housekeeping runs every 50 ms: the consumer at 0 holds every segment.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(replica_status(&cluster.endpoints[0], CLUSTER).await.unwrap().start_lsn, Lsn::ZERO);
+    assert_eq!(
+        replica_status(&cluster.endpoints[0], CLUSTER)
+            .await
+            .unwrap()
+            .start_lsn,
+        Lsn::ZERO
+    );
 
     // Once it reports a safe LSN, segments wholly below it go, no further.
     let safe = Lsn(last.0 / 2);
@@ -396,15 +418,38 @@ async fn segments_are_trimmed_only_below_every_consumers_safe_lsn() {
         replica_status(&endpoint, CLUSTER).await.unwrap().start_lsn > Lsn::ZERO
     })
     .await;
-    let trimmed = replica_status(&cluster.endpoints[0], CLUSTER).await.unwrap();
-    assert!(trimmed.start_lsn <= safe, "trimmed past the safe LSN: {trimmed:?}");
+    let trimmed = replica_status(&cluster.endpoints[0], CLUSTER)
+        .await
+        .unwrap();
+    assert!(
+        trimmed.start_lsn <= safe,
+        "trimmed past the safe LSN: {trimmed:?}"
+    );
     assert!(trimmed.segment_count < status.segment_count);
     // Below the start is a clear error; from the safe LSN on, all is there.
-    let mut raw = LogServiceClient::connect(cluster.endpoints[0].clone()).await.unwrap();
-    let req = pb::ReadRequest { cluster_id: CLUSTER.into(), consumer_id: "late".into(), start_lsn: 0 };
-    let err = raw.read(req).await.unwrap().into_inner().message().await.unwrap_err();
+    let mut raw = LogServiceClient::connect(cluster.endpoints[0].clone())
+        .await
+        .unwrap();
+    let req = pb::ReadRequest {
+        cluster_id: CLUSTER.into(),
+        consumer_id: "late".into(),
+        start_lsn: 0,
+    };
+    let err = raw
+        .read(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
-    let mut from_start = LogReader::new(CLUSTER, "late2", vec![cluster.endpoints[0].clone()], trimmed.start_lsn);
+    let mut from_start = LogReader::new(
+        CLUSTER,
+        "late2",
+        vec![cluster.endpoints[0].clone()],
+        trimmed.start_lsn,
+    );
     while from_start.position() < last {
         from_start.next_chunk().await.unwrap();
     }
@@ -413,7 +458,13 @@ async fn segments_are_trimmed_only_below_every_consumers_safe_lsn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_segment_is_a_typed_error_and_readers_fail_over() {
     let mut cluster = Cluster::start(3).await;
-    let client = LogClient::connect(LogClientConfig::new(CLUSTER, "w1", cluster.endpoints.clone())).await.unwrap();
+    let client = LogClient::connect(LogClientConfig::new(
+        CLUSTER,
+        "w1",
+        cluster.endpoints.clone(),
+    ))
+    .await
+    .unwrap();
     let mut last = Lsn::ZERO;
     for i in 0..40 {
         last = client.append(batch(i, 100_000)).await.unwrap();
@@ -422,7 +473,10 @@ async fn a_corrupt_segment_is_a_typed_error_and_readers_fail_over() {
     // Flip one byte in the middle of replica 1's first segment.
     cluster.stop(0).await;
     let seg_dir = cluster.dir.path().join("r0").join("wal");
-    let mut segs: Vec<_> = std::fs::read_dir(&seg_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut segs: Vec<_> = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     segs.sort();
     assert!(segs.len() >= 3);
     let mut bytes = std::fs::read(&segs[0]).unwrap();
@@ -433,8 +487,14 @@ async fn a_corrupt_segment_is_a_typed_error_and_readers_fail_over() {
 
     // Reading through the bad record from that replica is DATA_LOSS naming
     // the record's LSN, never the wrong bytes.
-    let mut raw = LogServiceClient::connect(cluster.endpoints[0].clone()).await.unwrap();
-    let req = pb::ReadRequest { cluster_id: CLUSTER.into(), consumer_id: "c".into(), start_lsn: 0 };
+    let mut raw = LogServiceClient::connect(cluster.endpoints[0].clone())
+        .await
+        .unwrap();
+    let req = pb::ReadRequest {
+        cluster_id: CLUSTER.into(),
+        consumer_id: "c".into(),
+        start_lsn: 0,
+    };
     let mut stream = raw.read(req).await.unwrap().into_inner();
     let mut got = Vec::new();
     let err = loop {
@@ -446,7 +506,11 @@ async fn a_corrupt_segment_is_a_typed_error_and_readers_fail_over() {
     };
     assert_eq!(err.code(), tonic::Code::DataLoss, "{err}");
     assert!(err.message().contains("LSN"), "{}", err.message());
-    assert_eq!(got[..], good[..got.len()], "what came before the bad record is right");
+    assert_eq!(
+        got[..],
+        good[..got.len()],
+        "what came before the bad record is right"
+    );
     // A reader that lists every replica fails over and gets it all.
     let mut reader = LogReader::new(CLUSTER, "c2", cluster.endpoints.clone(), Lsn::ZERO);
     let mut all = Vec::new();
