@@ -75,6 +75,8 @@ pub struct Report {
     pub peer_fetches: u64,
     pub wiped: Option<ReplicaId>,
     pub sim_ms: u64,
+    /// crc32 of the final committed log.
+    pub log_crc32: u32,
 }
 
 enum Event {
@@ -1095,7 +1097,13 @@ impl World {
             .collect();
         check::final_check(&self.checker, &replicas)?;
         self.report.acks = self.checker.acks.len();
-        self.report.committed_bytes = replicas[0].commit().0;
+        let committed = replicas[0].commit().0 as usize;
+        let log = replicas[0]
+            .storage()
+            .read(Lsn::ZERO, committed)
+            .map_err(|e| bug("reading", e))?;
+        self.report.committed_bytes = committed as u64;
+        self.report.log_crc32 = crc32fast::hash(&log);
         self.report.sim_ms = self.now_us / MS;
         Ok(self.report)
     }
