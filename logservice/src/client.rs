@@ -80,6 +80,9 @@ struct Cmd {
 
 enum Event {
     Promise(Promise),
+    /// A replica's append stream broke and was reopened: from now on its
+    /// link carries messages of this epoch only.
+    LinkReset(ReplicaId, u64),
     Append(AppendResponse),
     Fetch(ReplicaId, Result<FetchResponse>),
 }
@@ -188,7 +191,9 @@ struct Driver {
     writer: Writer,
     cluster_id: String,
     clients: Vec<LogServiceClient<Channel>>,
-    links: Vec<mpsc::Sender<AppendRequest>>,
+    links: Vec<mpsc::Sender<(u64, AppendRequest)>>,
+    /// The epoch of each link's current stream, as last reported.
+    link_epochs: Vec<u64>,
     events_tx: mpsc::Sender<Event>,
     events: mpsc::Receiver<Event>,
     state: watch::Sender<WriterState>,
@@ -227,6 +232,7 @@ impl Driver {
             writer: Writer::new(cfg.writer.clone()),
             cluster_id: cfg.cluster_id.clone(),
             clients,
+            link_epochs: vec![0; links.len()],
             links,
             events_tx,
             events,
@@ -276,6 +282,13 @@ impl Driver {
         let out = match ev {
             Event::Promise(p) => self.writer.on_promise(p),
             Event::Append(resp) => self.writer.on_append_response(resp),
+            Event::LinkReset(r, epoch) => {
+                // The replica may have restarted, even on an empty disk:
+                // what it acknowledged before no longer counts.
+                self.link_epochs[r as usize - 1] = epoch;
+                self.writer.on_replica_reset(r);
+                Vec::new()
+            }
             Event::Fetch(from, Ok(resp)) => self.writer.on_fetch_response(from, resp),
             Event::Fetch(_, Err(e)) => {
                 warn!(error = %e, "fetching the adopted log failed");
@@ -366,7 +379,8 @@ impl Driver {
             match o {
                 Outgoing::Append(r, req) => {
                     // Full: the replica is slow or gone; the writer resends.
-                    let _ = self.links[r as usize - 1].try_send(req);
+                    let i = r as usize - 1;
+                    let _ = self.links[i].try_send((self.link_epochs[i], req));
                 }
                 Outgoing::Elect(r, req) => {
                     let mut client = self.clients[r as usize - 1].clone();
@@ -407,10 +421,14 @@ async fn link(
     id: ReplicaId,
     mut client: LogServiceClient<Channel>,
     cluster_id: String,
-    mut rx: mpsc::Receiver<AppendRequest>,
+    mut rx: mpsc::Receiver<(u64, AppendRequest)>,
     events: mpsc::Sender<Event>,
     stop: CancellationToken,
 ) {
+    // Each stream is an epoch. A message made for an earlier stream is
+    // dropped, never sent on a later one: a restarted replica must only see
+    // messages made after the writer knew its old stream was gone.
+    let mut epoch = 0u64;
     loop {
         let (out_tx, out_rx) = mpsc::channel::<pb::AppendRequest>(64);
         let call = tokio::select! {
@@ -422,7 +440,10 @@ async fn link(
             loop {
                 tokio::select! {
                     req = rx.recv() => {
-                        let Some(req) = req else { return };
+                        let Some((req_epoch, req)) = req else { return };
+                        if req_epoch != epoch {
+                            continue;
+                        }
                         let mut msg = pb::AppendRequest::from(&req);
                         msg.cluster_id = cluster_id.clone();
                         if out_tx.send(msg).await.is_err() {
@@ -452,6 +473,10 @@ async fn link(
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             _ = stop.cancelled() => return,
+        }
+        epoch += 1;
+        if events.send(Event::LinkReset(id, epoch)).await.is_err() {
+            return;
         }
     }
 }
