@@ -79,6 +79,9 @@ pub struct Replica<S: Storage> {
     /// The log is known to equal a peer's committed log up to here (a
     /// record boundary, at or above `commit`): where catching up resumes.
     peer_agreed: Lsn,
+    /// Batch end up to which the log equals a peer's committed log; it
+    /// becomes our commit LSN as it becomes durable here.
+    peer_commit: Lsn,
     fsyncs: u64,
 }
 
@@ -137,9 +140,23 @@ impl<S: Storage> Replica<S> {
             behind: false,
             joined: None,
             peer_agreed: Lsn::ZERO,
+            peer_commit: Lsn::ZERO,
             fsyncs: 0,
         };
-        r.commit = r.control.commit_lsn.min(cut);
+        if cut < r.control.commit_lsn {
+            // The commit LSN is saved only once durable, so a bad record
+            // below it was not torn by a crash: the file is damaged.
+            return Err(LogError::CorruptFile {
+                what: format!("log of replica {replica_id}"),
+                detail: format!(
+                    "a bad record at {cut} lies below the durable commit LSN {}: this is \
+                     damage, not a torn write; move this replica's directory away and \
+                     restart it empty to copy the log from its peers",
+                    r.control.commit_lsn
+                ),
+            });
+        }
+        r.commit = r.control.commit_lsn;
         r.peer_agreed = r.commit;
         if r.control.history.cut_at(cut) != r.control.history {
             r.control.history.cut(cut);
@@ -358,6 +375,7 @@ impl<S: Storage> Replica<S> {
         };
         self.flush = self.flush.min(self.batch_end);
         self.matched = self.matched.min(at);
+        self.peer_commit = self.peer_commit.min(at);
         self.peer_agreed = self.peer_agreed.min(at);
         self.control.history.cut(at);
         self.store_control()
@@ -394,6 +412,12 @@ impl<S: Storage> Replica<S> {
         let c = self.writer_commit.min(self.flush);
         if c > self.commit && c <= self.matched {
             self.commit = c;
+        }
+        // Never above what is durable here, so that the saved commit LSN
+        // tells a torn tail from damage at open.
+        let p = self.peer_commit.min(self.flush);
+        if p > self.commit {
+            self.commit = p;
         }
         self.maybe_become_voter()
     }
@@ -568,7 +592,8 @@ impl<S: Storage> Replica<S> {
         self.peer_agreed = self.peer_agreed.max(agree);
         // The fetched bytes end at a record, not necessarily at a batch end:
         // commit only whole batches.
-        self.commit = self.commit.max(agree.min(self.batch_end));
+        self.peer_commit = self.peer_commit.max(agree.min(self.batch_end));
+        self.advance_commit()?;
         self.store_control()?;
         Ok(self.end < peer_commit)
     }

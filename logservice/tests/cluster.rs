@@ -521,3 +521,43 @@ async fn a_corrupt_segment_is_a_typed_error_and_readers_fail_over() {
     // And the writer still commits with the other two.
     client.append(batch(99, 100)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_below_the_durable_commit_is_refused_at_open_not_cut() {
+    let mut cluster = Cluster::start(3).await;
+    let client = LogClient::connect(LogClientConfig::new(
+        CLUSTER,
+        "w1",
+        cluster.endpoints.clone(),
+    ))
+    .await
+    .unwrap();
+    for i in 0..5 {
+        client.append(batch(i, 1000)).await.unwrap();
+    }
+    // Let housekeeping (every 50 ms) save the commit LSN.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.stop(0).await;
+    let seg_dir = cluster.dir.path().join("r0").join("wal");
+    let mut segs: Vec<_> = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segs.sort();
+    let last = segs.last().unwrap();
+    let mut bytes = std::fs::read(last).unwrap();
+    bytes[512 + 100] ^= 0x01; // inside the first record after the header
+    std::fs::write(last, &bytes).unwrap();
+
+    let listener = TcpListener::bind(cluster.listeners_addrs[0]).await.unwrap();
+    let err = serve_on(listener, cluster.config(0), CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, strata_logservice::LogError::CorruptFile { .. }),
+        "expected a corrupt-file error, got {err}"
+    );
+    assert!(err.to_string().contains("not a torn write"), "{err}");
+    // The other two keep committing.
+    client.append(batch(9, 100)).await.unwrap();
+}

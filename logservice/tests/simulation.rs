@@ -496,6 +496,8 @@ fn a_replica_catching_up_from_a_peer_commits_whole_batches_only() {
         let req = lab.replica(3).catch_up_request(2000);
         let resp = lab.replica(1).fetch(&req).unwrap();
         let more = lab.replica_mut(3).apply_peer_fetch(&resp).unwrap();
+        // The commit LSN follows what is durable here.
+        Lab::sync(lab.replica_mut(3)).unwrap();
         let r = lab.replica(3);
         let log = lab.log(3);
         let commit = r.commit().0 as usize;

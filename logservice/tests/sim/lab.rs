@@ -74,7 +74,7 @@ impl Lab {
             .expect("reading MemStorage")
     }
 
-    fn sync(r: &mut Replica<MemStorage>) -> LabResult {
+    pub fn sync(r: &mut Replica<MemStorage>) -> LabResult {
         while let Some((job, ticket)) = r.begin_sync() {
             job.run().map_err(|e| e.to_string())?;
             r.storage_mut().sync_to(ticket.end);
