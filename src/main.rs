@@ -65,6 +65,10 @@ struct LogserviceArgs {
     peers: Option<Vec<String>>,
     #[arg(long)]
     segment_size_bytes: Option<u64>,
+    /// A consumer further behind than this stops holding the log back (it
+    /// is warned about, loudly, on every housekeeping pass).
+    #[arg(long)]
+    retention_cap_bytes: Option<u64>,
 }
 
 /// `strata logservice`'s config file. Every field has a default.
@@ -77,6 +81,7 @@ struct LogserviceFile {
     cluster_id: String,
     peers: Vec<String>,
     segment_size_bytes: u64,
+    retention_cap_bytes: u64,
 }
 
 impl Default for LogserviceFile {
@@ -88,6 +93,7 @@ impl Default for LogserviceFile {
             cluster_id: "strata".into(),
             peers: Vec::new(),
             segment_size_bytes: 64 << 20,
+            retention_cap_bytes: 16 << 30,
         }
     }
 }
@@ -110,6 +116,7 @@ impl LogserviceArgs {
         f.cluster_id = self.cluster_id.unwrap_or(f.cluster_id);
         f.peers = self.peers.unwrap_or(f.peers);
         f.segment_size_bytes = self.segment_size_bytes.unwrap_or(f.segment_size_bytes);
+        f.retention_cap_bytes = self.retention_cap_bytes.unwrap_or(f.retention_cap_bytes);
         if f.id == 0 {
             bail!("--id must be 1 or more");
         }
@@ -128,6 +135,7 @@ impl LogserviceArgs {
         c.listen = f.listen;
         c.peers = f.peers;
         c.segment_size_bytes = f.segment_size_bytes;
+        c.retention_cap_bytes = f.retention_cap_bytes;
         Ok(c)
     }
 }
@@ -237,5 +245,57 @@ async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     match first_error {
         Some(e) => Err(e.into()),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(config: Option<PathBuf>) -> LogserviceArgs {
+        LogserviceArgs {
+            config,
+            listen: None,
+            data_dir: None,
+            id: None,
+            cluster_id: None,
+            peers: None,
+            segment_size_bytes: None,
+            retention_cap_bytes: None,
+        }
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn flags_override_the_file_and_an_empty_file_runs() {
+        let (_d, path) = file("id = 2\ncluster_id = \"c\"\nsegment_size_bytes = 2097152\n");
+        let mut a = args(Some(path));
+        a.id = Some(3);
+        let c = a.into_config().unwrap();
+        assert_eq!(
+            (c.id, c.cluster_id.as_str(), c.segment_size_bytes),
+            (3, "c", 2 << 20)
+        );
+        let (_d, empty) = file("");
+        assert_eq!(args(Some(empty)).into_config().unwrap().id, 1);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        let (_d, path) = file("idd = 2\n");
+        let err = args(Some(path)).into_config().unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+        let mut a = args(None);
+        a.id = Some(0);
+        assert!(a.into_config().is_err());
+        let mut a = args(None);
+        a.peers = Some(vec!["127.0.0.1:1".into()]);
+        assert!(a.into_config().unwrap_err().to_string().contains("http://"));
     }
 }
