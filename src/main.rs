@@ -4,6 +4,7 @@
 //! `serve`. `strata up` runs the whole cluster in one process (today: the
 //! three log replicas); `strata logservice` runs one replica on its own.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -145,6 +146,7 @@ fn main() -> Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
@@ -228,13 +230,18 @@ async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             .collect();
         servers.push(tokio::spawn(serve_on(listener, c, shutdown.clone())));
     }
-    println!(
-        "Strata is up: cluster {cluster_id}, data in {}",
-        args.data_dir.display()
+    // Written, not println!: a closed stdout (`strata up | head -1`) must
+    // not take the cluster down.
+    let banner = format!(
+        "Strata is up: cluster {cluster_id}, data in {}\n  log service replicas: {}\n  \
+         (the SQL compute node and its MySQL port arrive with the next milestones)\n\
+         Stop with Ctrl-C.\n",
+        args.data_dir.display(),
+        endpoints.join(" ")
     );
-    println!("  log service replicas: {}", endpoints.join(" "));
-    println!("  (the SQL compute node and its MySQL port arrive with the next milestones)");
-    println!("Stop with Ctrl-C.");
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    drop(out);
     let mut first_error = None;
     for s in servers {
         if let Err(e) = s.await.context("log replica task")? {

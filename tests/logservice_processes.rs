@@ -211,11 +211,14 @@ fn strata_up(dir: &Path) -> (Child, Vec<String>) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("starting strata up");
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    for line in stdout.lines() {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next() {
         let line = line.unwrap();
         if let Some(list) = line.trim().strip_prefix("log service replicas:") {
-            return (child, list.split_whitespace().map(String::from).collect());
+            let endpoints = list.split_whitespace().map(String::from).collect();
+            // Keep reading, as a terminal would, until it exits.
+            std::thread::spawn(move || lines.for_each(drop));
+            return (child, endpoints);
         }
     }
     let _ = child.kill();
