@@ -47,6 +47,13 @@ impl Cluster {
         c
     }
 
+    /// A writer client connected to every replica (it wins an election).
+    async fn writer(&self, id: &str) -> LogClient {
+        LogClient::connect(LogClientConfig::new(CLUSTER, id, self.endpoints.clone()))
+            .await
+            .unwrap()
+    }
+
     fn config(&self, i: usize) -> ServerConfig {
         let mut cfg =
             ServerConfig::new(i as u32 + 1, CLUSTER, self.dir.path().join(format!("r{i}")));
@@ -114,13 +121,7 @@ async fn read_all(endpoint: &str, upto: Lsn) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_commit_and_read_back_identical_from_every_replica() {
     let cluster = Cluster::start(3).await;
-    let client = LogClient::connect(LogClientConfig::new(
-        CLUSTER,
-        "w1",
-        cluster.endpoints.clone(),
-    ))
-    .await
-    .unwrap();
+    let client = cluster.writer("w1").await;
     let mut last = Lsn::ZERO;
     for i in 0..200 {
         let lsn = client
@@ -156,13 +157,7 @@ async fn appends_commit_and_read_back_identical_from_every_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_16_mib_batch_commits_whole() {
     let cluster = Cluster::start(3).await;
-    let client = LogClient::connect(LogClientConfig::new(
-        CLUSTER,
-        "w1",
-        cluster.endpoints.clone(),
-    ))
-    .await
-    .unwrap();
+    let client = cluster.writer("w1").await;
     let mut b = BatchBuilder::new();
     for i in 0..17u64 {
         b.push(&Record::RowChange {
@@ -180,21 +175,9 @@ async fn a_16_mib_batch_commits_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_writer_fences_the_first() {
     let cluster = Cluster::start(3).await;
-    let w1 = LogClient::connect(LogClientConfig::new(
-        CLUSTER,
-        "w1",
-        cluster.endpoints.clone(),
-    ))
-    .await
-    .unwrap();
+    let w1 = cluster.writer("w1").await;
     let before = w1.append(batch(1, 100)).await.unwrap();
-    let w2 = LogClient::connect(LogClientConfig::new(
-        CLUSTER,
-        "w2",
-        cluster.endpoints.clone(),
-    ))
-    .await
-    .unwrap();
+    let w2 = cluster.writer("w2").await;
     assert!(w2.state().term > w1.state().term);
     let err = w1.append(batch(2, 100)).await.unwrap_err();
     assert!(
@@ -217,13 +200,7 @@ async fn a_second_writer_fences_the_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_restarted_behind_catches_up_from_peers() {
     let mut cluster = Cluster::start(3).await;
-    let client = LogClient::connect(LogClientConfig::new(
-        CLUSTER,
-        "w1",
-        cluster.endpoints.clone(),
-    ))
-    .await
-    .unwrap();
+    let client = cluster.writer("w1").await;
     client.append(batch(0, 100)).await.unwrap();
     cluster.stop(2).await;
     let mut last = Lsn::ZERO;
@@ -255,13 +232,7 @@ async fn a_replica_restarted_behind_catches_up_from_peers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_typed_statuses() {
     let cluster = Cluster::start(3).await;
-    let client = LogClient::connect(LogClientConfig::new(
-        CLUSTER,
-        "w1",
-        cluster.endpoints.clone(),
-    ))
-    .await
-    .unwrap();
+    let client = cluster.writer("w1").await;
     client.append(batch(0, 100)).await.unwrap();
     let mut raw = LogServiceClient::connect(cluster.endpoints[0].clone())
         .await
@@ -377,13 +348,7 @@ async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_are_trimmed_only_below_every_consumers_safe_lsn() {
     let cluster = Cluster::start(3).await;
-    let client = LogClient::connect(LogClientConfig::new(
-        CLUSTER,
-        "w1",
-        cluster.endpoints.clone(),
-    ))
-    .await
-    .unwrap();
+    let client = cluster.writer("w1").await;
     // A consumer registers at 0 by reading.
     let mut reader = LogReader::new(
         CLUSTER,
@@ -458,13 +423,7 @@ async fn segments_are_trimmed_only_below_every_consumers_safe_lsn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_segment_is_a_typed_error_and_readers_fail_over() {
     let mut cluster = Cluster::start(3).await;
-    let client = LogClient::connect(LogClientConfig::new(
-        CLUSTER,
-        "w1",
-        cluster.endpoints.clone(),
-    ))
-    .await
-    .unwrap();
+    let client = cluster.writer("w1").await;
     let mut last = Lsn::ZERO;
     for i in 0..40 {
         last = client.append(batch(i, 100_000)).await.unwrap();
@@ -525,13 +484,7 @@ async fn a_corrupt_segment_is_a_typed_error_and_readers_fail_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damage_below_the_durable_commit_is_refused_at_open_not_cut() {
     let mut cluster = Cluster::start(3).await;
-    let client = LogClient::connect(LogClientConfig::new(
-        CLUSTER,
-        "w1",
-        cluster.endpoints.clone(),
-    ))
-    .await
-    .unwrap();
+    let client = cluster.writer("w1").await;
     for i in 0..5 {
         client.append(batch(i, 1000)).await.unwrap();
     }
