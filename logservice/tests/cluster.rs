@@ -47,6 +47,17 @@ impl Cluster {
         c
     }
 
+    /// Replica `i`'s segment files, oldest first.
+    fn segment_files(&self, i: usize) -> Vec<std::path::PathBuf> {
+        let dir = self.dir.path().join(format!("r{i}")).join("wal");
+        let mut segs: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        segs.sort();
+        segs
+    }
+
     /// A writer client connected to every replica (it wins an election).
     async fn writer(&self, id: &str) -> LogClient {
         LogClient::connect(LogClientConfig::new(CLUSTER, id, self.endpoints.clone()))
@@ -334,6 +345,19 @@ async fn append_once(
     stream.message().await.map(|m| m.expect("one response"))
 }
 
+/// A raw read stream of replica `endpoint`'s committed log from LSN 0.
+async fn read_stream(endpoint: &str, consumer: &str) -> tonic::Streaming<pb::ReadResponse> {
+    let mut raw = LogServiceClient::connect(endpoint.to_string())
+        .await
+        .unwrap();
+    let req = pb::ReadRequest {
+        cluster_id: CLUSTER.into(),
+        consumer_id: consumer.into(),
+        start_lsn: 0,
+    };
+    raw.read(req).await.unwrap().into_inner()
+}
+
 async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !ok().await {
@@ -392,22 +416,8 @@ async fn segments_are_trimmed_only_below_every_consumers_safe_lsn() {
     );
     assert!(trimmed.segment_count < status.segment_count);
     // Below the start is a clear error; from the safe LSN on, all is there.
-    let mut raw = LogServiceClient::connect(cluster.endpoints[0].clone())
-        .await
-        .unwrap();
-    let req = pb::ReadRequest {
-        cluster_id: CLUSTER.into(),
-        consumer_id: "late".into(),
-        start_lsn: 0,
-    };
-    let err = raw
-        .read(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .message()
-        .await
-        .unwrap_err();
+    let mut stream = read_stream(&cluster.endpoints[0], "late").await;
+    let err = stream.message().await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
     let mut from_start = LogReader::new(
         CLUSTER,
@@ -431,12 +441,7 @@ async fn a_corrupt_segment_is_a_typed_error_and_readers_fail_over() {
     let good = read_all(&cluster.endpoints[1], last).await;
     // Flip one byte in the middle of replica 1's first segment.
     cluster.stop(0).await;
-    let seg_dir = cluster.dir.path().join("r0").join("wal");
-    let mut segs: Vec<_> = std::fs::read_dir(&seg_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    segs.sort();
+    let segs = cluster.segment_files(0);
     assert!(segs.len() >= 3);
     let mut bytes = std::fs::read(&segs[0]).unwrap();
     let at = bytes.len() / 2;
@@ -446,15 +451,7 @@ async fn a_corrupt_segment_is_a_typed_error_and_readers_fail_over() {
 
     // Reading through the bad record from that replica is DATA_LOSS naming
     // the record's LSN, never the wrong bytes.
-    let mut raw = LogServiceClient::connect(cluster.endpoints[0].clone())
-        .await
-        .unwrap();
-    let req = pb::ReadRequest {
-        cluster_id: CLUSTER.into(),
-        consumer_id: "c".into(),
-        start_lsn: 0,
-    };
-    let mut stream = raw.read(req).await.unwrap().into_inner();
+    let mut stream = read_stream(&cluster.endpoints[0], "c").await;
     let mut got = Vec::new();
     let err = loop {
         match stream.message().await {
@@ -491,12 +488,7 @@ async fn damage_below_the_durable_commit_is_refused_at_open_not_cut() {
     // Let housekeeping (every 50 ms) save the commit LSN.
     tokio::time::sleep(Duration::from_millis(300)).await;
     cluster.stop(0).await;
-    let seg_dir = cluster.dir.path().join("r0").join("wal");
-    let mut segs: Vec<_> = std::fs::read_dir(&seg_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    segs.sort();
+    let segs = cluster.segment_files(0);
     let last = segs.last().unwrap();
     let mut bytes = std::fs::read(last).unwrap();
     bytes[512 + 100] ^= 0x01; // inside the first record after the header
