@@ -6,9 +6,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; nothing else reads the
     // environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc) };
-    tonic_prost_build::configure()
-        .bytes(".")
-        .compile_protos(&["proto/logservice.proto"], &["proto"])?;
+    tonic_prost_build::configure().bytes(".").compile_protos(
+        &["proto/logservice.proto", "proto/pageserver.proto"],
+        &["proto"],
+    )?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

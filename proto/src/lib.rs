@@ -5,3 +5,7 @@
 pub mod logservice {
     tonic::include_proto!("strata.logservice.v1");
 }
+
+pub mod pageserver {
+    tonic::include_proto!("strata.pageserver.v1");
+}

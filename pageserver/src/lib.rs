@@ -1,0 +1,17 @@
+//! `strata-pageserver`: turns the committed log into pages and answers
+//! `GetPage@LSN` for any page at any LSN it holds.
+//!
+//! Ingest ([`ingest`]) follows the committed WAL from the log service into an
+//! open in-memory layer ([`layer::inmem`]); the [`timeline`] freezes it into
+//! immutable delta layer files ([`layer::delta_file`]) named by an atomically
+//! replaced [`manifest`], and rebuilds pages by replaying records over the
+//! newest image with `strata_wal::redo::apply`; [`cache`] keeps rebuilt
+//! pages under a memory budget; [`server`] is the gRPC edge and [`client`]
+//! its client.
+
+pub mod durable;
+pub mod error;
+pub mod layer;
+pub mod manifest;
+
+pub use error::{PageServerError, Result};
