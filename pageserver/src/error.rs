@@ -55,6 +55,11 @@ pub enum PageServerError {
     Log(#[from] LogError),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// An error the page server answered with, as a client sees it.
+    #[error("page server: {message} ({code:?})")]
+    Remote { code: tonic::Code, message: String },
+    #[error("bad answer from the page server: {0}")]
+    BadResponse(String),
     #[error("shutting down")]
     Shutdown,
 }
@@ -82,6 +87,10 @@ impl PageServerError {
             | PageServerError::Unavailable(_)
             | PageServerError::Io { .. } => true,
             PageServerError::Log(e) => e.is_retryable(),
+            PageServerError::Remote { code, .. } => matches!(
+                code,
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::OutOfRange
+            ),
             _ => false,
         }
     }
@@ -103,6 +112,8 @@ impl PageServerError {
             PageServerError::Io { .. } => Code::Internal,
             PageServerError::Log(_) | PageServerError::Unavailable(_) => Code::Unavailable,
             PageServerError::Shutdown => Code::Unavailable,
+            PageServerError::Remote { code, .. } => *code,
+            PageServerError::BadResponse(_) => Code::Internal,
         }
     }
 }
@@ -110,5 +121,20 @@ impl PageServerError {
 impl From<PageServerError> for tonic::Status {
     fn from(e: PageServerError) -> tonic::Status {
         tonic::Status::new(e.code(), e.to_string())
+    }
+}
+
+impl From<tonic::Status> for PageServerError {
+    fn from(s: tonic::Status) -> PageServerError {
+        PageServerError::Remote {
+            code: s.code(),
+            message: s.message().to_string(),
+        }
+    }
+}
+
+impl From<tonic::transport::Error> for PageServerError {
+    fn from(e: tonic::transport::Error) -> PageServerError {
+        PageServerError::Unavailable(format!("connecting to the page server: {e}"))
     }
 }

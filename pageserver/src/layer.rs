@@ -84,3 +84,20 @@ pub struct Entry {
 pub fn entry_key(page: PageId, lsn: Lsn, value: &Value) -> (PageId, Lsn, bool) {
     (page, lsn, value.is_image())
 }
+
+/// The record kind in a frame's header (None if too short or unknown;
+/// replay reports those).
+pub fn frame_kind(frame: &[u8]) -> Option<RecordKind> {
+    (frame.len() >= HEADER_BYTES)
+        .then(|| RecordKind::from_u8(frame[16]))
+        .flatten()
+}
+
+/// Whether the framed record overwrites its whole page (`Init`,
+/// `FullImage`), so replay can start at it.
+pub fn frame_starts_page(frame: &[u8]) -> bool {
+    matches!(
+        frame_kind(frame),
+        Some(RecordKind::Init | RecordKind::FullImage)
+    )
+}

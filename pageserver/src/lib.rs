@@ -9,9 +9,15 @@
 //! pages under a memory budget; [`server`] is the gRPC edge and [`client`]
 //! its client.
 
+pub mod cache;
+pub mod client;
 pub mod durable;
 pub mod error;
+pub mod ingest;
 pub mod layer;
 pub mod manifest;
+pub mod server;
+pub mod service;
+pub mod timeline;
 
 pub use error::{PageServerError, Result};

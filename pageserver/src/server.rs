@@ -1,0 +1,249 @@
+//! The page server process: the timeline, ingest, and the gRPC edge.
+//!
+//! Startup order: open the timeline (manifest, layer files, stray files
+//! removed), start ingest, then answer requests. Shutdown order: stop
+//! taking requests, stop ingest (which freezes and flushes what it holds),
+//! and return.
+//!
+//! Wire types stop here: requests are checked (cluster id, page present,
+//! batch size) and turned into domain calls on [`PageService`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_proto::pageserver as pb;
+use strata_proto::pageserver::page_server_server::{PageServer, PageServerServer};
+use strata_wal::{Lsn, PageId};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use crate::error::{PageServerError, Result};
+use crate::ingest::{Ingest, IngestConfig};
+use crate::service::{PageService, PageVersion};
+use crate::timeline::{Timeline, TimelineConfig};
+
+/// The most pages one `GetPages` request may ask for.
+pub const MAX_BATCH_PAGES: usize = 256;
+
+/// Everything a page server needs to run.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub cluster_id: String,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The log service replicas, as `http://host:port`.
+    pub log_endpoints: Vec<String>,
+    /// The name this page server registers under with the log service.
+    pub consumer_id: String,
+    pub layer_size_bytes: u64,
+    pub freeze_interval: Duration,
+    pub image_after_records: u32,
+    pub cache_bytes: u64,
+    pub wait_lsn_timeout: Duration,
+    pub max_frozen_layers: usize,
+    pub safe_lsn_report_interval: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(
+        cluster_id: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+        log_endpoints: Vec<String>,
+    ) -> Self {
+        ServerConfig {
+            cluster_id: cluster_id.into(),
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log_endpoints,
+            consumer_id: "pageserver".into(),
+            layer_size_bytes: 64 << 20,
+            freeze_interval: Duration::from_secs(10),
+            image_after_records: 32,
+            cache_bytes: 256 << 20,
+            wait_lsn_timeout: Duration::from_secs(5),
+            max_frozen_layers: 4,
+            safe_lsn_report_interval: Duration::from_secs(5),
+        }
+    }
+
+    fn timeline(&self) -> TimelineConfig {
+        TimelineConfig {
+            cluster_id: self.cluster_id.clone(),
+            dir: self.data_dir.clone(),
+            layer_size_bytes: usize::try_from(self.layer_size_bytes).unwrap_or(usize::MAX),
+            image_after_records: self.image_after_records.max(1),
+        }
+    }
+
+    fn ingest(&self) -> IngestConfig {
+        IngestConfig {
+            cluster_id: self.cluster_id.clone(),
+            consumer_id: self.consumer_id.clone(),
+            log_endpoints: self.log_endpoints.clone(),
+            freeze_interval: self.freeze_interval,
+            max_frozen_layers: self.max_frozen_layers.max(1),
+            safe_lsn_report_interval: self.safe_lsn_report_interval,
+        }
+    }
+}
+
+/// Binds `config.listen` and serves until `shutdown`.
+pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(PageServerError::io(format!("binding {}", config.listen)))?;
+    serve_on(listener, config, shutdown).await
+}
+
+/// Serves on a bound listener until `shutdown`.
+pub async fn serve_on(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let tl_config = config.timeline();
+    let timeline = tokio::task::spawn_blocking(move || Timeline::open(tl_config))
+        .await
+        .map_err(|e| PageServerError::Unavailable(format!("opening the timeline: {e}")))??;
+    let ingest_stop = CancellationToken::new();
+    let ingest = Ingest::spawn(timeline.clone(), config.ingest(), ingest_stop.clone());
+    let service = Arc::new(PageService::new(
+        timeline,
+        config.cache_bytes,
+        config.wait_lsn_timeout,
+    ));
+    let grpc = Grpc {
+        cluster_id: config.cluster_id.clone(),
+        service,
+    };
+    let addr = listener.local_addr().ok();
+    info!(listen = ?addr, data_dir = %config.data_dir.display(), "page server serving");
+    // TCP_NODELAY on the incoming stream (the builder's flag does not apply
+    // to a listener bound here).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = tonic::transport::Server::builder()
+        .add_service(PageServerServer::new(grpc))
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await;
+    ingest_stop.cancel();
+    let ingested = ingest.join().await;
+    served.map_err(|e| PageServerError::Unavailable(format!("gRPC server: {e}")))?;
+    ingested
+}
+
+struct Grpc {
+    cluster_id: String,
+    service: Arc<PageService>,
+}
+
+impl Grpc {
+    fn check_cluster(&self, theirs: &str) -> Result<(), Status> {
+        if theirs != self.cluster_id {
+            return Err(PageServerError::WrongCluster {
+                ours: self.cluster_id.clone(),
+                theirs: theirs.to_string(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
+fn page_id(page: Option<pb::PageRef>) -> Result<PageId, Status> {
+    let page =
+        page.ok_or_else(|| PageServerError::BadRequest("the request names no page".into()))?;
+    Ok(PageId::new(page.space, page.page_no))
+}
+
+fn page_ref(page: PageId) -> pb::PageRef {
+    pb::PageRef {
+        space: page.space,
+        page_no: page.page_no,
+    }
+}
+
+fn image(v: PageVersion) -> pb::PageImage {
+    pb::PageImage {
+        image: bytes::Bytes::copy_from_slice(v.page.as_bytes()),
+        valid_from: v.from.0,
+        valid_to: v.to.0,
+    }
+}
+
+#[tonic::async_trait]
+impl PageServer for Grpc {
+    async fn get_page(
+        &self,
+        req: Request<pb::GetPageRequest>,
+    ) -> Result<Response<pb::GetPageResponse>, Status> {
+        let req = req.into_inner();
+        self.check_cluster(&req.cluster_id)?;
+        let page = page_id(req.page)?;
+        let version = self.service.get_page(page, Lsn(req.lsn)).await?;
+        Ok(Response::new(pb::GetPageResponse {
+            page: Some(image(version)),
+        }))
+    }
+
+    async fn get_pages(
+        &self,
+        req: Request<pb::GetPagesRequest>,
+    ) -> Result<Response<pb::GetPagesResponse>, Status> {
+        let req = req.into_inner();
+        self.check_cluster(&req.cluster_id)?;
+        if req.pages.len() > MAX_BATCH_PAGES {
+            return Err(PageServerError::BadRequest(format!(
+                "{} pages asked for; a batch holds at most {MAX_BATCH_PAGES}",
+                req.pages.len()
+            ))
+            .into());
+        }
+        let lsn = Lsn(req.lsn);
+        let reads = req.pages.into_iter().map(|p| {
+            let page = PageId::new(p.space, p.page_no);
+            async move {
+                let result = match self.service.get_page(page, lsn).await {
+                    Ok(v) => pb::page_result::Result::Image(image(v)),
+                    Err(e) => pb::page_result::Result::Error(pb::PageError {
+                        code: e.code() as i32,
+                        message: e.to_string(),
+                    }),
+                };
+                pb::PageResult {
+                    page: Some(page_ref(page)),
+                    result: Some(result),
+                }
+            }
+        });
+        let results = futures::future::join_all(reads).await;
+        Ok(Response::new(pb::GetPagesResponse { results }))
+    }
+
+    async fn status(
+        &self,
+        req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.check_cluster(&req.into_inner().cluster_id)?;
+        let tl = self.service.timeline();
+        let map = tl.snapshot();
+        let cache = self.service.cache_stats();
+        Ok(Response::new(pb::StatusResponse {
+            ingested_lsn: tl.ingested().0,
+            durable_lsn: tl.durable().0,
+            log_commit_lsn: tl.log_commit().0,
+            layer_count: map.files.len() as u64,
+            layer_bytes: map.file_bytes(),
+            open_layer_bytes: map.open.bytes() as u64,
+            cache_hits: cache.hits,
+            cache_misses: cache.misses,
+            cache_hit_rate: cache.hit_rate(),
+            cached_pages: cache.pages,
+            reconstructions: cache.rebuilds,
+            records_ingested: tl.records_ingested(),
+        }))
+    }
+}

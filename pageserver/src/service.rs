@@ -1,0 +1,81 @@
+//! `GetPage@LSN`: the one read the page server answers, independent of the
+//! wire.
+//!
+//! Order of a read: wait (bounded) until ingest reaches the LSN; refuse a
+//! dropped space; take one layer map; find the version's `from` (the page's
+//! last record at or below the LSN) and `to` (its next record, or the
+//! ingested LSN + 1); then the page from the cache, or rebuilt once from the
+//! same map and verified (checksum and layout) before it is cached or sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_wal::page::Page;
+use strata_wal::{Lsn, PageId};
+
+use crate::cache::{CacheStats, PageCache};
+use crate::error::{PageServerError, Result};
+use crate::timeline::{Timeline, read};
+
+/// A page as of an LSN, and the LSN range `[from, to)` it is valid over.
+#[derive(Clone, Debug)]
+pub struct PageVersion {
+    pub page: Arc<Page>,
+    pub from: Lsn,
+    pub to: Lsn,
+}
+
+pub struct PageService {
+    timeline: Arc<Timeline>,
+    cache: PageCache,
+    wait_lsn_timeout: Duration,
+}
+
+impl PageService {
+    pub fn new(timeline: Arc<Timeline>, cache_bytes: u64, wait_lsn_timeout: Duration) -> Self {
+        PageService {
+            timeline,
+            cache: PageCache::new(cache_bytes),
+            wait_lsn_timeout,
+        }
+    }
+
+    pub fn timeline(&self) -> &Arc<Timeline> {
+        &self.timeline
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// `page` as of `lsn`.
+    pub async fn get_page(&self, page: PageId, lsn: Lsn) -> Result<PageVersion> {
+        self.timeline.wait_for(lsn, self.wait_lsn_timeout).await?;
+        if let Some(dropped_at) = self.timeline.space_dropped(page.space)
+            && dropped_at <= lsn
+        {
+            return Err(PageServerError::SpaceDropped { page, dropped_at });
+        }
+        let map = self.timeline.snapshot();
+        let from = read::last_record(&map, page, lsn)?
+            .ok_or(PageServerError::PageNotFound { page, lsn })?;
+        let to = read::next_record(&map, page, lsn)?;
+        let image = self
+            .cache
+            .get_or_rebuild((page, from), move || {
+                let image = read::rebuild(&map, page, from)?;
+                image.verify(page).map_err(|e| PageServerError::Rebuild {
+                    page,
+                    lsn: from,
+                    detail: format!("the rebuilt page fails verification: {e}"),
+                })?;
+                Ok(image)
+            })
+            .await?;
+        Ok(PageVersion {
+            page: image,
+            from,
+            to,
+        })
+    }
+}

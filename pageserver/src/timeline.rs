@@ -1,0 +1,413 @@
+//! The timeline: every page at every LSN the page server holds.
+//!
+//! It owns the layers and their life cycle:
+//! 1. ingest ([`Timeline::ingest_chunk`]) adds each chunk of committed log
+//!    to the open in-memory layer and only then advances the ingested LSN,
+//!    so a reader that waited for an LSN finds every record at or below it;
+//! 2. [`Timeline::freeze`] (called by the ingest task only, so nothing is
+//!    ever added to a layer after it is frozen) replaces the open layer
+//!    with an empty one starting at its end;
+//! 3. [`Timeline::flush_frozen`] writes the oldest frozen layer to a delta
+//!    file (with images for pages whose chains grew long), fsyncs it and the
+//!    directory, stores a manifest naming it with the durable LSN = its end,
+//!    and only then publishes a map with the file in place of the frozen
+//!    layer.
+//!
+//! After a crash the manifest names exactly the files that were complete;
+//! any other layer file is a leftover of an interrupted flush and is
+//! deleted; ingest resumes at the durable LSN, so no record is lost and
+//! none is added twice.
+
+pub mod read;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use strata_wal::record::RecordIter;
+use strata_wal::{Lsn, PageId, Record, RecordKind, op::PageOp};
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::durable;
+use crate::error::{PageServerError, Result};
+use crate::layer::delta_file::{DeltaFile, DeltaFileWriter};
+use crate::layer::inmem::{ChunkRecords, InMemoryLayer};
+use crate::layer::{LsnRange, Value, frame_starts_page};
+use crate::manifest::{Manifest, ManifestLayer};
+pub use read::LayerMap;
+
+/// What a timeline needs to know.
+#[derive(Clone, Debug)]
+pub struct TimelineConfig {
+    pub cluster_id: String,
+    /// Where the manifest and the layer files live.
+    pub dir: PathBuf,
+    /// The open layer is frozen when its records pass this size.
+    pub layer_size_bytes: usize,
+    /// A page gets an image in the layer file once this many records have
+    /// piled up on it since its last image (or `Init`/`FullImage`), so a
+    /// rebuild replays at most about this many.
+    pub image_after_records: u32,
+}
+
+/// The extension of delta layer files.
+const DELTA_EXT: &str = "delta";
+
+pub struct Timeline {
+    config: TimelineConfig,
+    map: RwLock<Arc<LayerMap>>,
+    /// Every record at or below it is in a layer of the current map.
+    ingested: watch::Sender<Lsn>,
+    /// Every record at or below it is in a file the stored manifest names.
+    durable: watch::Sender<Lsn>,
+    /// The highest commit LSN the log has reported.
+    log_commit: AtomicU64,
+    records_ingested: AtomicU64,
+    /// The stored manifest; held while a flush writes the next one.
+    manifest: Mutex<Manifest>,
+    dropped_spaces: RwLock<BTreeMap<u32, Lsn>>,
+    /// Records applied to each page since its last image or start, as far
+    /// as this process knows; a page missing here gets an image at its next
+    /// flush (after a restart its history is not counted again).
+    chain_lens: Mutex<HashMap<PageId, u32>>,
+    /// Woken when a flush has finished (ingest waits on it when too many
+    /// layers are frozen).
+    flushed: Notify,
+}
+
+impl Timeline {
+    /// Opens the timeline in `config.dir`, creating it if it is new.
+    pub fn open(config: TimelineConfig) -> Result<Arc<Timeline>> {
+        let dir = &config.dir;
+        std::fs::create_dir_all(dir)
+            .map_err(PageServerError::io(format!("creating {}", dir.display())))?;
+        let manifest = match Manifest::load(dir, &config.cluster_id)? {
+            Some(m) => m,
+            None => {
+                let m = Manifest::new(&config.cluster_id);
+                m.store(dir)?;
+                info!(dir = %dir.display(), "new page server data directory");
+                m
+            }
+        };
+        let files = open_layer_files(dir, &config.cluster_id, &manifest)?;
+        remove_stray_files(dir, &manifest)?;
+        let durable = manifest.durable_lsn;
+        info!(durable = %durable, layers = files.len(), "timeline opened");
+        let map = LayerMap {
+            files,
+            frozen: Vec::new(),
+            open: Arc::new(InMemoryLayer::new(durable)),
+        };
+        Ok(Arc::new(Timeline {
+            map: RwLock::new(Arc::new(map)),
+            ingested: watch::Sender::new(durable),
+            durable: watch::Sender::new(durable),
+            log_commit: AtomicU64::new(durable.0),
+            records_ingested: AtomicU64::new(0),
+            dropped_spaces: RwLock::new(manifest.dropped_spaces.iter().copied().collect()),
+            manifest: Mutex::new(manifest),
+            chain_lens: Mutex::new(HashMap::new()),
+            flushed: Notify::new(),
+            config,
+        }))
+    }
+
+    pub fn config(&self) -> &TimelineConfig {
+        &self.config
+    }
+
+    /// The current layers.
+    pub fn snapshot(&self) -> Arc<LayerMap> {
+        self.map.read().clone()
+    }
+
+    pub fn ingested(&self) -> Lsn {
+        *self.ingested.borrow()
+    }
+
+    pub fn durable(&self) -> Lsn {
+        *self.durable.borrow()
+    }
+
+    pub fn subscribe_durable(&self) -> watch::Receiver<Lsn> {
+        self.durable.subscribe()
+    }
+
+    pub fn log_commit(&self) -> Lsn {
+        Lsn(self.log_commit.load(Ordering::Acquire))
+    }
+
+    pub fn records_ingested(&self) -> u64 {
+        self.records_ingested.load(Ordering::Relaxed)
+    }
+
+    /// The LSN at which `space` was dropped, if it was.
+    pub fn space_dropped(&self, space: u32) -> Option<Lsn> {
+        self.dropped_spaces.read().get(&space).copied()
+    }
+
+    /// Waits until ingest has reached `lsn`, for at most `timeout`.
+    pub async fn wait_for(&self, lsn: Lsn, timeout: Duration) -> Result<()> {
+        let mut rx = self.ingested.subscribe();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|ingested| *ingested >= lsn)).await;
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(PageServerError::Shutdown),
+            Err(_) => {
+                let waited_ms = timeout.as_millis() as u64;
+                let committed = self.log_commit();
+                if lsn > committed {
+                    Err(PageServerError::LsnNotCommitted {
+                        lsn,
+                        committed,
+                        waited_ms,
+                    })
+                } else {
+                    Err(PageServerError::LsnTimeout {
+                        lsn,
+                        ingested: self.ingested(),
+                        waited_ms,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Adds one chunk of committed log (whole records, starting exactly at
+    /// the ingested LSN) to the open layer. Only the ingest task calls this.
+    pub fn ingest_chunk(&self, start: Lsn, data: &Bytes, commit_lsn: Lsn) -> Result<()> {
+        let ingested = self.ingested();
+        if start != ingested {
+            return Err(PageServerError::BadRequest(format!(
+                "log chunk starts at {start}, ingest is at {ingested}"
+            )));
+        }
+        let chunk = parse_chunk(start, data)?;
+        self.log_commit
+            .fetch_max(commit_lsn.0.max(chunk.end.0), Ordering::AcqRel);
+        let records = chunk.records.len() as u64;
+        if !chunk.dropped_spaces.is_empty() {
+            self.dropped_spaces
+                .write()
+                .extend(chunk.dropped_spaces.iter().copied());
+        }
+        let end = chunk.end;
+        self.map.read().open.put(chunk);
+        self.records_ingested.fetch_add(records, Ordering::Relaxed);
+        self.ingested.send_replace(end);
+        Ok(())
+    }
+
+    /// Bytes held by the open layer.
+    pub fn open_layer_bytes(&self) -> usize {
+        self.map.read().open.bytes()
+    }
+
+    pub fn frozen_count(&self) -> usize {
+        self.map.read().frozen.len()
+    }
+
+    /// Freezes the open layer if it holds anything; true if it did.
+    pub fn freeze(&self) -> bool {
+        let mut map = self.map.write();
+        let open = map.open.range();
+        if open.start == open.end {
+            return false;
+        }
+        let mut next = (**map).clone();
+        next.frozen.push(next.open.clone());
+        next.open = Arc::new(InMemoryLayer::new(open.end));
+        *map = Arc::new(next);
+        true
+    }
+
+    /// Waits until a flush finishes (or `timeout` passes).
+    pub async fn wait_flushed(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.flushed.notified()).await;
+    }
+
+    /// Writes the oldest frozen layer to a file and makes it durable; false
+    /// if nothing was frozen. Blocking: call it off the async threads. Only
+    /// one flush runs at a time (the manifest lock is held throughout).
+    pub fn flush_frozen(&self) -> Result<bool> {
+        let mut manifest = self.manifest.lock();
+        let Some(layer) = self.map.read().frozen.first().cloned() else {
+            return Ok(false);
+        };
+        let range = layer.range();
+        let pages = layer.sorted_pages();
+        let file = match pages.is_empty() {
+            true => None,
+            false => Some(self.write_layer_file(range, pages)?),
+        };
+        let mut next = manifest.clone();
+        if let Some(file) = &file {
+            next.layers.push(ManifestLayer {
+                file_name: layer_file_name(range),
+                range,
+                file_bytes: file.file_bytes(),
+            });
+        }
+        next.durable_lsn = range.end;
+        next.dropped_spaces.extend(layer.dropped_spaces());
+        next.store(&self.config.dir)?;
+        *manifest = next;
+        self.publish_flushed(&layer, file);
+        self.durable.send_replace(range.end);
+        self.flushed.notify_waiters();
+        Ok(true)
+    }
+
+    /// Replaces the flushed frozen layer with its file in the map.
+    fn publish_flushed(&self, layer: &Arc<InMemoryLayer>, file: Option<Arc<DeltaFile>>) {
+        let mut map = self.map.write();
+        let mut next = (**map).clone();
+        let first = next.frozen.remove(0);
+        debug_assert!(
+            Arc::ptr_eq(&first, layer),
+            "only the flusher removes frozen layers"
+        );
+        next.files.extend(file);
+        *map = Arc::new(next);
+    }
+
+    fn write_layer_file(
+        &self,
+        range: LsnRange,
+        pages: Vec<(PageId, Vec<(Lsn, Bytes)>)>,
+    ) -> Result<Arc<DeltaFile>> {
+        let path = self.config.dir.join(layer_file_name(range));
+        if path.exists() {
+            // Left by a flush that failed before its manifest was stored.
+            std::fs::remove_file(&path)
+                .map_err(PageServerError::io(format!("removing {}", path.display())))?;
+        }
+        let snapshot = self.snapshot();
+        let mut writer = DeltaFileWriter::create(&path, &self.config.cluster_id, range)?;
+        for (page, records) in pages {
+            for (lsn, frame) in &records {
+                writer.push(page, *lsn, &Value::Delta(frame.clone()))?;
+            }
+            if let Some((lsn, image)) = self.image_if_due(&snapshot, page, &records) {
+                writer.push(page, lsn, &Value::Image(image))?;
+            }
+        }
+        let file = writer.finish()?;
+        durable::sync_dir(&self.config.dir)?;
+        Ok(Arc::new(file))
+    }
+
+    /// An image of `page` after its last record in this layer, if its chain
+    /// has grown to `image_after_records`.
+    fn image_if_due(
+        &self,
+        snapshot: &LayerMap,
+        page: PageId,
+        records: &[(Lsn, Bytes)],
+    ) -> Option<(Lsn, Bytes)> {
+        let limit = self.config.image_after_records;
+        let restart = records
+            .iter()
+            .rposition(|(_, frame)| frame_starts_page(frame));
+        let mut lens = self.chain_lens.lock();
+        let chain = match restart {
+            Some(i) => (records.len() - 1 - i) as u32,
+            None => lens.get(&page).copied().unwrap_or(limit) + records.len() as u32,
+        };
+        if chain < limit {
+            lens.insert(page, chain);
+            return None;
+        }
+        let (lsn, _) = *records.last().expect("a page in a layer has records");
+        match read::rebuild(snapshot, page, lsn) {
+            Ok(img) => {
+                lens.insert(page, 0);
+                let PageOp::FullImage { compressed } = PageOp::full_image(&img) else {
+                    unreachable!("full_image makes a FullImage")
+                };
+                Some((lsn, Bytes::from(compressed)))
+            }
+            Err(e) => {
+                warn!(%page, %lsn, error = %e, "cannot write an image for the page; keeping its records only");
+                lens.insert(page, chain);
+                None
+            }
+        }
+    }
+}
+
+/// The file name of the delta layer covering `range`.
+pub fn layer_file_name(range: LsnRange) -> String {
+    format!("{:016X}-{:016X}.{DELTA_EXT}", range.start.0, range.end.0)
+}
+
+/// Splits a chunk of log into the records an in-memory layer keeps.
+fn parse_chunk(start: Lsn, data: &Bytes) -> Result<ChunkRecords> {
+    let mut out = ChunkRecords {
+        end: start,
+        ..ChunkRecords::default()
+    };
+    for rec in RecordIter::new(data, start) {
+        let rec = rec?;
+        let offset = rec.start.bytes_since(start) as usize;
+        if rec.kind.is_page_op() {
+            let frame = data.slice(offset..offset + rec.len());
+            out.records.push((rec.page, rec.lsn, frame));
+        } else if rec.kind == RecordKind::DropSpace
+            && let Record::DropSpace { space } = rec.decode()?
+        {
+            out.dropped_spaces.push((space, rec.lsn));
+        }
+        out.end = rec.lsn;
+    }
+    Ok(out)
+}
+
+fn open_layer_files(dir: &Path, cluster_id: &str, m: &Manifest) -> Result<Vec<Arc<DeltaFile>>> {
+    let mut files = Vec::with_capacity(m.layers.len());
+    for layer in &m.layers {
+        let path = dir.join(&layer.file_name);
+        let file = DeltaFile::open(&path, cluster_id)?;
+        if file.range() != layer.range {
+            return Err(PageServerError::corrupt(
+                &path,
+                format!(
+                    "covers {:?} but the manifest says {:?}",
+                    file.range(),
+                    layer.range
+                ),
+            ));
+        }
+        files.push(Arc::new(file));
+    }
+    Ok(files)
+}
+
+/// Deletes layer files the manifest does not name: leftovers of a flush
+/// that a crash interrupted before its manifest was stored.
+fn remove_stray_files(dir: &Path, m: &Manifest) -> Result<()> {
+    let read = std::fs::read_dir(dir)
+        .map_err(PageServerError::io(format!("listing {}", dir.display())))?;
+    let mut removed = false;
+    for entry in read {
+        let entry = entry.map_err(PageServerError::io(format!("listing {}", dir.display())))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_layer = name.ends_with(&format!(".{DELTA_EXT}"));
+        if is_layer && !m.layers.iter().any(|l| l.file_name == name) {
+            warn!(file = %name, "removing a layer file no manifest names (an interrupted flush)");
+            std::fs::remove_file(entry.path())
+                .map_err(PageServerError::io(format!("removing {name}")))?;
+            removed = true;
+        }
+    }
+    if removed {
+        durable::sync_dir(dir)?;
+    }
+    Ok(())
+}
