@@ -19,5 +19,6 @@ pub mod manifest;
 pub mod server;
 pub mod service;
 pub mod timeline;
+pub mod workload;
 
 pub use error::{PageServerError, Result};

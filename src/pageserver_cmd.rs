@@ -1,0 +1,194 @@
+//! `strata pageserver`: the page server on its own, configured by a TOML
+//! file and flags (flags win).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Deserialize;
+use strata_pageserver::server::ServerConfig;
+
+#[derive(Args)]
+pub struct PageserverArgs {
+    /// A TOML file with any of the fields below; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    cluster_id: Option<String>,
+    /// The log service replicas, comma-separated `http://host:port`.
+    #[arg(long, value_delimiter = ',')]
+    log: Option<Vec<String>>,
+    /// The open layer is frozen into a file at this size.
+    #[arg(long)]
+    layer_size_bytes: Option<u64>,
+    /// ... or at this age, whichever comes first.
+    #[arg(long)]
+    freeze_interval_ms: Option<u64>,
+    /// A page gets an image once this many records pile up on it.
+    #[arg(long)]
+    image_after_records: Option<u32>,
+    /// Memory for rebuilt pages.
+    #[arg(long)]
+    cache_bytes: Option<u64>,
+    /// How long a GetPage waits for ingest to reach its LSN.
+    #[arg(long)]
+    wait_lsn_timeout_ms: Option<u64>,
+}
+
+/// `strata pageserver`'s config file. Every field has a default.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct PageserverFile {
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    cluster_id: String,
+    log: Vec<String>,
+    layer_size_bytes: u64,
+    freeze_interval_ms: u64,
+    image_after_records: u32,
+    cache_bytes: u64,
+    wait_lsn_timeout_ms: u64,
+}
+
+impl Default for PageserverFile {
+    fn default() -> Self {
+        let d = ServerConfig::new("strata", "./strata-data/pageserver", Vec::new());
+        PageserverFile {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7200)),
+            data_dir: d.data_dir,
+            cluster_id: d.cluster_id,
+            log: vec![
+                "http://127.0.0.1:7101".into(),
+                "http://127.0.0.1:7102".into(),
+                "http://127.0.0.1:7103".into(),
+            ],
+            layer_size_bytes: d.layer_size_bytes,
+            freeze_interval_ms: d.freeze_interval.as_millis() as u64,
+            image_after_records: d.image_after_records,
+            cache_bytes: d.cache_bytes,
+            wait_lsn_timeout_ms: d.wait_lsn_timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl PageserverArgs {
+    /// The file's values, overridden by flags, validated.
+    pub fn into_config(self) -> Result<ServerConfig> {
+        let mut f = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<PageserverFile>(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => PageserverFile::default(),
+        };
+        f.listen = self.listen.unwrap_or(f.listen);
+        f.data_dir = self.data_dir.unwrap_or(f.data_dir);
+        f.cluster_id = self.cluster_id.unwrap_or(f.cluster_id);
+        f.log = self.log.unwrap_or(f.log);
+        f.layer_size_bytes = self.layer_size_bytes.unwrap_or(f.layer_size_bytes);
+        f.freeze_interval_ms = self.freeze_interval_ms.unwrap_or(f.freeze_interval_ms);
+        f.image_after_records = self.image_after_records.unwrap_or(f.image_after_records);
+        f.cache_bytes = self.cache_bytes.unwrap_or(f.cache_bytes);
+        f.wait_lsn_timeout_ms = self.wait_lsn_timeout_ms.unwrap_or(f.wait_lsn_timeout_ms);
+        f.validate()?;
+        let mut c = ServerConfig::new(f.cluster_id, f.data_dir, f.log);
+        c.listen = f.listen;
+        c.layer_size_bytes = f.layer_size_bytes;
+        c.freeze_interval = Duration::from_millis(f.freeze_interval_ms);
+        c.image_after_records = f.image_after_records;
+        c.cache_bytes = f.cache_bytes;
+        c.wait_lsn_timeout = Duration::from_millis(f.wait_lsn_timeout_ms);
+        Ok(c)
+    }
+}
+
+impl PageserverFile {
+    fn validate(&self) -> Result<()> {
+        if self.cluster_id.is_empty() {
+            bail!("--cluster-id must not be empty");
+        }
+        if self.log.is_empty() {
+            bail!("--log must name at least one log service replica");
+        }
+        for e in &self.log {
+            if !e.starts_with("http://") {
+                bail!("log replica {e:?} must be an http://host:port address");
+            }
+        }
+        if self.layer_size_bytes < 64 << 10 {
+            bail!("--layer-size-bytes must be at least 64 KiB");
+        }
+        if self.freeze_interval_ms == 0 || self.image_after_records == 0 {
+            bail!("--freeze-interval-ms and --image-after-records must be at least 1");
+        }
+        if self.cache_bytes < 8192 {
+            bail!("--cache-bytes must hold at least one 8 KiB page");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(config: Option<PathBuf>) -> PageserverArgs {
+        PageserverArgs {
+            config,
+            listen: None,
+            data_dir: None,
+            cluster_id: None,
+            log: None,
+            layer_size_bytes: None,
+            freeze_interval_ms: None,
+            image_after_records: None,
+            cache_bytes: None,
+            wait_lsn_timeout_ms: None,
+        }
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ps.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn flags_override_the_file_and_an_empty_file_runs() {
+        let (_d, path) =
+            file("cluster_id = \"c\"\nlog = [\"http://127.0.0.1:1\"]\ncache_bytes = 65536\n");
+        let mut a = args(Some(path));
+        a.cache_bytes = Some(1 << 20);
+        let c = a.into_config().unwrap();
+        assert_eq!(c.cluster_id, "c");
+        assert_eq!(c.log_endpoints, vec!["http://127.0.0.1:1".to_string()]);
+        assert_eq!(c.cache_bytes, 1 << 20);
+        let (_d, empty) = file("");
+        assert_eq!(
+            args(Some(empty)).into_config().unwrap().log_endpoints.len(),
+            3
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        let (_d, path) = file("cache_byte = 2\n");
+        let err = args(Some(path)).into_config().unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+        let mut a = args(None);
+        a.log = Some(vec!["127.0.0.1:1".into()]);
+        assert!(a.into_config().unwrap_err().to_string().contains("http://"));
+        let mut a = args(None);
+        a.layer_size_bytes = Some(10);
+        assert!(a.into_config().is_err());
+    }
+}

@@ -1,0 +1,151 @@
+//! `strata up`: a whole cluster in one process, its data under one
+//! directory — today the log replicas and a page server following them.
+//!
+//! Start order: the cluster id (made once, kept in the data directory),
+//! every listener bound (so a busy port fails before anything runs), the
+//! log replicas, then the page server. Stop order: one shutdown token for
+//! all; the page server freezes and flushes what it holds, the replicas
+//! stop; the first error, if any, is the command's.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Where the cluster keeps its data.
+    #[arg(long, default_value = "./strata-data")]
+    data_dir: PathBuf,
+    /// The first of three consecutive ports for the log replicas (0: any free ports).
+    #[arg(long, default_value_t = 7101)]
+    log_base_port: u16,
+    /// Log replicas in the cluster.
+    #[arg(long, default_value_t = 3)]
+    log_replicas: u32,
+    /// The page server's port (0: any free port).
+    #[arg(long, default_value_t = 7200)]
+    pageserver_port: u16,
+}
+
+/// The cluster's id, made on first start and kept in the data directory.
+fn cluster_id(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("cluster_id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) => Ok(id.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+            let id = format!(
+                "strata-{:016x}",
+                strata_logservice::control_file::new_incarnation()
+            );
+            let tmp = data_dir.join("cluster_id.tmp");
+            std::fs::write(&tmp, format!("{id}\n")).context("writing the cluster id")?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(data_dir)?.sync_all()?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+async fn bind(port: u16, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port} for {what}"))
+}
+
+fn endpoint(l: &TcpListener) -> Result<String> {
+    Ok(format!("http://{}", l.local_addr()?))
+}
+
+pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
+    let cluster_id = cluster_id(&args.data_dir)?;
+    let mut log_listeners = Vec::new();
+    for i in 0..args.log_replicas {
+        let port = match args.log_base_port {
+            0 => 0,
+            base => base + i as u16,
+        };
+        log_listeners.push(bind(port, &format!("log replica {}", i + 1)).await?);
+    }
+    let ps_listener = bind(args.pageserver_port, "the page server").await?;
+    let log_endpoints: Vec<String> = log_listeners.iter().map(endpoint).collect::<Result<_>>()?;
+    let ps_endpoint = endpoint(&ps_listener)?;
+
+    let mut roles: Vec<(&str, JoinHandle<Result<()>>)> = Vec::new();
+    for (i, listener) in log_listeners.into_iter().enumerate() {
+        let id = i as u32 + 1;
+        let mut c = strata_logservice::server::ServerConfig::new(
+            id,
+            cluster_id.clone(),
+            args.data_dir.join(format!("log-{id}")),
+        );
+        c.listen = listener.local_addr()?;
+        c.peers = log_endpoints
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, e)| e.clone())
+            .collect();
+        let served = strata_logservice::server::serve_on(listener, c, shutdown.clone());
+        roles.push((
+            "log replica",
+            tokio::spawn(async move { Ok(served.await?) }),
+        ));
+    }
+    let ps = strata_pageserver::server::ServerConfig::new(
+        cluster_id.clone(),
+        args.data_dir.join("pageserver"),
+        log_endpoints.clone(),
+    );
+    let served = strata_pageserver::server::serve_on(ps_listener, ps, shutdown.clone());
+    roles.push((
+        "page server",
+        tokio::spawn(async move { Ok(served.await?) }),
+    ));
+
+    // Written, not println!: a closed stdout (`strata up | head -1`) must
+    // not take the cluster down.
+    let banner = format!(
+        "Strata is up: cluster {cluster_id}, data in {}\n  log service replicas: {}\n  \
+         page server: {ps_endpoint}\n  \
+         (the SQL compute node and its MySQL port arrive with the next milestones)\n\
+         Stop with Ctrl-C.\n",
+        args.data_dir.display(),
+        log_endpoints.join(" ")
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    drop(out);
+    wait_all(roles, &shutdown).await
+}
+
+/// Waits for every role; the first to fail stops the others.
+async fn wait_all(
+    roles: Vec<(&str, JoinHandle<Result<()>>)>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let mut first_error = None;
+    let mut pending: futures::stream::FuturesUnordered<_> = roles
+        .into_iter()
+        .map(|(name, h)| async move { (name, h.await) })
+        .collect();
+    use futures::StreamExt;
+    while let Some((name, joined)) = pending.next().await {
+        let result = joined
+            .with_context(|| format!("{name} task"))
+            .and_then(|r| r.with_context(|| name.to_string()));
+        if let Err(e) = result {
+            shutdown.cancel();
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
