@@ -3,7 +3,8 @@
 //! on (no gap of a second or more), the restarted replica catches up, and
 //! every replica reads back the same bytes.
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,67 +15,6 @@ use strata_wal::{BatchBuilder, Lsn, Record};
 const CLUSTER: &str = "proc-test";
 const BATCHES: u64 = 10_000;
 const WRITERS: u64 = 4;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Replica {
-    id: u32,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Replica {
-    fn start(&mut self, dir: &Path, ports: &[u16]) {
-        let peers: Vec<String> = ports
-            .iter()
-            .filter(|p| **p != self.port)
-            .map(|p| format!("http://127.0.0.1:{p}"))
-            .collect();
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args([
-                "logservice",
-                "--id",
-                &self.id.to_string(),
-                "--cluster-id",
-                CLUSTER,
-            ])
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .args([
-                "--data-dir",
-                dir.join(format!("log-{}", self.id)).to_str().unwrap(),
-            ])
-            .args(["--peers", &peers.join(",")])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starting strata logservice");
-        self.child = Some(child);
-    }
-
-    /// SIGKILL: no shutdown, no flush.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn payload(i: u64) -> Vec<u8> {
     let mut p = vec![(i % 253) as u8; 64 + (i % 5) as usize * 100];
@@ -98,20 +38,14 @@ async fn read_log(endpoint: String, upto: Lsn) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_continue_through_a_sigkilled_replica_and_it_catches_up() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut replicas: Vec<Replica> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, &port)| Replica {
-            id: i as u32 + 1,
-            port,
-            child: None,
-        })
+    let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let mut replicas: Vec<common::Process> = (1..=3)
+        .map(|id| common::log_replica(CLUSTER, dir.path(), id, &ports))
         .collect();
     for r in &mut replicas {
-        r.start(dir.path(), &ports);
+        r.start();
     }
-    let endpoints: Vec<String> = replicas.iter().map(Replica::endpoint).collect();
+    let endpoints: Vec<String> = ports.iter().map(|p| common::endpoint(*p)).collect();
     let client = LogClient::connect(LogClientConfig::new(
         CLUSTER,
         "proc-writer",
@@ -144,7 +78,7 @@ async fn commits_continue_through_a_sigkilled_replica_and_it_catches_up() {
     }
     replicas[1].kill();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    replicas[1].start(dir.path(), &ports);
+    replicas[1].start();
 
     let mut acks = Vec::new();
     for t in tasks {
@@ -205,6 +139,8 @@ fn strata_up(dir: &Path) -> (Child, Vec<String>) {
             "--data-dir",
             dir.to_str().unwrap(),
             "--log-base-port",
+            "0",
+            "--pageserver-port",
             "0",
         ])
         .env("RUST_LOG", "warn")

@@ -1,0 +1,404 @@
+//! The page server over real gRPC, following a real three-replica log
+//! service, in one process: answers against the model, bad requests,
+//! restart, log replica failover, trimming, and many readers while ingest
+//! and freezing run.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_logservice::client::{LogClient, LogClientConfig, LogReader, replica_status};
+use strata_pageserver::client::{PageServerClient, RemotePage};
+use strata_pageserver::server::{ServerConfig, serve_on};
+use strata_pageserver::workload::{Model, Rng, Workload};
+use strata_wal::{BatchBuilder, Lsn, PageId};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const CLUSTER: &str = "ps-test";
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Three log replicas on 127.0.0.1.
+struct Log {
+    endpoints: Vec<String>,
+    addrs: Vec<SocketAddr>,
+    dir: tempfile::TempDir,
+    stops: Vec<CancellationToken>,
+    tasks: Vec<JoinHandle<strata_logservice::Result<()>>>,
+}
+
+impl Log {
+    async fn start() -> Log {
+        let mut listeners = Vec::new();
+        for _ in 0..3 {
+            listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let mut log = Log {
+            endpoints: addrs.iter().map(|a| format!("http://{a}")).collect(),
+            addrs,
+            dir: tempfile::tempdir().unwrap(),
+            stops: Vec::new(),
+            tasks: Vec::new(),
+        };
+        for (i, l) in listeners.into_iter().enumerate() {
+            let (stop, task) = log.spawn(i, l);
+            log.stops.push(stop);
+            log.tasks.push(task);
+        }
+        log
+    }
+
+    fn spawn(
+        &self,
+        i: usize,
+        l: TcpListener,
+    ) -> (CancellationToken, JoinHandle<strata_logservice::Result<()>>) {
+        use strata_logservice::server::{ServerConfig, serve_on};
+        let mut cfg =
+            ServerConfig::new(i as u32 + 1, CLUSTER, self.dir.path().join(format!("r{i}")));
+        cfg.peers = (0..3)
+            .filter(|j| *j != i)
+            .map(|j| self.endpoints[j].clone())
+            .collect();
+        cfg.segment_size_bytes = 1 << 20;
+        cfg.housekeeping_interval = Duration::from_millis(50);
+        let stop = CancellationToken::new();
+        (stop.clone(), tokio::spawn(serve_on(l, cfg, stop)))
+    }
+
+    async fn stop(&mut self, i: usize) {
+        self.stops[i].cancel();
+        (&mut self.tasks[i]).await.unwrap().unwrap();
+    }
+
+    async fn restart(&mut self, i: usize) {
+        let l = TcpListener::bind(self.addrs[i]).await.unwrap();
+        let (stop, task) = self.spawn(i, l);
+        self.stops[i] = stop;
+        self.tasks[i] = task;
+    }
+
+    async fn writer(&self) -> LogClient {
+        LogClient::connect(LogClientConfig::new(
+            CLUSTER,
+            "writer",
+            self.endpoints.clone(),
+        ))
+        .await
+        .unwrap()
+    }
+}
+
+/// A page server in this process.
+struct PageServer {
+    endpoint: String,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    stop: CancellationToken,
+    task: Option<JoinHandle<strata_pageserver::Result<()>>>,
+}
+
+impl PageServer {
+    async fn start(log: &Log) -> PageServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut ps = PageServer {
+            endpoint: format!("http://{addr}"),
+            addr,
+            dir: tempfile::tempdir().unwrap(),
+            stop: CancellationToken::new(),
+            task: None,
+        };
+        ps.spawn(listener, log);
+        ps
+    }
+
+    fn spawn(&mut self, listener: TcpListener, log: &Log) {
+        let mut cfg = ServerConfig::new(CLUSTER, self.dir.path(), log.endpoints.clone());
+        cfg.layer_size_bytes = 64 << 10;
+        cfg.freeze_interval = Duration::from_millis(300);
+        cfg.image_after_records = 8;
+        cfg.cache_bytes = 64 * 8192;
+        cfg.wait_lsn_timeout = Duration::from_millis(500);
+        cfg.safe_lsn_report_interval = Duration::from_millis(200);
+        self.stop = CancellationToken::new();
+        self.task = Some(tokio::spawn(serve_on(listener, cfg, self.stop.clone())));
+    }
+
+    async fn stop(&mut self) {
+        self.stop.cancel();
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+
+    async fn restart(&mut self, log: &Log) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.spawn(listener, log);
+    }
+
+    async fn client(&self) -> PageServerClient {
+        for _ in 0..100 {
+            if let Ok(c) = PageServerClient::connect(&self.endpoint, CLUSTER).await {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the page server does not answer");
+    }
+
+    /// Waits until the page server has ingested `lsn`.
+    async fn wait_ingested(&self, lsn: Lsn) {
+        let mut c = self.client().await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Lsn(c.status().await.unwrap().ingested_lsn) < lsn {
+            assert!(Instant::now() < deadline, "ingest does not reach {lsn}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Appends `batches` workload batches; returns the last commit LSN.
+async fn write(writer: &LogClient, workload: &mut Workload, batches: usize) -> Lsn {
+    let mut last = Lsn::ZERO;
+    for i in 0..batches {
+        let n = 1 + workload.rng().below(8) as usize;
+        let mut b = BatchBuilder::new();
+        for rec in workload.next_records(n) {
+            b.push(&rec).unwrap();
+        }
+        last = writer.append(b.commit(i as u64)).await.unwrap();
+    }
+    last
+}
+
+/// Brings the model up to `upto` by reading the committed log.
+async fn follow(model: &mut Model, log: &Log, upto: Lsn) {
+    let mut reader = LogReader::new(CLUSTER, "model", log.endpoints.clone(), model.end());
+    while model.end() < upto {
+        let chunk = reader.next_chunk().await.unwrap();
+        model.read(chunk.start, &chunk.data);
+    }
+    // The model is a consumer too: it must not hold trimming back.
+    reader.report_safe_lsn(model.end()).await.unwrap();
+}
+
+fn pages(n: u32) -> Vec<PageId> {
+    (0..n).map(|i| PageId::new(10 + i % 3, i)).collect()
+}
+
+/// Compares one answer with the model, as of the server's ingested LSN
+/// (`to - 1` when no later record was known to it).
+fn assert_matches(model: &Model, page: PageId, lsn: Lsn, got: &RemotePage) {
+    let want = model
+        .expected(page, lsn, Lsn(got.to.0 - 1))
+        .unwrap_or_else(|| panic!("{page} at {lsn}: the model has no such page"));
+    assert_eq!((got.from, got.to), (want.from, want.to), "{page} at {lsn}");
+    assert!(got.page == want.page, "{page} at {lsn}: different bytes");
+}
+
+async fn check_samples(ps: &PageServer, model: &Model, rng: &mut Rng, n: usize) {
+    let mut c = ps.client().await;
+    for _ in 0..n {
+        let (page, lsn) = model.sample(rng, model.end());
+        match model.expected(page, lsn, model.end()) {
+            Some(_) => assert_matches(model, page, lsn, &c.get_page(page, lsn).await.unwrap()),
+            None => {
+                let err = c.get_page(page, lsn).await.unwrap_err();
+                assert_eq!(err.code(), tonic::Code::NotFound, "{page} at {lsn}: {err}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_match_the_model_across_freezes_and_a_restart() {
+    init_tracing();
+    let log = Log::start().await;
+    let mut ps = PageServer::start(&log).await;
+    let writer = log.writer().await;
+    let mut workload = Workload::new(7, pages(40));
+    let mut model = Model::new();
+    let mut rng = Rng::new(99);
+
+    let end = write(&writer, &mut workload, 600).await;
+    follow(&mut model, &log, end).await;
+    ps.wait_ingested(end).await;
+    check_samples(&ps, &model, &mut rng, 300).await;
+
+    // The batched form answers page by page, errors included.
+    let mut c = ps.client().await;
+    let mut asked: Vec<PageId> = model.pages().take(20).collect();
+    asked.push(PageId::new(99, 1));
+    let results = c.get_pages(&asked, end).await.unwrap();
+    for (page, r) in asked.iter().zip(&results) {
+        match model.expected(*page, end, end) {
+            Some(_) => assert_matches(&model, *page, end, r.as_ref().unwrap()),
+            None => assert_eq!(r.as_ref().unwrap_err().code(), tonic::Code::NotFound),
+        }
+    }
+
+    // A clean stop flushes everything; after a restart the answers are the
+    // same, and ingest carries on from where it stopped.
+    let before = c.status().await.unwrap();
+    assert!(before.layer_count > 1, "layers were frozen: {before:?}");
+    ps.stop().await;
+    ps.restart(&log).await;
+    let after = ps.client().await.status().await.unwrap();
+    assert_eq!(
+        after.durable_lsn, end.0,
+        "a clean stop leaves nothing unflushed"
+    );
+    check_samples(&ps, &model, &mut rng, 200).await;
+    let end = write(&writer, &mut workload, 200).await;
+    follow(&mut model, &log, end).await;
+    ps.wait_ingested(end).await;
+    check_samples(&ps, &model, &mut rng, 200).await;
+    let status = ps.client().await.status().await.unwrap();
+    assert!(status.reconstructions > 0 && status.cache_hits + status.cache_misses > 0);
+    writer.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_typed_errors() {
+    init_tracing();
+    let log = Log::start().await;
+    let ps = PageServer::start(&log).await;
+    let writer = log.writer().await;
+    let mut workload = Workload::new(3, pages(4));
+    let end = write(&writer, &mut workload, 20).await;
+    ps.wait_ingested(end).await;
+    let mut c = ps.client().await;
+
+    let above = c
+        .get_page(PageId::new(10, 0), end.advance(1000))
+        .await
+        .unwrap_err();
+    assert_eq!(above.code(), tonic::Code::OutOfRange, "{above}");
+    let never = c.get_page(PageId::new(77, 0), end).await.unwrap_err();
+    assert_eq!(never.code(), tonic::Code::NotFound, "{never}");
+    let before_first = c.get_page(PageId::new(10, 0), Lsn(1)).await.unwrap_err();
+    assert_eq!(before_first.code(), tonic::Code::NotFound, "{before_first}");
+
+    let mut other = PageServerClient::connect(&ps.endpoint, "another-cluster")
+        .await
+        .unwrap();
+    let wrong = other.get_page(PageId::new(10, 0), end).await.unwrap_err();
+    assert_eq!(wrong.code(), tonic::Code::FailedPrecondition, "{wrong}");
+
+    let too_many: Vec<PageId> = (0..300).map(|i| PageId::new(10, i)).collect();
+    let err = c.get_pages(&too_many, end).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+
+    use strata_proto::pageserver as pb;
+    let mut raw = pb::page_server_client::PageServerClient::connect(ps.endpoint.clone())
+        .await
+        .unwrap();
+    let missing_page = raw
+        .get_page(pb::GetPageRequest {
+            cluster_id: CLUSTER.into(),
+            page: None,
+            lsn: end.0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing_page.code(), tonic::Code::InvalidArgument);
+    writer.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_fails_over_between_log_replicas_and_the_log_is_trimmed() {
+    init_tracing();
+    let mut log = Log::start().await;
+    let ps = PageServer::start(&log).await;
+    let writer = log.writer().await;
+    let mut workload = Workload::new(11, pages(30));
+    workload.max_item_bytes = 2000;
+    let mut model = Model::new();
+    let mut rng = Rng::new(5);
+    let end = write(&writer, &mut workload, 300).await;
+    ps.wait_ingested(end).await;
+
+    // The page server reads from the first replica; stop it.
+    log.stop(0).await;
+    let end = write(&writer, &mut workload, 300).await;
+    ps.wait_ingested(end).await;
+    follow(&mut model, &log, end).await;
+    check_samples(&ps, &model, &mut rng, 200).await;
+    log.restart(0).await;
+
+    // Enough log for whole segments: once the page server's durable LSN
+    // passes them and it reports it, the replicas trim them.
+    let end = write(&writer, &mut workload, 1500).await;
+    ps.wait_ingested(end).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = replica_status(&log.endpoints[1], CLUSTER).await.unwrap();
+        if s.start_lsn > Lsn::ZERO {
+            let durable = ps.client().await.status().await.unwrap().durable_lsn;
+            assert!(s.start_lsn.0 <= durable, "trimmed past the safe LSN");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the log is never trimmed: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    writer.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_readers_while_ingest_and_freezing_run() {
+    init_tracing();
+    let log = Log::start().await;
+    let ps = PageServer::start(&log).await;
+    let writer = log.writer().await;
+    let mut workload = Workload::new(21, pages(60));
+    let mut model = Model::new();
+    let end = write(&writer, &mut workload, 200).await;
+    follow(&mut model, &log, end).await;
+    ps.wait_ingested(end).await;
+
+    // Readers ask about the part of the log the model holds now, at LSNs
+    // whose answers keep changing `to` as more log arrives, while the writer
+    // adds more and the page server freezes layers every 300 ms.
+    let model = Arc::new(model);
+    let stop = CancellationToken::new();
+    let mut readers = Vec::new();
+    for r in 0..16u64 {
+        let (model, stop, mut c) = (model.clone(), stop.clone(), ps.client().await);
+        readers.push(tokio::spawn(async move {
+            let mut rng = Rng::new(1000 + r);
+            let mut answers = Vec::new();
+            while !stop.is_cancelled() {
+                let (page, lsn) = model.sample(&mut rng, model.end());
+                if model.expected(page, lsn, model.end()).is_some() {
+                    answers.push((page, lsn, c.get_page(page, lsn).await.unwrap()));
+                }
+            }
+            answers
+        }));
+    }
+    let end = write(&writer, &mut workload, 800).await;
+    stop.cancel();
+    let mut answers = Vec::new();
+    for r in readers {
+        answers.extend(r.await.unwrap());
+    }
+    let mut model = Arc::into_inner(model).unwrap();
+    follow(&mut model, &log, end).await;
+    assert!(answers.len() > 100, "readers ran: {}", answers.len());
+    for (page, lsn, got) in &answers {
+        assert_matches(&model, *page, *lsn, got);
+    }
+    let status = ps.client().await.status().await.unwrap();
+    assert!(
+        status.layer_count > 1,
+        "layers were frozen during the reads: {status:?}"
+    );
+    writer.close();
+}

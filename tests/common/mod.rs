@@ -1,0 +1,100 @@
+//! Helpers for the cross-process tests: real `strata` processes on
+//! 127.0.0.1, started with flags and killed with SIGKILL.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `strata <role>` process, restartable with the same flags.
+pub struct Process {
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Process {
+    pub fn new(args: Vec<String>) -> Process {
+        Process { args, child: None }
+    }
+
+    pub fn start(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting strata");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(&mut self) {
+        let mut c = self.child.take().expect("running");
+        let pid = c.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = c.wait().unwrap();
+        assert!(
+            status.success(),
+            "strata {} exited with {status}",
+            self.args[0]
+        );
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A log replica: `strata logservice` with id `id` (1-based) of `ports`.
+pub fn log_replica(cluster: &str, dir: &Path, id: usize, ports: &[u16]) -> Process {
+    let port = ports[id - 1];
+    let peers: Vec<String> = ports
+        .iter()
+        .filter(|p| **p != port)
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let data: PathBuf = dir.join(format!("log-{id}"));
+    Process::new(vec![
+        "logservice".into(),
+        "--id".into(),
+        id.to_string(),
+        "--cluster-id".into(),
+        cluster.into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--data-dir".into(),
+        data.to_str().unwrap().into(),
+        "--peers".into(),
+        peers.join(","),
+    ])
+}
+
+pub fn endpoint(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}

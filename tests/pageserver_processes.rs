@@ -1,0 +1,188 @@
+//! A `strata pageserver` process following three `strata logservice`
+//! processes, SIGKILLed at random points during ingest and freezing (its
+//! layers are small and frozen every 150 ms) while a writer keeps
+//! appending. After each restart every answer matches the model; at the
+//! end, after a clean stop, the layer files hold every record of the log
+//! exactly once.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use strata_logservice::client::{LogClient, LogClientConfig, LogReader};
+use strata_pageserver::client::{PageServerClient, RemotePage};
+use strata_pageserver::layer::Value;
+use strata_pageserver::layer::delta_file::DeltaFile;
+use strata_pageserver::manifest::Manifest;
+use strata_pageserver::workload::{Model, Rng, Workload};
+use strata_wal::{BatchBuilder, Lsn, PageId};
+
+const CLUSTER: &str = "ps-proc-test";
+const KILLS: usize = 6;
+
+fn page_server(dir: &Path, port: u16, log: &[String]) -> common::Process {
+    common::Process::new(vec![
+        "pageserver".into(),
+        "--cluster-id".into(),
+        CLUSTER.into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--data-dir".into(),
+        dir.join("pageserver").to_str().unwrap().into(),
+        "--log".into(),
+        log.join(","),
+        "--layer-size-bytes".into(),
+        "65536".into(),
+        "--freeze-interval-ms".into(),
+        "150".into(),
+        "--image-after-records".into(),
+        "6".into(),
+    ])
+}
+
+async fn client(endpoint: &str) -> PageServerClient {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut c) = PageServerClient::connect(endpoint, CLUSTER).await
+            && c.status().await.is_ok()
+        {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "the page server does not answer");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_ingested(c: &mut PageServerClient, lsn: Lsn) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Lsn(c.status().await.unwrap().ingested_lsn) < lsn {
+        assert!(Instant::now() < deadline, "ingest does not reach {lsn}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn follow(model: &mut Model, log: &[String], upto: Lsn) {
+    let mut reader = LogReader::new(CLUSTER, "model", log.to_vec(), model.end());
+    while model.end() < upto {
+        let chunk = reader.next_chunk().await.unwrap();
+        model.read(chunk.start, &chunk.data);
+    }
+    reader.report_safe_lsn(model.end()).await.unwrap();
+}
+
+fn assert_matches(model: &Model, page: PageId, lsn: Lsn, got: &RemotePage) {
+    let want = model.expected(page, lsn, Lsn(got.to.0 - 1)).unwrap();
+    assert_eq!((got.from, got.to), (want.from, want.to), "{page} at {lsn}");
+    assert!(got.page == want.page, "{page} at {lsn}: different bytes");
+}
+
+/// Every (page, LSN) of a delta in the page server's live layer files, each
+/// checked to appear once.
+fn layer_records(dir: &Path) -> BTreeSet<(PageId, Lsn)> {
+    let dir = dir.join("pageserver");
+    let manifest = Manifest::load(&dir, CLUSTER).unwrap().unwrap();
+    let mut keys = BTreeSet::new();
+    for layer in &manifest.layers {
+        let file = DeltaFile::open(&dir.join(&layer.file_name), CLUSTER).unwrap();
+        for e in file.read_all().unwrap() {
+            if let Value::Delta(_) = e.value {
+                assert!(
+                    keys.insert((e.page, e.lsn)),
+                    "{} at {} is held twice",
+                    e.page,
+                    e.lsn
+                );
+            }
+        }
+    }
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_page_server_restarts_with_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let log: Vec<String> = ports.iter().map(|p| common::endpoint(*p)).collect();
+    let mut replicas: Vec<_> = (1..=3)
+        .map(|id| common::log_replica(CLUSTER, dir.path(), id, &ports))
+        .collect();
+    replicas.iter_mut().for_each(common::Process::start);
+    let ps_port = common::free_port();
+    let ps_endpoint = common::endpoint(ps_port);
+    let mut ps = page_server(dir.path(), ps_port, &log);
+    ps.start();
+
+    let writer = LogClient::connect(LogClientConfig::new(CLUSTER, "writer", log.clone()))
+        .await
+        .unwrap();
+    let pages: Vec<PageId> = (0..50).map(|i| PageId::new(5 + i % 2, i)).collect();
+    let writing = {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            let mut workload = Workload::new(42, pages);
+            let mut last = Lsn::ZERO;
+            for i in 0..3000u64 {
+                let mut b = BatchBuilder::new();
+                for rec in workload.next_records(1 + (i % 5) as usize) {
+                    b.push(&rec).unwrap();
+                }
+                last = writer.append(b.commit(i)).await.unwrap();
+            }
+            last
+        })
+    };
+
+    // Kill the page server at random moments while the log grows; keep
+    // some answers from each life to compare afterwards.
+    let mut rng = Rng::new(2026);
+    let mut answers = Vec::new();
+    let mut model = Model::new();
+    for _ in 0..KILLS {
+        let mut c = client(&ps_endpoint).await;
+        tokio::time::sleep(Duration::from_millis(100 + rng.below(500))).await;
+        let ingested = Lsn(c.status().await.unwrap().ingested_lsn);
+        follow(&mut model, &log, ingested).await;
+        for _ in 0..20 {
+            let (page, lsn) = model.sample(&mut rng, ingested);
+            if model.expected(page, lsn, ingested).is_some() {
+                answers.push((page, lsn, c.get_page(page, lsn).await.unwrap()));
+            }
+        }
+        ps.kill();
+        ps.start();
+    }
+    let end = writing.await.unwrap();
+    writer.close();
+    follow(&mut model, &log, end).await;
+    let mut c = client(&ps_endpoint).await;
+    wait_ingested(&mut c, end).await;
+    for (page, lsn, before) in &answers {
+        assert_matches(&model, *page, *lsn, before);
+        let after = c.get_page(*page, *lsn).await.unwrap();
+        assert_eq!(
+            (after.from, &after.page),
+            (before.from, &before.page),
+            "{page} at {lsn}"
+        );
+        assert_matches(&model, *page, *lsn, &after);
+    }
+    for _ in 0..300 {
+        let (page, lsn) = model.sample(&mut rng, end);
+        if model.expected(page, lsn, end).is_some() {
+            assert_matches(&model, page, lsn, &c.get_page(page, lsn).await.unwrap());
+        }
+    }
+
+    // A clean stop writes everything; the layers then hold each record of
+    // the log once, and nothing else.
+    ps.terminate();
+    let held = layer_records(dir.path());
+    let logged: BTreeSet<(PageId, Lsn)> = model
+        .pages()
+        .flat_map(|p| model.record_lsns(p).into_iter().map(move |l| (p, l)))
+        .collect();
+    assert_eq!(held.len(), logged.len());
+    assert!(held == logged, "the layers and the log differ");
+}
