@@ -14,7 +14,7 @@
 //! The 1-writer phase gives both the commit latency and `tput_1`: it is the
 //! same workload (one writer appending sequentially), so it is run once.
 
-mod cluster;
+pub mod cluster;
 mod phase;
 mod report;
 

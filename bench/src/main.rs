@@ -2,12 +2,14 @@
 //! is measured against.
 //!
 //! `cargo run --release -p strata-bench -- log` runs the log-service
-//! workload; every workload is a subcommand with its own module. All files
-//! a run writes go to a fresh temporary directory (removed at the end) under
-//! `--data-dir`, which should sit on the disk being measured.
+//! workload, `-- pageserver` the page server's; every workload is a
+//! subcommand with its own module. All files a run writes go to a fresh
+//! temporary directory (removed at the end) under `--data-dir`, which should
+//! sit on the disk being measured.
 
 mod floor;
 mod log;
+mod pageserver;
 mod report;
 mod stats;
 mod watchdog;
@@ -31,6 +33,9 @@ struct Cli {
 enum Workload {
     /// The quorum-replicated log service against its fsync + RTT floor.
     Log(log::LogArgs),
+    /// The page server: ingest catch-up against the log's commit rate, and
+    /// GetPage latency for cache hits and rebuilds.
+    Pageserver(pageserver::PageserverArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +57,6 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("making a temporary directory in {}", cli.data_dir.display()))?;
     match &cli.workload {
         Workload::Log(args) => log::run(args, dir.path()),
+        Workload::Pageserver(args) => pageserver::run(args, dir.path()),
     }
 }
