@@ -104,10 +104,15 @@ struct PageServer {
     dir: tempfile::TempDir,
     stop: CancellationToken,
     task: Option<JoinHandle<strata_pageserver::Result<()>>>,
+    tweak: fn(&mut ServerConfig),
 }
 
 impl PageServer {
     async fn start(log: &Log) -> PageServer {
+        PageServer::start_with(log, |_| {}).await
+    }
+
+    async fn start_with(log: &Log, tweak: fn(&mut ServerConfig)) -> PageServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut ps = PageServer {
@@ -116,6 +121,7 @@ impl PageServer {
             dir: tempfile::tempdir().unwrap(),
             stop: CancellationToken::new(),
             task: None,
+            tweak,
         };
         ps.spawn(listener, log);
         ps
@@ -129,6 +135,7 @@ impl PageServer {
         cfg.cache_bytes = 64 * 8192;
         cfg.wait_lsn_timeout = Duration::from_millis(500);
         cfg.safe_lsn_report_interval = Duration::from_millis(200);
+        (self.tweak)(&mut cfg);
         self.stop = CancellationToken::new();
         self.task = Some(tokio::spawn(serve_on(listener, cfg, self.stop.clone())));
     }
@@ -400,5 +407,90 @@ async fn many_readers_while_ingest_and_freezing_run() {
         status.layer_count > 1,
         "layers were frozen during the reads: {status:?}"
     );
+    writer.close();
+}
+
+/// Flips bit `bit` of the file at `path`.
+fn flip_bit(path: &std::path::Path, bit: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = (bit / 8) as usize % bytes.len();
+    bytes[at] ^= 1 << (bit % 8);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The page server's layer files.
+fn layer_files(ps: &PageServer) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(ps.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "delta"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flipped_bits_in_layers_and_the_manifest_are_caught_never_served() {
+    init_tracing();
+    let log = Log::start().await;
+    // One layer file, written at the clean stop.
+    let mut ps = PageServer::start_with(&log, |c| {
+        c.freeze_interval = Duration::from_secs(3600);
+        c.layer_size_bytes = 64 << 20;
+    })
+    .await;
+    let writer = log.writer().await;
+    let mut workload = Workload::new(17, pages(8));
+    let mut model = Model::new();
+    let end = write(&writer, &mut workload, 120).await;
+    follow(&mut model, &log, end).await;
+    ps.wait_ingested(end).await;
+    ps.stop().await;
+    let files = layer_files(&ps);
+    assert_eq!(files.len(), 1);
+    let pristine = std::fs::read(&files[0]).unwrap();
+    let manifest = ps.dir.path().join("manifest");
+    let pristine_manifest = std::fs::read(&manifest).unwrap();
+
+    let mut rng = Rng::new(4);
+    for round in 0..6 {
+        let bit = rng.below(pristine.len() as u64 * 8);
+        std::fs::write(&files[0], &pristine).unwrap();
+        flip_bit(&files[0], bit);
+        ps.restart(&log).await;
+        // Either the server refuses to start (header or index damaged) ...
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if ps.task.as_ref().unwrap().is_finished() {
+            let err = ps.task.take().unwrap().await.unwrap().unwrap_err();
+            assert!(err.to_string().contains(".delta"), "round {round}: {err}");
+            continue;
+        }
+        // ... or every read of the damaged block fails, and nothing wrong
+        // is ever served.
+        let mut c = ps.client().await;
+        let mut caught = 0;
+        for page in model.pages().collect::<Vec<_>>() {
+            for lsn in model.record_lsns(page) {
+                match c.get_page(page, lsn).await {
+                    Ok(got) => assert_matches(&model, page, lsn, &got),
+                    Err(e) => {
+                        assert_eq!(e.code(), tonic::Code::DataLoss, "round {round}: {e}");
+                        caught += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            caught > 0,
+            "round {round}: bit {bit} flipped and nothing noticed"
+        );
+        ps.stop().await;
+    }
+
+    std::fs::write(&files[0], &pristine).unwrap();
+    flip_bit(&manifest, rng.below(pristine_manifest.len() as u64 * 8));
+    ps.restart(&log).await;
+    let err = ps.task.take().unwrap().await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("manifest"), "{err}");
     writer.close();
 }
