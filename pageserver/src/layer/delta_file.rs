@@ -489,6 +489,30 @@ impl DeltaFile {
     }
 }
 
+/// The file's identity and size; the index would be too long to print.
+impl std::fmt::Debug for DeltaFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaFile")
+            .field("path", &self.path)
+            .field("range", &self.range)
+            .field("file_bytes", &self.file_bytes)
+            .field("entry_count", &self.entry_count)
+            .field("page_count", &self.pages.len())
+            .field("block_count", &self.blocks.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DeltaFileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaFileWriter")
+            .field("path", &self.path)
+            .field("range", &self.range)
+            .field("entry_count", &self.entry_count)
+            .finish()
+    }
+}
+
 fn key_of(e: &Entry) -> Key {
     entry_key(e.page, e.lsn, &e.value)
 }
@@ -823,5 +847,479 @@ impl<'a> ByteReader<'a> {
     pub(crate) fn u64(&mut self) -> std::result::Result<u64, String> {
         let b = self.bytes(8)?;
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+    use tempfile::TempDir;
+
+    use super::*;
+
+    const CLUSTER: &str = "test-cluster";
+
+    fn range(start: u64, end: u64) -> LsnRange {
+        LsnRange {
+            start: Lsn(start),
+            end: Lsn(end),
+        }
+    }
+
+    fn entry(space: u32, page_no: u32, lsn: u64, image: bool, bytes: Vec<u8>) -> Entry {
+        let bytes = Bytes::from(bytes);
+        Entry {
+            page: PageId::new(space, page_no),
+            lsn: Lsn(lsn),
+            value: if image {
+                Value::Image(bytes)
+            } else {
+                Value::Delta(bytes)
+            },
+        }
+    }
+
+    /// Writes `entries` (in layer order) with blocks of about `block_bytes`.
+    fn write(path: &Path, r: LsnRange, entries: &[Entry], block_bytes: usize) -> DeltaFile {
+        let mut w = DeltaFileWriter::with_block_target(path, CLUSTER, r, block_bytes).unwrap();
+        for e in entries {
+            w.push(e.page, e.lsn, &e.value).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    /// What `read_page(page, upto)` must return, from the entries written.
+    fn model_page(entries: &[Entry], page: PageId, upto: Lsn) -> Vec<(Lsn, Value)> {
+        entries
+            .iter()
+            .filter(|e| e.page == page && e.lsn <= upto)
+            .map(|e| (e.lsn, e.value.clone()))
+            .collect()
+    }
+
+    /// Checks every page at several `upto`s, `read_all` and the figures.
+    fn check_matches(f: &DeltaFile, entries: &[Entry]) {
+        assert_eq!(f.read_all().unwrap(), entries);
+        assert_eq!(f.entry_count(), entries.len() as u64);
+        let mut pages: Vec<PageId> = entries.iter().map(|e| e.page).collect();
+        pages.dedup();
+        assert_eq!(f.page_count(), pages.len());
+        for page in pages {
+            let lsns: Vec<Lsn> = entries
+                .iter()
+                .filter(|e| e.page == page)
+                .map(|e| e.lsn)
+                .collect();
+            let s = f.summary(page).unwrap();
+            assert_eq!((s.first_lsn, s.last_lsn), (lsns[0], *lsns.last().unwrap()));
+            assert_eq!(s.entries as usize, lsns.len());
+            let mut uptos = vec![Lsn(0), f.range().end, Lsn::MAX];
+            uptos.extend(lsns.iter().flat_map(|l| [Lsn(l.0 - 1), *l]));
+            for upto in uptos {
+                assert_eq!(
+                    f.read_page(page, upto).unwrap(),
+                    model_page(entries, page, upto),
+                    "page {page} upto {upto}"
+                );
+            }
+        }
+    }
+
+    fn assert_corrupt<T: std::fmt::Debug>(r: Result<T>, needle: &str) {
+        match r {
+            Err(PageServerError::Corrupt { detail, .. }) => {
+                assert!(detail.contains(needle), "{detail:?} lacks {needle:?}")
+            }
+            other => panic!("expected Corrupt ({needle}), got {other:?}"),
+        }
+    }
+
+    fn assert_bad_request<T: std::fmt::Debug>(r: Result<T>) {
+        assert!(
+            matches!(r, Err(PageServerError::BadRequest(_))),
+            "expected BadRequest, got {r:?}"
+        );
+    }
+
+    /// A few pages with deltas and images, an image sharing an LSN with a
+    /// delta, in layer order.
+    fn small_entries() -> Vec<Entry> {
+        vec![
+            entry(0, 0, 11, false, b"d0".to_vec()),
+            entry(0, 0, 11, true, b"i0".to_vec()),
+            entry(0, 0, 30, false, b"d1".to_vec()),
+            entry(0, 7, 12, false, vec![]),
+            entry(3, 1, 50, true, vec![9; 300]),
+            entry(3, 1, 99, false, b"last".to_vec()),
+        ]
+    }
+
+    #[test]
+    fn round_trip_small_and_reopened() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("layer");
+        let entries = small_entries();
+        let f = write(&path, range(10, 100), &entries, BLOCK_TARGET_BYTES);
+        check_matches(&f, &entries);
+        let bytes = f.file_bytes();
+        assert_eq!(bytes, std::fs::metadata(&path).unwrap().len());
+        drop(f);
+        let f = DeltaFile::open(&path, CLUSTER).unwrap();
+        check_matches(&f, &entries);
+        assert_eq!(
+            (f.range(), f.file_bytes(), f.path()),
+            (range(10, 100), bytes, &*path)
+        );
+        assert_eq!(f.read_page(PageId::new(9, 9), Lsn::MAX).unwrap(), vec![]);
+        assert_eq!(f.summary(PageId::new(9, 9)), None);
+        let mut pages = f.pages();
+        pages.sort_by_key(|(p, _)| *p);
+        let ids: Vec<PageId> = pages.iter().map(|(p, _)| *p).collect();
+        assert_eq!(
+            ids,
+            [PageId::new(0, 0), PageId::new(0, 7), PageId::new(3, 1)]
+        );
+    }
+
+    #[test]
+    fn empty_layer_round_trips() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("layer");
+        write(&path, range(1, 2), &[], BLOCK_TARGET_BYTES);
+        let f = DeltaFile::open(&path, CLUSTER).unwrap();
+        assert_eq!((f.entry_count(), f.page_count()), (0, 0));
+        assert_eq!(f.read_all().unwrap(), vec![]);
+        assert_eq!(f.file_bytes(), HEADER_BYTES as u64);
+    }
+
+    #[test]
+    fn an_entry_larger_than_a_block_makes_a_large_block() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("layer");
+        let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let mut entries: Vec<Entry> = (0..40)
+            .map(|i| entry(1, 1, 1 + i, false, vec![i as u8; 1000]))
+            .collect();
+        entries.push(entry(1, 1, 41, true, big));
+        entries.extend((0..40).map(|i| entry(1, 2, 1 + i, false, vec![7; 1000])));
+        write(&path, range(0, 100), &entries, BLOCK_TARGET_BYTES);
+        let f = DeltaFile::open(&path, CLUSTER).unwrap();
+        check_matches(&f, &entries);
+        assert!(f.blocks.len() >= 3);
+        assert!(f.blocks.iter().any(|b| b.len as usize > 100_000));
+        assert!(f.blocks.iter().all(|b| b.len as usize <= 100_000 + 1024));
+    }
+
+    #[test]
+    fn thousands_of_pages_round_trip() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("layer");
+        let mut entries = Vec::new();
+        for page_no in 0..5000u32 {
+            let base = 1000 + u64::from(page_no % 97) * 10;
+            entries.push(entry(
+                2,
+                page_no,
+                base,
+                false,
+                // Sizes vary, so that block boundaries fall inside pages.
+                page_no.to_le_bytes().repeat(1 + page_no as usize % 13),
+            ));
+            entries.push(entry(2, page_no, base + 3, false, vec![1; 20]));
+            entries.push(entry(2, page_no, base + 3, true, vec![2; 60]));
+        }
+        write(&path, range(999, 2000), &entries, BLOCK_TARGET_BYTES);
+        let f = DeltaFile::open(&path, CLUSTER).unwrap();
+        assert!(f.blocks.len() > 10, "{} blocks", f.blocks.len());
+        check_matches(&f, &entries);
+        // A page spanning two blocks reads both.
+        let spanning = f
+            .pages()
+            .into_iter()
+            .find(|(_, s)| s.first_block < s.last_block);
+        let (page, _) = spanning.expect("some page straddles a block boundary");
+        assert_eq!(f.read_page(page, Lsn::MAX).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn reads_from_many_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<DeltaFile>();
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("layer");
+        let entries: Vec<Entry> = (0..2000)
+            .map(|i| entry(0, i, 5, false, vec![i as u8; 100]))
+            .collect();
+        let f = Arc::new(write(&path, range(0, 10), &entries, 4096));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (f, entries) = (f.clone(), entries.clone());
+                std::thread::spawn(move || {
+                    for e in entries.iter().skip(t).step_by(4) {
+                        let got = f.read_page(e.page, Lsn(5)).unwrap();
+                        assert_eq!(got, vec![(e.lsn, e.value.clone())]);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn the_writer_refuses_entries_out_of_order_duplicate_or_out_of_range() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("layer");
+        let mut w = DeltaFileWriter::create(&path, CLUSTER, range(10, 20)).unwrap();
+        let (p0, p1) = (PageId::new(0, 0), PageId::new(0, 1));
+        let d = Value::Delta(Bytes::from_static(b"d"));
+        let i = Value::Image(Bytes::from_static(b"i"));
+        assert_bad_request(w.push(p0, Lsn(10), &d)); // start is outside (start, end]
+        assert_bad_request(w.push(p0, Lsn(21), &d));
+        w.push(p1, Lsn(15), &d).unwrap();
+        assert_bad_request(w.push(p1, Lsn(15), &d)); // duplicate
+        assert_bad_request(w.push(p0, Lsn(16), &d)); // earlier page
+        assert_bad_request(w.push(p1, Lsn(14), &d)); // earlier LSN
+        w.push(p1, Lsn(15), &i).unwrap(); // image after delta at one LSN
+        assert_bad_request(w.push(p1, Lsn(15), &d)); // delta after image
+        w.push(p1, Lsn(20), &d).unwrap(); // end is inside
+        let f = w.finish().unwrap();
+        let got: Vec<Lsn> = f.read_all().unwrap().iter().map(|e| e.lsn).collect();
+        assert_eq!(got, [Lsn(15), Lsn(15), Lsn(20)]);
+    }
+
+    #[test]
+    fn create_refuses_an_existing_file_a_long_cluster_id_and_an_empty_range() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("layer");
+        write(&path, range(0, 100), &small_entries()[..1], 1024);
+        let before = std::fs::read(&path).unwrap();
+        let r = DeltaFileWriter::create(&path, CLUSTER, range(0, 10));
+        assert!(matches!(r, Err(PageServerError::Io { .. })));
+        assert_eq!(std::fs::read(&path).unwrap(), before, "not clobbered");
+        let other = dir.path().join("other");
+        assert_bad_request(DeltaFileWriter::create(
+            &other,
+            &"x".repeat(65),
+            range(0, 1),
+        ));
+        assert_bad_request(DeltaFileWriter::create(&other, CLUSTER, range(5, 5)));
+        assert!(!other.exists());
+        let long = "c".repeat(MAX_CLUSTER_ID_BYTES);
+        DeltaFileWriter::create(&other, &long, range(0, 1))
+            .unwrap()
+            .finish()
+            .unwrap();
+        DeltaFile::open(&other, &long).unwrap();
+    }
+
+    #[test]
+    fn an_unfinished_writer_removes_its_file() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("layer");
+        let mut w = DeltaFileWriter::create(&path, CLUSTER, range(0, 10)).unwrap();
+        w.push(PageId::new(0, 0), Lsn(1), &Value::Delta(Bytes::new()))
+            .unwrap();
+        assert!(path.exists());
+        drop(w);
+        assert!(!path.exists());
+    }
+
+    /// Rewrites the header of the file at `path` through `f`, fixing its crc.
+    fn patch_header(path: &Path, f: impl FnOnce(&mut [u8])) {
+        let mut bytes = std::fs::read(path).unwrap();
+        f(&mut bytes[..HEADER_BYTES]);
+        let crc = crc32fast::hash(&bytes[..HEADER_CRC_AT]);
+        bytes[HEADER_CRC_AT..HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// Rewrites block `block_no` through `f` (same length) and fixes every
+    /// crc above it, so that only the block's decoding can find the fault.
+    fn patch_block(path: &Path, block_no: usize, f: impl FnOnce(&mut [u8])) {
+        let mut bytes = std::fs::read(path).unwrap();
+        let le64 = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+        let index_at = le64(&bytes, 112) as usize;
+        let meta_at = index_at + block_no * BLOCK_META_BYTES;
+        let offset = le64(&bytes, meta_at) as usize;
+        let len = u32::from_le_bytes(bytes[meta_at + 8..meta_at + 12].try_into().unwrap());
+        let block = &mut bytes[offset..offset + len as usize];
+        f(block);
+        let crc = crc32fast::hash(block);
+        bytes[meta_at + 12..meta_at + 16].copy_from_slice(&crc.to_le_bytes());
+        let index_crc = crc32fast::hash(&bytes[index_at..]);
+        std::fs::write(path, &bytes).unwrap();
+        patch_header(path, |h| {
+            h[128..132].copy_from_slice(&index_crc.to_le_bytes())
+        });
+    }
+
+    fn written(dir: &TempDir) -> PathBuf {
+        let path = dir.path().join("layer");
+        write(&path, range(10, 100), &small_entries(), 64);
+        path
+    }
+
+    #[test]
+    fn open_refuses_another_cluster_bad_magic_and_unknown_version() {
+        let dir = TempDir::new().unwrap();
+        let path = written(&dir);
+        assert_corrupt(DeltaFile::open(&path, "other-cluster"), "cluster");
+        patch_header(&path, |h| h[8..12].copy_from_slice(&2u32.to_le_bytes()));
+        assert_corrupt(
+            DeltaFile::open(&path, CLUSTER),
+            "unsupported format version 2",
+        );
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[0] = b'X';
+        std::fs::write(&path, &bytes).unwrap();
+        assert_corrupt(DeltaFile::open(&path, CLUSTER), "bad magic");
+    }
+
+    #[test]
+    fn open_refuses_truncated_and_overlong_files() {
+        let dir = TempDir::new().unwrap();
+        let path = written(&dir);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert_corrupt(DeltaFile::open(&path, CLUSTER), "truncated");
+        std::fs::write(&path, &bytes[..100]).unwrap();
+        assert_corrupt(DeltaFile::open(&path, CLUSTER), "too short");
+        let mut longer = bytes.clone();
+        longer.push(0);
+        std::fs::write(&path, &longer).unwrap();
+        assert_corrupt(DeltaFile::open(&path, CLUSTER), "overlong");
+    }
+
+    #[test]
+    fn a_block_with_an_unknown_tag_or_an_overlong_entry_is_corrupt() {
+        let dir = TempDir::new().unwrap();
+        let path = written(&dir);
+        // Block 0 holds (0:0, 11, delta) then more: its first tag is byte 16.
+        patch_block(&path, 0, |b| b[16] = 7);
+        let f = DeltaFile::open(&path, CLUSTER).unwrap();
+        assert_corrupt(
+            f.read_all(),
+            "block 0 at offset 136: entry at byte 0: unknown value tag 7",
+        );
+        assert_corrupt(
+            f.read_page(PageId::new(0, 0), Lsn::MAX),
+            "unknown value tag",
+        );
+        // The page in another block still reads.
+        assert_eq!(f.read_page(PageId::new(3, 1), Lsn::MAX).unwrap().len(), 2);
+
+        let path = dir.path().join("second");
+        write(&path, range(10, 100), &small_entries(), 64);
+        patch_block(&path, 0, |b| {
+            b[17..21].copy_from_slice(&1000u32.to_le_bytes())
+        });
+        let f = DeltaFile::open(&path, CLUSTER).unwrap();
+        assert_corrupt(f.read_all(), "runs past its block");
+    }
+
+    #[test]
+    fn a_flipped_block_bit_names_the_block() {
+        let dir = TempDir::new().unwrap();
+        let path = written(&dir);
+        let f = DeltaFile::open(&path, CLUSTER).unwrap();
+        let b = f.blocks[1];
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[b.offset as usize + 3] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let want = format!("block 1 at offset {}: crc mismatch", b.offset);
+        assert_corrupt(f.read_all(), &want);
+    }
+
+    #[test]
+    fn read_page_reads_only_the_blocks_up_to_upto() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("layer");
+        let entries: Vec<Entry> = (1..=10)
+            .map(|lsn| entry(0, 0, lsn * 10, false, vec![lsn as u8; 40]))
+            .collect();
+        write(&path, range(0, 100), &entries, 64); // one entry per block
+        let f = DeltaFile::open(&path, CLUSTER).unwrap();
+        assert_eq!(f.blocks.len(), 10);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[f.blocks[5].offset as usize + 30] ^= 1; // the entry at LSN 60
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(f.read_page(PageId::new(0, 0), Lsn(59)).unwrap().len(), 5);
+        assert_corrupt(f.read_page(PageId::new(0, 0), Lsn(60)), "block 5");
+        assert_corrupt(f.read_page(PageId::new(0, 0), Lsn::MAX), "crc mismatch");
+    }
+
+    #[test]
+    fn every_flipped_bit_of_a_small_file_is_reported() {
+        let dir = TempDir::new().unwrap();
+        let path = written(&dir);
+        let clean = std::fs::read(&path).unwrap();
+        for at in 0..clean.len() {
+            for bit in 0..8 {
+                let mut bytes = clean.clone();
+                bytes[at] ^= 1 << bit;
+                std::fs::write(&path, &bytes).unwrap();
+                let outcome = DeltaFile::open(&path, CLUSTER).and_then(|f| f.read_all());
+                assert!(
+                    matches!(outcome, Err(PageServerError::Corrupt { .. })),
+                    "bit {bit} of byte {at}: {outcome:?}"
+                );
+            }
+        }
+    }
+
+    /// Up to ~60 entries over a few pages, in layer order, some large.
+    fn arb_entries() -> impl Strategy<Value = Vec<Entry>> {
+        let value = prop_oneof![
+            8 => proptest::collection::vec(any::<u8>(), 0..64),
+            1 => proptest::collection::vec(any::<u8>(), 0..3000),
+        ];
+        let key = (0..3u32, 0..6u32, 1..=200u64, any::<bool>());
+        proptest::collection::btree_map(key, value, 0..60).prop_map(|m: BTreeMap<_, _>| {
+            let mut entries: Vec<Entry> = m
+                .into_iter()
+                .map(|((space, page_no, lsn, image), v)| entry(space, page_no, lsn, image, v))
+                .collect();
+            entries.sort_by_key(key_of);
+            entries
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn random_layers_round_trip(entries in arb_entries(), block_bytes in 1usize..2048) {
+            let dir = TempDir::new().unwrap();
+            let path = dir.path().join("layer");
+            write(&path, range(0, 200), &entries, block_bytes);
+            let f = DeltaFile::open(&path, CLUSTER).unwrap();
+            check_matches(&f, &entries);
+        }
+
+        #[test]
+        fn any_flipped_bit_is_reported_corrupt(
+            entries in arb_entries(),
+            at in any::<proptest::sample::Index>(),
+            bit in 0..8u8,
+        ) {
+            let dir = TempDir::new().unwrap();
+            let path = dir.path().join("layer");
+            write(&path, range(0, 200), &entries, 256);
+            let mut bytes = std::fs::read(&path).unwrap();
+            let at = at.index(bytes.len());
+            bytes[at] ^= 1 << bit;
+            std::fs::write(&path, &bytes).unwrap();
+            let outcome = DeltaFile::open(&path, CLUSTER).and_then(|f| f.read_all());
+            prop_assert!(
+                matches!(outcome, Err(PageServerError::Corrupt { .. })),
+                "flipping bit {bit} of byte {at} of {} went unnoticed: {outcome:?}",
+                bytes.len()
+            );
+        }
     }
 }
