@@ -278,3 +278,254 @@ fn put_str(out: &mut Vec<u8>, s: &str) -> Result<()> {
     out.extend_from_slice(s.as_bytes());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use tempfile::TempDir;
+
+    use super::*;
+
+    const CLUSTER: &str = "test-cluster";
+
+    fn layer(name: &str, start: u64, end: u64) -> ManifestLayer {
+        ManifestLayer {
+            file_name: name.to_string(),
+            range: LsnRange {
+                start: Lsn(start),
+                end: Lsn(end),
+            },
+            file_bytes: 4096 + end,
+        }
+    }
+
+    fn sample() -> Manifest {
+        Manifest {
+            cluster_id: CLUSTER.to_string(),
+            durable_lsn: Lsn(300),
+            layers: vec![
+                layer("a", 0, 100),
+                layer("b", 100, 250),
+                layer("c", 260, 300),
+            ],
+            dropped_spaces: vec![(7, Lsn(120)), (9, Lsn(280))],
+        }
+    }
+
+    fn assert_corrupt<T: std::fmt::Debug>(r: Result<T>, needle: &str) {
+        match r {
+            Err(PageServerError::Corrupt { file, detail }) => {
+                assert!(file.ends_with(MANIFEST_FILE_NAME), "{file:?}");
+                assert!(detail.contains(needle), "{detail:?} lacks {needle:?}")
+            }
+            other => panic!("expected Corrupt ({needle}), got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_manifest_loads_as_none() {
+        let dir = TempDir::new().unwrap();
+        assert_eq!(Manifest::load(dir.path(), CLUSTER).unwrap(), None);
+    }
+
+    #[test]
+    fn round_trips_and_replaces() {
+        let dir = TempDir::new().unwrap();
+        let empty = Manifest::new(CLUSTER);
+        empty.store(dir.path()).unwrap();
+        assert_eq!(Manifest::load(dir.path(), CLUSTER).unwrap(), Some(empty));
+        let m = sample();
+        m.store(dir.path()).unwrap();
+        assert_eq!(Manifest::load(dir.path(), CLUSTER).unwrap(), Some(m));
+        assert!(!dir.path().join(MANIFEST_TMP_FILE_NAME).exists());
+    }
+
+    #[test]
+    fn a_stale_tmp_file_does_not_matter() {
+        let dir = TempDir::new().unwrap();
+        let m = sample();
+        m.store(dir.path()).unwrap();
+        // A crash after writing the temp file, before the rename: a torn
+        // or complete new manifest sits beside the old one.
+        let tmp = dir.path().join(MANIFEST_TMP_FILE_NAME);
+        std::fs::write(&tmp, b"STRATMAN torn").unwrap();
+        assert_eq!(
+            Manifest::load(dir.path(), CLUSTER).unwrap(),
+            Some(m.clone())
+        );
+        // The next store overwrites it.
+        let mut next = m;
+        next.durable_lsn = Lsn(400);
+        next.store(dir.path()).unwrap();
+        assert_eq!(Manifest::load(dir.path(), CLUSTER).unwrap(), Some(next));
+        // With no manifest yet, a stale temp file is still "no manifest".
+        let fresh = TempDir::new().unwrap();
+        std::fs::write(fresh.path().join(MANIFEST_TMP_FILE_NAME), b"x").unwrap();
+        assert_eq!(Manifest::load(fresh.path(), CLUSTER).unwrap(), None);
+    }
+
+    #[test]
+    fn load_refuses_another_cluster_bad_magic_version_and_truncation() {
+        let dir = TempDir::new().unwrap();
+        sample().store(dir.path()).unwrap();
+        assert_corrupt(Manifest::load(dir.path(), "other"), "belongs to cluster");
+        let path = dir.path().join(MANIFEST_FILE_NAME);
+        let clean = std::fs::read(&path).unwrap();
+
+        let mut bytes = clean.clone();
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let n = bytes.len() - 4;
+        let crc = crc32fast::hash(&bytes[..n]);
+        bytes[n..].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert_corrupt(
+            Manifest::load(dir.path(), CLUSTER),
+            "unsupported format version 2",
+        );
+
+        let mut bytes = clean.clone();
+        bytes[1] = b'X';
+        std::fs::write(&path, &bytes).unwrap();
+        assert_corrupt(Manifest::load(dir.path(), CLUSTER), "bad magic");
+
+        std::fs::write(&path, &clean[..clean.len() - 3]).unwrap();
+        assert_corrupt(Manifest::load(dir.path(), CLUSTER), "crc mismatch");
+        std::fs::write(&path, &clean[..10]).unwrap();
+        assert_corrupt(Manifest::load(dir.path(), CLUSTER), "too short");
+    }
+
+    #[test]
+    fn load_refuses_a_well_formed_but_invalid_manifest() {
+        let dir = TempDir::new().unwrap();
+        let mut m = sample();
+        m.layers.swap(0, 1);
+        std::fs::write(dir.path().join(MANIFEST_FILE_NAME), m.encode().unwrap()).unwrap();
+        assert_corrupt(Manifest::load(dir.path(), CLUSTER), "layer 1 (a)");
+    }
+
+    #[test]
+    fn store_refuses_an_invalid_manifest() {
+        let dir = TempDir::new().unwrap();
+        let mut m = sample();
+        m.durable_lsn = Lsn(5);
+        let r = m.store(dir.path());
+        assert!(matches!(r, Err(PageServerError::BadRequest(_))), "{r:?}");
+        assert_eq!(Manifest::load(dir.path(), CLUSTER).unwrap(), None);
+    }
+
+    #[test]
+    fn validate_says_what_is_wrong() {
+        assert_eq!(sample().validate(), Ok(()));
+        assert_eq!(Manifest::new(CLUSTER).validate(), Ok(()));
+        type Breaker = fn(&mut Manifest);
+        let cases: Vec<(Breaker, &str)> = vec![
+            (
+                |m| m.layers[1].range.start = Lsn(99),
+                "before the previous layer's end",
+            ),
+            (|m| m.layers.swap(1, 2), "before the previous layer's end"),
+            (|m| m.layers[2].range.end = Lsn(260), "empty range"),
+            (
+                |m| m.layers[0].range.start = Lsn(150), // start > end
+                "empty range",
+            ),
+            (|m| m.layers[1].file_name.clear(), "empty file name"),
+            (|m| m.layers[1].file_name = "a".into(), "appears twice"),
+            (
+                |m| m.layers[1].file_name = "x/y".into(),
+                "not a plain file name",
+            ),
+            (
+                |m| m.layers[1].file_name = ".".into(),
+                "not a plain file name",
+            ),
+            (
+                |m| m.layers[1].file_name = "..".into(),
+                "not a plain file name",
+            ),
+            (|m| m.durable_lsn = Lsn(299), "below the last layer's end"),
+        ];
+        for (break_it, needle) in cases {
+            let mut m = sample();
+            break_it(&mut m);
+            let e = m.validate().expect_err(needle);
+            assert!(e.contains(needle), "{e:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn every_flipped_bit_is_reported() {
+        let dir = TempDir::new().unwrap();
+        sample().store(dir.path()).unwrap();
+        let path = dir.path().join(MANIFEST_FILE_NAME);
+        let clean = std::fs::read(&path).unwrap();
+        for at in 0..clean.len() {
+            for bit in 0..8 {
+                let mut bytes = clean.clone();
+                bytes[at] ^= 1 << bit;
+                std::fs::write(&path, &bytes).unwrap();
+                let r = Manifest::load(dir.path(), CLUSTER);
+                assert!(
+                    matches!(r, Err(PageServerError::Corrupt { .. })),
+                    "bit {bit} of byte {at}: {r:?}"
+                );
+            }
+        }
+    }
+
+    /// Valid manifests: layers tiling with gaps, names unique.
+    fn arb_manifest() -> impl Strategy<Value = Manifest> {
+        let layers = proptest::collection::vec((0..50u64, 1..1000u64, any::<u64>()), 0..20);
+        let dropped = proptest::collection::vec((any::<u32>(), any::<u64>()), 0..5);
+        (layers, dropped, 0..100u64).prop_map(|(layers, dropped, extra)| {
+            let mut end = 0;
+            let layers: Vec<ManifestLayer> = layers
+                .into_iter()
+                .enumerate()
+                .map(|(i, (gap, len, file_bytes))| {
+                    let start = end + gap;
+                    end = start + len;
+                    ManifestLayer {
+                        file_name: format!("layer-{i:04}-{start:016X}"),
+                        range: LsnRange {
+                            start: Lsn(start),
+                            end: Lsn(end),
+                        },
+                        file_bytes,
+                    }
+                })
+                .collect();
+            Manifest {
+                cluster_id: CLUSTER.to_string(),
+                durable_lsn: Lsn(end + extra),
+                layers,
+                dropped_spaces: dropped.into_iter().map(|(s, l)| (s, Lsn(l))).collect(),
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn random_manifests_round_trip_and_any_flip_is_corrupt(
+            m in arb_manifest(),
+            at in any::<proptest::sample::Index>(),
+            bit in 0..8u8,
+        ) {
+            let dir = TempDir::new().unwrap();
+            m.store(dir.path()).unwrap();
+            prop_assert_eq!(Manifest::load(dir.path(), CLUSTER).unwrap(), Some(m));
+            let path = dir.path().join(MANIFEST_FILE_NAME);
+            let mut bytes = std::fs::read(&path).unwrap();
+            let at = at.index(bytes.len());
+            bytes[at] ^= 1 << bit;
+            std::fs::write(&path, &bytes).unwrap();
+            let r = Manifest::load(dir.path(), CLUSTER);
+            prop_assert!(
+                matches!(r, Err(PageServerError::Corrupt { .. })),
+                "bit {} of byte {}: {:?}", bit, at, r
+            );
+        }
+    }
+}
