@@ -100,6 +100,8 @@ impl Manifest {
 
     /// Replaces the manifest in `dir` durably and atomically. An invalid
     /// manifest is refused before anything is written.
+    /// Stores into one directory must not run concurrently (they share
+    /// `manifest.tmp`); the page server has one writer of its manifest.
     pub fn store(&self, dir: &Path) -> Result<()> {
         self.validate().map_err(|e| {
             PageServerError::BadRequest(format!("refusing to store an invalid manifest: {e}"))

@@ -300,14 +300,16 @@ impl DeltaFileWriter {
             index_len: index.len() as u64,
             index_crc: crc32fast::hash(&index),
         };
+        // `out` stays in place until the file is whole, so that a failure
+        // here leaves the file to `Drop` to remove.
+        let out = self.out.as_mut().expect("the writer is not finished");
         let context = format!("writing {}", self.path.display());
-        let out = self.out.take().expect("the writer is not finished");
-        let file = out
-            .into_inner()
-            .map_err(|e| PageServerError::io(context.clone())(e.into_error()))?;
-        file.write_all_at(&encode_header(&header), 0)
+        out.flush().map_err(PageServerError::io(context.clone()))?;
+        out.get_ref()
+            .write_all_at(&encode_header(&header), 0)
             .map_err(PageServerError::io(context))?;
-        durable::sync_file(&file, &self.path);
+        durable::sync_file(out.get_ref(), &self.path);
+        let (file, _) = self.out.take().expect("checked above").into_parts();
         Ok(DeltaFile {
             path: std::mem::take(&mut self.path),
             file,
@@ -601,16 +603,13 @@ fn encode_header(h: &Header) -> [u8; HEADER_BYTES] {
         .expect("the header layout adds up to HEADER_BYTES")
 }
 
-/// Decodes the header, checking magic, crc and version (in that order: a
-/// foreign file is "not a layer file", a damaged one "crc mismatch").
+/// Decodes the header, checking magic, version and crc, in that order: a
+/// foreign file is "not a layer file", a later format (whose header may be
+/// laid out differently) "unsupported version", a damaged one "crc
+/// mismatch".
 fn decode_header(raw: &[u8; HEADER_BYTES]) -> std::result::Result<Header, String> {
     if raw[..8] != DELTA_MAGIC {
         return Err("bad magic: not a Strata delta layer file".into());
-    }
-    let mut r = ByteReader::new(&raw[HEADER_CRC_AT..]);
-    let stored = r.u32()?;
-    if crc32fast::hash(&raw[..HEADER_CRC_AT]) != stored {
-        return Err("header: crc mismatch".into());
     }
     let mut r = ByteReader::new(&raw[8..HEADER_CRC_AT]);
     let version = r.u32()?;
@@ -618,6 +617,10 @@ fn decode_header(raw: &[u8; HEADER_BYTES]) -> std::result::Result<Header, String
         return Err(format!(
             "unsupported format version {version} (this build reads {DELTA_FORMAT_VERSION})"
         ));
+    }
+    let stored = u32::from_le_bytes(raw[HEADER_CRC_AT..].try_into().expect("4 bytes"));
+    if crc32fast::hash(&raw[..HEADER_CRC_AT]) != stored {
+        return Err("header: crc mismatch".into());
     }
     let id_len = r.u32()? as usize;
     let id = r.bytes(MAX_CLUSTER_ID_BYTES)?;
@@ -1174,7 +1177,12 @@ mod tests {
             DeltaFile::open(&path, CLUSTER),
             "unsupported format version 2",
         );
+        // A later format's header need not end in a crc where ours does: the
+        // version is read before the crc is checked.
         let mut bytes = std::fs::read(&path).unwrap();
+        bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert_corrupt(DeltaFile::open(&path, CLUSTER), "version 3");
         bytes[0] = b'X';
         std::fs::write(&path, &bytes).unwrap();
         assert_corrupt(DeltaFile::open(&path, CLUSTER), "bad magic");
