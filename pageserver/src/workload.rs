@@ -233,8 +233,12 @@ impl Model {
 
     /// A (page, LSN) worth asking about: a page with records, at one of its
     /// record LSNs, just before or after one, or anywhere up to `upto`.
-    pub fn sample(&self, rng: &mut Rng, upto: Lsn) -> (PageId, Lsn) {
+    /// `None` while no page has records.
+    pub fn sample(&self, rng: &mut Rng, upto: Lsn) -> Option<(PageId, Lsn)> {
         let mut pages: Vec<PageId> = self.pages().collect();
+        if pages.is_empty() || upto == Lsn::ZERO {
+            return None;
+        }
         pages.sort_unstable();
         let page = pages[rng.below(pages.len() as u64) as usize];
         let lsns: Vec<Lsn> = self.versions[&page]
@@ -252,6 +256,6 @@ impl Model {
                 })
             }
         };
-        (page, lsn)
+        Some((page, lsn))
     }
 }

@@ -213,7 +213,7 @@ fn assert_matches(model: &Model, page: PageId, lsn: Lsn, got: &RemotePage) {
 async fn check_samples(ps: &PageServer, model: &Model, rng: &mut Rng, n: usize) {
     let mut c = ps.client().await;
     for _ in 0..n {
-        let (page, lsn) = model.sample(rng, model.end());
+        let (page, lsn) = model.sample(rng, model.end()).expect("pages written");
         match model.expected(page, lsn, model.end()) {
             Some(_) => assert_matches(model, page, lsn, &c.get_page(page, lsn).await.unwrap()),
             None => {
@@ -342,8 +342,11 @@ async fn ingest_fails_over_between_log_replicas_and_the_log_is_trimmed() {
 
     // Enough log for whole segments: once the page server's durable LSN
     // passes them and it reports it, the replicas trim them.
-    let end = write(&writer, &mut workload, 1500).await;
+    let end = write(&writer, &mut workload, 3000).await;
     ps.wait_ingested(end).await;
+    // (The model, a consumer too, must have read it all: it holds
+    // trimming back to where it reported.)
+    follow(&mut model, &log, end).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let s = replica_status(&log.endpoints[1], CLUSTER).await.unwrap();
@@ -382,7 +385,7 @@ async fn many_readers_while_ingest_and_freezing_run() {
             let mut rng = Rng::new(1000 + r);
             let mut answers = Vec::new();
             while !stop.is_cancelled() {
-                let (page, lsn) = model.sample(&mut rng, model.end());
+                let (page, lsn) = model.sample(&mut rng, model.end()).expect("pages written");
                 if model.expected(page, lsn, model.end()).is_some() {
                     answers.push((page, lsn, c.get_page(page, lsn).await.unwrap()));
                 }

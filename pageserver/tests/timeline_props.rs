@@ -91,7 +91,7 @@ fn ingest(tl: &Timeline, log: &Log, upto: Lsn, rng: &mut Rng) {
 async fn check(service: &PageService, model: &Model, rng: &mut Rng, samples: usize) {
     let ingested = service.timeline().ingested();
     for _ in 0..samples {
-        let (page, lsn) = model.sample(rng, ingested);
+        let (page, lsn) = model.sample(rng, ingested).expect("pages written");
         let got = service.get_page(page, lsn).await;
         match model.expected(page, lsn, ingested) {
             Some(want) => {
