@@ -289,17 +289,30 @@ impl Timeline {
                 .map_err(PageServerError::io(format!("removing {}", path.display())))?;
         }
         let snapshot = self.snapshot();
+        let started = std::time::Instant::now();
+        let mut imaging = Duration::ZERO;
+        let (page_count, mut images) = (pages.len(), 0);
         let mut writer = DeltaFileWriter::create(&path, &self.config.cluster_id, range)?;
         for (page, records) in pages {
             for (lsn, frame) in &records {
                 writer.push(page, *lsn, &Value::Delta(frame.clone()))?;
             }
-            if let Some((lsn, image)) = self.image_if_due(&snapshot, page, &records) {
+            let t = std::time::Instant::now();
+            let image = self.image_if_due(&snapshot, page, &records);
+            imaging += t.elapsed();
+            if let Some((lsn, image)) = image {
                 writer.push(page, lsn, &Value::Image(image))?;
+                images += 1;
             }
         }
         let file = writer.finish()?;
         durable::sync_dir(&self.config.dir)?;
+        info!(
+            file = %path.display(), pages = page_count, images,
+            bytes = file.file_bytes(), imaging_ms = imaging.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "layer file written"
+        );
         Ok(Arc::new(file))
     }
 

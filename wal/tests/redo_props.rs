@@ -264,6 +264,26 @@ proptest! {
         prop_assert!(framed.as_bytes() == once.as_bytes());
     }
 
+    /// A `Replay` (one seal at the end) gives the bytes of `apply` record by
+    /// record, for the records that apply; it stops at the first that does
+    /// not.
+    #[test]
+    fn replay_seals_once_to_the_same_bytes(page in arb_page(), ops in vec(arb_page_op(), 0..40)) {
+        let (bytes, _) = frame_all(&ops, page.lsn());
+        let mut one_by_one = page.clone();
+        let mut replay = redo::Replay::new(page);
+        for r in record::RecordIter::new(&bytes, one_by_one.lsn()) {
+            let r = r.unwrap();
+            let want = redo::apply(&mut one_by_one, &r);
+            let got = replay.apply(&r);
+            prop_assert_eq!(&got, &want);
+            if got.is_err() {
+                break;
+            }
+        }
+        prop_assert!(replay.finish().as_bytes() == one_by_one.as_bytes());
+    }
+
     #[test]
     fn a_replayed_record_is_refused(page in arb_page(), ops in vec(arb_item_op(), 1..20), pick in any::<Index>()) {
         let first_lsn = page.lsn();

@@ -15,13 +15,14 @@
 //!   ingested LSN + 1 if none is known yet — the version's `to`;
 //! - [`rebuild`]: the page itself: the newest image (or `Init`/`FullImage`
 //!   record) at or below `L`, then every later record up to `L`, applied
-//!   with `strata_wal::redo::apply`.
+//!   with `strata_wal::redo::Replay` (`redo::apply`'s bytes, sealed once).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use strata_wal::page::Page;
-use strata_wal::{Lsn, PageId, op, record, redo};
+use strata_wal::redo::Replay;
+use strata_wal::{Lsn, PageId, op, record};
 
 use crate::error::{PageServerError, Result};
 use crate::layer::delta_file::DeltaFile;
@@ -162,17 +163,24 @@ fn chain(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Vec<(Lsn, Value)>> {
 /// has no record at or below `lsn`.
 pub fn rebuild(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Page> {
     let chain = chain(map, page, lsn)?;
-    if chain.is_empty() {
+    let Some(((first_lsn, first), rest)) = chain.split_first() else {
         return Err(PageServerError::PageNotFound { page, lsn });
-    }
-    let mut img = Page::new_zeroed();
-    for (at, value) in chain {
+    };
+    let mut replay = match first {
+        Value::Image(bytes) => Replay::new(image(page, *first_lsn, bytes)?),
+        Value::Delta(frame) => {
+            let mut replay = Replay::new(Page::new_zeroed());
+            apply_frame(&mut replay, page, *first_lsn, frame)?;
+            replay
+        }
+    };
+    for (at, value) in rest {
         match value {
-            Value::Image(bytes) => img = image(page, at, &bytes)?,
-            Value::Delta(frame) => apply_frame(&mut img, page, at, &frame)?,
+            Value::Image(bytes) => replay = Replay::new(image(page, *at, bytes)?),
+            Value::Delta(frame) => apply_frame(&mut replay, page, *at, frame)?,
         }
     }
-    Ok(img)
+    Ok(replay.finish())
 }
 
 fn image(page: PageId, lsn: Lsn, bytes: &[u8]) -> Result<Page> {
@@ -188,7 +196,7 @@ fn image(page: PageId, lsn: Lsn, bytes: &[u8]) -> Result<Page> {
 
 /// Applies one framed record, checking that it is the record the layer
 /// says it is (its LSN and page).
-fn apply_frame(img: &mut Page, page: PageId, lsn: Lsn, frame: &Bytes) -> Result<()> {
+fn apply_frame(replay: &mut Replay, page: PageId, lsn: Lsn, frame: &Bytes) -> Result<()> {
     let start = lsn
         .0
         .checked_sub(frame.len() as u64)
@@ -209,6 +217,6 @@ fn apply_frame(img: &mut Page, page: PageId, lsn: Lsn, frame: &Bytes) -> Result<
             ),
         });
     }
-    redo::apply(img, &rec)?;
+    replay.apply(&rec)?;
     Ok(())
 }
