@@ -18,6 +18,7 @@
 //! deleted; ingest resumes at the durable LSN, so no record is lost and
 //! none is added twice.
 
+mod images;
 pub mod read;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,7 +30,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use strata_wal::record::RecordIter;
-use strata_wal::{Lsn, PageId, Record, RecordKind, op::PageOp};
+use strata_wal::{Lsn, PageId, Record, RecordKind};
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
@@ -37,7 +38,7 @@ use crate::durable;
 use crate::error::{PageServerError, Result};
 use crate::layer::delta_file::{DeltaFile, DeltaFileWriter};
 use crate::layer::inmem::{ChunkRecords, InMemoryLayer};
-use crate::layer::{LsnRange, Value, frame_starts_page};
+use crate::layer::{LsnRange, Value};
 use crate::manifest::{Manifest, ManifestLayer};
 pub use read::LayerMap;
 
@@ -74,7 +75,7 @@ pub struct Timeline {
     /// Records applied to each page since its last image or start, as far
     /// as this process knows; a page missing here gets an image at its next
     /// flush (after a restart its history is not counted again).
-    chain_lens: Mutex<HashMap<PageId, u32>>,
+    chain_lens: images::ChainLens,
     /// Woken when a flush has finished (ingest waits on it when too many
     /// layers are frozen).
     flushed: Notify,
@@ -112,7 +113,7 @@ impl Timeline {
             records_ingested: AtomicU64::new(0),
             dropped_spaces: RwLock::new(manifest.dropped_spaces.iter().copied().collect()),
             manifest: Mutex::new(manifest),
-            chain_lens: Mutex::new(HashMap::new()),
+            chain_lens: images::ChainLens::default(),
             flushed: Notify::new(),
             config,
         }))
@@ -288,70 +289,37 @@ impl Timeline {
             std::fs::remove_file(&path)
                 .map_err(PageServerError::io(format!("removing {}", path.display())))?;
         }
-        let snapshot = self.snapshot();
         let started = std::time::Instant::now();
-        let mut imaging = Duration::ZERO;
-        let (page_count, mut images) = (pages.len(), 0);
+        let due = self.chain_lens.due(&pages, self.config.image_after_records);
+        let built = images::build(&self.snapshot(), &pages, &due);
+        let imaging = started.elapsed();
+        let mut images: HashMap<usize, Bytes> = HashMap::with_capacity(due.len());
+        for (i, image) in due.into_iter().zip(built) {
+            if let Some(image) = image {
+                self.chain_lens.imaged(pages[i].0);
+                images.insert(i, image);
+            }
+        }
+        let (page_count, image_count) = (pages.len(), images.len());
         let mut writer = DeltaFileWriter::create(&path, &self.config.cluster_id, range)?;
-        for (page, records) in pages {
+        for (i, (page, records)) in pages.into_iter().enumerate() {
             for (lsn, frame) in &records {
                 writer.push(page, *lsn, &Value::Delta(frame.clone()))?;
             }
-            let t = std::time::Instant::now();
-            let image = self.image_if_due(&snapshot, page, &records);
-            imaging += t.elapsed();
-            if let Some((lsn, image)) = image {
-                writer.push(page, lsn, &Value::Image(image))?;
-                images += 1;
+            if let Some(image) = images.remove(&i) {
+                let (lsn, _) = records.last().expect("a page in a layer has records");
+                writer.push(page, *lsn, &Value::Image(image))?;
             }
         }
         let file = writer.finish()?;
         durable::sync_dir(&self.config.dir)?;
         info!(
-            file = %path.display(), pages = page_count, images,
+            file = %path.display(), pages = page_count, images = image_count,
             bytes = file.file_bytes(), imaging_ms = imaging.as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
             "layer file written"
         );
         Ok(Arc::new(file))
-    }
-
-    /// An image of `page` after its last record in this layer, if its chain
-    /// has grown to `image_after_records`.
-    fn image_if_due(
-        &self,
-        snapshot: &LayerMap,
-        page: PageId,
-        records: &[(Lsn, Bytes)],
-    ) -> Option<(Lsn, Bytes)> {
-        let limit = self.config.image_after_records;
-        let restart = records
-            .iter()
-            .rposition(|(_, frame)| frame_starts_page(frame));
-        let mut lens = self.chain_lens.lock();
-        let chain = match restart {
-            Some(i) => (records.len() - 1 - i) as u32,
-            None => lens.get(&page).copied().unwrap_or(limit) + records.len() as u32,
-        };
-        if chain < limit {
-            lens.insert(page, chain);
-            return None;
-        }
-        let (lsn, _) = *records.last().expect("a page in a layer has records");
-        match read::rebuild(snapshot, page, lsn) {
-            Ok(img) => {
-                lens.insert(page, 0);
-                let PageOp::FullImage { compressed } = PageOp::full_image(&img) else {
-                    unreachable!("full_image makes a FullImage")
-                };
-                Some((lsn, Bytes::from(compressed)))
-            }
-            Err(e) => {
-                warn!(%page, %lsn, error = %e, "cannot write an image for the page; keeping its records only");
-                lens.insert(page, chain);
-                None
-            }
-        }
     }
 }
 

@@ -1,0 +1,102 @@
+//! Page images in delta layers: which pages get one when a layer is
+//! written, and building them.
+//!
+//! A page gets an image at its last LSN in the layer once the records
+//! piled on it since its last image (or `Init`/`FullImage`) reach the
+//! limit, so a rebuild never replays many more than that. The counts live
+//! in memory; a page this process has not counted (after a restart) is
+//! taken to be due, which costs one image and keeps the bound.
+//!
+//! Images are rebuilt from the layer map the flush started with (which
+//! still holds the layer being written, as a frozen in-memory layer), on a
+//! few scoped threads: it is the bulk of a flush's CPU. A page whose image
+//! cannot be built keeps its records only (and is counted as still due);
+//! the error is logged, the flush goes on.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use strata_wal::op::PageOp;
+use strata_wal::{Lsn, PageId};
+use tracing::warn;
+
+use super::read::{self, LayerMap};
+use crate::layer::frame_starts_page;
+
+/// Records per page since its last image, as far as this process knows.
+#[derive(Default)]
+pub struct ChainLens {
+    lens: Mutex<HashMap<PageId, u32>>,
+}
+
+/// A page's records in the layer being written.
+pub type PageRecords = (PageId, Vec<(Lsn, Bytes)>);
+
+impl ChainLens {
+    /// Counts each page's records in; returns the index (in `pages`) of
+    /// every page now due an image.
+    pub fn due(&self, pages: &[PageRecords], limit: u32) -> Vec<usize> {
+        let mut lens = self.lens.lock();
+        let mut due = Vec::new();
+        for (i, (page, records)) in pages.iter().enumerate() {
+            let restart = records.iter().rposition(|(_, f)| frame_starts_page(f));
+            let chain = match restart {
+                Some(at) => (records.len() - 1 - at) as u32,
+                None => lens.get(page).copied().unwrap_or(limit) + records.len() as u32,
+            };
+            lens.insert(*page, chain);
+            if chain >= limit {
+                due.push(i);
+            }
+        }
+        due
+    }
+
+    /// Records that `page` has an image at its last record.
+    pub fn imaged(&self, page: PageId) {
+        self.lens.lock().insert(page, 0);
+    }
+}
+
+/// The images of `pages[i]` for each `i` in `due`, at each page's last
+/// LSN in the layer (`None` where one could not be built).
+pub fn build(map: &LayerMap, pages: &[PageRecords], due: &[usize]) -> Vec<Option<Bytes>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let per_worker = due.len().div_ceil(workers).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = due
+            .chunks(per_worker)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|&i| image(map, &pages[i]))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("an image thread panicked"))
+            .collect()
+    })
+}
+
+fn image(map: &LayerMap, (page, records): &PageRecords) -> Option<Bytes> {
+    let (lsn, _) = *records.last().expect("a page in a layer has records");
+    match read::rebuild(map, *page, lsn) {
+        Ok(img) => {
+            let PageOp::FullImage { compressed } = PageOp::full_image(&img) else {
+                unreachable!("full_image makes a FullImage")
+            };
+            Some(Bytes::from(compressed))
+        }
+        Err(e) => {
+            warn!(%page, %lsn, error = %e, "cannot write an image for the page; keeping its records only");
+            None
+        }
+    }
+}
