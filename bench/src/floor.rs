@@ -11,6 +11,8 @@
 mod echo;
 mod fsync;
 
+pub use echo::loopback_rtt;
+
 use std::path::Path;
 
 use anyhow::Context;

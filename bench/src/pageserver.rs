@@ -16,6 +16,8 @@
 //!    almost every request rebuilds a version from layer files).
 //!
 //! Target: `ingest_vs_log` ≥ 2 (the page server is never the bottleneck).
+//! GetPage latencies are printed next to a plain loopback TCP round trip
+//! measured first, in the same run.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -42,6 +44,7 @@ const FILL_WRITERS: usize = 64;
 const RECORDS_PER_BATCH: usize = 16;
 const HOT_PAGES: u32 = 256;
 const SPACE: u32 = 1;
+const RTT_SAMPLES: usize = 20_000;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct PageserverArgs {
@@ -66,6 +69,8 @@ pub fn run(args: &PageserverArgs, dir: &Path) -> anyhow::Result<()> {
 }
 
 async fn run_async(args: &PageserverArgs, dir: &Path) -> anyhow::Result<()> {
+    // The floor under a GetPage: one loopback round trip, no Strata code.
+    let rtt = crate::floor::loopback_rtt(RTT_SAMPLES).context("measuring loopback RTT")?;
     let log = Cluster::start(&dir.join("log"), CLUSTER_ID).await?;
     let writer = LogClient::connect(LogClientConfig::new(
         CLUSTER_ID,
@@ -130,6 +135,11 @@ async fn run_async(args: &PageserverArgs, dir: &Path) -> anyhow::Result<()> {
         }
     }
     table.print();
+    println!(
+        "  floor: loopback TCP round trip p50 {}, p99 {} (a GetPage is one round trip with an 8 KiB answer)",
+        us(rtt.p50_us),
+        us(rtt.p99_us)
+    );
     ps.stop().await?;
     log.stop().await?;
 
