@@ -53,6 +53,10 @@ const RETRY_PAUSE: Duration = Duration::from_millis(300);
 /// The running ingest tasks.
 pub struct Ingest {
     pub handles: Vec<JoinHandle<Result<()>>>,
+    /// Cancelled when ingest stops on its own, on an error it cannot get
+    /// past: the server then stops too, rather than serve a page server
+    /// that no longer follows the log.
+    pub failed: CancellationToken,
 }
 
 impl Ingest {
@@ -61,6 +65,7 @@ impl Ingest {
         let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
         let flush_wanted = Arc::new(Notify::new());
         let applier_done = CancellationToken::new();
+        let failed = CancellationToken::new();
         let handles = vec![
             tokio::spawn(read_log(timeline.clone(), config.clone(), tx, stop.clone())),
             tokio::spawn(apply_chunks(
@@ -70,11 +75,12 @@ impl Ingest {
                 flush_wanted.clone(),
                 stop.clone(),
                 applier_done.clone(),
+                failed.clone(),
             )),
             tokio::spawn(flush_layers(timeline.clone(), flush_wanted, applier_done)),
             tokio::spawn(report_safe_lsn(timeline, config, stop)),
         ];
-        Ingest { handles }
+        Ingest { handles, failed }
     }
 
     /// Waits for every task; the first error, if any.
@@ -137,6 +143,7 @@ async fn apply_chunks(
     flush_wanted: Arc<Notify>,
     stop: CancellationToken,
     done: CancellationToken,
+    failed: CancellationToken,
 ) -> Result<()> {
     let _done = done.drop_guard();
     let layer_size = timeline.config().layer_size_bytes;
@@ -153,6 +160,7 @@ async fn apply_chunks(
                 let Some(chunk) = chunk else { break Ok(()) };
                 if let Err(e) = timeline.ingest_chunk(chunk.start, &chunk.data, chunk.commit_lsn) {
                     error!(at = %chunk.start, error = %e, "cannot ingest the log; ingest stops");
+                    failed.cancel();
                     break Err(e);
                 }
                 if timeline.open_layer_bytes() >= layer_size {
@@ -189,6 +197,11 @@ async fn flush_layers(
             let flushed = tokio::task::spawn_blocking(move || tl.flush_frozen()).await;
             match flushed {
                 Ok(Ok(_)) => {}
+                Ok(Err(e)) if applier_done.is_cancelled() => {
+                    // Stopping: no one will free the disk for us.
+                    error!(error = %e, "cannot write a layer file; stopping without it");
+                    return Err(e);
+                }
                 Ok(Err(e)) => {
                     error!(error = %e, "cannot write a layer file; retrying");
                     tokio::time::sleep(RETRY_PAUSE).await;

@@ -3,7 +3,9 @@
 //! Startup order: open the timeline (manifest, layer files, stray files
 //! removed), start ingest, then answer requests. Shutdown order: stop
 //! taking requests, stop ingest (which freezes and flushes what it holds),
-//! and return.
+//! and return. If ingest stops on an error of its own, the server stops
+//! too and returns that error: a page server that no longer follows the
+//! log should be restarted, not keep answering.
 //!
 //! Wire types stop here: requests are checked (cluster id, page present,
 //! batch size) and turned into domain calls on [`PageService`].
@@ -125,9 +127,16 @@ pub async fn serve_on(
     // TCP_NODELAY on the incoming stream (the builder's flag does not apply
     // to a listener bound here).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let failed = ingest.failed.clone();
+    let stop_serving = async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = failed.cancelled() => {}
+        }
+    };
     let served = tonic::transport::Server::builder()
         .add_service(PageServerServer::new(grpc))
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(incoming, stop_serving)
         .await;
     ingest_stop.cancel();
     let ingested = ingest.join().await;
