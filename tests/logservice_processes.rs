@@ -172,7 +172,7 @@ fn cluster_id_of(dir: &Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strata_up_keeps_commits_across_a_clean_stop_and_a_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut up, endpoints) = strata_up(dir.path());
+    let (up, endpoints) = strata_up(dir.path());
     assert_eq!(endpoints.len(), 3);
     let cluster = cluster_id_of(dir.path());
     let append = |client: LogClient, i: u64| async move {
@@ -190,16 +190,7 @@ async fn strata_up_keeps_commits_across_a_clean_stop_and_a_sigkill() {
     c.close();
 
     // Ctrl-C / SIGTERM: a clean stop, exit code 0.
-    let pid = up.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = up.wait().unwrap();
-    assert!(status.success(), "strata up exited with {status}");
+    common::terminate(up, "up");
 
     let (mut up, endpoints) = strata_up(dir.path());
     assert_eq!(cluster_id_of(dir.path()), cluster);

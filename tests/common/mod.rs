@@ -71,6 +71,20 @@ impl Drop for Process {
     }
 }
 
+/// SIGTERM (what Ctrl-C does), then asserts a clean exit (status 0).
+pub fn terminate(mut child: Child, what: &str) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "strata {what} exited with {status}");
+}
+
 /// A log replica: `strata logservice` with id `id` (1-based) of `ports`.
 pub fn log_replica(cluster: &str, dir: &Path, id: usize, ports: &[u16]) -> Process {
     let port = ports[id - 1];
