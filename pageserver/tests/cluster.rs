@@ -497,3 +497,30 @@ async fn flipped_bits_in_layers_and_the_manifest_are_caught_never_served() {
     assert!(err.to_string().contains("manifest"), "{err}");
     writer.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_open_layer_is_frozen_by_age_and_made_durable() {
+    init_tracing();
+    let log = Log::start().await;
+    let ps = PageServer::start_with(&log, |c| {
+        c.layer_size_bytes = 64 << 20;
+        c.freeze_interval = Duration::from_millis(200);
+    })
+    .await;
+    let writer = log.writer().await;
+    let end = write(&writer, &mut Workload::new(8, pages(4)), 10).await;
+    ps.wait_ingested(end).await;
+    let mut c = ps.client().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = c.status().await.unwrap();
+        if s.durable_lsn >= end.0 {
+            assert!(s.layer_count >= 1, "{s:?}");
+            assert!(s.open_layer_bytes == 0 || s.ingested_lsn > end.0, "{s:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never frozen: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    writer.close();
+}
