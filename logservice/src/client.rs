@@ -5,10 +5,13 @@
 //! callers' `append`s queue on a bounded channel; the driver takes all that
 //! are queued, places them in the log, and sends them in as few append
 //! messages as the replicas' acknowledgements allow: that is group commit.
-//! Each replica has a link task holding one bidirectional append stream; a
-//! link whose queue is full drops the message (the writer retransmits), so
-//! a slow or dead replica never stalls the others. The caller's future
-//! resolves when a majority has the batch durably.
+//! Each replica has a link task holding one bidirectional append stream and
+//! reading its responses; the driver puts append messages straight into the
+//! stream's bounded request queue (no hop through the link task: on the
+//! commit path every task hop can be a wake-up on another worker). A full
+//! queue drops the message (the writer retransmits), so a slow or dead
+//! replica never stalls the others. The caller's future resolves when a
+//! majority has the batch durably.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -24,7 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, warn};
 
 use crate::error::{LogError, Result};
-use crate::msg::{AppendRequest, AppendResponse, FetchResponse, Promise, ReadChunk, ReplicaId};
+use crate::msg::{AppendResponse, FetchResponse, Promise, ReadChunk, ReplicaId};
 use crate::server::MAX_MESSAGE_BYTES;
 use crate::writer::{Outgoing, Phase, SubmitError, Writer, WriterConfig};
 
@@ -73,6 +76,10 @@ impl LogClientConfig {
     }
 }
 
+/// Append messages queued for one replica's stream; beyond, they are
+/// dropped and resent by the writer.
+const LINK_QUEUE: usize = 64;
+
 struct Cmd {
     batch: Batch,
     done: oneshot::Sender<Result<Lsn>>,
@@ -80,9 +87,9 @@ struct Cmd {
 
 enum Event {
     Promise(Promise),
-    /// A replica's append stream broke and was reopened: from now on its
-    /// link carries messages of this epoch only.
-    LinkReset(ReplicaId, u64),
+    /// A replica's append stream broke and is being reopened: from now on
+    /// messages go into this new stream's request queue only.
+    LinkReset(ReplicaId, mpsc::Sender<pb::AppendRequest>),
     Append(AppendResponse),
     Fetch(ReplicaId, Result<FetchResponse>),
 }
@@ -191,9 +198,8 @@ struct Driver {
     writer: Writer,
     cluster_id: String,
     clients: Vec<LogServiceClient<Channel>>,
-    links: Vec<mpsc::Sender<(u64, AppendRequest)>>,
-    /// The epoch of each link's current stream, as last reported.
-    link_epochs: Vec<u64>,
+    /// The request queue of each replica's current append stream.
+    links: Vec<mpsc::Sender<pb::AppendRequest>>,
     events_tx: mpsc::Sender<Event>,
     events: mpsc::Receiver<Event>,
     state: watch::Sender<WriterState>,
@@ -215,12 +221,11 @@ impl Driver {
         let mut links = Vec::new();
         for (i, endpoint) in cfg.endpoints.iter().enumerate() {
             let client = connect_replica(endpoint).await?;
-            let (tx, rx) = mpsc::channel(64);
+            let (tx, rx) = mpsc::channel(LINK_QUEUE);
             let id = i as ReplicaId + 1;
             tokio::spawn(link(
                 id,
                 client.clone(),
-                cfg.cluster_id.clone(),
                 rx,
                 events_tx.clone(),
                 stop.clone(),
@@ -232,7 +237,6 @@ impl Driver {
             writer: Writer::new(cfg.writer.clone()),
             cluster_id: cfg.cluster_id.clone(),
             clients,
-            link_epochs: vec![0; links.len()],
             links,
             events_tx,
             events,
@@ -282,10 +286,10 @@ impl Driver {
         let out = match ev {
             Event::Promise(p) => self.writer.on_promise(p),
             Event::Append(resp) => self.writer.on_append_response(resp),
-            Event::LinkReset(r, epoch) => {
+            Event::LinkReset(r, requests) => {
                 // The replica may have restarted, even on an empty disk:
                 // what it acknowledged before no longer counts.
-                self.link_epochs[r as usize - 1] = epoch;
+                self.links[r as usize - 1] = requests;
                 self.writer.on_replica_reset(r);
                 Vec::new()
             }
@@ -296,7 +300,19 @@ impl Driver {
                 Vec::new()
             }
         };
+        // Callers first: what the writer sends now (more bytes, the new
+        // commit LSN) is not on their commit's path.
+        self.answer_committed();
         self.dispatch(out);
+    }
+
+    /// Resolves every waiting `append` whose batch is committed.
+    fn answer_committed(&mut self) {
+        let commit = self.writer.commit();
+        while self.waiting.front().is_some_and(|(lsn, _)| *lsn <= commit) {
+            let (lsn, done) = self.waiting.pop_front().expect("checked");
+            let _ = done.send(Ok(lsn));
+        }
     }
 
     /// Submits queued batches, sends what is due, answers what committed.
@@ -305,11 +321,8 @@ impl Driver {
         self.submit_queued();
         let out = self.writer.pump(now);
         self.dispatch(out);
+        self.answer_committed();
         let commit = self.writer.commit();
-        while self.waiting.front().is_some_and(|(lsn, _)| *lsn <= commit) {
-            let (lsn, done) = self.waiting.pop_front().expect("checked");
-            let _ = done.send(Ok(lsn));
-        }
         match self.writer.phase() {
             Phase::Fenced { by_term } => {
                 let term = self.writer.term();
@@ -378,9 +391,11 @@ impl Driver {
         for o in out {
             match o {
                 Outgoing::Append(r, req) => {
-                    // Full: the replica is slow or gone; the writer resends.
-                    let i = r as usize - 1;
-                    let _ = self.links[i].try_send((self.link_epochs[i], req));
+                    // Full: the replica is slow or gone; closed: its stream
+                    // broke. Either way the writer resends.
+                    let mut msg = pb::AppendRequest::from(&req);
+                    msg.cluster_id = self.cluster_id.clone();
+                    let _ = self.links[r as usize - 1].try_send(msg);
                 }
                 Outgoing::Elect(r, req) => {
                     let mut client = self.clients[r as usize - 1].clone();
@@ -416,40 +431,29 @@ impl Driver {
     }
 }
 
-/// Holds one append stream to replica `id`, reopening it when it breaks.
+/// Holds one append stream to replica `id` and reads its responses,
+/// reopening the stream when it breaks.
+///
+/// Each stream has its own request queue, made here and handed to the
+/// driver. A message the driver made for an earlier stream is dropped with
+/// that stream's queue, never sent on a later one: a restarted replica must
+/// only see messages made after the writer knew its old stream was gone.
 async fn link(
     id: ReplicaId,
     mut client: LogServiceClient<Channel>,
-    cluster_id: String,
-    mut rx: mpsc::Receiver<(u64, AppendRequest)>,
+    mut requests: mpsc::Receiver<pb::AppendRequest>,
     events: mpsc::Sender<Event>,
     stop: CancellationToken,
 ) {
-    // Each stream is an epoch. A message made for an earlier stream is
-    // dropped, never sent on a later one: a restarted replica must only see
-    // messages made after the writer knew its old stream was gone.
-    let mut epoch = 0u64;
     loop {
-        let (out_tx, out_rx) = mpsc::channel::<pb::AppendRequest>(64);
         let call = tokio::select! {
-            call = client.append(ReceiverStream::new(out_rx)) => call,
+            call = client.append(ReceiverStream::new(requests)) => call,
             _ = stop.cancelled() => return,
         };
         if let Ok(resp) = call {
             let mut inbound = resp.into_inner();
             loop {
                 tokio::select! {
-                    req = rx.recv() => {
-                        let Some((req_epoch, req)) = req else { return };
-                        if req_epoch != epoch {
-                            continue;
-                        }
-                        let mut msg = pb::AppendRequest::from(&req);
-                        msg.cluster_id = cluster_id.clone();
-                        if out_tx.send(msg).await.is_err() {
-                            break;
-                        }
-                    }
                     msg = inbound.message() => match msg {
                         Ok(Some(msg)) => match AppendResponse::try_from(msg) {
                             Ok(mut resp) => {
@@ -474,8 +478,9 @@ async fn link(
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             _ = stop.cancelled() => return,
         }
-        epoch += 1;
-        if events.send(Event::LinkReset(id, epoch)).await.is_err() {
+        let (tx, rx) = mpsc::channel(LINK_QUEUE);
+        requests = rx;
+        if events.send(Event::LinkReset(id, tx)).await.is_err() {
             return;
         }
     }

@@ -12,10 +12,11 @@
 //! - the *housekeeping* task: trims segments and saves the commit LSN.
 //!
 //! Appends are acknowledged on their stream once the flusher has made them
-//! durable. Two watch channels wake the waiters, so that an append does not
+//! durable. Separate signals wake the waiters, so that an append does not
 //! wake everyone: `acks` (the synced LSN moved, or the log was cut) wakes
-//! the append streams; `changed` (commit moved, or the replica fell behind)
-//! wakes read streams and the catch-up task. Shutdown order: stop accepting
+//! the append streams; `changed` (commit moved) wakes read streams;
+//! `behind` (an append found the replica behind the writer) wakes the
+//! catch-up task. Shutdown order: stop accepting
 //! RPCs, cancel the tasks, stop the flusher after its last fsync.
 
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ use strata_proto::logservice as pb;
 use strata_proto::logservice::log_service_server::{LogService, LogServiceServer};
 use strata_wal::Lsn;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -79,8 +80,12 @@ impl ServerConfig {
 struct Shared {
     cluster_id: String,
     replica: Mutex<Replica<SegmentStorage>>,
-    /// Bumped when the commit LSN or `is_behind` may have changed.
+    /// Bumped when the commit LSN may have changed (or the log was cut).
     changed: watch::Sender<u64>,
+    /// Notified when an append finds the replica behind the writer: wakes
+    /// the catch-up task, and only then (it used to wake on every commit,
+    /// a task wake-up per append for nothing).
+    behind: Notify,
     /// Bumped when the synced LSN moved or the log end went back: what an
     /// append stream waiting to acknowledge needs to look again.
     acks: watch::Sender<u64>,
@@ -121,6 +126,31 @@ impl Shared {
         *self.sync_wanted.lock() = true;
         self.sync_cv.notify_one();
     }
+
+    /// The flusher's work when woken: runs sync jobs until nothing written
+    /// is left unsynced, waking the waiters after each.
+    fn run_syncs(&self) {
+        loop {
+            // Its own statement: the lock must be released before the
+            // fsync (a `while let` would hold it to the end).
+            let next = self.replica.lock().begin_sync();
+            let Some((job, ticket)) = next else { return };
+            // An fsync error aborts the process inside the job.
+            let result = crate::storage::SyncJob::run(job).and_then(|()| {
+                let mut r = self.replica.lock();
+                let before = r.commit();
+                r.finish_sync(ticket).map(|()| r.commit() != before)
+            });
+            let commit_moved = result.as_ref().map_or(true, |moved| *moved);
+            if let Err(e) = result {
+                warn!(error = %e, "sync bookkeeping failed");
+            }
+            self.notify_acks();
+            if commit_moved {
+                self.notify_changed();
+            }
+        }
+    }
 }
 
 /// Binds `config.listen` and serves until `shutdown`.
@@ -152,6 +182,7 @@ pub async fn serve_on(
         cluster_id: config.cluster_id.clone(),
         replica: Mutex::new(replica),
         changed: watch::channel(0).0,
+        behind: Notify::new(),
         acks: watch::channel(0).0,
         sync_wanted: Mutex::new(false),
         sync_cv: Condvar::new(),
@@ -205,26 +236,7 @@ fn spawn_flusher(shared: Arc<Shared>, stop: CancellationToken) -> std::thread::J
                     }
                     *wanted = false;
                 }
-                loop {
-                    // Its own statement: the lock must be released before
-                    // the fsync (a `while let` would hold it to the end).
-                    let next = shared.replica.lock().begin_sync();
-                    let Some((job, ticket)) = next else { break };
-                    // An fsync error aborts the process inside the job.
-                    let result = crate::storage::SyncJob::run(job).and_then(|()| {
-                        let mut r = shared.replica.lock();
-                        let before = r.commit();
-                        r.finish_sync(ticket).map(|()| r.commit() != before)
-                    });
-                    let commit_moved = result.as_ref().map_or(true, |moved| *moved);
-                    if let Err(e) = result {
-                        warn!(error = %e, "sync bookkeeping failed");
-                    }
-                    shared.notify_acks();
-                    if commit_moved {
-                        shared.notify_changed();
-                    }
-                }
+                shared.run_syncs();
                 if stop.is_cancelled() {
                     return;
                 }
@@ -235,11 +247,10 @@ fn spawn_flusher(shared: Arc<Shared>, stop: CancellationToken) -> std::thread::J
 
 async fn catch_up_loop(shared: Arc<Shared>, peers: Vec<String>, stop: CancellationToken) {
     let mut turn = 0usize;
-    let mut changed = shared.changed.subscribe();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = changed.changed() => {}
+            _ = shared.behind.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
         if peers.is_empty() || !shared.replica.lock().is_behind() {
@@ -294,7 +305,7 @@ type StreamOf<T> = ReceiverStream<Result<T, Status>>;
 
 #[tonic::async_trait]
 impl LogService for Service {
-    type AppendStream = StreamOf<pb::AppendResponse>;
+    type AppendStream = AppendStream;
     type ReadStream = StreamOf<pb::ReadResponse>;
 
     async fn elect(
@@ -312,9 +323,10 @@ impl LogService for Service {
         &self,
         req: Request<Streaming<pb::AppendRequest>>,
     ) -> Result<Response<Self::AppendStream>, Status> {
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(append_stream(self.shared.clone(), req.into_inner(), tx));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(append_responses(
+            self.shared.clone(),
+            req.into_inner(),
+        )))
     }
 
     async fn read(
@@ -396,52 +408,87 @@ impl LogService for Service {
 
 /// One writer's append stream: appends in; acknowledgements out, each sent
 /// once what it acknowledges is durable.
-async fn append_stream(
+///
+/// The stream is not a task of its own: it runs when the HTTP/2 stream
+/// polls it for the next response, so an append is handled, and an
+/// acknowledgement leaves, without a hop through another task (each hop is
+/// a wake-up on another worker, which costs more on the commit path than
+/// the work itself). When the writer stops reading responses, appends stop
+/// being read too: the same backpressure a bounded channel gave.
+fn append_responses(shared: Arc<Shared>, inbound: Streaming<pb::AppendRequest>) -> AppendStream {
+    let stream = AppendStreamState {
+        acks: shared.acks.subscribe(),
+        shared,
+        inbound,
+        awaiting: None,
+        ended: false,
+    };
+    Box::pin(futures::stream::unfold(stream, |mut stream| async move {
+        let next = stream.next_response().await?;
+        Some((next, stream))
+    }))
+}
+
+type AppendStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::AppendResponse, Status>> + Send>>;
+
+struct AppendStreamState {
     shared: Arc<Shared>,
-    mut inbound: Streaming<pb::AppendRequest>,
-    tx: mpsc::Sender<Result<pb::AppendResponse, Status>>,
-) {
-    let mut acks = shared.acks.subscribe();
-    // The log end our last write must reach durably before we acknowledge.
-    let mut awaiting: Option<Lsn> = None;
-    loop {
-        tokio::select! {
-            _ = shared.stop.cancelled() => return,
-            msg = inbound.message() => {
-                let req = match msg {
-                    Ok(Some(req)) => req,
-                    Ok(None) | Err(_) => return,
-                };
-                match handle_append(&shared, req) {
-                    Ok((resp, None)) => {
-                        if tx.send(Ok((&resp).into())).await.is_err() {
-                            return;
+    inbound: Streaming<pb::AppendRequest>,
+    acks: watch::Receiver<u64>,
+    /// The log end our last write must reach durably before we acknowledge.
+    awaiting: Option<Lsn>,
+    /// An error was sent: the stream ends.
+    ended: bool,
+}
+
+impl AppendStreamState {
+    /// The next response to send; `None` ends the stream.
+    async fn next_response(&mut self) -> Option<Result<pb::AppendResponse, Status>> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            tokio::select! {
+                _ = self.shared.stop.cancelled() => return None,
+                msg = self.inbound.message() => {
+                    let req = match msg {
+                        Ok(Some(req)) => req,
+                        Ok(None) | Err(_) => return None,
+                    };
+                    match handle_append(&self.shared, req) {
+                        Ok((resp, None)) => return Some(Ok((&resp).into())),
+                        Ok((_, Some(end))) => {
+                            self.awaiting = Some(end);
+                        }
+                        Err(status) => {
+                            self.ended = true;
+                            return Some(Err(status));
                         }
                     }
-                    Ok((_, Some(end))) => awaiting = Some(end),
-                    Err(status) => {
-                        let _ = tx.send(Err(status)).await;
-                        return;
+                }
+                res = self.acks.changed(), if self.awaiting.is_some() => {
+                    if res.is_err() {
+                        return None;
                     }
-                }
-            }
-            res = acks.changed(), if awaiting.is_some() => {
-                if res.is_err() {
-                    return;
-                }
-                let ack = {
-                    let r = shared.replica.lock();
-                    let target = awaiting.expect("guarded by the select");
-                    (r.synced() >= target || r.end() < target).then(|| r.ack())
-                };
-                if let Some(ack) = ack {
-                    awaiting = None;
-                    if tx.send(Ok((&ack).into())).await.is_err() {
-                        return;
+                    if let Some(ack) = self.ready_ack() {
+                        return Some(Ok((&ack).into()));
                     }
                 }
             }
         }
+    }
+
+    /// The acknowledgement awaited, once what it covers is durable (or was
+    /// cut, when the answer is the shorter log).
+    fn ready_ack(&mut self) -> Option<crate::msg::AppendResponse> {
+        let target = self.awaiting?;
+        let r = self.shared.replica.lock();
+        if r.synced() >= target || r.end() < target {
+            self.awaiting = None;
+            return Some(r.ack());
+        }
+        None
     }
 }
 
@@ -453,13 +500,21 @@ fn handle_append(
 ) -> Result<(crate::msg::AppendResponse, Option<Lsn>), Status> {
     shared.check_cluster(&req.cluster_id)?;
     let req: AppendRequest = req.try_into()?;
+    if !req.data.is_empty() {
+        // Wake the flusher now, so that its wake-up overlaps the write (it
+        // takes longer). A hint only: if the flusher looks before the write
+        // is done it finds nothing to sync, and the call after the write
+        // wakes it again.
+        shared.want_sync();
+    }
     let mut r = shared.replica.lock();
-    let before = (r.commit(), r.is_behind(), r.end());
+    let before = (r.commit(), r.end());
     let resp = r.append(&req)?;
     let needs_sync = r.synced() < r.end();
     let end = r.end();
-    let changed = (r.commit(), r.is_behind()) != (before.0, before.1);
-    let cut = end < before.2;
+    let changed = r.commit() != before.0;
+    let behind = r.is_behind();
+    let cut = end < before.1;
     drop(r);
     // The flusher first: its fsync is the long pole.
     let wait = resp.outcome == AppendOutcome::Accepted && needs_sync;
@@ -468,6 +523,9 @@ fn handle_append(
     }
     if changed {
         shared.notify_changed();
+    }
+    if behind {
+        shared.behind.notify_one();
     }
     if cut {
         shared.notify_acks();

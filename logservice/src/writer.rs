@@ -46,6 +46,14 @@ pub struct WriterConfig {
     /// Bytes kept for lagging replicas beyond what is uncommitted.
     pub window_bytes: u64,
     pub heartbeat_ms: u64,
+    /// How long a new commit LSN waits for an append to carry it before a
+    /// heartbeat of its own does. A busy writer's next append carries it at
+    /// no cost; sending it at once would double the messages of a writer
+    /// that commits one batch at a time, and their work lands on the next
+    /// commit's path. Measured on the writer's clock, which moves when it
+    /// is pumped (the client pumps at least every 5 ms), so readers of a
+    /// writer that went quiet see its last commit a few ms later.
+    pub commit_heartbeat_ms: u64,
     pub retransmit_ms: u64,
 }
 
@@ -59,6 +67,7 @@ impl WriterConfig {
             max_uncommitted_bytes: 64 << 20,
             window_bytes: 128 << 20,
             heartbeat_ms: 50,
+            commit_heartbeat_ms: 2,
             retransmit_ms: 500,
         }
     }
@@ -152,6 +161,8 @@ pub struct Writer {
     /// Batch ends above the commit LSN.
     batch_ends: VecDeque<Lsn>,
     commit: Lsn,
+    /// When the commit LSN last moved.
+    commit_moved_ms: u64,
     term_start_end: Lsn,
     progress: BTreeMap<ReplicaId, Progress>,
     now_ms: u64,
@@ -173,6 +184,7 @@ impl Writer {
             end: Lsn::ZERO,
             batch_ends: VecDeque::new(),
             commit: Lsn::ZERO,
+            commit_moved_ms: 0,
             term_start_end: Lsn::MAX,
             progress: BTreeMap::new(),
             now_ms: 0,
@@ -507,6 +519,7 @@ impl Writer {
             return;
         }
         self.commit = self.commit.max(self.batch_ends[n - 1]);
+        self.commit_moved_ms = self.now_ms;
         self.batch_ends.drain(..n);
         self.trim_window();
     }
@@ -641,7 +654,9 @@ impl Writer {
             out.push(Outgoing::Append(r, req));
         }
         let idle = now.saturating_sub(pr.last_sent_ms) >= self.cfg.heartbeat_ms;
-        if pr.inflight.is_empty() && (pr.commit_sent < self.commit || idle) {
+        let commit_waited =
+            now.saturating_sub(self.commit_moved_ms) >= self.cfg.commit_heartbeat_ms;
+        if pr.inflight.is_empty() && ((pr.commit_sent < self.commit && commit_waited) || idle) {
             out.push(self.heartbeat(r, pr, pr.next));
         }
     }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use sim::lab::{ALL, Lab, batch, holds};
 use sim::world::{self, Report, SimConfig};
 use strata_logservice::msg::{AppendOutcome, AppendRequest};
-use strata_logservice::writer::Phase;
+use strata_logservice::writer::{Phase, WriterConfig};
 use strata_wal::Lsn;
 
 /// Wiped-disk bugs need many runs (one disk is lost per run), long
@@ -193,6 +193,36 @@ fn an_empty_cluster_bootstraps_and_commits() {
             "replica {id} learnt the commit"
         );
         assert!(holds(&lab.log(id), &a, lsn));
+    }
+}
+
+#[test]
+fn a_new_commit_lsn_rides_on_the_next_append_or_a_heartbeat_soon_after() {
+    let (mut lab, mut w1) = bootstrapped();
+    let a = lab.submit(&mut w1, &batch(1, 3, 100), ALL).unwrap();
+    assert_eq!(w1.commit(), a);
+    for id in [1, 2, 3] {
+        assert!(
+            lab.replica(id).commit() < a,
+            "replica {id} got no commit-only heartbeat at once"
+        );
+    }
+    let b = lab.submit(&mut w1, &batch(2, 1, 50), ALL).unwrap();
+    for id in [1, 2, 3] {
+        assert_eq!(
+            lab.replica(id).commit(),
+            a,
+            "the next append carried the commit LSN to replica {id}"
+        );
+    }
+    let wait_ms = WriterConfig::new("w", Vec::new()).commit_heartbeat_ms;
+    lab.tick(&mut w1, ALL, wait_ms).unwrap();
+    for id in [1, 2, 3] {
+        assert_eq!(
+            lab.replica(id).commit(),
+            b,
+            "a heartbeat carried the last commit LSN to replica {id}"
+        );
     }
 }
 
