@@ -47,21 +47,7 @@ impl Process {
 
     /// SIGTERM, then waits for a clean exit.
     pub fn terminate(&mut self) {
-        let mut c = self.child.take().expect("running");
-        let pid = c.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = c.wait().unwrap();
-        assert!(
-            status.success(),
-            "strata {} exited with {status}",
-            self.args[0]
-        );
+        terminate(self.child.take().expect("running"), &self.args[0]);
     }
 }
 
