@@ -66,7 +66,11 @@ async fn wait_ingested(c: &mut PageServerClient, lsn: Lsn) {
 async fn follow(model: &mut Model, log: &[String], upto: Lsn) {
     let mut reader = LogReader::new(CLUSTER, "model", log.to_vec(), model.end());
     while model.end() < upto {
-        let chunk = reader.next_chunk().await.unwrap();
+        // Bounded: a commit the log never shows readers fails, not hangs.
+        let chunk = tokio::time::timeout(Duration::from_secs(60), reader.next_chunk())
+            .await
+            .unwrap_or_else(|_| panic!("the log shows nothing past {}", model.end()))
+            .unwrap();
         model.read(chunk.start, &chunk.data);
     }
     reader.report_safe_lsn(model.end()).await.unwrap();

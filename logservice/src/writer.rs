@@ -52,7 +52,9 @@ pub struct WriterConfig {
     /// that commits one batch at a time, and their work lands on the next
     /// commit's path. Measured on the writer's clock, which moves when it
     /// is pumped (the client pumps at least every 5 ms), so readers of a
-    /// writer that went quiet see its last commit a few ms later.
+    /// writer that went quiet see its last commit a few ms later — and
+    /// those of a writer that stops right after a commit not until the
+    /// next writer commits. Hence 0 (send at once) by default.
     pub commit_heartbeat_ms: u64,
     pub retransmit_ms: u64,
 }
@@ -67,7 +69,7 @@ impl WriterConfig {
             max_uncommitted_bytes: 64 << 20,
             window_bytes: 128 << 20,
             heartbeat_ms: 50,
-            commit_heartbeat_ms: 2,
+            commit_heartbeat_ms: 0,
             retransmit_ms: 500,
         }
     }

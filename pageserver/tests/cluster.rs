@@ -189,7 +189,11 @@ async fn write(writer: &LogClient, workload: &mut Workload, batches: usize) -> L
 async fn follow(model: &mut Model, log: &Log, upto: Lsn) {
     let mut reader = LogReader::new(CLUSTER, "model", log.endpoints.clone(), model.end());
     while model.end() < upto {
-        let chunk = reader.next_chunk().await.unwrap();
+        // Bounded: a commit the log never shows readers fails, not hangs.
+        let chunk = tokio::time::timeout(Duration::from_secs(60), reader.next_chunk())
+            .await
+            .unwrap_or_else(|_| panic!("the log shows nothing past {}", model.end()))
+            .unwrap();
         model.read(chunk.start, &chunk.data);
     }
     // The model is a consumer too: it must not hold trimming back.
