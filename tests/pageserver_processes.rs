@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use strata_logservice::client::{LogClient, LogClientConfig, LogReader};
+use strata_logservice::client::{LogClient, LogClientConfig};
 use strata_pageserver::client::{PageServerClient, RemotePage};
 use strata_pageserver::layer::Value;
 use strata_pageserver::layer::delta_file::DeltaFile;
@@ -64,22 +64,17 @@ async fn wait_ingested(c: &mut PageServerClient, lsn: Lsn) {
 }
 
 async fn follow(model: &mut Model, log: &[String], upto: Lsn) {
-    let mut reader = LogReader::new(CLUSTER, "model", log.to_vec(), model.end());
-    while model.end() < upto {
-        // Bounded: a commit the log never shows readers fails, not hangs.
-        let chunk = tokio::time::timeout(Duration::from_secs(60), reader.next_chunk())
-            .await
-            .unwrap_or_else(|_| panic!("the log shows nothing past {}", model.end()))
-            .unwrap();
-        model.read(chunk.start, &chunk.data);
-    }
-    reader.report_safe_lsn(model.end()).await.unwrap();
+    let patience = Duration::from_secs(60);
+    model
+        .follow(CLUSTER, "model", log.to_vec(), upto, patience)
+        .await
+        .unwrap();
 }
 
 fn assert_matches(model: &Model, page: PageId, lsn: Lsn, got: &RemotePage) {
-    let want = model.expected(page, lsn, Lsn(got.to.0 - 1)).unwrap();
-    assert_eq!((got.from, got.to), (want.from, want.to), "{page} at {lsn}");
-    assert!(got.page == want.page, "{page} at {lsn}: different bytes");
+    model
+        .check(page, lsn, got)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Every (page, LSN) of a delta in the page server's live layer files, each

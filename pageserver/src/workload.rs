@@ -12,10 +12,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use std::time::Duration;
+
+use strata_logservice::client::LogReader;
 use strata_wal::op::PageOp;
 use strata_wal::page::{Page, SLOT_BYTES};
 use strata_wal::record::RecordIter;
 use strata_wal::{Lsn, PageId, Record, redo};
+
+use crate::client::RemotePage;
 
 /// SplitMix64: small, seedable, good enough for workloads.
 #[derive(Clone, Debug)]
@@ -210,6 +215,53 @@ impl Model {
             }
             self.end = rec.lsn;
         }
+    }
+
+    /// Reads the committed log from where the model ends up to `upto` as
+    /// consumer `consumer_id`, then reports its safe LSN (a consumer that
+    /// never did would hold the log's trimming back). Each wait for the log
+    /// is bounded by `patience`: a commit the log never shows its readers is
+    /// an error, not a hang.
+    pub async fn follow(
+        &mut self,
+        cluster_id: &str,
+        consumer_id: &str,
+        endpoints: Vec<String>,
+        upto: Lsn,
+        patience: Duration,
+    ) -> Result<(), String> {
+        let mut reader = LogReader::new(cluster_id, consumer_id, endpoints, self.end);
+        while self.end < upto {
+            let chunk = tokio::time::timeout(patience, reader.next_chunk())
+                .await
+                .map_err(|_| format!("the log shows nothing past {}", self.end))?
+                .map_err(|e| format!("reading the log at {}: {e}", self.end))?;
+            self.read(chunk.start, &chunk.data);
+        }
+        reader
+            .report_safe_lsn(self.end)
+            .await
+            .map_err(|e| format!("reporting the safe LSN: {e}"))
+    }
+
+    /// Checks an answer for `page` at `lsn`: the same bytes and the exact
+    /// validity, as of the ingested LSN the answer implies (`to - 1` when
+    /// no later record was known to the server).
+    pub fn check(&self, page: PageId, lsn: Lsn, got: &RemotePage) -> Result<(), String> {
+        let ingested = Lsn(got.to.0.saturating_sub(1));
+        let want = self
+            .expected(page, lsn, ingested)
+            .ok_or_else(|| format!("{page} at {lsn}: the model has no such page"))?;
+        if (got.from, got.to) != (want.from, want.to) {
+            return Err(format!(
+                "{page} at {lsn}: valid [{}, {}), the model says [{}, {})",
+                got.from, got.to, want.from, want.to
+            ));
+        }
+        if got.page != want.page {
+            return Err(format!("{page} at {lsn}: different bytes"));
+        }
+        Ok(())
     }
 
     /// `page` as of `lsn`, when the page server has ingested up to

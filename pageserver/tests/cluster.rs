@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strata_logservice::client::{LogClient, LogClientConfig, LogReader, replica_status};
+use strata_logservice::client::{LogClient, LogClientConfig, replica_status};
 use strata_pageserver::client::{PageServerClient, RemotePage};
 use strata_pageserver::server::{ServerConfig, serve_on};
 use strata_pageserver::workload::{Model, Rng, Workload};
@@ -187,17 +187,11 @@ async fn write(writer: &LogClient, workload: &mut Workload, batches: usize) -> L
 
 /// Brings the model up to `upto` by reading the committed log.
 async fn follow(model: &mut Model, log: &Log, upto: Lsn) {
-    let mut reader = LogReader::new(CLUSTER, "model", log.endpoints.clone(), model.end());
-    while model.end() < upto {
-        // Bounded: a commit the log never shows readers fails, not hangs.
-        let chunk = tokio::time::timeout(Duration::from_secs(60), reader.next_chunk())
-            .await
-            .unwrap_or_else(|_| panic!("the log shows nothing past {}", model.end()))
-            .unwrap();
-        model.read(chunk.start, &chunk.data);
-    }
-    // The model is a consumer too: it must not hold trimming back.
-    reader.report_safe_lsn(model.end()).await.unwrap();
+    let patience = Duration::from_secs(60);
+    model
+        .follow(CLUSTER, "model", log.endpoints.clone(), upto, patience)
+        .await
+        .unwrap();
 }
 
 fn pages(n: u32) -> Vec<PageId> {
@@ -207,11 +201,9 @@ fn pages(n: u32) -> Vec<PageId> {
 /// Compares one answer with the model, as of the server's ingested LSN
 /// (`to - 1` when no later record was known to it).
 fn assert_matches(model: &Model, page: PageId, lsn: Lsn, got: &RemotePage) {
-    let want = model
-        .expected(page, lsn, Lsn(got.to.0 - 1))
-        .unwrap_or_else(|| panic!("{page} at {lsn}: the model has no such page"));
-    assert_eq!((got.from, got.to), (want.from, want.to), "{page} at {lsn}");
-    assert!(got.page == want.page, "{page} at {lsn}: different bytes");
+    model
+        .check(page, lsn, got)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 async fn check_samples(ps: &PageServer, model: &Model, rng: &mut Rng, n: usize) {
