@@ -100,6 +100,10 @@ pub struct WriterState {
     pub phase: Phase,
     pub term: u64,
     pub commit_lsn: Lsn,
+    /// Where the writer places the next batch: the end of everything it
+    /// has placed (committed or not). A caller that enqueues every batch
+    /// itself, in order, can know each batch's LSNs before it commits.
+    pub end_lsn: Lsn,
 }
 
 /// The writer side of the log. Cheap to clone; dropping the last clone (or
@@ -126,6 +130,7 @@ impl LogClient {
             phase: Phase::Idle,
             term: 0,
             commit_lsn: Lsn::ZERO,
+            end_lsn: Lsn::ZERO,
         };
         let (state_tx, mut state_rx) = watch::channel(initial);
         let driver = Driver::start(&cfg, state_tx, stop.clone()).await?;
@@ -170,17 +175,33 @@ impl LogClient {
 
     /// Appends one batch; returns its commit LSN once a majority has it.
     pub async fn append(&self, batch: Batch) -> Result<Lsn> {
+        self.enqueue(batch).await?.await
+    }
+
+    /// Queues one batch and returns at once with a future of its commit
+    /// LSN. Batches enqueued one after another by one task are placed in
+    /// the log in that order, back to back (unless one fails, which the
+    /// commit LSNs then show).
+    pub async fn enqueue(&self, batch: Batch) -> Result<impl Future<Output = Result<Lsn>> + use<>> {
         let (done, rx) = oneshot::channel();
         self.cmds
             .send(Cmd { batch, done })
             .await
             .map_err(|_| LogError::Shutdown)?;
-        match tokio::time::timeout(self.commit_timeout, rx).await {
+        let commit_timeout = self.commit_timeout;
+        Ok(async move { Self::commit_of(rx, commit_timeout).await })
+    }
+
+    async fn commit_of(
+        rx: oneshot::Receiver<Result<Lsn>>,
+        commit_timeout: Duration,
+    ) -> Result<Lsn> {
+        match tokio::time::timeout(commit_timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(LogError::Shutdown),
             Err(_) => Err(LogError::Unavailable(format!(
                 "commit not acknowledged by a quorum within {:?}",
-                self.commit_timeout
+                commit_timeout
             ))),
         }
     }
@@ -343,6 +364,7 @@ impl Driver {
             phase: self.writer.phase(),
             term: self.writer.term(),
             commit_lsn: commit,
+            end_lsn: self.writer.end(),
         };
         self.state
             .send_if_modified(|old| std::mem::replace(old, s) != s);
