@@ -39,6 +39,10 @@ pub enum EngineError {
     KeyTooLong { max: usize },
     #[error("Column count doesn't match value count")]
     ColumnCount,
+    #[error("Column '{0}' cannot be null")]
+    NotNull(String),
+    #[error("Table definition has changed, please retry transaction")]
+    TableDefChanged,
     #[error("Field '{0}' doesn't have a default value")]
     NoDefault(String),
     #[error("transaction too large: {bytes} bytes of changes; the most is {max}")]
@@ -91,6 +95,8 @@ impl EngineError {
             KeyTooLong { .. } => (1071, "42000"),
             ColumnCount => (1136, "21S01"),
             NoDefault(_) => (1364, "HY000"),
+            NotNull(_) => (1048, "23000"),
+            TableDefChanged => (1412, "HY000"),
             TxnTooLarge { .. } => (1197, "HY000"),
             SnapshotTooOld { .. } => (1105, "HY000"),
             WritesRefused(_) => (1290, "HY000"),

@@ -11,6 +11,8 @@
 //! pages from the log. The compute never writes a page anywhere.
 
 pub mod btree;
+pub mod catalog;
+pub mod engine;
 pub mod error;
 pub mod key;
 pub mod lock;
@@ -18,6 +20,9 @@ pub mod pool;
 pub mod row;
 pub mod source;
 pub mod space;
+pub mod txn;
 pub mod types;
 
+pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, Result};
+pub use txn::{FoundRow, Row, Txn};

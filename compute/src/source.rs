@@ -37,3 +37,19 @@ impl Fetcher {
         unimplemented!("helper C")
     }
 }
+
+pub struct PageServerSource {}
+
+impl PageServerSource {
+    pub fn new(client: strata_pageserver::client::PageServerClient) -> Self {
+        let _ = client;
+        unimplemented!("helper C")
+    }
+}
+
+impl PageSource for PageServerSource {
+    fn get_page(&self, page: PageId, lsn: Lsn) -> BoxFuture<'_, Result<RemotePage>> {
+        let _ = (page, lsn);
+        unimplemented!("helper C")
+    }
+}

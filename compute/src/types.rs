@@ -159,3 +159,9 @@ pub fn compare(ty: &ColumnType, a: &Value, b: &Value) -> Ordering {
     let _ = (ty, a, b);
     unimplemented!("helper A")
 }
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}

@@ -1,0 +1,111 @@
+//! Reading trees from the buffer pool at one LSN, fetching misses.
+//!
+//! The B+tree is synchronous and reads through [`PageRead`]; a page not in
+//! the pool is a [`TreeError::Miss`]. [`Shared::read_at`] runs a read,
+//! fetches the missing page (at the snapshot LSN, or the page's current
+//! version for a current read) and runs it again; reads change nothing, and
+//! a cursor that missed has not moved, so running again is always safe.
+
+use std::sync::Arc;
+
+use strata_wal::page::Page;
+use strata_wal::{Lsn, PageId};
+
+use super::Shared;
+use crate::btree::{PageRead, Result as TreeResult, TreeError};
+use crate::error::Result;
+use crate::pool::BufferPool;
+
+/// Which version of the data a read sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadAt {
+    /// A snapshot: durable data as of this LSN.
+    Snapshot(Lsn),
+    /// Current read: everything the applier has published (write path).
+    Current(Lsn),
+}
+
+impl ReadAt {
+    pub fn lsn(self) -> Lsn {
+        match self {
+            ReadAt::Snapshot(l) | ReadAt::Current(l) => l,
+        }
+    }
+}
+
+/// The pool as of one LSN.
+pub struct PoolReader<'a> {
+    pool: &'a BufferPool,
+    at: Lsn,
+}
+
+impl<'a> PoolReader<'a> {
+    pub fn new(pool: &'a BufferPool, at: Lsn) -> Self {
+        PoolReader { pool, at }
+    }
+}
+
+impl PageRead for PoolReader<'_> {
+    fn page(&mut self, id: PageId) -> TreeResult<Arc<Page>> {
+        self.pool.get(id, self.at).ok_or(TreeError::Miss(id))
+    }
+}
+
+impl Shared {
+    /// Runs `read` against the pool at `at` until no page is missing.
+    pub async fn read_at<T>(
+        &self,
+        at: ReadAt,
+        mut read: impl FnMut(&mut PoolReader<'_>) -> TreeResult<T>,
+    ) -> Result<T> {
+        loop {
+            let mut reader = PoolReader::new(&self.pool, at.lsn());
+            match read(&mut reader) {
+                Err(TreeError::Miss(page)) => self.fetch(at, page).await?,
+                other => return other.map_err(Into::into),
+            }
+        }
+    }
+
+    pub async fn fetch(&self, at: ReadAt, page: PageId) -> Result<()> {
+        match at {
+            ReadAt::Snapshot(lsn) => self.fetcher.fetch(page, lsn).await,
+            ReadAt::Current(_) => self.fetcher.fetch_current(page).await,
+        }
+    }
+
+    /// A current read's position: the applied LSN now.
+    pub fn current(&self) -> ReadAt {
+        ReadAt::Current(self.pool.applied_lsn())
+    }
+}
+
+impl Shared {
+    /// The next entry of `cursor` at `at`, fetching misses.
+    pub async fn next_entry(
+        &self,
+        at: ReadAt,
+        cursor: &mut crate::btree::Cursor,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.read_at(at, |r| cursor.next(r)).await
+    }
+
+    /// Every entry of `tree` at `at`, in key order.
+    pub async fn collect(
+        &self,
+        at: ReadAt,
+        tree: crate::btree::BTree,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        use std::ops::Bound;
+        let mut cursor = tree.cursor(
+            Bound::Unbounded,
+            Bound::Unbounded,
+            crate::btree::Direction::Forward,
+        );
+        let mut out = Vec::new();
+        while let Some(entry) = self.next_entry(at, &mut cursor).await? {
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}
