@@ -65,6 +65,9 @@ pub struct EngineConfig {
     pub lock_wait_timeout: Duration,
     /// The most one transaction's batch may hold.
     pub max_txn_bytes: u64,
+    /// How long a commit waits for the log's quorum before the node gives
+    /// up on the log and refuses writes.
+    pub commit_timeout: Duration,
 }
 
 impl EngineConfig {
@@ -82,6 +85,7 @@ impl EngineConfig {
             max_pinned_bytes: 128 << 20,
             lock_wait_timeout: Duration::from_secs(50),
             max_txn_bytes: 32 << 20,
+            commit_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -130,12 +134,13 @@ impl Engine {
         cfg: EngineConfig,
         source: Arc<dyn PageSource>,
     ) -> Result<Engine> {
-        let log = LogClient::connect(LogClientConfig::new(
+        let mut log_cfg = LogClientConfig::new(
             cfg.cluster_id.clone(),
             cfg.node_id.clone(),
             cfg.log_endpoints.clone(),
-        ))
-        .await?;
+        );
+        log_cfg.commit_timeout = cfg.commit_timeout;
+        let log = LogClient::connect(log_cfg).await?;
         let start = bootstrap::wait_term_start(&log).await?;
         info!(%start, "compute engine: elected as the log's writer");
         let pool = Arc::new(BufferPool::new(cfg.pool_budget_bytes, start));

@@ -12,6 +12,7 @@
 
 pub mod btree;
 pub mod catalog;
+pub mod embedded;
 pub mod engine;
 pub mod error;
 pub mod key;

@@ -1,0 +1,366 @@
+//! The engine on real separated storage in one process: three log replicas
+//! and a page server over gRPC, the engine as the log's writer.
+
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use strata_compute::btree::Direction;
+use strata_compute::embedded::StorageCluster;
+use strata_compute::engine::{ColumnSpec, IndexSpec, TableSpec};
+use strata_compute::lock::LockError;
+use strata_compute::types::{Collation, ColumnType, IntWidth, Value};
+use strata_compute::{Engine, EngineError, Txn};
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+fn col(name: &str, ty: ColumnType, nullable: bool) -> ColumnSpec {
+    ColumnSpec {
+        name: name.into(),
+        ty,
+        nullable,
+        default: None,
+        auto_increment: false,
+    }
+}
+
+fn bigint() -> ColumnType {
+    ColumnType::Int {
+        width: IntWidth::Big,
+        unsigned: false,
+    }
+}
+
+/// accounts(id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20) UNIQUE,
+/// balance BIGINT NOT NULL, KEY by_balance(balance))
+fn accounts() -> TableSpec {
+    let mut id = col("id", bigint(), false);
+    id.auto_increment = true;
+    TableSpec {
+        name: "accounts".into(),
+        columns: vec![
+            id,
+            col(
+                "name",
+                ColumnType::VarChar {
+                    max_chars: 20,
+                    collation: Collation::Utf8mb4GeneralCi,
+                },
+                true,
+            ),
+            col("balance", bigint(), false),
+        ],
+        primary_key: vec!["id".into()],
+        indexes: vec![
+            IndexSpec {
+                name: "name".into(),
+                columns: vec!["name".into()],
+                unique: true,
+            },
+            IndexSpec {
+                name: "by_balance".into(),
+                columns: vec!["balance".into()],
+                unique: false,
+            },
+        ],
+    }
+}
+
+fn name(s: &str) -> Value {
+    Value::Bytes(s.as_bytes().to_vec())
+}
+
+async fn open(cluster: &StorageCluster) -> Engine {
+    let mut cfg = cluster.engine_config();
+    cfg.lock_wait_timeout = Duration::from_secs(5);
+    Engine::open(cfg).await.expect("the engine opens")
+}
+
+async fn scan_all(txn: &mut Txn, engine: &Engine, index: usize, dir: Direction) -> Vec<Vec<Value>> {
+    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let mut scan = txn
+        .scan(&table, index, Bound::Unbounded, Bound::Unbounded, dir)
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    while let Some(r) = scan.next(txn).await.unwrap() {
+        rows.push(r.values);
+    }
+    rows
+}
+
+#[allow(clippy::ptr_arg)]
+fn balance(row: &Vec<Value>) -> i64 {
+    match row[2] {
+        Value::Int(b) => b,
+        ref v => panic!("balance {v:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rows_indexes_errors_and_a_restart() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test").await.unwrap();
+    let engine = open(&cluster).await;
+    assert!(engine.create_database("bank", false).await.unwrap());
+    assert!(matches!(
+        engine.create_database("BANK", false).await,
+        Err(EngineError::DatabaseExists(_))
+    ));
+    assert!(engine.create_table("bank", accounts(), false).await.unwrap());
+    let table = engine.catalog().table("bank", "Accounts").unwrap();
+
+    let mut txn = engine.begin();
+    for (n, b) in [("alice", 10), ("bob", 20), ("carol", 30)] {
+        let id = txn
+            .insert(&table, vec![Value::Null, name(n), Value::Int(b)])
+            .await
+            .unwrap();
+        assert!(id.is_some());
+    }
+    // Own writes are visible before commit; others' are not.
+    assert_eq!(scan_all(&mut txn, &engine, 0, Direction::Forward).await.len(), 3);
+    let mut other = engine.begin();
+    assert!(scan_all(&mut other, &engine, 0, Direction::Forward).await.is_empty());
+    txn.commit().await.unwrap();
+    other.rollback();
+
+    // Unique under utf8mb4_general_ci: 'ALICE' collides with 'alice'.
+    let mut txn = engine.begin();
+    txn.begin_statement();
+    let dup = txn
+        .insert(&table, vec![Value::Null, name("ALICE"), Value::Int(1)])
+        .await;
+    match dup {
+        Err(e @ EngineError::DuplicateKey { .. }) => assert_eq!(e.mysql_code().0, 1062),
+        other => panic!("expected a duplicate key, got {other:?}"),
+    }
+    txn.rollback_statement();
+    let dup = txn
+        .insert(&table, vec![Value::Int(2), name("dave"), Value::Int(1)])
+        .await;
+    assert!(matches!(dup, Err(EngineError::DuplicateKey { .. })));
+    txn.rollback_statement();
+    let not_null = txn
+        .insert(&table, vec![Value::Null, name("erin"), Value::Null])
+        .await;
+    assert!(matches!(not_null, Err(EngineError::NotNull(_))));
+    // Update through the locking read, delete, then commit.
+    let bob = txn.get_for_update(&table, &[Value::Int(2)]).await.unwrap().unwrap();
+    let mut new = bob.values.clone();
+    new[2] = Value::Int(25);
+    txn.update(&table, &bob, new).await.unwrap();
+    let carol = txn.get_for_update(&table, &[Value::Int(3)]).await.unwrap().unwrap();
+    txn.delete(&table, &carol).await.unwrap();
+    txn.commit().await.unwrap();
+
+    let mut txn = engine.begin();
+    let rows = scan_all(&mut txn, &engine, 0, Direction::Forward).await;
+    assert_eq!(rows.iter().map(balance).collect::<Vec<_>>(), vec![10, 25]);
+    let reverse = scan_all(&mut txn, &engine, 0, Direction::Reverse).await;
+    assert_eq!(reverse.iter().map(balance).collect::<Vec<_>>(), vec![25, 10]);
+    // Through the secondary index on balance, in its order.
+    let by_balance = scan_all(&mut txn, &engine, 2, Direction::Reverse).await;
+    assert_eq!(by_balance.iter().map(balance).collect::<Vec<_>>(), vec![25, 10]);
+    txn.rollback();
+
+    // A restarted engine sees every commit, and auto-increment goes on
+    // above what was used.
+    engine.close();
+    drop(engine);
+    let engine = open(&cluster).await;
+    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let mut txn = engine.begin();
+    let rows = scan_all(&mut txn, &engine, 0, Direction::Forward).await;
+    assert_eq!(rows.iter().map(balance).collect::<Vec<_>>(), vec![10, 25]);
+    let id = txn
+        .insert(&table, vec![Value::Null, name("frank"), Value::Int(5)])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(id > 3, "auto-increment went back to {id}");
+    txn.commit().await.unwrap();
+    engine.close();
+    cluster.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_transfers_keep_the_total_at_every_snapshot() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test").await.unwrap();
+    let engine = open(&cluster).await;
+    engine.create_database("bank", false).await.unwrap();
+    engine.create_table("bank", accounts(), false).await.unwrap();
+    let table = engine.catalog().table("bank", "accounts").unwrap();
+    const ACCOUNTS: i64 = 20;
+    let mut txn = engine.begin();
+    for i in 1..=ACCOUNTS {
+        txn.insert(&table, vec![Value::Int(i), name(&format!("a{i}")), Value::Int(100)])
+            .await
+            .unwrap();
+    }
+    txn.commit().await.unwrap();
+
+    let done = Arc::new(AtomicU64::new(0));
+    let deadlocks = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for w in 0..6u64 {
+        let (engine, table, done, deadlocks) =
+            (engine.clone(), table.clone(), done.clone(), deadlocks.clone());
+        writers.push(tokio::spawn(async move {
+            let mut seed = w * 7919 + 1;
+            for _ in 0..40 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let from = (seed >> 33) as i64 % ACCOUNTS + 1;
+                let to = (seed >> 17) as i64 % ACCOUNTS + 1;
+                if from == to {
+                    continue;
+                }
+                let mut txn = engine.begin();
+                match transfer(&mut txn, &table, from, to, 7).await {
+                    Ok(()) => {
+                        txn.commit().await.unwrap();
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(EngineError::Lock(LockError::Deadlock)) => {
+                        deadlocks.fetch_add(1, Ordering::Relaxed);
+                        txn.rollback();
+                    }
+                    Err(e) => panic!("transfer failed: {e}"),
+                }
+            }
+        }));
+    }
+    let reader = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut checks = 0;
+            for _ in 0..30 {
+                let mut txn = engine.begin();
+                let rows = scan_all(&mut txn, &engine, 0, Direction::Forward).await;
+                let total: i64 = rows.iter().map(balance).sum();
+                assert_eq!(total, ACCOUNTS * 100, "a snapshot saw part of a transfer");
+                // Through the secondary index too: the same snapshot.
+                let rows = scan_all(&mut txn, &engine, 2, Direction::Forward).await;
+                assert_eq!(rows.iter().map(balance).sum::<i64>(), ACCOUNTS * 100);
+                txn.rollback();
+                checks += 1;
+            }
+            checks
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(reader.await.unwrap(), 30);
+    assert!(done.load(Ordering::Relaxed) > 0);
+    let mut txn = engine.begin();
+    let rows = scan_all(&mut txn, &engine, 0, Direction::Forward).await;
+    assert_eq!(rows.iter().map(balance).sum::<i64>(), ACCOUNTS * 100);
+    txn.rollback();
+    engine.close();
+    cluster.stop().await.unwrap();
+}
+
+/// Moves `amount` from one account to another, locking both rows.
+async fn transfer(
+    txn: &mut Txn,
+    table: &strata_compute::catalog::TableDef,
+    from: i64,
+    to: i64,
+    amount: i64,
+) -> Result<(), EngineError> {
+    for (id, delta) in [(from, -amount), (to, amount)] {
+        let row = txn.get_for_update(table, &[Value::Int(id)]).await?.expect("exists");
+        let mut values = row.values.clone();
+        values[2] = Value::Int(balance(&values) + delta);
+        txn.update(table, &row, values).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_unique_key_inserted_concurrently_is_stored_once() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test").await.unwrap();
+    let engine = open(&cluster).await;
+    engine.create_database("bank", false).await.unwrap();
+    engine.create_table("bank", accounts(), false).await.unwrap();
+    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (engine, table) = (engine.clone(), table.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut txn = engine.begin();
+            let who = if i % 2 == 0 { "Same" } else { "same " };
+            match txn.insert(&table, vec![Value::Null, name(who), Value::Int(i)]).await {
+                Ok(_) => {
+                    txn.commit().await.unwrap();
+                    true
+                }
+                Err(EngineError::DuplicateKey { .. }) => false,
+                Err(e) => panic!("{e}"),
+            }
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        stored += usize::from(t.await.unwrap());
+    }
+    assert_eq!(stored, 1);
+    let mut txn = engine.begin();
+    assert_eq!(scan_all(&mut txn, &engine, 1, Direction::Forward).await.len(), 1);
+    txn.rollback();
+    engine.close();
+    cluster.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deadlock_is_reported_to_one_transaction() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test").await.unwrap();
+    let engine = open(&cluster).await;
+    engine.create_database("bank", false).await.unwrap();
+    engine.create_table("bank", accounts(), false).await.unwrap();
+    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let mut txn = engine.begin();
+    for i in 1..=2 {
+        txn.insert(&table, vec![Value::Int(i), name(&format!("a{i}")), Value::Int(0)])
+            .await
+            .unwrap();
+    }
+    txn.commit().await.unwrap();
+    let mut t1 = engine.begin();
+    let mut t2 = engine.begin();
+    t1.get_for_update(&table, &[Value::Int(1)]).await.unwrap();
+    t2.get_for_update(&table, &[Value::Int(2)]).await.unwrap();
+    let table2 = table.clone();
+    let waiter = tokio::spawn(async move {
+        let r = t1.get_for_update(&table2, &[Value::Int(2)]).await.map(|_| ());
+        (t1, r)
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = t2.get_for_update(&table, &[Value::Int(1)]).await.map(|_| ());
+    match second {
+        Err(e @ EngineError::Lock(LockError::Deadlock)) => {
+            assert_eq!(e.mysql_code().0, 1213);
+            t2.rollback();
+            let (t1, first) = waiter.await.unwrap();
+            first.unwrap();
+            t1.commit().await.unwrap();
+        }
+        other => panic!("expected a deadlock, got {other:?}"),
+    }
+    engine.close();
+    cluster.stop().await.unwrap();
+}
