@@ -12,6 +12,10 @@
 //!
 //! The loader holds page numbers only, never a page or a writer, so the
 //! caller may commit its ops in several batches through different writers.
+//! The only pages it reads are the space header and (in a space that had
+//! pages freed) free-list pages: a `Miss` inside `push` or `finish` may
+//! leave the loader's state half-advanced, so a caller keeps the header
+//! fetched while loading (a new space's free list is empty).
 
 use strata_wal::op::PageOp;
 use strata_wal::page::SLOT_BYTES;
