@@ -107,14 +107,21 @@ fn balance(row: &Vec<Value>) -> i64 {
 async fn rows_indexes_errors_and_a_restart() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let cluster = StorageCluster::start(dir.path(), "engine-test").await.unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test")
+        .await
+        .unwrap();
     let engine = open(&cluster).await;
     assert!(engine.create_database("bank", false).await.unwrap());
     assert!(matches!(
         engine.create_database("BANK", false).await,
         Err(EngineError::DatabaseExists(_))
     ));
-    assert!(engine.create_table("bank", accounts(), false).await.unwrap());
+    assert!(
+        engine
+            .create_table("bank", accounts(), false)
+            .await
+            .unwrap()
+    );
     let table = engine.catalog().table("bank", "Accounts").unwrap();
 
     let mut txn = engine.begin();
@@ -126,9 +133,18 @@ async fn rows_indexes_errors_and_a_restart() {
         assert!(id.is_some());
     }
     // Own writes are visible before commit; others' are not.
-    assert_eq!(scan_all(&mut txn, &engine, 0, Direction::Forward).await.len(), 3);
+    assert_eq!(
+        scan_all(&mut txn, &engine, 0, Direction::Forward)
+            .await
+            .len(),
+        3
+    );
     let mut other = engine.begin();
-    assert!(scan_all(&mut other, &engine, 0, Direction::Forward).await.is_empty());
+    assert!(
+        scan_all(&mut other, &engine, 0, Direction::Forward)
+            .await
+            .is_empty()
+    );
     txn.commit().await.unwrap();
     other.rollback();
 
@@ -153,11 +169,19 @@ async fn rows_indexes_errors_and_a_restart() {
         .await;
     assert!(matches!(not_null, Err(EngineError::NotNull(_))));
     // Update through the locking read, delete, then commit.
-    let bob = txn.get_for_update(&table, &[Value::Int(2)]).await.unwrap().unwrap();
+    let bob = txn
+        .get_for_update(&table, &[Value::Int(2)])
+        .await
+        .unwrap()
+        .unwrap();
     let mut new = bob.values.clone();
     new[2] = Value::Int(25);
     txn.update(&table, &bob, new).await.unwrap();
-    let carol = txn.get_for_update(&table, &[Value::Int(3)]).await.unwrap().unwrap();
+    let carol = txn
+        .get_for_update(&table, &[Value::Int(3)])
+        .await
+        .unwrap()
+        .unwrap();
     txn.delete(&table, &carol).await.unwrap();
     txn.commit().await.unwrap();
 
@@ -165,10 +189,16 @@ async fn rows_indexes_errors_and_a_restart() {
     let rows = scan_all(&mut txn, &engine, 0, Direction::Forward).await;
     assert_eq!(rows.iter().map(balance).collect::<Vec<_>>(), vec![10, 25]);
     let reverse = scan_all(&mut txn, &engine, 0, Direction::Reverse).await;
-    assert_eq!(reverse.iter().map(balance).collect::<Vec<_>>(), vec![25, 10]);
+    assert_eq!(
+        reverse.iter().map(balance).collect::<Vec<_>>(),
+        vec![25, 10]
+    );
     // Through the secondary index on balance, in its order.
     let by_balance = scan_all(&mut txn, &engine, 2, Direction::Reverse).await;
-    assert_eq!(by_balance.iter().map(balance).collect::<Vec<_>>(), vec![25, 10]);
+    assert_eq!(
+        by_balance.iter().map(balance).collect::<Vec<_>>(),
+        vec![25, 10]
+    );
     txn.rollback();
 
     // A restarted engine sees every commit, and auto-increment goes on
@@ -195,17 +225,25 @@ async fn rows_indexes_errors_and_a_restart() {
 async fn concurrent_transfers_keep_the_total_at_every_snapshot() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let cluster = StorageCluster::start(dir.path(), "engine-test").await.unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test")
+        .await
+        .unwrap();
     let engine = open(&cluster).await;
     engine.create_database("bank", false).await.unwrap();
-    engine.create_table("bank", accounts(), false).await.unwrap();
+    engine
+        .create_table("bank", accounts(), false)
+        .await
+        .unwrap();
     let table = engine.catalog().table("bank", "accounts").unwrap();
     const ACCOUNTS: i64 = 20;
     let mut txn = engine.begin();
     for i in 1..=ACCOUNTS {
-        txn.insert(&table, vec![Value::Int(i), name(&format!("a{i}")), Value::Int(100)])
-            .await
-            .unwrap();
+        txn.insert(
+            &table,
+            vec![Value::Int(i), name(&format!("a{i}")), Value::Int(100)],
+        )
+        .await
+        .unwrap();
     }
     txn.commit().await.unwrap();
 
@@ -213,12 +251,18 @@ async fn concurrent_transfers_keep_the_total_at_every_snapshot() {
     let deadlocks = Arc::new(AtomicU64::new(0));
     let mut writers = Vec::new();
     for w in 0..6u64 {
-        let (engine, table, done, deadlocks) =
-            (engine.clone(), table.clone(), done.clone(), deadlocks.clone());
+        let (engine, table, done, deadlocks) = (
+            engine.clone(),
+            table.clone(),
+            done.clone(),
+            deadlocks.clone(),
+        );
         writers.push(tokio::spawn(async move {
             let mut seed = w * 7919 + 1;
             for _ in 0..40 {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let from = (seed >> 33) as i64 % ACCOUNTS + 1;
                 let to = (seed >> 17) as i64 % ACCOUNTS + 1;
                 if from == to {
@@ -279,7 +323,10 @@ async fn transfer(
     amount: i64,
 ) -> Result<(), EngineError> {
     for (id, delta) in [(from, -amount), (to, amount)] {
-        let row = txn.get_for_update(table, &[Value::Int(id)]).await?.expect("exists");
+        let row = txn
+            .get_for_update(table, &[Value::Int(id)])
+            .await?
+            .expect("exists");
         let mut values = row.values.clone();
         values[2] = Value::Int(balance(&values) + delta);
         txn.update(table, &row, values).await?;
@@ -291,10 +338,15 @@ async fn transfer(
 async fn a_unique_key_inserted_concurrently_is_stored_once() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let cluster = StorageCluster::start(dir.path(), "engine-test").await.unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test")
+        .await
+        .unwrap();
     let engine = open(&cluster).await;
     engine.create_database("bank", false).await.unwrap();
-    engine.create_table("bank", accounts(), false).await.unwrap();
+    engine
+        .create_table("bank", accounts(), false)
+        .await
+        .unwrap();
     let table = engine.catalog().table("bank", "accounts").unwrap();
     let mut tasks = Vec::new();
     for i in 0..8 {
@@ -302,7 +354,10 @@ async fn a_unique_key_inserted_concurrently_is_stored_once() {
         tasks.push(tokio::spawn(async move {
             let mut txn = engine.begin();
             let who = if i % 2 == 0 { "Same" } else { "same " };
-            match txn.insert(&table, vec![Value::Null, name(who), Value::Int(i)]).await {
+            match txn
+                .insert(&table, vec![Value::Null, name(who), Value::Int(i)])
+                .await
+            {
                 Ok(_) => {
                     txn.commit().await.unwrap();
                     true
@@ -318,7 +373,12 @@ async fn a_unique_key_inserted_concurrently_is_stored_once() {
     }
     assert_eq!(stored, 1);
     let mut txn = engine.begin();
-    assert_eq!(scan_all(&mut txn, &engine, 1, Direction::Forward).await.len(), 1);
+    assert_eq!(
+        scan_all(&mut txn, &engine, 1, Direction::Forward)
+            .await
+            .len(),
+        1
+    );
     txn.rollback();
     engine.close();
     cluster.stop().await.unwrap();
@@ -328,16 +388,24 @@ async fn a_unique_key_inserted_concurrently_is_stored_once() {
 async fn a_deadlock_is_reported_to_one_transaction() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let cluster = StorageCluster::start(dir.path(), "engine-test").await.unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test")
+        .await
+        .unwrap();
     let engine = open(&cluster).await;
     engine.create_database("bank", false).await.unwrap();
-    engine.create_table("bank", accounts(), false).await.unwrap();
+    engine
+        .create_table("bank", accounts(), false)
+        .await
+        .unwrap();
     let table = engine.catalog().table("bank", "accounts").unwrap();
     let mut txn = engine.begin();
     for i in 1..=2 {
-        txn.insert(&table, vec![Value::Int(i), name(&format!("a{i}")), Value::Int(0)])
-            .await
-            .unwrap();
+        txn.insert(
+            &table,
+            vec![Value::Int(i), name(&format!("a{i}")), Value::Int(0)],
+        )
+        .await
+        .unwrap();
     }
     txn.commit().await.unwrap();
     let mut t1 = engine.begin();
@@ -346,11 +414,17 @@ async fn a_deadlock_is_reported_to_one_transaction() {
     t2.get_for_update(&table, &[Value::Int(2)]).await.unwrap();
     let table2 = table.clone();
     let waiter = tokio::spawn(async move {
-        let r = t1.get_for_update(&table2, &[Value::Int(2)]).await.map(|_| ());
+        let r = t1
+            .get_for_update(&table2, &[Value::Int(2)])
+            .await
+            .map(|_| ());
         (t1, r)
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let second = t2.get_for_update(&table, &[Value::Int(1)]).await.map(|_| ());
+    let second = t2
+        .get_for_update(&table, &[Value::Int(1)])
+        .await
+        .map(|_| ());
     match second {
         Err(e @ EngineError::Lock(LockError::Deadlock)) => {
             assert_eq!(e.mysql_code().0, 1213);

@@ -434,6 +434,12 @@ async fn bulk_build(s: &Shared, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(u32, 
     let mut loader: Option<(u32, BulkLoader)> = None;
     let mut done = 0;
     loop {
+        // The loader reads its space's header to allocate pages: have it
+        // cached before the applier runs (see the closure's note).
+        if let Some((space, _)) = &loader {
+            let space = *space;
+            s.read_at(s.current(), |r| read_header(r, space)).await?;
+        }
         let mut ran = false;
         let mut root = None;
         commit(s, |st| {
