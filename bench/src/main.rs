@@ -2,11 +2,12 @@
 //! is measured against.
 //!
 //! `cargo run --release -p strata-bench -- log` runs the log-service
-//! workload, `-- pageserver` the page server's; every workload is a
-//! subcommand with its own module. All files a run writes go to a fresh
+//! workload, `-- pageserver` the page server's, `-- engine` the compute
+//! engine's; every workload is a subcommand with its own module. All files a run writes go to a fresh
 //! temporary directory (removed at the end) under `--data-dir`, which should
 //! sit on the disk being measured.
 
+mod engine;
 mod floor;
 mod log;
 mod pageserver;
@@ -36,6 +37,9 @@ enum Workload {
     /// The page server: ingest catch-up against the log's commit rate, and
     /// GetPage latency for cache hits and rebuilds.
     Pageserver(pageserver::PageserverArgs),
+    /// The compute engine through its library API on an embedded cluster:
+    /// point selects, range scans, index updates and inserts.
+    Engine(engine::EngineArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,5 +62,6 @@ fn main() -> anyhow::Result<()> {
     match &cli.workload {
         Workload::Log(args) => log::run(args, dir.path()),
         Workload::Pageserver(args) => pageserver::run(args, dir.path()),
+        Workload::Engine(args) => engine::run(args, dir.path()),
     }
 }
