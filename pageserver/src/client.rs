@@ -102,6 +102,17 @@ impl PageServerClient {
             .collect())
     }
 
+    /// Reports `compute_id`'s oldest snapshot in use.
+    pub async fn report_snapshot(&mut self, compute_id: &str, oldest: Lsn) -> Result<()> {
+        let req = pb::ReportSnapshotRequest {
+            cluster_id: self.cluster_id.clone(),
+            compute_id: compute_id.to_string(),
+            oldest_snapshot_lsn: oldest.0,
+        };
+        self.grpc.report_snapshot(req).await?;
+        Ok(())
+    }
+
     pub async fn status(&mut self) -> Result<Status> {
         let req = pb::StatusRequest {
             cluster_id: self.cluster_id.clone(),

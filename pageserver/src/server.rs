@@ -121,6 +121,7 @@ pub async fn serve_on(
     let grpc = Grpc {
         cluster_id: config.cluster_id.clone(),
         service,
+        snapshots: Default::default(),
     };
     let addr = listener.local_addr().ok();
     info!(listen = ?addr, data_dir = %config.data_dir.display(), "page server serving");
@@ -147,6 +148,10 @@ pub async fn serve_on(
 struct Grpc {
     cluster_id: String,
     service: Arc<PageService>,
+    /// Each compute's last reported oldest snapshot. A compute that stopped
+    /// reporting keeps its entry until it reports again under the same id
+    /// (GC's cap bounds what a stale entry can hold back).
+    snapshots: parking_lot::Mutex<std::collections::HashMap<String, Lsn>>,
 }
 
 impl Grpc {
@@ -253,6 +258,27 @@ impl PageServer for Grpc {
             cached_pages: cache.pages,
             reconstructions: cache.rebuilds,
             records_ingested: tl.records_ingested(),
+            oldest_snapshot_lsn: self
+                .snapshots
+                .lock()
+                .values()
+                .min()
+                .map_or(0, |l| l.0),
         }))
+    }
+
+    async fn report_snapshot(
+        &self,
+        req: Request<pb::ReportSnapshotRequest>,
+    ) -> Result<Response<pb::ReportSnapshotResponse>, Status> {
+        let req = req.into_inner();
+        self.check_cluster(&req.cluster_id)?;
+        if req.compute_id.is_empty() {
+            return Err(PageServerError::BadRequest("a snapshot report names no compute".into()).into());
+        }
+        self.snapshots
+            .lock()
+            .insert(req.compute_id, Lsn(req.oldest_snapshot_lsn));
+        Ok(Response::new(pb::ReportSnapshotResponse {}))
     }
 }
