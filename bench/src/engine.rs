@@ -266,7 +266,13 @@ async fn one(
         }
         Phase::RangeScan => {
             let mut scan = txn
-                .scan(table, 0, Bound::Included(vec![id]), Bound::Unbounded, Direction::Forward)
+                .scan(
+                    table,
+                    0,
+                    Bound::Included(vec![id]),
+                    Bound::Unbounded,
+                    Direction::Forward,
+                )
                 .await?;
             for _ in 0..100 {
                 if scan.next(&mut txn).await?.is_none() {

@@ -326,19 +326,3 @@ fn shared_error(e: &EngineError) -> EngineError {
         other => EngineError::Unavailable(other.to_string()),
     }
 }
-
-pub struct PageServerSource {}
-
-impl PageServerSource {
-    pub fn new(client: strata_pageserver::client::PageServerClient) -> Self {
-        let _ = client;
-        unimplemented!("helper C")
-    }
-}
-
-impl PageSource for PageServerSource {
-    fn get_page(&self, page: PageId, lsn: Lsn) -> BoxFuture<'_, Result<RemotePage>> {
-        let _ = (page, lsn);
-        unimplemented!("helper C")
-    }
-}

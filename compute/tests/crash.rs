@@ -61,7 +61,13 @@ fn int(v: &Value) -> i64 {
 async fn all_rows(engine: &Engine, txn: &mut Txn, table: &str) -> Vec<Vec<Value>> {
     let table = engine.catalog().table("bank", table).unwrap();
     let mut scan = txn
-        .scan(&table, 0, Bound::Unbounded, Bound::Unbounded, Direction::Forward)
+        .scan(
+            &table,
+            0,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            Direction::Forward,
+        )
         .await
         .unwrap();
     let mut rows = Vec::new();
@@ -76,7 +82,13 @@ async fn sigkill_of_the_engine_loses_no_acknowledged_transfer() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = StorageCluster::start(dir.path(), CLUSTER).await.unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "child_transfers", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "child_transfers",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, "1")
         .env("STRATA_LOG", cluster.log_endpoints.join(","))
         .env("STRATA_PS", &cluster.pageserver_endpoint)
@@ -103,7 +115,11 @@ async fn sigkill_of_the_engine_loses_no_acknowledged_transfer() {
     let mut acked = tokio::task::spawn_blocking(move || reader.join().unwrap())
         .await
         .unwrap();
-    assert!(acked.len() >= 150, "the child acknowledged only {}", acked.len());
+    assert!(
+        acked.len() >= 150,
+        "the child acknowledged only {}",
+        acked.len()
+    );
     // SIGKILL: no chance to flush or close anything.
     child.kill().unwrap();
     child.wait().unwrap();
@@ -125,7 +141,10 @@ async fn sigkill_of_the_engine_loses_no_acknowledged_transfer() {
     txn.rollback();
     let ids: BTreeSet<i64> = ledger.iter().map(|r| int(&r[0])).collect();
     let missing: Vec<_> = acked.difference(&ids).collect();
-    assert!(missing.is_empty(), "acknowledged transfers lost: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged transfers lost: {missing:?}"
+    );
     let mut expected: BTreeMap<i64, i64> = (1..=ACCOUNTS).map(|a| (a, 100)).collect();
     for r in &ledger {
         *expected.get_mut(&int(&r[1])).unwrap() -= int(&r[3]);
@@ -160,7 +179,11 @@ async fn child_transfers() {
         .await
         .unwrap();
     engine
-        .create_table("bank", spec("ledger", &["id", "src", "dst", "amount"]), false)
+        .create_table(
+            "bank",
+            spec("ledger", &["id", "src", "dst", "amount"]),
+            false,
+        )
         .await
         .unwrap();
     let accounts = engine.catalog().table("bank", "accounts").unwrap();
@@ -213,14 +236,26 @@ async fn transfer(
 ) -> Result<(), EngineError> {
     let amount = 1 + id % 5;
     for (a, delta) in [(src, -amount), (dst, amount)] {
-        let row = txn.get_for_update(accounts, &[Value::Int(a)]).await?.expect("exists");
+        let row = txn
+            .get_for_update(accounts, &[Value::Int(a)])
+            .await?
+            .expect("exists");
         let balance = int(&row.values[1]);
-        txn.update(accounts, &row, vec![Value::Int(a), Value::Int(balance + delta)])
-            .await?;
+        txn.update(
+            accounts,
+            &row,
+            vec![Value::Int(a), Value::Int(balance + delta)],
+        )
+        .await?;
     }
     txn.insert(
         ledger,
-        vec![Value::Int(id), Value::Int(src), Value::Int(dst), Value::Int(amount)],
+        vec![
+            Value::Int(id),
+            Value::Int(src),
+            Value::Int(dst),
+            Value::Int(amount),
+        ],
     )
     .await?;
     Ok(())

@@ -258,12 +258,7 @@ impl PageServer for Grpc {
             cached_pages: cache.pages,
             reconstructions: cache.rebuilds,
             records_ingested: tl.records_ingested(),
-            oldest_snapshot_lsn: self
-                .snapshots
-                .lock()
-                .values()
-                .min()
-                .map_or(0, |l| l.0),
+            oldest_snapshot_lsn: self.snapshots.lock().values().min().map_or(0, |l| l.0),
         }))
     }
 
@@ -274,7 +269,9 @@ impl PageServer for Grpc {
         let req = req.into_inner();
         self.check_cluster(&req.cluster_id)?;
         if req.compute_id.is_empty() {
-            return Err(PageServerError::BadRequest("a snapshot report names no compute".into()).into());
+            return Err(
+                PageServerError::BadRequest("a snapshot report names no compute".into()).into(),
+            );
         }
         self.snapshots
             .lock()
