@@ -21,9 +21,9 @@ pub struct StorageCluster {
     pub log_endpoints: Vec<String>,
     pub pageserver_endpoint: String,
     dir: PathBuf,
-    log_stop: CancellationToken,
+    log_stops: Vec<CancellationToken>,
     ps_stop: CancellationToken,
-    logs: Vec<JoinHandle<strata_logservice::Result<()>>>,
+    logs: Vec<Option<JoinHandle<strata_logservice::Result<()>>>>,
     pageserver: Option<JoinHandle<strata_pageserver::Result<()>>>,
 }
 
@@ -46,7 +46,7 @@ impl StorageCluster {
             listeners.push(bind().await?);
         }
         let log_endpoints: Vec<String> = listeners.iter().map(|(_, e)| e.clone()).collect();
-        let log_stop = CancellationToken::new();
+        let mut log_stops = Vec::new();
         let mut logs = Vec::new();
         for (i, (listener, _)) in listeners.into_iter().enumerate() {
             use strata_logservice::server::{ServerConfig, serve_on};
@@ -56,14 +56,16 @@ impl StorageCluster {
                 .filter(|j| *j != i)
                 .map(|j| log_endpoints[j].clone())
                 .collect();
-            logs.push(tokio::spawn(serve_on(listener, cfg, log_stop.clone())));
+            let stop = CancellationToken::new();
+            logs.push(Some(tokio::spawn(serve_on(listener, cfg, stop.clone()))));
+            log_stops.push(stop);
         }
         let mut cluster = StorageCluster {
             cluster_id: cluster_id.into(),
             log_endpoints,
             pageserver_endpoint: String::new(),
             dir: dir.to_path_buf(),
-            log_stop,
+            log_stops,
             ps_stop: CancellationToken::new(),
             logs,
             pageserver: None,
@@ -102,17 +104,30 @@ impl StorageCluster {
         if let Some(ps) = self.pageserver.take() {
             let _ = ps.await;
         }
-        self.log_stop.cancel();
-        for l in self.logs.drain(..) {
+        for stop in &self.log_stops {
+            stop.cancel();
+        }
+        for l in self.logs.iter_mut().filter_map(Option::take) {
             let _ = l.await;
         }
         Ok(())
+    }
+
+    /// Stops log replica `i` (0-based) and waits for it to end: for tests
+    /// of a log that loses its quorum.
+    pub async fn stop_log_replica(&mut self, i: usize) {
+        self.log_stops[i].cancel();
+        if let Some(l) = self.logs[i].take() {
+            let _ = l.await;
+        }
     }
 }
 
 impl Drop for StorageCluster {
     fn drop(&mut self) {
         self.ps_stop.cancel();
-        self.log_stop.cancel();
+        for stop in &self.log_stops {
+            stop.cancel();
+        }
     }
 }

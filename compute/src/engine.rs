@@ -187,6 +187,15 @@ impl Engine {
         self.shared.pool.stats()
     }
 
+    /// Every page version cached here that is valid at `lsn` (for checks:
+    /// it locks the whole pool in turn).
+    pub fn cached_pages_at(
+        &self,
+        lsn: Lsn,
+    ) -> Vec<(strata_wal::PageId, Arc<strata_wal::page::Page>)> {
+        self.shared.pool.versions_at(lsn)
+    }
+
     /// Why writes are refused, if they are.
     pub fn refused(&self) -> Option<String> {
         self.shared.refused.lock().clone()

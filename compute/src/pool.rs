@@ -230,6 +230,21 @@ impl BufferPool {
         found
     }
 
+    /// Every cached version valid at `lsn`, with its page (for checks and
+    /// tools: it takes every shard's lock in turn).
+    pub fn versions_at(&self, lsn: Lsn) -> Vec<(PageId, Arc<Page>)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            for (page, entry) in &shard.pages {
+                if let Some(v) = entry.versions().iter().find(|v| v.covers(lsn)) {
+                    out.push((*page, Arc::clone(&v.image)));
+                }
+            }
+        }
+        out
+    }
+
     /// The open version of `page` (valid until this node writes it), if
     /// cached: what the write path reads. Counted as a hit or a miss.
     pub fn get_current(&self, page: PageId) -> Option<Arc<Page>> {

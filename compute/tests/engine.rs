@@ -438,3 +438,150 @@ async fn a_deadlock_is_reported_to_one_transaction() {
     engine.close();
     cluster.stop().await.unwrap();
 }
+
+/// docs(id INT PRIMARY KEY, body BLOB, tag VARCHAR(30), KEY by_tag(tag)):
+/// bodies from a few bytes to several pages, so leaves split, merge and
+/// values go to overflow chains.
+fn docs() -> TableSpec {
+    let mut body = col("body", ColumnType::Blob { max_bytes: 1 << 24 }, false);
+    body.nullable = true;
+    TableSpec {
+        name: "docs".into(),
+        columns: vec![
+            col("id", bigint(), false),
+            body,
+            col(
+                "tag",
+                ColumnType::VarChar {
+                    max_chars: 30,
+                    collation: Collation::Utf8mb4Bin,
+                },
+                true,
+            ),
+        ],
+        primary_key: vec!["id".into()],
+        indexes: vec![IndexSpec {
+            name: "by_tag".into(),
+            columns: vec!["tag".into()],
+            unique: false,
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_cached_page_equals_the_page_servers_at_the_same_lsn() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test")
+        .await
+        .unwrap();
+    let engine = open(&cluster).await;
+    engine.create_database("lib", false).await.unwrap();
+    engine.create_table("lib", docs(), false).await.unwrap();
+    let table = engine.catalog().table("lib", "docs").unwrap();
+    let mut seed = 0x5eed_u64;
+    let mut rand = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for round in 0..30 {
+        let mut txn = engine.begin();
+        for _ in 0..20 {
+            let id = Value::Int(rand(300) as i64);
+            let len = match rand(10) {
+                0 => 3000 + rand(30_000),
+                _ => rand(400),
+            } as usize;
+            let body = Value::Bytes(vec![b'a' + (round % 26) as u8; len]);
+            let tag = name(&format!("t{}", rand(20)));
+            match txn
+                .get_for_update(&table, std::slice::from_ref(&id))
+                .await
+                .unwrap()
+            {
+                Some(old) if rand(3) == 0 => txn.delete(&table, &old).await.unwrap(),
+                Some(old) => txn.update(&table, &old, vec![id, body, tag]).await.unwrap(),
+                None => {
+                    txn.insert(&table, vec![id, body, tag]).await.unwrap();
+                }
+            }
+        }
+        txn.commit().await.unwrap();
+    }
+    let lsn = engine.durable_lsn();
+    let cached = engine.cached_pages_at(lsn);
+    assert!(cached.len() > 20, "only {} pages cached", cached.len());
+    let mut ps = strata_pageserver::client::PageServerClient::connect(
+        &cluster.pageserver_endpoint,
+        cluster.cluster_id.clone(),
+    )
+    .await
+    .unwrap();
+    for (page, image) in cached {
+        let remote = ps.get_page(page, lsn).await.unwrap();
+        assert!(
+            remote.page.as_bytes() == image.as_bytes(),
+            "page {page} at {lsn} differs from the page server's"
+        );
+    }
+    engine.close();
+    cluster.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_append_leaves_nothing_undurable_visible_and_refuses_writes() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = StorageCluster::start(dir.path(), "engine-test")
+        .await
+        .unwrap();
+    let mut cfg = cluster.engine_config();
+    cfg.commit_timeout = Duration::from_secs(2);
+    let engine = Engine::open(cfg).await.unwrap();
+    engine.create_database("bank", false).await.unwrap();
+    engine
+        .create_table("bank", accounts(), false)
+        .await
+        .unwrap();
+    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let mut txn = engine.begin();
+    txn.insert(&table, vec![Value::Int(1), name("kept"), Value::Int(1)])
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let durable = engine.durable_lsn();
+
+    // The log loses its quorum: the next commit is published, then fails.
+    cluster.stop_log_replica(1).await;
+    cluster.stop_log_replica(2).await;
+    let mut txn = engine.begin();
+    txn.insert(&table, vec![Value::Int(2), name("lost"), Value::Int(2)])
+        .await
+        .unwrap();
+    assert!(txn.commit().await.is_err());
+    assert!(engine.refused().is_some());
+    assert_eq!(engine.durable_lsn(), durable);
+    assert_eq!(
+        engine.applied_lsn(),
+        durable,
+        "versions above durable remain"
+    );
+    for (page, image) in engine.cached_pages_at(durable) {
+        assert!(image.lsn() <= durable, "page {page} holds undurable data");
+    }
+    let mut txn = engine.begin();
+    let rows = scan_all(&mut txn, &engine, 0, Direction::Forward).await;
+    assert_eq!(rows.len(), 1, "a snapshot sees the failed commit");
+    let refused = txn
+        .insert(&table, vec![Value::Int(3), name("later"), Value::Int(3)])
+        .await;
+    match refused {
+        Err(e @ EngineError::WritesRefused(_)) => assert_eq!(e.mysql_code().0, 1290),
+        other => panic!("expected writes refused, got {other:?}"),
+    }
+    txn.rollback();
+    engine.close();
+    cluster.stop().await.unwrap();
+}
