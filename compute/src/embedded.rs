@@ -75,8 +75,12 @@ impl StorageCluster {
     }
 
     async fn start_pageserver(&mut self) -> Result<()> {
-        use strata_pageserver::server::{ServerConfig, serve_on};
         let (listener, endpoint) = bind().await?;
+        self.serve_pageserver(listener, endpoint)
+    }
+
+    fn serve_pageserver(&mut self, listener: TcpListener, endpoint: String) -> Result<()> {
+        use strata_pageserver::server::{ServerConfig, serve_on};
         let mut cfg = ServerConfig::new(
             self.cluster_id.clone(),
             self.dir.join("pageserver"),
@@ -87,6 +91,27 @@ impl StorageCluster {
         self.pageserver = Some(tokio::spawn(serve_on(listener, cfg, self.ps_stop.clone())));
         self.pageserver_endpoint = endpoint;
         Ok(())
+    }
+
+    /// Stops the page server (the log replicas go on).
+    pub async fn stop_pageserver(&mut self) {
+        self.ps_stop.cancel();
+        if let Some(ps) = self.pageserver.take() {
+            let _ = ps.await;
+        }
+    }
+
+    /// Starts the page server again on its address and data.
+    pub async fn restart_pageserver(&mut self) -> Result<()> {
+        let addr = self
+            .pageserver_endpoint
+            .trim_start_matches("http://")
+            .to_string();
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("binding {addr} again: {e}")))?;
+        let endpoint = self.pageserver_endpoint.clone();
+        self.serve_pageserver(listener, endpoint)
     }
 
     /// An engine configuration for this cluster.

@@ -25,19 +25,21 @@
 
 mod bootstrap;
 mod ddl;
+mod feedback;
 pub(crate) mod read;
 pub(crate) mod stage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 use strata_logservice::client::{LogClient, LogClientConfig};
 use strata_wal::Lsn;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::btree::{Result as TreeResult, TreeError};
@@ -68,6 +70,9 @@ pub struct EngineConfig {
     /// How long a commit waits for the log's quorum before the node gives
     /// up on the log and refuses writes.
     pub commit_timeout: Duration,
+    /// Commits wait while the page server's ingest lags the durable LSN
+    /// by more than this (0: never).
+    pub max_ingest_lag_bytes: u64,
 }
 
 impl EngineConfig {
@@ -86,6 +91,7 @@ impl EngineConfig {
             lock_wait_timeout: Duration::from_secs(50),
             max_txn_bytes: 32 << 20,
             commit_timeout: Duration::from_secs(30),
+            max_ingest_lag_bytes: 256 << 20,
         }
     }
 }
@@ -114,6 +120,11 @@ pub(crate) struct Shared {
     next_txn: AtomicU64,
     /// Per table: the next auto-increment value to hand out.
     pub auto_inc: Mutex<HashMap<u32, u64>>,
+    /// The page server's ingested LSN, as last heard.
+    ingested: AtomicU64,
+    feedback_running: AtomicBool,
+    /// Stops background tasks.
+    stop: CancellationToken,
 }
 
 impl Engine {
@@ -126,7 +137,13 @@ impl Engine {
             cfg.cluster_id.clone(),
         )
         .await?;
-        Self::open_with_source(cfg, Arc::new(PageServerSource::new(ps))).await
+        let engine =
+            Self::open_with_source(cfg, Arc::new(PageServerSource::new(ps.clone()))).await?;
+        let s = &engine.shared;
+        s.ingested.store(s.durable_lsn().0, Ordering::Relaxed);
+        s.feedback_running.store(true, Ordering::Relaxed);
+        tokio::spawn(feedback::run(Arc::downgrade(s), ps, s.stop.clone()));
+        Ok(engine)
     }
 
     /// [`Engine::open`] with misses going to `source`.
@@ -157,6 +174,9 @@ impl Engine {
             snapshots: Mutex::new(BTreeMap::new()),
             next_txn: AtomicU64::new(1),
             auto_inc: Mutex::new(HashMap::new()),
+            ingested: AtomicU64::new(0),
+            feedback_running: AtomicBool::new(false),
+            stop: CancellationToken::new(),
             cfg,
         });
         let engine = Engine { shared };
@@ -177,6 +197,17 @@ impl Engine {
     /// The LSN snapshots are taken at: durable on the log's quorum.
     pub fn durable_lsn(&self) -> Lsn {
         *self.shared.durable.borrow()
+    }
+
+    /// How far the page server's ingest is behind the durable LSN, as last
+    /// heard (0 when the engine does not follow the page server).
+    pub fn ingest_lag_bytes(&self) -> u64 {
+        let s = &self.shared;
+        if !s.feedback_running.load(Ordering::Relaxed) {
+            return 0;
+        }
+        s.durable_lsn()
+            .bytes_since(Lsn(s.ingested.load(Ordering::Relaxed)))
     }
 
     pub fn applied_lsn(&self) -> Lsn {
@@ -201,8 +232,9 @@ impl Engine {
         self.shared.refused.lock().clone()
     }
 
-    /// Stops writing to the log.
+    /// Stops writing to the log and the background tasks.
     pub fn close(&self) {
+        self.shared.stop.cancel();
         self.shared.log.close();
     }
 }
@@ -273,6 +305,7 @@ impl Shared {
     ) -> Result<(Lsn, impl Future<Output = Result<()>> + '_)> {
         self.check_writable()?;
         self.wait_pinned_room().await?;
+        self.wait_ingest_room().await?;
         let mut next = self.applier.lock().await;
         self.check_writable()?;
         let staged = loop {

@@ -585,3 +585,186 @@ async fn a_failed_append_leaves_nothing_undurable_visible_and_refuses_writes() {
     engine.close();
     cluster.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_increments_of_one_row_lose_no_update() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test")
+        .await
+        .unwrap();
+    let engine = open(&cluster).await;
+    engine.create_database("bank", false).await.unwrap();
+    engine
+        .create_table("bank", accounts(), false)
+        .await
+        .unwrap();
+    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let mut txn = engine.begin();
+    txn.insert(&table, vec![Value::Int(1), name("hot"), Value::Int(0)])
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (engine, table) = (engine.clone(), table.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let mut txn = engine.begin();
+                // A snapshot read first: the increment must still see the
+                // latest value, through the locking read.
+                txn.get(&table, &[Value::Int(1)]).await.unwrap();
+                let row = txn
+                    .get_for_update(&table, &[Value::Int(1)])
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let mut values = row.values.clone();
+                values[2] = Value::Int(balance(&values) + 1);
+                txn.update(&table, &row, values).await.unwrap();
+                txn.commit().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut txn = engine.begin();
+    let row = txn.get(&table, &[Value::Int(1)]).await.unwrap().unwrap();
+    assert_eq!(balance(&row.values), 200);
+    txn.rollback();
+    engine.close();
+    cluster.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_unique_inserts_across_page_splits_store_each_key_once() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test")
+        .await
+        .unwrap();
+    let engine = open(&cluster).await;
+    engine.create_database("bank", false).await.unwrap();
+    engine
+        .create_table("bank", accounts(), false)
+        .await
+        .unwrap();
+    let table = engine.catalog().table("bank", "accounts").unwrap();
+    const KEYS: u64 = 600;
+    let mut tasks = Vec::new();
+    for t in 0..6u64 {
+        let (engine, table) = (engine.clone(), table.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut stored = 0;
+            for i in 0..KEYS {
+                // Every task inserts every key, in its own order, a few
+                // per transaction: leaves split under the racing inserts.
+                let k = (i * (2 * t + 1) + t * 37) % KEYS;
+                let mut txn = engine.begin();
+                let who = name(&format!("{k:>04}-padding-padding"));
+                match txn
+                    .insert(&table, vec![Value::Null, who, Value::Int(k as i64)])
+                    .await
+                {
+                    Ok(_) => {
+                        txn.commit().await.unwrap();
+                        stored += 1;
+                    }
+                    Err(EngineError::DuplicateKey { .. }) => txn.rollback(),
+                    Err(EngineError::Lock(_)) => txn.rollback(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            stored
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        stored += t.await.unwrap();
+    }
+    assert_eq!(stored, KEYS, "each key stored exactly once");
+    let mut txn = engine.begin();
+    let rows = scan_all(&mut txn, &engine, 1, Direction::Forward).await;
+    assert_eq!(rows.len() as u64, KEYS);
+    let mut balances: Vec<i64> = rows.iter().map(balance).collect();
+    balances.dedup();
+    assert_eq!(balances, (0..KEYS as i64).collect::<Vec<_>>());
+    txn.rollback();
+    engine.close();
+    cluster.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_page_server_hears_the_oldest_snapshot_and_a_stalled_ingest_holds_commits() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = StorageCluster::start(dir.path(), "engine-test")
+        .await
+        .unwrap();
+    let mut cfg = cluster.engine_config();
+    cfg.commit_timeout = Duration::from_secs(2);
+    cfg.max_ingest_lag_bytes = 1;
+    let engine = Engine::open(cfg).await.unwrap();
+    engine.create_database("bank", false).await.unwrap();
+    engine
+        .create_table("bank", accounts(), false)
+        .await
+        .unwrap();
+    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let mut reader = engine.begin();
+    let snapshot = reader.snapshot();
+    let mut txn = engine.begin();
+    txn.insert(&table, vec![Value::Int(1), name("a"), Value::Int(1)])
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    assert!(engine.durable_lsn() > snapshot);
+    let mut ps = strata_pageserver::client::PageServerClient::connect(
+        &cluster.pageserver_endpoint,
+        cluster.cluster_id.clone(),
+    )
+    .await
+    .unwrap();
+    let reported = async {
+        loop {
+            let s = ps.status().await.unwrap();
+            if s.oldest_snapshot_lsn == snapshot.0 && s.ingested_lsn >= engine.durable_lsn().0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), reported)
+        .await
+        .expect("the open snapshot is reported");
+    reader.rollback();
+
+    // Ingest stops: after one more commit, the next waits for it, and
+    // gives up at the commit timeout.
+    while engine.ingest_lag_bytes() > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cluster.stop_pageserver().await;
+    let insert = |id: i64| {
+        let (engine, table) = (engine.clone(), table.clone());
+        async move {
+            let mut txn = engine.begin();
+            txn.insert(
+                &table,
+                vec![Value::Int(id), name(&format!("n{id}")), Value::Int(0)],
+            )
+            .await?;
+            txn.commit().await
+        }
+    };
+    insert(2).await.unwrap();
+    match insert(3).await {
+        Err(EngineError::Unavailable(why)) => assert!(why.contains("ingest lags"), "{why}"),
+        other => panic!("expected the commit to wait for ingest, got {other:?}"),
+    }
+    cluster.restart_pageserver().await.unwrap();
+    insert(4).await.unwrap();
+    engine.close();
+    cluster.stop().await.unwrap();
+}
