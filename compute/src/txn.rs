@@ -297,21 +297,30 @@ impl Txn {
         if let Some(v) = self.writes.get(root, key) {
             return Ok(v.clone());
         }
-        let at = self.shared.current();
-        self.read_lsn = self.read_lsn.max(at.lsn());
         let tree = BTree::open(root);
-        self.shared.read_at(at, |r| tree.get(r, key)).await
+        let found = self
+            .shared
+            .read_at(self.shared.current(), |r| tree.get(r, key))
+            .await;
+        self.saw_current();
+        found
+    }
+
+    /// After a current read: what was read is at most the applied LSN now.
+    fn saw_current(&mut self) {
+        self.read_lsn = self.read_lsn.max(self.shared.pool.applied_lsn());
     }
 
     async fn get_at(&mut self, at: ReadAt, root: PageId, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if let Some(v) = self.writes.get(root, key) {
             return Ok(v.clone());
         }
-        if let ReadAt::Current(l) = at {
-            self.read_lsn = self.read_lsn.max(l);
-        }
         let tree = BTree::open(root);
-        self.shared.read_at(at, |r| tree.get(r, key)).await
+        let found = self.shared.read_at(at, |r| tree.get(r, key)).await;
+        if let ReadAt::Current(_) = at {
+            self.saw_current();
+        }
+        found
     }
 
     /// The row with primary key `pk`, as of the snapshot.

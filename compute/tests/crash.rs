@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::ops::Bound;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use strata_compute::btree::Direction;
@@ -97,22 +99,31 @@ async fn sigkill_of_the_engine_loses_no_acknowledged_transfer() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    // Read acknowledgements on a thread until enough have come, then kill.
-    let reader = std::thread::spawn(move || {
-        let mut acked = BTreeSet::new();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(id) = line.strip_prefix("ACK ") {
-                acked.insert(id.trim().parse::<i64>().unwrap());
+    // A thread reads acknowledgements until the pipe closes (at the kill),
+    // counting them as they come.
+    let count = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let count = count.clone();
+        std::thread::spawn(move || {
+            let mut acked = BTreeSet::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(id) = line.strip_prefix("ACK ") {
+                    acked.insert(id.trim().parse::<i64>().unwrap());
+                    count.store(acked.len(), Ordering::Relaxed);
+                }
             }
-            if acked.len() >= 150 || Instant::now() > deadline {
-                break;
-            }
-        }
-        acked
-    });
-    let mut acked = tokio::task::spawn_blocking(move || reader.join().unwrap())
+            acked
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count.load(Ordering::Relaxed) < 150 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // SIGKILL, mid-stream: no chance to flush or close anything.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let acked = tokio::task::spawn_blocking(move || reader.join().unwrap())
         .await
         .unwrap();
     assert!(
@@ -120,19 +131,6 @@ async fn sigkill_of_the_engine_loses_no_acknowledged_transfer() {
         "the child acknowledged only {}",
         acked.len()
     );
-    // SIGKILL: no chance to flush or close anything.
-    child.kill().unwrap();
-    child.wait().unwrap();
-    // Lines written before the kill but not yet read still count.
-    if let Some(mut out) = child.stdout.take() {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut out, &mut rest);
-        for l in rest.lines() {
-            if let Some(id) = l.strip_prefix("ACK ") {
-                acked.insert(id.trim().parse().unwrap());
-            }
-        }
-    }
 
     let engine = Engine::open(cluster.engine_config()).await.unwrap();
     let mut txn = engine.begin();

@@ -21,16 +21,10 @@ use crate::pool::BufferPool;
 pub enum ReadAt {
     /// A snapshot: durable data as of this LSN.
     Snapshot(Lsn),
-    /// Current read: everything the applier has published (write path).
+    /// Current read: everything the applier has published (write path),
+    /// at this LSN or, after a miss, at the applied LSN of then (data read
+    /// is never older than this).
     Current(Lsn),
-}
-
-impl ReadAt {
-    pub fn lsn(self) -> Lsn {
-        match self {
-            ReadAt::Snapshot(l) | ReadAt::Current(l) => l,
-        }
-    }
 }
 
 /// The pool as of one LSN.
@@ -59,7 +53,14 @@ impl Shared {
         mut read: impl FnMut(&mut PoolReader<'_>) -> TreeResult<T>,
     ) -> Result<T> {
         loop {
-            let mut reader = PoolReader::new(&self.pool, at.lsn());
+            // A current read that missed starts again at the applied LSN of
+            // now: the page it fetched is the current one, which may be
+            // newer than the position it first read at.
+            let lsn = match at {
+                ReadAt::Snapshot(lsn) => lsn,
+                ReadAt::Current(_) => self.pool.applied_lsn(),
+            };
+            let mut reader = PoolReader::new(&self.pool, lsn);
             match read(&mut reader) {
                 Err(TreeError::Miss(page)) => self.fetch(at, page).await?,
                 other => return other.map_err(Into::into),

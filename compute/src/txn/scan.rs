@@ -78,7 +78,7 @@ impl Txn {
     ) -> Result<RowScan> {
         let table = self.use_table(table).await?;
         let at = self.shared.current();
-        self.read_lsn = self.read_lsn.max(at.lsn());
+        self.saw_current();
         self.open_scan(table, index, lower, upper, dir, at)
     }
 
@@ -192,6 +192,9 @@ impl RowScan {
                 match txn.shared.next_entry(self.at, &mut self.cursor).await? {
                     Some(e) => self.tree_head = Some(e),
                     None => self.tree_done = true,
+                }
+                if let ReadAt::Current(_) = self.at {
+                    txn.saw_current();
                 }
             }
             let own_first = match (self.own.front(), &self.tree_head) {
