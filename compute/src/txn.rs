@@ -384,8 +384,9 @@ impl Txn {
                 return Err(duplicate(&table, &table.primary, &row));
             }
         }
-        self.check_unique(&table, &row, &key, (key == old.key).then_some(old))
-            .await?;
+        // A unique key the row keeps (even under a new primary key) is its
+        // own, not a duplicate.
+        self.check_unique(&table, &row, &key, Some(old)).await?;
         if let Some(c) = table.auto_increment_column() {
             self.shared
                 .bump_auto_inc(&table, auto_inc_value(&row[c]))

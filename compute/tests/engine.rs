@@ -768,3 +768,62 @@ async fn the_page_server_hears_the_oldest_snapshot_and_a_stalled_ingest_holds_co
     engine.close();
     cluster.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn updates_check_unique_keys_against_other_rows_only() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test")
+        .await
+        .unwrap();
+    let engine = open(&cluster).await;
+    engine.create_database("bank", false).await.unwrap();
+    engine
+        .create_table("bank", accounts(), false)
+        .await
+        .unwrap();
+    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let mut txn = engine.begin();
+    for (id, n) in [(1, "alice"), (2, "bob")] {
+        txn.insert(&table, vec![Value::Int(id), name(n), Value::Int(0)])
+            .await
+            .unwrap();
+    }
+    txn.commit().await.unwrap();
+    let mut txn = engine.begin();
+    // A new primary key: the row keeps its own unique name.
+    let alice = txn
+        .get_for_update(&table, &[Value::Int(1)])
+        .await
+        .unwrap()
+        .unwrap();
+    let mut moved = alice.values.clone();
+    moved[0] = Value::Int(100);
+    txn.update(&table, &alice, moved).await.unwrap();
+    // Taking another row's name (in another case) is a duplicate.
+    let bob = txn
+        .get_for_update(&table, &[Value::Int(2)])
+        .await
+        .unwrap()
+        .unwrap();
+    let mut clash = bob.values.clone();
+    clash[1] = name("ALICE");
+    txn.begin_statement();
+    assert!(matches!(
+        txn.update(&table, &bob, clash).await,
+        Err(EngineError::DuplicateKey { .. })
+    ));
+    txn.rollback_statement();
+    txn.commit().await.unwrap();
+    let mut txn = engine.begin();
+    let ids: Vec<Value> = scan_all(&mut txn, &engine, 1, Direction::Forward)
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(ids, vec![Value::Int(100), Value::Int(2)]);
+    assert!(txn.get(&table, &[Value::Int(1)]).await.unwrap().is_none());
+    txn.rollback();
+    engine.close();
+    cluster.stop().await.unwrap();
+}
