@@ -827,3 +827,218 @@ async fn updates_check_unique_keys_against_other_rows_only() {
     engine.close();
     cluster.stop().await.unwrap();
 }
+
+/// Page records in the log between two LSNs, by space.
+async fn records_by_space(
+    cluster: &StorageCluster,
+    from: strata_wal::Lsn,
+    to: strata_wal::Lsn,
+) -> std::collections::BTreeMap<u32, usize> {
+    let mut reader = strata_logservice::client::LogReader::new(
+        cluster.cluster_id.clone(),
+        "test-reader",
+        cluster.log_endpoints.clone(),
+        from,
+    );
+    let mut by_space = std::collections::BTreeMap::new();
+    while reader.position() < to {
+        let chunk = reader.next_chunk().await.unwrap();
+        for batch in strata_wal::record::decode_batches(&chunk.data, chunk.start).unwrap() {
+            for (_, r) in batch.records {
+                if let strata_wal::Record::Page { page, .. } = r {
+                    *by_space.entry(page.space).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    by_space
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_index_is_bulk_built_and_ddl_waits_for_the_tables_users() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test")
+        .await
+        .unwrap();
+    let engine = open(&cluster).await;
+    engine.create_database("bank", false).await.unwrap();
+    let mut spec = accounts();
+    spec.indexes.clear();
+    engine.create_table("bank", spec, false).await.unwrap();
+    let table = engine.catalog().table("bank", "accounts").unwrap();
+    const ROWS: i64 = 3000;
+    let mut txn = engine.begin();
+    for i in 1..=ROWS {
+        let who = name(&format!("n{}", i % 1000));
+        txn.insert(
+            &table,
+            vec![Value::Int(i), who, Value::Int((i * 7919) % ROWS)],
+        )
+        .await
+        .unwrap();
+    }
+    txn.commit().await.unwrap();
+
+    // A unique index over duplicate names fails and changes nothing.
+    let unique = IndexSpec {
+        name: "name".into(),
+        columns: vec!["name".into()],
+        unique: true,
+    };
+    match engine.create_index("bank", "accounts", unique).await {
+        Err(e @ EngineError::DuplicateKey { .. }) => assert_eq!(e.mysql_code().0, 1062),
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    assert!(
+        engine
+            .catalog()
+            .table("bank", "accounts")
+            .unwrap()
+            .secondary
+            .is_empty()
+    );
+
+    // A non-unique one is built from whole pages, not one record per row.
+    let before = engine.durable_lsn();
+    let by_balance = IndexSpec {
+        name: "by_balance".into(),
+        columns: vec!["balance".into()],
+        unique: false,
+    };
+    engine
+        .create_index("bank", "accounts", by_balance)
+        .await
+        .unwrap();
+    let after = engine.durable_lsn();
+    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let space = table.secondary[0].space;
+    let records = records_by_space(&cluster, before, after).await;
+    let built = records.get(&space).copied().unwrap_or(0);
+    assert!(
+        built > 0 && built < ROWS as usize / 20,
+        "{built} records built the index"
+    );
+    let mut txn = engine.begin();
+    let rows = scan_all(&mut txn, &engine, 1, Direction::Forward).await;
+    assert_eq!(rows.len() as i64, ROWS);
+    assert!(rows.windows(2).all(|w| balance(&w[0]) <= balance(&w[1])));
+    txn.rollback();
+
+    // DDL waits for a transaction that uses the table, and the old
+    // definition is refused to it afterwards.
+    let mut user = engine.begin();
+    user.get(&table, &[Value::Int(1)]).await.unwrap();
+    let dropping = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.drop_index("bank", "accounts", "by_balance").await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !dropping.is_finished(),
+        "DDL ran while the table was in use"
+    );
+    user.commit().await.unwrap();
+    dropping.await.unwrap().unwrap();
+    let mut stale = engine.begin();
+    assert!(matches!(
+        stale.get(&table, &[Value::Int(1)]).await,
+        Err(EngineError::TableDefChanged)
+    ));
+    stale.rollback();
+
+    // Dropping the table drops its spaces at the page server too.
+    engine.drop_table("bank", "accounts", false).await.unwrap();
+    assert!(engine.drop_table("bank", "accounts", true).await.is_ok());
+    assert!(matches!(
+        engine.catalog().table("bank", "accounts"),
+        Err(EngineError::UnknownTable { .. })
+    ));
+    let mut ps = strata_pageserver::client::PageServerClient::connect(
+        &cluster.pageserver_endpoint,
+        cluster.cluster_id.clone(),
+    )
+    .await
+    .unwrap();
+    let gone = ps
+        .get_page(table.primary.root(), engine.durable_lsn())
+        .await;
+    assert!(gone.is_err(), "a dropped table's pages are still served");
+    engine.close();
+    cluster.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_values_large_transactions_and_lock_waits() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test")
+        .await
+        .unwrap();
+    let mut cfg = cluster.engine_config();
+    cfg.lock_wait_timeout = Duration::from_millis(300);
+    cfg.max_txn_bytes = 8 << 20;
+    let engine = Engine::open(cfg).await.unwrap();
+    engine.create_database("lib", false).await.unwrap();
+    engine.create_table("lib", docs(), false).await.unwrap();
+    let table = engine.catalog().table("lib", "docs").unwrap();
+
+    // A 3 MiB value goes through overflow pages and comes back whole.
+    let big: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let mut txn = engine.begin();
+    txn.insert(
+        &table,
+        vec![Value::Int(1), Value::Bytes(big.clone()), name("big")],
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    let mut txn = engine.begin();
+    let row = txn.get(&table, &[Value::Int(1)]).await.unwrap().unwrap();
+    assert_eq!(row.values[1], Value::Bytes(big.clone()));
+    txn.rollback();
+
+    // Past the transaction size limit: a clear error, nothing written.
+    let mut txn = engine.begin();
+    let mut result = Ok(None);
+    for i in 2..6 {
+        result = txn
+            .insert(
+                &table,
+                vec![Value::Int(i), Value::Bytes(big.clone()), name("x")],
+            )
+            .await;
+        if result.is_err() {
+            break;
+        }
+    }
+    match result {
+        Err(e @ EngineError::TxnTooLarge { .. }) => assert_eq!(e.mysql_code().0, 1197),
+        other => panic!("expected a too-large transaction, got {other:?}"),
+    }
+    txn.rollback();
+
+    // A lock held past the wait timeout: 1205 for the waiter.
+    let mut holder = engine.begin();
+    holder
+        .get_for_update(&table, &[Value::Int(1)])
+        .await
+        .unwrap();
+    let mut waiter = engine.begin();
+    match waiter.get_for_update(&table, &[Value::Int(1)]).await {
+        Err(e @ EngineError::Lock(LockError::Timeout)) => assert_eq!(e.mysql_code().0, 1205),
+        other => panic!("expected a lock wait timeout, got {other:?}"),
+    }
+    holder.rollback();
+    // Once the holder is gone the same read goes through.
+    assert!(
+        waiter
+            .get_for_update(&table, &[Value::Int(1)])
+            .await
+            .unwrap()
+            .is_some()
+    );
+    waiter.rollback();
+    engine.close();
+    cluster.stop().await.unwrap();
+}
