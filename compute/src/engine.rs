@@ -53,6 +53,9 @@ use stage::{Stage, Staged};
 
 pub use ddl::{ColumnSpec, IndexSpec, TableSpec};
 
+/// Pages a transaction fetched and holds for its commit.
+pub(crate) type PinnedPages = HashMap<strata_wal::PageId, Arc<strata_wal::page::Page>>;
+
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub cluster_id: String,
@@ -301,6 +304,18 @@ impl Shared {
     /// the stage.
     pub async fn apply(
         &self,
+        build: impl FnMut(&mut Stage<'_>) -> TreeResult<()>,
+    ) -> Result<(Lsn, impl Future<Output = Result<()>> + '_)> {
+        static NOTHING_PINNED: std::sync::LazyLock<PinnedPages> =
+            std::sync::LazyLock::new(HashMap::new);
+        self.apply_pinned(&NOTHING_PINNED, build).await
+    }
+
+    /// [`Shared::apply`], the stage falling back on `pinned` pages (fetched
+    /// by the caller beforehand) that the pool may have evicted.
+    pub async fn apply_pinned(
+        &self,
+        pinned: &PinnedPages,
         mut build: impl FnMut(&mut Stage<'_>) -> TreeResult<()>,
     ) -> Result<(Lsn, impl Future<Output = Result<()>> + '_)> {
         self.check_writable()?;
@@ -309,7 +324,7 @@ impl Shared {
         let mut next = self.applier.lock().await;
         self.check_writable()?;
         let staged = loop {
-            let mut stage = Stage::new(&self.pool, *next);
+            let mut stage = Stage::new(&self.pool, *next).with_pinned(pinned);
             match build(&mut stage) {
                 Ok(()) => {}
                 Err(TreeError::Miss(page)) => {

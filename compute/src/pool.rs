@@ -297,6 +297,19 @@ impl BufferPool {
         }
     }
 
+    /// Whether an image of `page` with page LSN `page_lsn`, current when it
+    /// was read, still is: no publish wrote the page after it.
+    pub fn still_current(&self, page: PageId, page_lsn: Lsn) -> bool {
+        if self.is_fenced() {
+            return false;
+        }
+        let shard = self.shard(page).lock();
+        match shard.pages.get(&page).map_or(Lsn::ZERO, |e| e.written) {
+            Lsn::ZERO => page_lsn <= self.start,
+            written => written == page_lsn,
+        }
+    }
+
     /// Adds a version fetched from a page source, valid `[from, to)`;
     /// `to` is clipped to what this node has written since.
     ///

@@ -26,6 +26,7 @@ mod scan;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use strata_wal::page::Page;
 use strata_wal::{Lsn, PageId};
 
 use crate::btree::{BTree, Result as TreeResult};
@@ -430,26 +431,32 @@ impl Txn {
             return self.settle().await;
         }
         self.shared.check_writable()?;
-        self.prefetch().await?;
+        let pinned = self.prefetch().await?;
         let writes = &self.writes;
-        let (_lsn, durable) = self.shared.apply(|st| apply_writes(st, writes)).await?;
+        let (_lsn, durable) = self
+            .shared
+            .apply_pinned(&pinned, |st| apply_writes(st, writes))
+            .await?;
         // Published: later current reads see it, and the log orders every
         // later commit after it, so the row locks can go now.
         self.shared.locks.release_all(self.id);
         durable.await
     }
 
-    /// Fetches the current version of every page the commit will change,
-    /// so the applier rarely waits on a miss.
-    async fn prefetch(&self) -> Result<()> {
+    /// Fetches the current version of every page the commit will change
+    /// and holds them, so the applier does not wait on a miss (a split or a
+    /// merge may still read a page off these paths).
+    async fn prefetch(&self) -> Result<HashMap<PageId, Arc<Page>>> {
+        let mut pinned = HashMap::new();
         for (root, entries) in &self.writes.changes {
             let tree = BTree::open(*root);
             for key in entries.keys() {
-                let at = self.shared.current();
-                self.shared.read_at(at, |r| tree.path(r, key)).await?;
+                self.shared
+                    .read_current_keeping(|r| tree.path(r, key), &mut pinned)
+                    .await?;
             }
         }
-        Ok(())
+        Ok(pinned)
     }
 
     /// Drops every change and releases every lock.

@@ -6,6 +6,7 @@
 //! version for a current read) and runs it again; reads change nothing, and
 //! a cursor that missed has not moved, so running again is always safe.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use strata_wal::page::Page;
@@ -31,17 +32,27 @@ pub enum ReadAt {
 pub struct PoolReader<'a> {
     pool: &'a BufferPool,
     at: Lsn,
+    /// Pages read, when asked to keep them.
+    kept: Option<Vec<(PageId, Arc<Page>)>>,
 }
 
 impl<'a> PoolReader<'a> {
     pub fn new(pool: &'a BufferPool, at: Lsn) -> Self {
-        PoolReader { pool, at }
+        PoolReader {
+            pool,
+            at,
+            kept: None,
+        }
     }
 }
 
 impl PageRead for PoolReader<'_> {
     fn page(&mut self, id: PageId) -> TreeResult<Arc<Page>> {
-        self.pool.get(id, self.at).ok_or(TreeError::Miss(id))
+        let page = self.pool.get(id, self.at).ok_or(TreeError::Miss(id))?;
+        if let Some(kept) = &mut self.kept {
+            kept.push((id, Arc::clone(&page)));
+        }
+        Ok(page)
     }
 }
 
@@ -63,6 +74,26 @@ impl Shared {
             let mut reader = PoolReader::new(&self.pool, lsn);
             match read(&mut reader) {
                 Err(TreeError::Miss(page)) => self.fetch(at, page).await?,
+                other => return other.map_err(Into::into),
+            }
+        }
+    }
+
+    /// A current read that also returns every page it read: the engine
+    /// holds them so that they cannot be evicted before the applier uses
+    /// them.
+    pub async fn read_current_keeping<T>(
+        &self,
+        mut read: impl FnMut(&mut PoolReader<'_>) -> TreeResult<T>,
+        keep: &mut HashMap<PageId, Arc<Page>>,
+    ) -> Result<T> {
+        loop {
+            let mut reader = PoolReader::new(&self.pool, self.pool.applied_lsn());
+            reader.kept = Some(Vec::new());
+            let result = read(&mut reader);
+            keep.extend(reader.kept.take().into_iter().flatten());
+            match result {
+                Err(TreeError::Miss(page)) => self.fetcher.fetch_current(page).await?,
                 other => return other.map_err(Into::into),
             }
         }

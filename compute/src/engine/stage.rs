@@ -29,6 +29,9 @@ pub(crate) struct Stage<'a> {
     /// Where the batch will start in the log.
     start: Lsn,
     pages: HashMap<PageId, Arc<Page>>,
+    /// Pages the transaction fetched before it entered the applier, used
+    /// if the pool has let them go and no publish has changed them since.
+    pinned: Option<&'a HashMap<PageId, Arc<Page>>>,
     batch: BatchBuilder,
 }
 
@@ -47,8 +50,26 @@ impl<'a> Stage<'a> {
             base: pool.applied_lsn(),
             start,
             pages: HashMap::new(),
+            pinned: None,
             batch: BatchBuilder::new(),
         }
+    }
+
+    /// Lets the stage fall back on pages held by the transaction.
+    pub fn with_pinned(mut self, pinned: &'a HashMap<PageId, Arc<Page>>) -> Stage<'a> {
+        self.pinned = Some(pinned);
+        self
+    }
+
+    /// Page `id` as of the applied LSN, from the pool or the pinned pages.
+    fn committed(&self, id: PageId) -> Option<Arc<Page>> {
+        if let Some(page) = self.pool.get(id, self.base) {
+            return Some(page);
+        }
+        let page = self.pinned?.get(&id)?;
+        self.pool
+            .still_current(id, page.lsn())
+            .then(|| Arc::clone(page))
     }
 
     /// Where this batch starts: a snapshot must be past it to see it.
@@ -83,7 +104,7 @@ impl<'a> Stage<'a> {
         if let Some(page) = self.pages.remove(&id) {
             return Ok(page);
         }
-        match (self.pool.get(id, self.base), op) {
+        match (self.committed(id), op) {
             (Some(page), _) => Ok(page),
             // Formatting ops do not read the page: a new page needs no fetch.
             (None, PageOp::Init { .. } | PageOp::FullImage { .. }) => {
@@ -99,7 +120,7 @@ impl PageRead for Stage<'_> {
         if let Some(page) = self.pages.get(&id) {
             return Ok(page.clone());
         }
-        self.pool.get(id, self.base).ok_or(TreeError::Miss(id))
+        self.committed(id).ok_or(TreeError::Miss(id))
     }
 }
 
