@@ -468,18 +468,10 @@ fn docs() -> TableSpec {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_cached_page_equals_the_page_servers_at_the_same_lsn() {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = StorageCluster::start(dir.path(), "engine-test")
-        .await
-        .unwrap();
-    let engine = open(&cluster).await;
-    engine.create_database("lib", false).await.unwrap();
-    engine.create_table("lib", docs(), false).await.unwrap();
-    let table = engine.catalog().table("lib", "docs").unwrap();
-    let mut seed = 0x5eed_u64;
+/// Thirty transactions of random inserts, updates and deletes of bodies
+/// from a few bytes to several pages.
+async fn random_docs(engine: &Engine, table: &strata_compute::catalog::TableDef, seed: u64) {
+    let mut seed = seed;
     let mut rand = |n: u64| {
         seed = seed
             .wrapping_mul(6364136223846793005)
@@ -497,18 +489,40 @@ async fn every_cached_page_equals_the_page_servers_at_the_same_lsn() {
             let body = Value::Bytes(vec![b'a' + (round % 26) as u8; len]);
             let tag = name(&format!("t{}", rand(20)));
             match txn
-                .get_for_update(&table, std::slice::from_ref(&id))
+                .get_for_update(table, std::slice::from_ref(&id))
                 .await
                 .unwrap()
             {
-                Some(old) if rand(3) == 0 => txn.delete(&table, &old).await.unwrap(),
-                Some(old) => txn.update(&table, &old, vec![id, body, tag]).await.unwrap(),
+                Some(old) if rand(3) == 0 => txn.delete(table, &old).await.unwrap(),
+                Some(old) => txn.update(table, &old, vec![id, body, tag]).await.unwrap(),
                 None => {
-                    txn.insert(&table, vec![id, body, tag]).await.unwrap();
+                    txn.insert(table, vec![id, body, tag]).await.unwrap();
                 }
             }
         }
         txn.commit().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_cached_page_equals_the_page_servers_at_the_same_lsn() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test")
+        .await
+        .unwrap();
+    let engine = open(&cluster).await;
+    engine.create_database("lib", false).await.unwrap();
+    // Three seeded workloads, each on its own table.
+    for seed in [0x5eed_u64, 7, 1234567] {
+        let mut spec = docs();
+        spec.name = format!("docs{seed}");
+        engine.create_table("lib", spec, false).await.unwrap();
+        let table = engine
+            .catalog()
+            .table("lib", &format!("docs{seed}"))
+            .unwrap();
+        random_docs(&engine, &table, seed).await;
     }
     let lsn = engine.durable_lsn();
     let cached = engine.cached_pages_at(lsn);
@@ -556,11 +570,40 @@ async fn a_failed_append_leaves_nothing_undurable_visible_and_refuses_writes() {
     // The log loses its quorum: the next commit is published, then fails.
     cluster.stop_log_replica(1).await;
     cluster.stop_log_replica(2).await;
-    let mut txn = engine.begin();
-    txn.insert(&table, vec![Value::Int(2), name("lost"), Value::Int(2)])
-        .await
-        .unwrap();
-    assert!(txn.commit().await.is_err());
+    let committing = {
+        let (engine, table) = (engine.clone(), table.clone());
+        tokio::spawn(async move {
+            let mut txn = engine.begin();
+            txn.insert(&table, vec![Value::Int(2), name("lost"), Value::Int(2)])
+                .await
+                .unwrap();
+            txn.commit().await
+        })
+    };
+    while engine.applied_lsn() == durable {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Published, not durable: a snapshot does not see it; a locking read
+    // does, but cannot show it before it is durable.
+    let mut reader = engine.begin();
+    assert_eq!(
+        scan_all(&mut reader, &engine, 0, Direction::Forward)
+            .await
+            .len(),
+        1
+    );
+    reader.rollback();
+    let mut locker = engine.begin();
+    assert!(
+        locker
+            .get_for_update(&table, &[Value::Int(2)])
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(locker.settle().await.is_err(), "undurable data was let out");
+    locker.rollback();
+    assert!(committing.await.unwrap().is_err());
     assert!(engine.refused().is_some());
     assert_eq!(engine.durable_lsn(), durable);
     assert_eq!(
