@@ -17,10 +17,12 @@ pub mod engine;
 pub mod error;
 pub mod key;
 pub mod lock;
+pub mod mysql;
 pub mod pool;
 pub mod row;
 pub mod source;
 pub mod space;
+pub mod sql;
 pub mod txn;
 pub mod types;
 
