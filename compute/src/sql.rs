@@ -1,8 +1,35 @@
-//! SQL sessions over the engine. (Stub: the SQL helper owns this file and
-//! `sql/`.)
+//! SQL sessions over the engine: MySQL statements parsed with `sqlparser`,
+//! compiled into small plans ([`plan`]), run against the engine's
+//! transactions, and answered in the protocol's terms ([`Output`],
+//! [`Column`], [`SqlError`]).
+//!
+//! Module tree: [`session`] (state, variables, transactions, prepared
+//! statements, the `Handler`), `vars` (system variables), `expr` (the
+//! expression tree and its evaluation), `compile` (sqlparser's AST into
+//! plans), `access` (index choice), `select`, `dml`, `ddl`, `show`, and
+//! `meta` (result column descriptions).
+//!
+//! Invariants: nothing here panics on a client's input; every engine error
+//! reaches the client through [`SqlError::from`] (its one MySQL mapping);
+//! every row of an [`Output::Rows`] holds values of its columns' types.
+//! Must not depend on the MySQL protocol beyond the `Handler` trait.
 
-use crate::engine::Engine;
+mod access;
+mod compile;
+mod ddl;
+mod dml;
+mod expr;
+mod meta;
+mod plan;
+mod select;
+mod session;
+mod show;
+mod vars;
+
+use crate::error::EngineError;
 use crate::types::Value;
+
+pub use session::{Session, SessionFactory};
 
 /// MySQL field types (the protocol's `enum_field_types`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,13 +122,60 @@ pub struct SqlError {
     pub message: String,
 }
 
-/// One client's session: current database, variables, open transaction,
-/// prepared statements.
-pub struct Session {}
+impl SqlError {
+    pub fn new(code: u16, state: &str, message: impl Into<String>) -> SqlError {
+        SqlError {
+            code,
+            state: state.to_string(),
+            message: message.into(),
+        }
+    }
 
-impl Session {
-    pub fn new(engine: Engine, connection_id: u32) -> Session {
-        let _ = (engine, connection_id);
-        unimplemented!("SQL helper")
+    /// 1064, with the text from `near` on, as MySQL words it.
+    pub fn syntax(near: &str, line: u64) -> SqlError {
+        let near: String = near.chars().take(80).collect();
+        SqlError::new(
+            1064,
+            "42000",
+            format!(
+                "You have an error in your SQL syntax; check the manual that corresponds to \
+                 your MySQL server version for the right syntax to use near '{near}' at line {line}"
+            ),
+        )
+    }
+
+    /// 1235: a statement or construct this server does not run.
+    pub fn unsupported(what: impl std::fmt::Display) -> SqlError {
+        SqlError::new(
+            1235,
+            "42000",
+            format!("This version of Strata doesn't yet support '{what}'"),
+        )
+    }
+
+    /// 1054 in `clause` ('field list', 'where clause', 'order clause', …).
+    pub fn unknown_column(name: &str, clause: &str) -> SqlError {
+        SqlError::new(
+            1054,
+            "42S22",
+            format!("Unknown column '{name}' in '{clause}'"),
+        )
+    }
+
+    /// 1046.
+    pub fn no_database() -> SqlError {
+        SqlError::new(1046, "3D000", "No database selected")
+    }
+
+    /// Whether this is a deadlock (the whole transaction is rolled back).
+    pub fn is_deadlock(&self) -> bool {
+        self.code == 1213
+    }
+}
+
+impl From<EngineError> for SqlError {
+    fn from(e: EngineError) -> SqlError {
+        let (code, state) = e.mysql_code();
+        SqlError::new(code, state, e.to_string())
     }
 }

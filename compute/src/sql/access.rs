@@ -1,0 +1,387 @@
+//! Access paths: which index a statement reads through, and the rows it
+//! finds there.
+//!
+//! At compile time ([`choose`]) the WHERE clause's AND-ed conjuncts that
+//! compare a column with a constant (`=`, `IN`, `<`, `<=`, `>`, `>=`,
+//! `BETWEEN`) are matched against each index: the longest prefix of
+//! equalities, then a range on the next column, wins (a unique index fully
+//! bound first; the primary key on ties). At run time ([`resolve`]) the
+//! constants are evaluated and converted to the column's type; a value that
+//! does not convert exactly (`id = 1.5`, `id = 'x'`) makes that part of the
+//! path unbounded instead. The whole WHERE clause is always checked again on
+//! every row, so a path only ever narrows what is read.
+//!
+//! Locking reads ([`read_rows`] with `current`) read the candidates as of
+//! now, then lock each row and read it again, as InnoDB's current reads do.
+
+use std::cmp::Ordering;
+use std::ops::Bound;
+
+use crate::btree::Direction;
+use crate::catalog::{IndexDef, TableDef};
+use crate::txn::{FoundRow, Txn};
+use crate::types::{ColumnType, Value};
+
+use super::SqlError;
+use super::expr::{CmpOp, Ctx, Env, Expr, sql_cmp};
+use super::plan::{Access, SelectPlan};
+
+/// The most points an IN list (or several) may expand into.
+const MAX_POINTS: usize = 1000;
+
+/// What the conjuncts say about one column.
+#[derive(Default, Clone)]
+struct ColumnFacts {
+    eq: Option<Vec<Expr>>,
+    lower: Option<(Expr, bool)>,
+    upper: Option<(Expr, bool)>,
+}
+
+fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match e {
+        Expr::And(a, b) => {
+            conjuncts(a, out);
+            conjuncts(b, out);
+        }
+        other => out.push(other),
+    }
+}
+
+fn facts(filter: Option<&Expr>, ncols: usize) -> Vec<ColumnFacts> {
+    let mut facts = vec![ColumnFacts::default(); ncols];
+    let mut list = Vec::new();
+    if let Some(f) = filter {
+        conjuncts(f, &mut list);
+    }
+    for c in list {
+        match c {
+            Expr::Cmp(op, a, b, _) => {
+                let (col, value, op) = match (a.as_ref(), b.as_ref()) {
+                    (Expr::Column(i, _), v) if v.is_constant() => (*i, v, *op),
+                    (v, Expr::Column(i, _)) if v.is_constant() => (*i, v, flip(*op)),
+                    _ => continue,
+                };
+                let Some(f) = facts.get_mut(col) else { continue };
+                let v = value.clone();
+                match op {
+                    CmpOp::Eq => f.eq = Some(vec![v]),
+                    CmpOp::Lt => f.upper = Some((v, false)),
+                    CmpOp::Le => f.upper = Some((v, true)),
+                    CmpOp::Gt => f.lower = Some((v, false)),
+                    CmpOp::Ge => f.lower = Some((v, true)),
+                    CmpOp::Ne | CmpOp::NullSafeEq => {}
+                }
+            }
+            Expr::In(e, list, false, _) => {
+                if let (Expr::Column(i, _), true) =
+                    (e.as_ref(), list.iter().all(Expr::is_constant))
+                    && let Some(f) = facts.get_mut(*i)
+                    && f.eq.is_none()
+                {
+                    f.eq = Some(list.clone());
+                }
+            }
+            Expr::Between(e, lo, hi, false, _) => {
+                if let (Expr::Column(i, _), true, true) =
+                    (e.as_ref(), lo.is_constant(), hi.is_constant())
+                    && let Some(f) = facts.get_mut(*i)
+                {
+                    f.lower = Some((lo.as_ref().clone(), true));
+                    f.upper = Some((hi.as_ref().clone(), true));
+                }
+            }
+            _ => {}
+        }
+    }
+    facts
+}
+
+fn flip(op: CmpOp) -> CmpOp {
+    match op {
+        CmpOp::Lt => CmpOp::Gt,
+        CmpOp::Le => CmpOp::Ge,
+        CmpOp::Gt => CmpOp::Lt,
+        CmpOp::Ge => CmpOp::Le,
+        other => other,
+    }
+}
+
+fn indexes(t: &TableDef) -> impl Iterator<Item = (usize, &IndexDef)> {
+    let primary = (!t.has_hidden_key()).then_some((0, &t.primary));
+    primary
+        .into_iter()
+        .chain(t.secondary.iter().enumerate().map(|(i, x)| (i + 1, x)))
+}
+
+/// The access path through `idx` the facts allow, and its score.
+fn path(idx: &IndexDef, facts: &[ColumnFacts], number: usize) -> (Access, (u8, usize, u8, u8)) {
+    let mut access = Access {
+        index: number,
+        ..Default::default()
+    };
+    let mut points = 1usize;
+    for &c in &idx.columns {
+        match &facts[c].eq {
+            Some(alts) if points.saturating_mul(alts.len()) <= MAX_POINTS => {
+                points *= alts.len();
+                access.eq.push(alts.clone());
+            }
+            _ => break,
+        }
+    }
+    let full = access.eq.len() == idx.columns.len();
+    if let Some(&next) = idx.columns.get(access.eq.len()) {
+        access.lower = facts[next].lower.clone();
+        access.upper = facts[next].upper.clone();
+    }
+    let ranged = u8::from(access.lower.is_some() || access.upper.is_some());
+    let score = (
+        u8::from(full && idx.unique),
+        access.eq.len(),
+        ranged,
+        u8::from(number == 0),
+    );
+    (access, score)
+}
+
+/// The best access path for a WHERE clause.
+pub(crate) fn choose(t: &TableDef, filter: Option<&Expr>) -> Access {
+    let facts = facts(filter, t.columns.len());
+    indexes(t)
+        .map(|(n, idx)| path(idx, &facts, n))
+        .filter(|(_, (_, eq, ranged, _))| *eq > 0 || *ranged > 0)
+        .max_by_key(|(_, score)| *score)
+        .map(|(a, _)| a)
+        .unwrap_or_default()
+}
+
+/// [`choose`], then whether the path gives the ORDER BY's order (or a full
+/// scan of an index that does when nothing narrows the read).
+pub(crate) fn choose_for_select(plan: &mut SelectPlan, t: &TableDef) {
+    plan.access = choose(t, plan.filter.as_ref());
+    if plan.order.is_empty() || plan.grouped {
+        return;
+    }
+    let single_point = plan.access.eq.iter().all(|alts| alts.len() == 1);
+    if single_point && let Some(dir) = gives_order(plan, t, plan.access.index) {
+        plan.index_order = Some(dir);
+        return;
+    }
+    if plan.access.is_full_scan() {
+        for (n, _) in indexes(t) {
+            if let Some(dir) = gives_order(plan, t, n) {
+                plan.access.index = n;
+                plan.index_order = Some(dir);
+                return;
+            }
+        }
+    }
+}
+
+/// `Some(reverse)` if reading index `n` after the access path's equality
+/// prefix yields the ORDER BY's order.
+fn gives_order(plan: &SelectPlan, t: &TableDef, n: usize) -> Option<bool> {
+    let idx = if n == 0 {
+        &t.primary
+    } else {
+        t.secondary.get(n - 1)?
+    };
+    let skip = if n == plan.access.index {
+        plan.access.eq.len()
+    } else {
+        0
+    };
+    let rest = idx.columns.get(skip..)?;
+    let desc = plan.order.first()?.desc;
+    for (key, &col) in plan.order.iter().zip(rest) {
+        match key.expr {
+            Expr::Column(c, _) if c == col && key.desc == desc => {}
+            _ => return None,
+        }
+    }
+    if plan.order.len() > rest.len() {
+        return None;
+    }
+    Some(desc)
+}
+
+/// Where to read, with the constants evaluated.
+pub(crate) enum Keys {
+    /// Exact prefixes (IN lists, equalities), in ascending order.
+    Points(Vec<Vec<Value>>),
+    Range(Bound<Vec<Value>>, Bound<Vec<Value>>),
+}
+
+/// `v` in the column's stored form, if that changes nothing a comparison
+/// would see; `None` otherwise (or for NULL).
+fn exact(ty: &ColumnType, v: Value) -> Option<Value> {
+    if matches!(v, Value::Null) {
+        return None;
+    }
+    let is_string = matches!(
+        ty,
+        ColumnType::Char { .. }
+            | ColumnType::VarChar { .. }
+            | ColumnType::Text { .. }
+            | ColumnType::Blob { .. }
+    );
+    if is_string != matches!(v, Value::Bytes(_)) {
+        return None;
+    }
+    let coerced = ty.coerce(v.clone()).ok()?;
+    (sql_cmp(&coerced, &v, ty.collation()) == Some(Ordering::Equal)).then_some(coerced)
+}
+
+/// The keys an access path reads, for these parameters.
+pub(crate) fn resolve(access: &Access, t: &TableDef, env: &Env<'_>) -> Result<Keys, SqlError> {
+    let idx = if access.index == 0 {
+        &t.primary
+    } else {
+        &t.secondary[access.index - 1]
+    };
+    let cx = Ctx {
+        env,
+        row: &[],
+        aggs: &[],
+    };
+    let full = Keys::Range(Bound::Unbounded, Bound::Unbounded);
+    let mut points: Vec<Vec<Value>> = vec![Vec::new()];
+    for (alts, &col) in access.eq.iter().zip(&idx.columns) {
+        let ty = &t.columns[col].ty;
+        let mut values = Vec::new();
+        for a in alts {
+            match a.eval(&cx)? {
+                Value::Null => {}
+                v => match exact(ty, v) {
+                    Some(v) => values.push(v),
+                    None => return Ok(full),
+                },
+            }
+        }
+        values.sort_by(|a, b| crate::types::compare(ty, a, b));
+        values.dedup_by(|a, b| crate::types::compare(ty, a, b) == Ordering::Equal);
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut p = p.clone();
+                    p.push(v.clone());
+                    p
+                })
+            })
+            .collect();
+    }
+    if points.len() != 1 || (access.lower.is_none() && access.upper.is_none()) {
+        return Ok(if access.eq.is_empty() { full } else { Keys::Points(points) });
+    }
+    let prefix = points.pop().expect("one point");
+    let next = idx.columns.get(access.eq.len()).map(|&c| &t.columns[c].ty);
+    let bound = |b: &Option<(Expr, bool)>| -> Result<Bound<Vec<Value>>, SqlError> {
+        let with_prefix = |p: &Vec<Value>| match p.is_empty() {
+            true => Bound::Unbounded,
+            false => Bound::Included(p.clone()),
+        };
+        let (Some((e, inclusive)), Some(ty)) = (b, next) else {
+            return Ok(with_prefix(&prefix));
+        };
+        match exact(ty, e.eval(&cx)?) {
+            Some(v) => {
+                let mut key = prefix.clone();
+                key.push(v);
+                Ok(if *inclusive { Bound::Included(key) } else { Bound::Excluded(key) })
+            }
+            None => Ok(with_prefix(&prefix)),
+        }
+    };
+    Ok(Keys::Range(bound(&access.lower)?, bound(&access.upper)?))
+}
+
+/// Reads the rows an access path finds, calling `keep` on each (as of the
+/// snapshot, or — `current` — locked and as of now) until it returns false.
+pub(crate) async fn read_rows(
+    txn: &mut Txn,
+    t: &TableDef,
+    index: usize,
+    keys: Keys,
+    reverse: bool,
+    current: bool,
+    keep: &mut (dyn FnMut(FoundRow) -> Result<bool, SqlError> + Send),
+) -> Result<(), SqlError> {
+    let dir = if reverse {
+        Direction::Reverse
+    } else {
+        Direction::Forward
+    };
+    let full_pk = index == 0 && !t.has_hidden_key();
+    let ranges = match keys {
+        Keys::Points(points) if full_pk && points.iter().all(|p| p.len() == t.primary.columns.len()) => {
+            let mut points = points;
+            if reverse {
+                points.reverse();
+            }
+            for p in points {
+                let row = match current {
+                    true => txn.get_for_update(t, &p).await?,
+                    false => txn.get(t, &p).await?,
+                };
+                if let Some(row) = row
+                    && !keep(row)?
+                {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        Keys::Points(mut points) => {
+            if reverse {
+                points.reverse();
+            }
+            points
+                .into_iter()
+                .map(|p| (Bound::Included(p.clone()), Bound::Included(p)))
+                .collect()
+        }
+        Keys::Range(lo, hi) => vec![(lo, hi)],
+    };
+    for (lo, hi) in ranges {
+        if !scan_range(txn, t, index, lo, hi, dir, current, keep).await? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn scan_range(
+    txn: &mut Txn,
+    t: &TableDef,
+    index: usize,
+    lo: Bound<Vec<Value>>,
+    hi: Bound<Vec<Value>>,
+    dir: Direction,
+    current: bool,
+    keep: &mut (dyn FnMut(FoundRow) -> Result<bool, SqlError> + Send),
+) -> Result<bool, SqlError> {
+    if !current {
+        let mut scan = txn.scan(t, index, lo, hi, dir).await?;
+        while let Some(row) = scan.next(txn).await? {
+            if !keep(row)? {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    }
+    let mut scan = txn.scan_current(t, index, lo, hi, dir).await?;
+    let mut candidates = Vec::new();
+    while let Some(row) = scan.next(txn).await? {
+        candidates.push(row.key);
+    }
+    for key in candidates {
+        if let Some(row) = txn.lock_key_for_update(t, key).await?
+            && !keep(row)?
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

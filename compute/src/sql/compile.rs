@@ -1,0 +1,961 @@
+//! sqlparser's AST into plans: names resolved against the catalog, `?`
+//! numbered in the order they appear in the text, expressions into
+//! [`Expr`], the access path chosen ([`super::access`]).
+//!
+//! Anything the executors cannot run is refused here, with MySQL's error
+//! (1054 unknown column, 1146 unknown table, 1046 no database) or 1235.
+
+use std::sync::Arc;
+
+use sqlparser::ast::{
+    self, AssignmentTarget, BinaryOperator, DuplicateTreatment, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GroupByExpr, LimitClause, ObjectName, OrderByKind, OrderBySort, SelectItem,
+    SetExpr, Statement, TableFactor, TableObject, UnaryOperator, Value as AstValue,
+};
+
+use crate::catalog::{Catalog, TableDef};
+use crate::types::{Collation, Decimal, Value};
+
+use super::SqlError;
+use super::expr::{ArithOp, CmpOp, Expr, Func};
+use super::meta::{self, Kind};
+use super::plan::{
+    AggFunc, AggSpec, DeletePlan, InsertPlan, OrderKey, OutItem, Plan, SelectPlan, SetItem,
+    SetTarget, TableRef, UpdatePlan,
+};
+
+/// What names resolve against.
+pub(crate) struct Scope<'a> {
+    pub catalog: &'a Catalog,
+    pub db: Option<&'a str>,
+}
+
+/// Numbers the `?` of one statement.
+#[derive(Default)]
+pub(crate) struct Params(pub usize);
+
+/// Compiles one statement.
+pub(crate) fn compile(stmt: &Statement, scope: &Scope<'_>) -> Result<Plan, SqlError> {
+    let mut params = Params::default();
+    match stmt {
+        Statement::Query(q) => Ok(Plan::Select(Box::new(select(q, scope, &mut params)?))),
+        Statement::Insert(i) => Ok(Plan::Insert(Box::new(insert(i, scope, &mut params)?))),
+        Statement::Update(u) => Ok(Plan::Update(Box::new(update(u, scope, &mut params)?))),
+        Statement::Delete(d) => Ok(Plan::Delete(Box::new(delete(d, scope, &mut params)?))),
+        Statement::Set(s) => set(s, &mut params).map(Plan::Set),
+        other => Ok(Plan::Other(Box::new(other.clone()))),
+    }
+}
+
+/// The last part of a name (`db.t` → `t`).
+pub(crate) fn last_name(name: &ObjectName) -> Result<String, SqlError> {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.value.clone())
+        .ok_or_else(|| SqlError::unsupported(name))
+}
+
+/// A table name's database (the session's when not qualified) and table.
+pub(crate) fn table_name(
+    name: &ObjectName,
+    db: Option<&str>,
+) -> Result<(String, String), SqlError> {
+    let parts: Vec<&str> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident().map(|i| i.value.as_str()))
+        .collect();
+    match parts.as_slice() {
+        [t] => Ok((db.ok_or_else(SqlError::no_database)?.to_string(), t.to_string())),
+        [d, t] => Ok((d.to_string(), t.to_string())),
+        _ => Err(SqlError::unsupported(name)),
+    }
+}
+
+pub(crate) fn resolve_table(name: &ObjectName, scope: &Scope<'_>) -> Result<TableRef, SqlError> {
+    let (db, table) = table_name(name, scope.db)?;
+    let def = scope.catalog.table(&db, &table)?;
+    Ok(TableRef { db, def })
+}
+
+/// The single table of a FROM clause, with its alias.
+fn from_table(
+    from: &[ast::TableWithJoins],
+    scope: &Scope<'_>,
+) -> Result<Option<(TableRef, Option<String>)>, SqlError> {
+    match from {
+        [] => Ok(None),
+        [t] if t.joins.is_empty() => match &t.relation {
+            TableFactor::Table { name, alias, .. } => Ok(Some((
+                resolve_table(name, scope)?,
+                alias.as_ref().map(|a| a.name.value.clone()),
+            ))),
+            other => Err(SqlError::unsupported(other)),
+        },
+        _ => Err(SqlError::unsupported("joins")),
+    }
+}
+
+/// Compiles expressions in one clause of a statement.
+pub(crate) struct ExprCompiler<'a> {
+    pub table: Option<&'a TableDef>,
+    pub alias: Option<&'a str>,
+    pub clause: &'static str,
+    pub params: &'a mut Params,
+    /// Where aggregates go, when the clause may hold them.
+    pub aggs: Option<&'a mut Vec<AggSpec>>,
+}
+
+impl ExprCompiler<'_> {
+    pub(crate) fn expr(&mut self, e: &ast::Expr) -> Result<Expr, SqlError> {
+        use ast::Expr as E;
+        Ok(match e {
+            E::Value(v) => self.value(&v.value)?,
+            E::Identifier(id) => self.ident(&[id.value.as_str()])?,
+            E::CompoundIdentifier(ids) => {
+                let parts: Vec<&str> = ids.iter().map(|i| i.value.as_str()).collect();
+                self.ident(&parts)?
+            }
+            E::Nested(e) => self.expr(e)?,
+            E::UnaryOp { op, expr } => match op {
+                UnaryOperator::Minus => Expr::Neg(Box::new(self.expr(expr)?)),
+                UnaryOperator::Plus => self.expr(expr)?,
+                UnaryOperator::Not | UnaryOperator::BangNot => {
+                    Expr::Not(Box::new(self.expr(expr)?))
+                }
+                other => return Err(SqlError::unsupported(other)),
+            },
+            E::BinaryOp { left, op, right } => self.binary(left, op, right)?,
+            E::IsNull(e) => Expr::IsNull(Box::new(self.expr(e)?), false),
+            E::IsNotNull(e) => Expr::IsNull(Box::new(self.expr(e)?), true),
+            E::IsTrue(e) => self.is_bool(e, true, false)?,
+            E::IsFalse(e) => self.is_bool(e, false, false)?,
+            E::IsNotTrue(e) => self.is_bool(e, true, true)?,
+            E::IsNotFalse(e) => self.is_bool(e, false, true)?,
+            E::InList {
+                expr,
+                list,
+                negated,
+            } => {
+                let e = self.expr(expr)?;
+                let list = list.iter().map(|x| self.expr(x)).collect::<Result<Vec<_>, _>>()?;
+                let coll = collation_of(&[&e]);
+                Expr::In(Box::new(e), list, *negated, coll)
+            }
+            E::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => {
+                let e = self.expr(expr)?;
+                let (lo, hi) = (self.expr(low)?, self.expr(high)?);
+                let coll = collation_of(&[&e, &lo, &hi]);
+                Expr::Between(Box::new(e), Box::new(lo), Box::new(hi), *negated, coll)
+            }
+            E::Like {
+                negated,
+                expr,
+                pattern,
+                escape_char: None,
+                any: false,
+            } => {
+                let e = self.expr(expr)?;
+                let p = self.expr(pattern)?;
+                let coll = collation_of(&[&e]);
+                Expr::Like(Box::new(e), Box::new(p), *negated, coll)
+            }
+            E::Function(f) => self.function(f)?,
+            other => return Err(SqlError::unsupported(other)),
+        })
+    }
+
+    fn is_bool(&mut self, e: &ast::Expr, want: bool, negated: bool) -> Result<Expr, SqlError> {
+        // IS TRUE is never NULL: (e <=> want) over its truth value.
+        let truth = Expr::Not(Box::new(Expr::Not(Box::new(self.expr(e)?))));
+        let test = Expr::Cmp(
+            CmpOp::NullSafeEq,
+            Box::new(truth),
+            Box::new(Expr::Lit(Value::Int(i64::from(want)))),
+            Collation::Binary,
+        );
+        Ok(if negated { Expr::Not(Box::new(test)) } else { test })
+    }
+
+    fn value(&mut self, v: &AstValue) -> Result<Expr, SqlError> {
+        Ok(Expr::Lit(match v {
+            AstValue::Number(n, _) => number(n)?,
+            AstValue::SingleQuotedString(s) | AstValue::DoubleQuotedString(s) => {
+                Value::Bytes(s.as_bytes().to_vec())
+            }
+            AstValue::HexStringLiteral(h) => Value::Bytes(hex(h)?),
+            AstValue::Boolean(b) => Value::Int(i64::from(*b)),
+            AstValue::Null => Value::Null,
+            AstValue::Placeholder(p) if p == "?" => {
+                self.params.0 += 1;
+                return Ok(Expr::Param(self.params.0 - 1));
+            }
+            other => return Err(SqlError::unsupported(other)),
+        }))
+    }
+
+    fn ident(&mut self, parts: &[&str]) -> Result<Expr, SqlError> {
+        if let Some(first) = parts.first() {
+            if let Some(name) = first.strip_prefix("@@") {
+                let name = match (name.to_lowercase().as_str(), parts.get(1)) {
+                    ("session" | "global" | "local", Some(n)) => n.to_lowercase(),
+                    (n, _) => n.to_string(),
+                };
+                return Ok(Expr::SysVar(name));
+            }
+            if let Some(name) = first.strip_prefix('@') {
+                return Ok(Expr::UserVar(name.to_lowercase()));
+            }
+        }
+        let shown = parts.join(".");
+        let unknown = || SqlError::unknown_column(&shown, self.clause);
+        let Some(table) = self.table else {
+            return Err(unknown());
+        };
+        let col = match parts {
+            [c] => c,
+            [t, c] if self.names_table(t) => c,
+            [_, t, c] if self.names_table(t) => c,
+            _ => return Err(unknown()),
+        };
+        let i = table.column_index(col).ok_or_else(unknown)?;
+        Ok(Expr::Column(i, table.columns[i].ty.collation()))
+    }
+
+    fn names_table(&self, t: &str) -> bool {
+        match (self.alias, self.table) {
+            (Some(a), _) => a.eq_ignore_ascii_case(t),
+            (None, Some(table)) => table.name.eq_ignore_ascii_case(t),
+            _ => false,
+        }
+    }
+
+    fn binary(
+        &mut self,
+        left: &ast::Expr,
+        op: &BinaryOperator,
+        right: &ast::Expr,
+    ) -> Result<Expr, SqlError> {
+        let (a, b) = (self.expr(left)?, self.expr(right)?);
+        let (a, b) = (Box::new(a), Box::new(b));
+        let cmp = |op| {
+            let coll = collation_of(&[&a, &b]);
+            Expr::Cmp(op, a.clone(), b.clone(), coll)
+        };
+        Ok(match op {
+            BinaryOperator::Plus => Expr::Arith(ArithOp::Add, a, b),
+            BinaryOperator::Minus => Expr::Arith(ArithOp::Sub, a, b),
+            BinaryOperator::Multiply => Expr::Arith(ArithOp::Mul, a, b),
+            BinaryOperator::Divide => Expr::Arith(ArithOp::Div, a, b),
+            BinaryOperator::MyIntegerDivide => Expr::Arith(ArithOp::IntDiv, a, b),
+            BinaryOperator::Modulo => Expr::Arith(ArithOp::Mod, a, b),
+            BinaryOperator::Eq => cmp(CmpOp::Eq),
+            BinaryOperator::NotEq => cmp(CmpOp::Ne),
+            BinaryOperator::Lt => cmp(CmpOp::Lt),
+            BinaryOperator::LtEq => cmp(CmpOp::Le),
+            BinaryOperator::Gt => cmp(CmpOp::Gt),
+            BinaryOperator::GtEq => cmp(CmpOp::Ge),
+            BinaryOperator::Spaceship => cmp(CmpOp::NullSafeEq),
+            BinaryOperator::And => Expr::And(a, b),
+            BinaryOperator::Or => Expr::Or(a, b),
+            BinaryOperator::Xor => Expr::Xor(a, b),
+            other => return Err(SqlError::unsupported(other)),
+        })
+    }
+
+    fn function(&mut self, f: &ast::Function) -> Result<Expr, SqlError> {
+        let name = last_name(&f.name)?.to_uppercase();
+        let (args, distinct) = match &f.args {
+            FunctionArguments::None => (Vec::new(), false),
+            FunctionArguments::List(list) => (
+                list.args.iter().collect::<Vec<_>>(),
+                matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct)),
+            ),
+            FunctionArguments::Subquery(_) => return Err(SqlError::unsupported("subqueries")),
+        };
+        if f.over.is_some() || f.filter.is_some() {
+            return Err(SqlError::unsupported(format!("{name} with OVER or FILTER")));
+        }
+        if let Some(func) = agg_func(&name, &args) {
+            return self.aggregate(func, &args, distinct, &name);
+        }
+        let func = scalar_func(&name)
+            .ok_or_else(|| SqlError::unsupported(format!("function {name}")))?;
+        let mut compiled = Vec::with_capacity(args.len());
+        for a in args {
+            match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => compiled.push(self.expr(e)?),
+                other => return Err(SqlError::unsupported(other)),
+            }
+        }
+        check_arity(func, compiled.len(), &name)?;
+        Ok(Expr::Func(func, compiled))
+    }
+
+    fn aggregate(
+        &mut self,
+        func: AggFunc,
+        args: &[&FunctionArg],
+        distinct: bool,
+        name: &str,
+    ) -> Result<Expr, SqlError> {
+        let arg = match (func, args) {
+            (AggFunc::CountStar, _) => None,
+            (_, [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))]) => {
+                // An aggregate's argument may not itself aggregate.
+                let mut inner = ExprCompiler {
+                    table: self.table,
+                    alias: self.alias,
+                    clause: self.clause,
+                    params: self.params,
+                    aggs: None,
+                };
+                Some(inner.expr(e)?)
+            }
+            _ => return Err(SqlError::unsupported(format!("{name} with these arguments"))),
+        };
+        let Some(aggs) = self.aggs.as_deref_mut() else {
+            return Err(SqlError::new(1111, "HY000", "Invalid use of group function"));
+        };
+        let collation = arg.as_ref().map_or(Collation::Binary, |a| collation_of(&[a]));
+        aggs.push(AggSpec {
+            func,
+            arg,
+            distinct,
+            collation,
+        });
+        Ok(Expr::Agg(aggs.len() - 1))
+    }
+}
+
+fn agg_func(name: &str, args: &[&FunctionArg]) -> Option<AggFunc> {
+    Some(match name {
+        "COUNT" => match args {
+            [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] => AggFunc::CountStar,
+            _ => AggFunc::Count,
+        },
+        "SUM" => AggFunc::Sum,
+        "AVG" => AggFunc::Avg,
+        "MIN" => AggFunc::Min,
+        "MAX" => AggFunc::Max,
+        _ => return None,
+    })
+}
+
+fn scalar_func(name: &str) -> Option<Func> {
+    Some(match name {
+        "CONCAT" => Func::Concat,
+        "LENGTH" | "OCTET_LENGTH" => Func::Length,
+        "CHAR_LENGTH" | "CHARACTER_LENGTH" => Func::CharLength,
+        "UPPER" | "UCASE" => Func::Upper,
+        "LOWER" | "LCASE" => Func::Lower,
+        "IFNULL" => Func::IfNull,
+        "COALESCE" => Func::Coalesce,
+        "IF" => Func::If,
+        "NOW" | "CURRENT_TIMESTAMP" | "SYSDATE" | "LOCALTIMESTAMP" | "LOCALTIME" => Func::Now,
+        "CURDATE" | "CURRENT_DATE" => Func::CurDate,
+        "DATABASE" | "SCHEMA" => Func::Database,
+        "VERSION" => Func::Version,
+        "CONNECTION_ID" => Func::ConnectionId,
+        "LAST_INSERT_ID" => Func::LastInsertId,
+        "ABS" => Func::Abs,
+        _ => return None,
+    })
+}
+
+fn check_arity(func: Func, n: usize, name: &str) -> Result<(), SqlError> {
+    let ok = match func {
+        Func::Concat | Func::Coalesce => n >= 1,
+        Func::Length | Func::CharLength | Func::Upper | Func::Lower | Func::Abs => n == 1,
+        Func::IfNull => n == 2,
+        Func::If => n == 3,
+        Func::Now => n <= 1,
+        _ => n == 0,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(SqlError::new(
+            1582,
+            "42000",
+            format!("Incorrect parameter count in the call to native function '{name}'"),
+        ))
+    }
+}
+
+/// The collation a comparison uses: the first string column's, else the
+/// connection's.
+pub(crate) fn collation_of(exprs: &[&Expr]) -> Collation {
+    exprs
+        .iter()
+        .find_map(|e| match e {
+            Expr::Column(_, c) => Some(*c),
+            _ => None,
+        })
+        .unwrap_or(Collation::Utf8mb4GeneralCi)
+}
+
+/// A numeric literal: integer, decimal (with a point) or double (with an
+/// exponent).
+pub(crate) fn number(n: &str) -> Result<Value, SqlError> {
+    let bad = || SqlError::syntax(n, 1);
+    if n.contains(['e', 'E']) {
+        return n.parse::<f64>().map(Value::Double).map_err(|_| bad());
+    }
+    if let Some((int, frac)) = n.split_once('.') {
+        let digits = format!("{int}{frac}");
+        let scale = u8::try_from(frac.len()).map_err(|_| bad())?;
+        return match digits.parse::<i128>() {
+            Ok(mantissa) if scale <= 38 => Ok(Value::Decimal(Decimal { mantissa, scale })),
+            _ => n.parse::<f64>().map(Value::Double).map_err(|_| bad()),
+        };
+    }
+    if let Ok(i) = n.parse::<i64>() {
+        return Ok(Value::Int(i));
+    }
+    if let Ok(u) = n.parse::<u64>() {
+        return Ok(Value::UInt(u));
+    }
+    match n.parse::<i128>() {
+        Ok(mantissa) => Ok(Value::Decimal(Decimal { mantissa, scale: 0 })),
+        Err(_) => n.parse::<f64>().map(Value::Double).map_err(|_| bad()),
+    }
+}
+
+fn hex(h: &str) -> Result<Vec<u8>, SqlError> {
+    let padded = if h.len() % 2 == 1 {
+        format!("0{h}")
+    } else {
+        h.to_string()
+    };
+    (0..padded.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&padded[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| SqlError::syntax(h, 1))
+}
+
+/// The static kind of an expression's values.
+pub(crate) fn kind_of(e: &Expr, table: Option<&TableDef>, aggs: &[AggSpec]) -> Kind {
+    let k = |x: &Expr| kind_of(x, table, aggs);
+    match e {
+        Expr::Lit(v) => meta::value_kind(v),
+        Expr::Column(i, _) => table
+            .and_then(|t| t.columns.get(*i))
+            .map_or(Kind::Any, meta::column_kind),
+        Expr::Param(_) | Expr::UserVar(_) | Expr::SysVar(_) => Kind::Any,
+        Expr::Agg(i) => aggs.get(*i).map_or(Kind::Any, |a| agg_kind(a, table, aggs)),
+        Expr::Neg(x) => match k(x) {
+            Kind::UInt => Kind::Int,
+            other => other,
+        },
+        Expr::Arith(op, a, b) => arith_kind(*op, k(a), k(b)),
+        Expr::Func(f, args) => match f {
+            Func::Length | Func::CharLength => Kind::Int,
+            Func::ConnectionId | Func::LastInsertId => Kind::UInt,
+            Func::Now => Kind::DateTime,
+            Func::CurDate => Kind::Date,
+            Func::Abs => args.first().map_or(Kind::Any, k),
+            Func::IfNull | Func::Coalesce | Func::If => Kind::Any,
+            _ => Kind::Text,
+        },
+        _ => Kind::Int,
+    }
+}
+
+fn agg_kind(a: &AggSpec, table: Option<&TableDef>, aggs: &[AggSpec]) -> Kind {
+    let arg = a.arg.as_ref().map_or(Kind::Int, |x| kind_of(x, table, aggs));
+    match a.func {
+        AggFunc::CountStar | AggFunc::Count => Kind::Int,
+        AggFunc::Min | AggFunc::Max => arg,
+        AggFunc::Sum => match arg {
+            Kind::Int | Kind::UInt => Kind::Decimal(0),
+            Kind::Decimal(s) => Kind::Decimal(s),
+            _ => Kind::Double,
+        },
+        AggFunc::Avg => match arg {
+            Kind::Int | Kind::UInt => Kind::Decimal(4),
+            Kind::Decimal(s) => Kind::Decimal((s + 4).min(30)),
+            _ => Kind::Double,
+        },
+    }
+}
+
+fn arith_kind(op: ArithOp, a: Kind, b: Kind) -> Kind {
+    use Kind::*;
+    if matches!(a, Any) || matches!(b, Any) {
+        return Any;
+    }
+    let exact = |k: Kind| matches!(k, Int | UInt | Decimal(_) | Null);
+    let scale = |k: Kind| if let Decimal(s) = k { s } else { 0 };
+    match op {
+        ArithOp::IntDiv => Int,
+        _ if !exact(a) || !exact(b) => Double,
+        ArithOp::Div => Decimal((scale(a) + 4).min(30)),
+        ArithOp::Mul if matches!(a, Decimal(_)) || matches!(b, Decimal(_)) => {
+            Decimal((scale(a) + scale(b)).min(30))
+        }
+        _ if matches!(a, Decimal(_)) || matches!(b, Decimal(_)) => Decimal(scale(a).max(scale(b))),
+        _ if a == UInt || b == UInt => UInt,
+        _ => Int,
+    }
+}
+
+/// A LIMIT/OFFSET expression: a literal or a `?`.
+fn limit_expr(e: &ast::Expr, params: &mut Params) -> Result<Expr, SqlError> {
+    let mut c = ExprCompiler {
+        table: None,
+        alias: None,
+        clause: "limit clause",
+        params,
+        aggs: None,
+    };
+    match c.expr(e)? {
+        x @ (Expr::Lit(_) | Expr::Param(_)) => Ok(x),
+        _ => Err(SqlError::syntax(&e.to_string(), 1)),
+    }
+}
+
+fn select(q: &ast::Query, scope: &Scope<'_>, params: &mut Params) -> Result<SelectPlan, SqlError> {
+    if q.with.is_some() || q.fetch.is_some() {
+        return Err(SqlError::unsupported("WITH or FETCH"));
+    }
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return Err(SqlError::unsupported("this query form (UNION, VALUES, subqueries)"));
+    };
+    let from = from_table(&s.from, scope)?;
+    let (tref, alias) = match &from {
+        Some((t, a)) => (Some(t), a.as_deref()),
+        None => (None, None),
+    };
+    let table = tref.map(|t| t.def.as_ref());
+    let mut aggs = Vec::new();
+    let items = projection(&s.projection, table, alias, params, &mut aggs, tref)?;
+    let mut cx = ExprCompiler {
+        table,
+        alias,
+        clause: "where clause",
+        params,
+        aggs: None,
+    };
+    let filter = s.selection.as_ref().map(|e| cx.expr(e)).transpose()?;
+    cx.clause = "group statement";
+    let group_by = match &s.group_by {
+        GroupByExpr::Expressions(list, mods) if mods.is_empty() => {
+            list.iter().map(|e| cx.expr(e)).collect::<Result<Vec<_>, _>>()?
+        }
+        other => return Err(SqlError::unsupported(other)),
+    };
+    cx.clause = "having clause";
+    cx.aggs = Some(&mut aggs);
+    let having = s.having.as_ref().map(|e| cx.expr(e)).transpose()?;
+    cx.clause = "order clause";
+    let order = order_by(q, &mut cx, &items)?;
+    let (limit, offset) = limits(q, params)?;
+    let grouped = !aggs.is_empty() || !group_by.is_empty();
+    let lock = !q.locks.is_empty();
+    let distinct = matches!(s.distinct, Some(ast::Distinct::Distinct));
+    let mut plan = SelectPlan {
+        from: tref.cloned(),
+        items,
+        filter,
+        access: Default::default(),
+        aggs,
+        grouped,
+        group_by,
+        having,
+        order,
+        index_order: None,
+        distinct,
+        limit,
+        offset,
+        lock,
+    };
+    if let Some(t) = table {
+        super::access::choose_for_select(&mut plan, t);
+    }
+    Ok(plan)
+}
+
+fn limits(q: &ast::Query, params: &mut Params) -> Result<(Option<Expr>, Option<Expr>), SqlError> {
+    Ok(match &q.limit_clause {
+        None => (None, None),
+        Some(LimitClause::LimitOffset {
+            limit,
+            offset,
+            limit_by,
+        }) if limit_by.is_empty() => {
+            let l = limit.as_ref().map(|e| limit_expr(e, params)).transpose()?;
+            let o = offset
+                .as_ref()
+                .map(|o| limit_expr(&o.value, params))
+                .transpose()?;
+            (l, o)
+        }
+        Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+            let o = limit_expr(offset, params)?;
+            (Some(limit_expr(limit, params)?), Some(o))
+        }
+        Some(other) => return Err(SqlError::unsupported(other)),
+    })
+}
+
+fn projection(
+    list: &[SelectItem],
+    table: Option<&TableDef>,
+    alias: Option<&str>,
+    params: &mut Params,
+    aggs: &mut Vec<AggSpec>,
+    tref: Option<&TableRef>,
+) -> Result<Vec<OutItem>, SqlError> {
+    let mut items = Vec::new();
+    for item in list {
+        let (e, name) = match item {
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                let (Some(t), Some(r)) = (table, tref) else {
+                    return Err(SqlError::new(1096, "HY000", "No tables used"));
+                };
+                for (i, c) in t.columns.iter().enumerate() {
+                    items.push(OutItem {
+                        expr: Expr::Column(i, c.ty.collation()),
+                        column: meta::table_column(&r.db, t, i, &c.name),
+                        kind: meta::column_kind(c),
+                    });
+                }
+                continue;
+            }
+            SelectItem::UnnamedExpr(e) => (e, unnamed(e)),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, alias.value.clone()),
+            other => return Err(SqlError::unsupported(other)),
+        };
+        let mut cx = ExprCompiler {
+            table,
+            alias,
+            clause: "field list",
+            params,
+            aggs: Some(aggs),
+        };
+        let expr = cx.expr(e)?;
+        let (column, kind) = match (&expr, table, tref) {
+            (Expr::Column(i, _), Some(t), Some(r)) => (
+                meta::table_column(&r.db, t, *i, &name),
+                meta::column_kind(&t.columns[*i]),
+            ),
+            _ => {
+                let kind = kind_of(&expr, table, aggs);
+                (meta::expr_column(&name, kind), kind)
+            }
+        };
+        items.push(OutItem { expr, column, kind });
+    }
+    Ok(items)
+}
+
+/// The name MySQL gives an unaliased expression: its text (a column: the
+/// name as written).
+fn unnamed(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Identifier(id) => id.value.clone(),
+        ast::Expr::CompoundIdentifier(ids) => ids.last().map_or(String::new(), |i| {
+            if ids.first().is_some_and(|f| f.value.starts_with("@@")) {
+                e.to_string()
+            } else {
+                i.value.clone()
+            }
+        }),
+        ast::Expr::Value(v) => match &v.value {
+            AstValue::SingleQuotedString(s) | AstValue::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn order_by(
+    q: &ast::Query,
+    cx: &mut ExprCompiler<'_>,
+    items: &[OutItem],
+) -> Result<Vec<OrderKey>, SqlError> {
+    let Some(ob) = &q.order_by else {
+        return Ok(Vec::new());
+    };
+    let OrderByKind::Expressions(list) = &ob.kind else {
+        return Err(SqlError::unsupported("ORDER BY ALL"));
+    };
+    let mut keys = Vec::new();
+    for o in list {
+        let desc = match &o.options.sort {
+            None | Some(OrderBySort::Asc) => false,
+            Some(OrderBySort::Desc) => true,
+            Some(_) => return Err(SqlError::unsupported("ORDER BY … USING")),
+        };
+        let expr = order_expr(&o.expr, cx, items)?;
+        let collation = collation_of(&[&expr]);
+        keys.push(OrderKey {
+            expr,
+            desc,
+            collation,
+        });
+    }
+    Ok(keys)
+}
+
+/// An ORDER BY term: a position (`ORDER BY 2`), an output alias, or an
+/// expression over the row.
+fn order_expr(
+    e: &ast::Expr,
+    cx: &mut ExprCompiler<'_>,
+    items: &[OutItem],
+) -> Result<Expr, SqlError> {
+    if let ast::Expr::Value(v) = e
+        && let AstValue::Number(n, _) = &v.value
+    {
+        let pos: usize = n.parse().unwrap_or(0);
+        return match items.get(pos.wrapping_sub(1)) {
+            Some(item) => Ok(item.expr.clone()),
+            None => Err(SqlError::unknown_column(n, "order clause")),
+        };
+    }
+    if let ast::Expr::Identifier(id) = e {
+        let by_alias = items
+            .iter()
+            .find(|i| i.column.name.eq_ignore_ascii_case(&id.value));
+        let is_column = cx.table.and_then(|t| t.column_index(&id.value)).is_some();
+        if let (Some(item), false) = (by_alias, is_column) {
+            return Ok(item.expr.clone());
+        }
+    }
+    cx.expr(e)
+}
+
+fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<InsertPlan, SqlError> {
+    if i.on.is_some() || i.replace_into || i.ignore || i.returning.is_some() {
+        return Err(SqlError::unsupported(
+            "INSERT IGNORE, REPLACE, ON DUPLICATE KEY UPDATE or RETURNING",
+        ));
+    }
+    let TableObject::TableName(name) = &i.table else {
+        return Err(SqlError::unsupported("INSERT INTO a table function"));
+    };
+    let table = resolve_table(name, scope)?;
+    let def = table.def.clone();
+    let column = |n: &str| {
+        def.column_index(n)
+            .ok_or_else(|| SqlError::unknown_column(n, "field list"))
+    };
+    let mut cx = ExprCompiler {
+        table: None,
+        alias: None,
+        clause: "field list",
+        params,
+        aggs: None,
+    };
+    if !i.assignments.is_empty() {
+        let mut columns = Vec::new();
+        let mut row = Vec::new();
+        for a in &i.assignments {
+            columns.push(column(&assignment_column(&a.target)?)?);
+            row.push(value_or_default(&a.value, &mut cx)?);
+        }
+        return Ok(InsertPlan {
+            table,
+            columns,
+            rows: vec![row],
+        });
+    }
+    let columns = match i.columns.is_empty() {
+        true => (0..def.columns.len()).collect(),
+        false => i
+            .columns
+            .iter()
+            .map(|c| column(&last_name(c)?))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let Some(SetExpr::Values(values)) = i.source.as_ref().map(|q| q.body.as_ref()) else {
+        return Err(SqlError::unsupported("INSERT … SELECT"));
+    };
+    let mut rows = Vec::with_capacity(values.rows.len());
+    for r in &values.rows {
+        let row = r
+            .content
+            .iter()
+            .map(|e| value_or_default(e, &mut cx))
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.push(row);
+    }
+    Ok(InsertPlan {
+        table,
+        columns,
+        rows,
+    })
+}
+
+fn value_or_default(e: &ast::Expr, cx: &mut ExprCompiler<'_>) -> Result<Option<Expr>, SqlError> {
+    match e {
+        ast::Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("DEFAULT") => {
+            Ok(None)
+        }
+        e => cx.expr(e).map(Some),
+    }
+}
+
+fn assignment_column(t: &AssignmentTarget) -> Result<String, SqlError> {
+    match t {
+        AssignmentTarget::ColumnName(n) => last_name(n),
+        AssignmentTarget::Tuple(_) => Err(SqlError::unsupported("tuple assignment")),
+    }
+}
+
+fn single_table(from: &[ast::TableWithJoins], scope: &Scope<'_>) -> Result<(TableRef, Option<String>), SqlError> {
+    from_table(from, scope)?.ok_or_else(|| SqlError::unsupported("a statement without a table"))
+}
+
+fn update(u: &ast::Update, scope: &Scope<'_>, params: &mut Params) -> Result<UpdatePlan, SqlError> {
+    if u.from.is_some() || u.returning.is_some() || !u.order_by.is_empty() {
+        return Err(SqlError::unsupported("UPDATE with FROM, RETURNING or ORDER BY"));
+    }
+    let (table, alias) = single_table(std::slice::from_ref(&u.table), scope)?;
+    let def = table.def.clone();
+    let mut cx = ExprCompiler {
+        table: Some(&def),
+        alias: alias.as_deref(),
+        clause: "field list",
+        params,
+        aggs: None,
+    };
+    let mut assignments = Vec::new();
+    for a in &u.assignments {
+        let name = assignment_column(&a.target)?;
+        let col = def
+            .column_index(&name)
+            .ok_or_else(|| SqlError::unknown_column(&name, "field list"))?;
+        assignments.push((col, cx.expr(&a.value)?));
+    }
+    cx.clause = "where clause";
+    let filter = u.selection.as_ref().map(|e| cx.expr(e)).transpose()?;
+    let limit = u.limit.as_ref().map(|e| limit_expr(e, params)).transpose()?;
+    let access = super::access::choose(&def, filter.as_ref());
+    Ok(UpdatePlan {
+        table,
+        assignments,
+        filter,
+        access,
+        limit,
+    })
+}
+
+fn delete(d: &ast::Delete, scope: &Scope<'_>, params: &mut Params) -> Result<DeletePlan, SqlError> {
+    if !d.tables.is_empty() || d.using.is_some() || d.returning.is_some() || !d.order_by.is_empty() {
+        return Err(SqlError::unsupported("multi-table DELETE, RETURNING or ORDER BY"));
+    }
+    let from = match &d.from {
+        ast::FromTable::WithFromKeyword(f) | ast::FromTable::WithoutKeyword(f) => f,
+    };
+    let (table, alias) = single_table(from, scope)?;
+    let def = table.def.clone();
+    let mut cx = ExprCompiler {
+        table: Some(&def),
+        alias: alias.as_deref(),
+        clause: "where clause",
+        params,
+        aggs: None,
+    };
+    let filter = d.selection.as_ref().map(|e| cx.expr(e)).transpose()?;
+    let limit = d.limit.as_ref().map(|e| limit_expr(e, params)).transpose()?;
+    let access = super::access::choose(&def, filter.as_ref());
+    Ok(DeletePlan {
+        table,
+        filter,
+        access,
+        limit,
+    })
+}
+
+fn set(s: &ast::Set, params: &mut Params) -> Result<Vec<SetItem>, SqlError> {
+    let mut cx = ExprCompiler {
+        table: None,
+        alias: None,
+        clause: "field list",
+        params,
+        aggs: None,
+    };
+    match s {
+        ast::Set::SingleAssignment {
+            variable, values, ..
+        } => {
+            let [value] = values.as_slice() else {
+                return Err(SqlError::unsupported("SET with several values"));
+            };
+            Ok(vec![set_item(variable, value, &mut cx)?])
+        }
+        ast::Set::MultipleAssignments { assignments } => assignments
+            .iter()
+            .map(|a| set_item(&a.name, &a.value, &mut cx))
+            .collect(),
+        ast::Set::SetNames {
+            charset_name,
+            collation_name,
+        } => Ok(vec![SetItem {
+            target: SetTarget::Names(charset_name.value.clone(), collation_name.clone()),
+            value: Expr::Lit(Value::Null),
+        }]),
+        ast::Set::SetNamesDefault {} => Ok(vec![SetItem {
+            target: SetTarget::Names("utf8mb4".into(), None),
+            value: Expr::Lit(Value::Null),
+        }]),
+        ast::Set::SetTransaction { .. } => Ok(Vec::new()),
+        other => Err(SqlError::unsupported(other)),
+    }
+}
+
+fn set_item(
+    name: &ObjectName,
+    value: &ast::Expr,
+    cx: &mut ExprCompiler<'_>,
+) -> Result<SetItem, SqlError> {
+    let parts: Vec<&str> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident().map(|i| i.value.as_str()))
+        .collect();
+    let target = match parts.as_slice() {
+        [n] if n.starts_with("@@") => SetTarget::System(n[2..].to_lowercase()),
+        [n] if n.starts_with('@') => SetTarget::User(n[1..].to_lowercase()),
+        [scope, n] if scope.starts_with("@@") => SetTarget::System(n.to_lowercase()),
+        [n] => SetTarget::System(n.to_lowercase()),
+        _ => return Err(SqlError::unsupported(name)),
+    };
+    // `SET autocommit = ON`: a bare word is its own text.
+    let value = match value {
+        ast::Expr::Identifier(id) if !id.value.starts_with('@') => {
+            Expr::Lit(Value::Bytes(id.value.as_bytes().to_vec()))
+        }
+        e => cx.expr(e)?,
+    };
+    Ok(SetItem { target, value })
+}
+
+/// The columns a prepared SELECT returns, without running it.
+pub(crate) fn columns_of(plan: &Plan) -> Vec<super::Column> {
+    match plan {
+        Plan::Select(s) => s.items.iter().map(|i| i.column.clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a plan was compiled against the table definitions now in the
+/// catalog.
+pub(crate) fn is_current(plan: &Plan, catalog: &Catalog) -> bool {
+    match plan.table() {
+        None => true,
+        Some(t) => catalog
+            .table_by_id(t.def.db_id, t.def.id)
+            .is_some_and(|now| Arc::ptr_eq(&now, &t.def) || now.schema_version == t.def.schema_version),
+    }
+}

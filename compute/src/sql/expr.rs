@@ -1,0 +1,749 @@
+//! The expression tree statements are compiled into, and its evaluation
+//! over one row with MySQL's rules: three-valued logic (NULL is `None`
+//! truth), integer arithmetic in 64 bits with overflow an error (1690),
+//! `/` giving a decimal (or a double), division by zero giving NULL,
+//! numbers compared numerically when either side is a number, strings
+//! compared under a collation.
+//!
+//! Evaluation reads the row, the statement's parameters, the aggregate
+//! results and the session's environment ([`Env`]); it never touches the
+//! engine.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::types::{Collation, Decimal, Value, collation, compare, datetime_of, num, temporal};
+
+use super::SqlError;
+
+/// Decimal digits `/` adds to the dividend's scale (MySQL's
+/// `div_precision_increment`).
+const DIV_INCREMENT: u8 = 4;
+/// The largest scale a computed decimal keeps.
+const MAX_SCALE: u8 = 30;
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Expr {
+    Lit(Value),
+    /// The i-th `?` of the statement.
+    Param(usize),
+    /// A column of the row, with its collation (for comparisons).
+    Column(usize, Collation),
+    /// `@@name` (scope ignored: session and global read the same table).
+    SysVar(String),
+    /// `@name`.
+    UserVar(String),
+    /// The i-th aggregate's result (after aggregation).
+    Agg(usize),
+    Neg(Box<Expr>),
+    Not(Box<Expr>),
+    Arith(ArithOp, Box<Expr>, Box<Expr>),
+    Cmp(CmpOp, Box<Expr>, Box<Expr>, Collation),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Xor(Box<Expr>, Box<Expr>),
+    IsNull(Box<Expr>, bool),
+    /// `e [NOT] IN (list)`.
+    In(Box<Expr>, Vec<Expr>, bool, Collation),
+    /// `e [NOT] BETWEEN lo AND hi`.
+    Between(Box<Expr>, Box<Expr>, Box<Expr>, bool, Collation),
+    /// `e [NOT] LIKE pattern`.
+    Like(Box<Expr>, Box<Expr>, bool, Collation),
+    Func(Func, Vec<Expr>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    IntDiv,
+    Mod,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// `<=>`: NULL-safe equality.
+    NullSafeEq,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Func {
+    Concat,
+    Length,
+    CharLength,
+    Upper,
+    Lower,
+    IfNull,
+    Coalesce,
+    If,
+    Now,
+    CurDate,
+    Database,
+    Version,
+    ConnectionId,
+    LastInsertId,
+    Abs,
+}
+
+/// What an expression may read besides the row.
+pub(crate) struct Env<'a> {
+    pub params: &'a [Value],
+    pub db: Option<&'a str>,
+    pub connection_id: u32,
+    pub last_insert_id: u64,
+    pub sys_vars: &'a BTreeMap<String, Value>,
+    pub user_vars: &'a HashMap<String, Value>,
+}
+
+/// One evaluation's inputs.
+pub(crate) struct Ctx<'a> {
+    pub env: &'a Env<'a>,
+    pub row: &'a [Value],
+    pub aggs: &'a [Value],
+}
+
+fn out_of_range(what: &str) -> SqlError {
+    SqlError::new(
+        1690,
+        "22003",
+        format!("BIGINT value is out of range in '{what}'"),
+    )
+}
+
+impl Expr {
+    pub(crate) fn eval(&self, cx: &Ctx<'_>) -> Result<Value, SqlError> {
+        Ok(match self {
+            Expr::Lit(v) => v.clone(),
+            Expr::Param(i) => cx.env.params.get(*i).cloned().unwrap_or(Value::Null),
+            Expr::Column(i, _) => cx.row.get(*i).cloned().unwrap_or(Value::Null),
+            Expr::Agg(i) => cx.aggs.get(*i).cloned().unwrap_or(Value::Null),
+            Expr::SysVar(name) => cx.env.sys_vars.get(name).cloned().ok_or_else(|| {
+                SqlError::new(1193, "HY000", format!("Unknown system variable '{name}'"))
+            })?,
+            Expr::UserVar(name) => cx
+                .env
+                .user_vars
+                .get(&name.to_lowercase())
+                .cloned()
+                .unwrap_or(Value::Null),
+            Expr::Neg(e) => negate(e.eval(cx)?)?,
+            Expr::Not(e) => truth_value(e.truth(cx)?.map(|t| !t)),
+            Expr::Arith(op, a, b) => arith(*op, a.eval(cx)?, b.eval(cx)?)?,
+            Expr::Func(f, args) => call(*f, args, cx)?,
+            _ => truth_value(self.truth(cx)?),
+        })
+    }
+
+    /// The expression as a condition: `None` for NULL.
+    pub(crate) fn truth(&self, cx: &Ctx<'_>) -> Result<Option<bool>, SqlError> {
+        match self {
+            Expr::And(a, b) => Ok(match (a.truth(cx)?, b.truth(cx)?) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            }),
+            Expr::Or(a, b) => Ok(match (a.truth(cx)?, b.truth(cx)?) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            }),
+            Expr::Xor(a, b) => Ok(match (a.truth(cx)?, b.truth(cx)?) {
+                (Some(x), Some(y)) => Some(x != y),
+                _ => None,
+            }),
+            Expr::Not(e) => Ok(e.truth(cx)?.map(|t| !t)),
+            Expr::IsNull(e, negated) => Ok(Some(matches!(e.eval(cx)?, Value::Null) != *negated)),
+            Expr::Cmp(op, a, b, coll) => Ok(compare_op(*op, &a.eval(cx)?, &b.eval(cx)?, *coll)),
+            Expr::In(e, list, negated, coll) => in_list(e, list, *negated, *coll, cx),
+            Expr::Between(e, lo, hi, negated, coll) => {
+                let v = e.eval(cx)?;
+                let ge = compare_op(CmpOp::Ge, &v, &lo.eval(cx)?, *coll);
+                let le = compare_op(CmpOp::Le, &v, &hi.eval(cx)?, *coll);
+                let both = match (ge, le) {
+                    (Some(false), _) | (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
+                };
+                Ok(both.map(|t| t != *negated))
+            }
+            Expr::Like(e, pat, negated, coll) => {
+                let (v, p) = (e.eval(cx)?, pat.eval(cx)?);
+                if matches!(v, Value::Null) || matches!(p, Value::Null) {
+                    return Ok(None);
+                }
+                let m = like(&text_bytes(&v), &text_bytes(&p), *coll);
+                Ok(Some(m != *negated))
+            }
+            other => Ok(truth_of(&other.eval(cx)?)),
+        }
+    }
+
+    /// Whether the expression reads nothing of the row or aggregates.
+    pub(crate) fn is_constant(&self) -> bool {
+        let mut constant = true;
+        self.walk(&mut |e| {
+            if matches!(e, Expr::Column(..) | Expr::Agg(_)) {
+                constant = false;
+            }
+        });
+        constant
+    }
+
+    /// Calls `f` on this expression and every sub-expression.
+    pub(crate) fn walk(&self, f: &mut dyn FnMut(&Expr)) {
+        f(self);
+        match self {
+            Expr::Neg(e) | Expr::Not(e) | Expr::IsNull(e, _) => e.walk(f),
+            Expr::Arith(_, a, b)
+            | Expr::Cmp(_, a, b, _)
+            | Expr::And(a, b)
+            | Expr::Or(a, b)
+            | Expr::Xor(a, b)
+            | Expr::Like(a, b, _, _) => {
+                a.walk(f);
+                b.walk(f);
+            }
+            Expr::In(e, list, _, _) => {
+                e.walk(f);
+                list.iter().for_each(|x| x.walk(f));
+            }
+            Expr::Between(e, lo, hi, _, _) => {
+                e.walk(f);
+                lo.walk(f);
+                hi.walk(f);
+            }
+            Expr::Func(_, args) => args.iter().for_each(|x| x.walk(f)),
+            _ => {}
+        }
+    }
+}
+
+/// 1, 0 or NULL.
+fn truth_value(t: Option<bool>) -> Value {
+    match t {
+        Some(b) => Value::Int(i64::from(b)),
+        None => Value::Null,
+    }
+}
+
+/// A value as a condition: numbers are true when not zero, strings by
+/// their leading number.
+pub(crate) fn truth_of(v: &Value) -> Option<bool> {
+    match v {
+        Value::Null => None,
+        Value::Int(i) => Some(*i != 0),
+        Value::UInt(u) => Some(*u != 0),
+        Value::Double(d) => Some(*d != 0.0),
+        Value::Decimal(d) => Some(d.mantissa != 0),
+        Value::Bytes(b) => Some(leading_f64(b) != 0.0),
+        Value::Date(_) | Value::DateTime(_) => Some(true),
+    }
+}
+
+fn in_list(
+    e: &Expr,
+    list: &[Expr],
+    negated: bool,
+    coll: Collation,
+    cx: &Ctx<'_>,
+) -> Result<Option<bool>, SqlError> {
+    let v = e.eval(cx)?;
+    if matches!(v, Value::Null) {
+        return Ok(None);
+    }
+    let mut saw_null = false;
+    for item in list {
+        match compare_op(CmpOp::Eq, &v, &item.eval(cx)?, coll) {
+            Some(true) => return Ok(Some(!negated)),
+            None => saw_null = true,
+            Some(false) => {}
+        }
+    }
+    Ok(if saw_null { None } else { Some(negated) })
+}
+
+/// `a op b`, NULL when either is NULL (except `<=>`).
+pub(crate) fn compare_op(op: CmpOp, a: &Value, b: &Value, coll: Collation) -> Option<bool> {
+    if op == CmpOp::NullSafeEq {
+        return Some(match (a, b) {
+            (Value::Null, Value::Null) => true,
+            (Value::Null, _) | (_, Value::Null) => false,
+            _ => sql_cmp(a, b, coll) == Some(Ordering::Equal),
+        });
+    }
+    let ord = sql_cmp(a, b, coll)?;
+    Some(match op {
+        CmpOp::Eq | CmpOp::NullSafeEq => ord == Ordering::Equal,
+        CmpOp::Ne => ord != Ordering::Equal,
+        CmpOp::Lt => ord == Ordering::Less,
+        CmpOp::Le => ord != Ordering::Greater,
+        CmpOp::Gt => ord == Ordering::Greater,
+        CmpOp::Ge => ord != Ordering::Less,
+    })
+}
+
+/// MySQL's comparison of two values; `None` if either is NULL.
+pub(crate) fn sql_cmp(a: &Value, b: &Value, coll: Collation) -> Option<Ordering> {
+    use Value::*;
+    Some(match (a, b) {
+        (Null, _) | (_, Null) => return None,
+        (Int(_) | UInt(_), Int(_) | UInt(_)) => crate::types::int_of(a).cmp(&crate::types::int_of(b)),
+        (Bytes(x), Bytes(y)) => collation::compare(coll, x, y),
+        (Date(_) | DateTime(_), Date(_) | DateTime(_)) => datetime_of(a).cmp(&datetime_of(b)),
+        (Date(_) | DateTime(_), Bytes(t)) => match temporal::parse_datetime(t) {
+            Some((dt, _)) => datetime_of(a)?.cmp(&dt),
+            None => collation::compare(coll, a.to_string().as_bytes(), t),
+        },
+        (Bytes(_), Date(_) | DateTime(_)) => sql_cmp(b, a, coll)?.reverse(),
+        _ => match (exact_of(a), exact_of(b)) {
+            (Some(x), Some(y)) => num::cmp_decimal(x, y),
+            _ => double_of(a).total_cmp(&double_of(b)),
+        },
+    })
+}
+
+/// A total order for sorting: NULL first, then [`sql_cmp`], then by kind.
+pub(crate) fn sort_cmp(a: &Value, b: &Value, coll: Collation) -> Ordering {
+    match (a, b) {
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Null, _) => Ordering::Less,
+        (_, Value::Null) => Ordering::Greater,
+        _ => sql_cmp(a, b, coll).unwrap_or_else(|| {
+            compare(&crate::types::ColumnType::Blob { max_bytes: 0 }, a, b)
+        }),
+    }
+}
+
+/// An exact number (integer or decimal) as a decimal.
+fn exact_of(v: &Value) -> Option<Decimal> {
+    match v {
+        Value::Int(i) => Some(Decimal {
+            mantissa: i128::from(*i),
+            scale: 0,
+        }),
+        Value::UInt(u) => Some(Decimal {
+            mantissa: i128::from(*u),
+            scale: 0,
+        }),
+        Value::Decimal(d) => Some(*d),
+        _ => None,
+    }
+}
+
+/// Any value as a double (strings by their leading number, as MySQL).
+pub(crate) fn double_of(v: &Value) -> f64 {
+    match v {
+        Value::Null => 0.0,
+        Value::Int(i) => *i as f64,
+        Value::UInt(u) => *u as f64,
+        Value::Double(d) => *d,
+        Value::Decimal(d) => d.mantissa as f64 / 10f64.powi(i32::from(d.scale)),
+        Value::Bytes(b) => leading_f64(b),
+        Value::Date(_) | Value::DateTime(_) => leading_f64(
+            v.to_string()
+                .replace(['-', ' ', ':'], "")
+                .as_bytes(),
+        ),
+    }
+}
+
+/// The number at the start of `b` (after spaces), 0 if none.
+fn leading_f64(b: &[u8]) -> f64 {
+    let t = b.trim_ascii_start();
+    let digits = |mut i: usize| {
+        while i < t.len() && t[i].is_ascii_digit() {
+            i += 1;
+        }
+        i
+    };
+    let mut i = usize::from(matches!(t.first(), Some(b'+' | b'-')));
+    let start = i;
+    i = digits(i);
+    if t.get(i) == Some(&b'.') {
+        i = digits(i + 1);
+    }
+    if i == start {
+        return 0.0;
+    }
+    if matches!(t.get(i), Some(b'e' | b'E')) {
+        let mut j = i + 1;
+        j += usize::from(matches!(t.get(j), Some(b'+' | b'-')));
+        let end = digits(j);
+        if end > j {
+            i = end;
+        }
+    }
+    std::str::from_utf8(&t[..i])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub(crate) fn text_bytes(v: &Value) -> Vec<u8> {
+    match v {
+        Value::Bytes(b) => b.clone(),
+        other => other.to_string().into_bytes(),
+    }
+}
+
+fn negate(v: Value) -> Result<Value, SqlError> {
+    Ok(match v {
+        Value::Null => Value::Null,
+        Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(|| out_of_range("-"))?),
+        Value::UInt(u) => {
+            let n = -i128::from(u);
+            Value::Int(i64::try_from(n).map_err(|_| out_of_range("-"))?)
+        }
+        Value::Double(d) => Value::Double(-d),
+        Value::Decimal(d) => Value::Decimal(Decimal {
+            mantissa: -d.mantissa,
+            scale: d.scale,
+        }),
+        other => Value::Double(-double_of(&other)),
+    })
+}
+
+/// How an arithmetic operand counts.
+enum Num {
+    Int(i128, bool),
+    Dec,
+    Dbl,
+}
+
+fn num_of(v: &Value) -> Num {
+    match v {
+        Value::Int(i) => Num::Int(i128::from(*i), false),
+        Value::UInt(u) => Num::Int(i128::from(*u), true),
+        Value::Decimal(_) => Num::Dec,
+        _ => Num::Dbl,
+    }
+}
+
+/// `a op b` under MySQL's numeric rules.
+pub(crate) fn arith(op: ArithOp, a: Value, b: Value) -> Result<Value, SqlError> {
+    if matches!(a, Value::Null) || matches!(b, Value::Null) {
+        return Ok(Value::Null);
+    }
+    match (num_of(&a), num_of(&b)) {
+        (Num::Int(x, ux), Num::Int(y, uy)) if op != ArithOp::Div => int_arith(op, x, y, ux || uy),
+        (Num::Dbl, _) | (_, Num::Dbl) => Ok(dbl_arith(op, double_of(&a), double_of(&b))),
+        _ => {
+            let (x, y) = (exact_of(&a), exact_of(&b));
+            match (x, y) {
+                (Some(x), Some(y)) => dec_arith(op, x, y),
+                _ => Ok(dbl_arith(op, double_of(&a), double_of(&b))),
+            }
+        }
+    }
+}
+
+fn int_arith(op: ArithOp, x: i128, y: i128, unsigned: bool) -> Result<Value, SqlError> {
+    let r = match op {
+        ArithOp::Add => x + y,
+        ArithOp::Sub => x - y,
+        ArithOp::Mul => x.checked_mul(y).ok_or_else(|| out_of_range("*"))?,
+        ArithOp::IntDiv | ArithOp::Div => match y {
+            0 => return Ok(Value::Null),
+            _ => x / y,
+        },
+        ArithOp::Mod => match y {
+            0 => return Ok(Value::Null),
+            _ => x % y,
+        },
+    };
+    if unsigned {
+        u64::try_from(r)
+            .map(Value::UInt)
+            .map_err(|_| SqlError::new(1690, "22003", "BIGINT UNSIGNED value is out of range"))
+    } else {
+        i64::try_from(r)
+            .map(Value::Int)
+            .map_err(|_| out_of_range("arithmetic"))
+    }
+}
+
+fn dbl_arith(op: ArithOp, x: f64, y: f64) -> Value {
+    let r = match op {
+        ArithOp::Add => x + y,
+        ArithOp::Sub => x - y,
+        ArithOp::Mul => x * y,
+        ArithOp::Div if y == 0.0 => return Value::Null,
+        ArithOp::Div => x / y,
+        ArithOp::IntDiv if y == 0.0 => return Value::Null,
+        ArithOp::IntDiv => return Value::Int((x / y).trunc() as i64),
+        ArithOp::Mod if y == 0.0 => return Value::Null,
+        ArithOp::Mod => x % y,
+    };
+    if r.is_finite() {
+        Value::Double(r)
+    } else {
+        Value::Null
+    }
+}
+
+fn pow10(n: u8) -> Option<i128> {
+    num::pow10(u32::from(n)).and_then(|p| i128::try_from(p).ok())
+}
+
+/// Both decimals at the larger scale.
+fn align(x: Decimal, y: Decimal) -> Option<(i128, i128, u8)> {
+    let s = x.scale.max(y.scale);
+    Some((num::rescale_exact(x, s)?, num::rescale_exact(y, s)?, s))
+}
+
+fn dec(mantissa: i128, scale: u8) -> Value {
+    Value::Decimal(Decimal { mantissa, scale })
+}
+
+fn dec_arith(op: ArithOp, x: Decimal, y: Decimal) -> Result<Value, SqlError> {
+    let overflow = || SqlError::new(1690, "22003", "DECIMAL value is out of range");
+    let (a, b, s) = align(x, y).ok_or_else(overflow)?;
+    match op {
+        ArithOp::Add => Ok(dec(a.checked_add(b).ok_or_else(overflow)?, s)),
+        ArithOp::Sub => Ok(dec(a.checked_sub(b).ok_or_else(overflow)?, s)),
+        ArithOp::Mul => {
+            let m = x.mantissa.checked_mul(y.mantissa).ok_or_else(overflow)?;
+            Ok(dec(m, (x.scale + y.scale).min(MAX_SCALE)))
+        }
+        _ if b == 0 => Ok(Value::Null),
+        ArithOp::Mod => Ok(dec(a % b, s)),
+        ArithOp::IntDiv => i64::try_from(a / b)
+            .map(Value::Int)
+            .map_err(|_| out_of_range("DIV")),
+        ArithOp::Div => {
+            // x / y at scale x.scale + 4, rounded half away from zero.
+            let scale = (x.scale + DIV_INCREMENT).min(MAX_SCALE);
+            let shift = pow10(scale + y.scale - x.scale).ok_or_else(overflow)?;
+            let num = x.mantissa.checked_mul(shift).ok_or_else(overflow)?;
+            let (q, r) = (num / y.mantissa, num % y.mantissa);
+            let round = if 2 * r.abs() >= y.mantissa.abs() {
+                num.signum() * y.mantissa.signum()
+            } else {
+                0
+            };
+            Ok(dec(q + round, scale))
+        }
+    }
+}
+
+/// `LIKE` with `%` and `_` (and `\` escaping), under `coll`.
+pub(crate) fn like(text: &[u8], pattern: &[u8], coll: Collation) -> bool {
+    let t: Vec<char> = String::from_utf8_lossy(text).chars().collect();
+    let p: Vec<char> = String::from_utf8_lossy(pattern).chars().collect();
+    like_at(&t, &p, coll)
+}
+
+fn like_at(t: &[char], p: &[char], coll: Collation) -> bool {
+    let Some((&first, rest)) = p.split_first() else {
+        return t.is_empty();
+    };
+    match first {
+        '%' => (0..=t.len()).any(|i| like_at(&t[i..], rest, coll)),
+        '_' => !t.is_empty() && like_at(&t[1..], rest, coll),
+        '\\' if !rest.is_empty() => {
+            !t.is_empty() && char_eq(t[0], rest[0], coll) && like_at(&t[1..], &rest[1..], coll)
+        }
+        c => !t.is_empty() && char_eq(t[0], c, coll) && like_at(&t[1..], rest, coll),
+    }
+}
+
+fn char_eq(a: char, b: char, coll: Collation) -> bool {
+    match coll {
+        Collation::Utf8mb4GeneralCi => {
+            collation::general_ci_weight(a) == collation::general_ci_weight(b)
+        }
+        _ => a == b,
+    }
+}
+
+fn call(f: Func, args: &[Expr], cx: &Ctx<'_>) -> Result<Value, SqlError> {
+    let arg = |i: usize| -> Result<Value, SqlError> {
+        args.get(i).map_or(Ok(Value::Null), |e| e.eval(cx))
+    };
+    Ok(match f {
+        Func::Concat => {
+            let mut out = Vec::new();
+            for a in args {
+                match a.eval(cx)? {
+                    Value::Null => return Ok(Value::Null),
+                    v => out.extend(text_bytes(&v)),
+                }
+            }
+            Value::Bytes(out)
+        }
+        Func::Length => map_text(arg(0)?, |b| Value::Int(b.len() as i64)),
+        Func::CharLength => map_text(arg(0)?, |b| {
+            Value::Int(String::from_utf8_lossy(b).chars().count() as i64)
+        }),
+        Func::Upper => map_text(arg(0)?, |b| {
+            Value::Bytes(String::from_utf8_lossy(b).to_uppercase().into_bytes())
+        }),
+        Func::Lower => map_text(arg(0)?, |b| {
+            Value::Bytes(String::from_utf8_lossy(b).to_lowercase().into_bytes())
+        }),
+        Func::IfNull | Func::Coalesce => {
+            for a in args {
+                let v = a.eval(cx)?;
+                if !matches!(v, Value::Null) {
+                    return Ok(v);
+                }
+            }
+            Value::Null
+        }
+        Func::If => match args.first().map(|c| c.truth(cx)).transpose()?.flatten() {
+            Some(true) => arg(1)?,
+            _ => arg(2)?,
+        },
+        Func::Abs => match arg(0)? {
+            Value::Int(i) => Value::Int(i.checked_abs().ok_or_else(|| out_of_range("abs"))?),
+            Value::Decimal(d) => dec(d.mantissa.abs(), d.scale),
+            Value::Null => Value::Null,
+            Value::UInt(u) => Value::UInt(u),
+            v => Value::Double(double_of(&v).abs()),
+        },
+        Func::Now => Value::DateTime(now()),
+        Func::CurDate => Value::Date(now().date),
+        Func::Database => cx
+            .env
+            .db
+            .map_or(Value::Null, |d| Value::Bytes(d.as_bytes().to_vec())),
+        Func::Version => Value::Bytes(super::vars::VERSION.as_bytes().to_vec()),
+        Func::ConnectionId => Value::UInt(u64::from(cx.env.connection_id)),
+        Func::LastInsertId => Value::UInt(cx.env.last_insert_id),
+    })
+}
+
+fn map_text(v: Value, f: impl Fn(&[u8]) -> Value) -> Value {
+    match v {
+        Value::Null => Value::Null,
+        v => f(&text_bytes(&v)),
+    }
+}
+
+/// The current UTC time, to the second.
+pub(crate) fn now() -> crate::types::DateTime {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    crate::types::DateTime {
+        date: crate::types::Date { year, month, day },
+        hour: (rem / 3600) as u8,
+        minute: (rem / 60 % 60) as u8,
+        second: (rem % 60) as u8,
+        micros: 0,
+    }
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (u16, u8, u8) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = (yoe + era * 400 + i64::from(month <= 2)) as u16;
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(t: &str) -> Value {
+        Value::Bytes(t.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn arithmetic_follows_mysql() {
+        assert_eq!(
+            arith(ArithOp::Add, Value::Int(1), Value::Int(2)),
+            Ok(Value::Int(3))
+        );
+        assert_eq!(
+            arith(ArithOp::Div, Value::Int(1), Value::Int(0)),
+            Ok(Value::Null)
+        );
+        assert_eq!(
+            arith(ArithOp::Div, Value::Int(1), Value::Int(3)),
+            Ok(dec(3333, 4))
+        );
+        assert_eq!(
+            arith(ArithOp::Div, Value::Int(2), Value::Int(3)),
+            Ok(dec(6667, 4))
+        );
+        assert_eq!(
+            arith(ArithOp::IntDiv, Value::Int(7), Value::Int(2)),
+            Ok(Value::Int(3))
+        );
+        assert_eq!(
+            arith(ArithOp::Mod, Value::Int(-7), Value::Int(2)),
+            Ok(Value::Int(-1))
+        );
+        let e = arith(ArithOp::Add, Value::Int(i64::MAX), Value::Int(1)).unwrap_err();
+        assert_eq!(e.code, 1690);
+        let e = arith(ArithOp::Sub, Value::UInt(0), Value::Int(1)).unwrap_err();
+        assert_eq!(e.code, 1690);
+        assert_eq!(
+            arith(ArithOp::Add, dec(15, 1), Value::Int(1)),
+            Ok(dec(25, 1))
+        );
+        assert_eq!(
+            arith(ArithOp::Mul, Value::Double(1.5), s("2")),
+            Ok(Value::Double(3.0))
+        );
+    }
+
+    #[test]
+    fn comparisons_are_numeric_when_a_number_is_involved() {
+        let ci = Collation::Utf8mb4GeneralCi;
+        assert_eq!(compare_op(CmpOp::Eq, &s("10"), &Value::Int(10), ci), Some(true));
+        assert_eq!(compare_op(CmpOp::Lt, &s("9"), &Value::Int(10), ci), Some(true));
+        assert_eq!(compare_op(CmpOp::Lt, &s("9"), &s("10"), ci), Some(false));
+        assert_eq!(compare_op(CmpOp::Eq, &s("abc"), &s("ABC "), ci), Some(true));
+        assert_eq!(
+            compare_op(CmpOp::Eq, &s("abc"), &s("ABC"), Collation::Utf8mb4Bin),
+            Some(false)
+        );
+        assert_eq!(compare_op(CmpOp::Eq, &Value::Null, &Value::Int(1), ci), None);
+        assert_eq!(
+            compare_op(CmpOp::NullSafeEq, &Value::Null, &Value::Null, ci),
+            Some(true)
+        );
+        assert_eq!(
+            compare_op(CmpOp::Eq, &dec(10, 1), &Value::Int(1), ci),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn like_matches_percent_and_underscore() {
+        let ci = Collation::Utf8mb4GeneralCi;
+        assert!(like(b"hello", b"h%o", ci));
+        assert!(like(b"hello", b"H_LLO", ci));
+        assert!(!like(b"hello", b"h_o", ci));
+        assert!(like(b"a%b", b"a\\%b", ci));
+        assert!(!like(b"axb", b"a\\%b", ci));
+        assert!(like(b"", b"%", ci));
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+    }
+}

@@ -1,0 +1,513 @@
+//! One client's session: the current database, variables, the open
+//! transaction and prepared statements; the [`crate::mysql::Handler`] the
+//! protocol calls.
+//!
+//! Transactions, as InnoDB's:
+//! - autocommit (the default): a statement outside BEGIN runs in its own
+//!   transaction, committed when it succeeds (commit also waits until what
+//!   it read is durable) and rolled back when it fails;
+//! - BEGIN / START TRANSACTION, or autocommit=0: the transaction stays open
+//!   until COMMIT or ROLLBACK; a failing statement undoes only its own
+//!   changes, except a deadlock (1213), which rolls back the whole
+//!   transaction;
+//! - DDL, BEGIN and `SET autocommit=1` commit the open transaction first.
+//!
+//! Prepared statements are parsed and compiled once; a plan is compiled
+//! again only when its table's definition changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sqlparser::ast::{Statement, Use};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::engine::Engine;
+use crate::txn::Txn;
+use crate::types::Value;
+
+use super::compile::{self, Scope};
+use super::expr::{Ctx, Env};
+use super::plan::{Plan, SetItem, SetTarget};
+use super::{Column, Output, Prepared, SqlError, ddl, dml, select, show, vars};
+
+/// Makes a [`Session`] per connection.
+pub struct SessionFactory {
+    pub engine: Engine,
+}
+
+impl crate::mysql::HandlerFactory for SessionFactory {
+    type H = Session;
+
+    fn make(&self, connection_id: u32) -> Session {
+        Session::new(self.engine.clone(), connection_id)
+    }
+}
+
+/// What statements read of the session.
+struct State {
+    connection_id: u32,
+    db: Option<String>,
+    vars: BTreeMap<String, Value>,
+    user_vars: HashMap<String, Value>,
+    last_insert_id: u64,
+}
+
+impl State {
+    fn env<'a>(&'a self, params: &'a [Value]) -> Env<'a> {
+        Env {
+            params,
+            db: self.db.as_deref(),
+            connection_id: self.connection_id,
+            last_insert_id: self.last_insert_id,
+            sys_vars: &self.vars,
+            user_vars: &self.user_vars,
+        }
+    }
+
+    fn autocommit(&self) -> bool {
+        !matches!(self.vars.get("autocommit"), Some(Value::Int(0)))
+    }
+}
+
+struct Stmt {
+    ast: Statement,
+    plan: Arc<Plan>,
+    params: u16,
+}
+
+/// One client's session: current database, variables, open transaction,
+/// prepared statements.
+pub struct Session {
+    engine: Engine,
+    state: State,
+    txn: Option<Txn>,
+    /// Inside BEGIN … COMMIT (whatever autocommit says).
+    explicit: bool,
+    prepared: HashMap<u32, Stmt>,
+    next_stmt: u32,
+}
+
+impl Session {
+    pub fn new(engine: Engine, connection_id: u32) -> Session {
+        Session {
+            engine,
+            state: State {
+                connection_id,
+                db: None,
+                vars: vars::defaults(),
+                user_vars: HashMap::new(),
+                last_insert_id: 0,
+            },
+            txn: None,
+            explicit: false,
+            prepared: HashMap::new(),
+            next_stmt: 1,
+        }
+    }
+
+    /// The current database.
+    pub fn database(&self) -> Option<&str> {
+        self.state.db.as_deref()
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    pub fn autocommit(&self) -> bool {
+        self.state.autocommit()
+    }
+
+    /// COM_QUERY: runs every statement of `sql`, answering with the last.
+    pub async fn query(&mut self, sql: &str) -> Result<Output, SqlError> {
+        if is_consistent_snapshot(sql) {
+            return self.begin().await;
+        }
+        let stmts = parse(sql)?;
+        let mut last = None;
+        for stmt in &stmts {
+            let plan = self.compile(stmt)?;
+            last = Some(self.run(Arc::new(plan), &[]).await?);
+        }
+        last.ok_or_else(|| SqlError::new(1065, "42000", "Query was empty"))
+    }
+
+    /// COM_STMT_PREPARE.
+    pub async fn prepare(&mut self, sql: &str) -> Result<Prepared, SqlError> {
+        let mut stmts = parse(sql)?;
+        if stmts.len() != 1 {
+            return Err(SqlError::syntax(sql, 1));
+        }
+        let ast = stmts.pop().expect("one statement");
+        let params = count_params(sql)?;
+        let plan = self.compile(&ast)?;
+        let id = self.next_stmt;
+        self.next_stmt = self.next_stmt.wrapping_add(1).max(1);
+        let columns = compile::columns_of(&plan);
+        self.prepared.insert(
+            id,
+            Stmt {
+                ast,
+                plan: Arc::new(plan),
+                params,
+            },
+        );
+        Ok(Prepared {
+            id,
+            params,
+            columns,
+        })
+    }
+
+    /// COM_STMT_EXECUTE.
+    pub async fn execute(&mut self, id: u32, params: Vec<Value>) -> Result<Output, SqlError> {
+        let Some(stmt) = self.prepared.get(&id) else {
+            return Err(SqlError::new(
+                1243,
+                "HY000",
+                format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"),
+            ));
+        };
+        if params.len() != usize::from(stmt.params) {
+            return Err(SqlError::new(
+                1210,
+                "HY000",
+                "Incorrect arguments to mysqld_stmt_execute",
+            ));
+        }
+        let plan = match compile::is_current(&stmt.plan, &self.engine.catalog()) {
+            true => stmt.plan.clone(),
+            false => {
+                let ast = stmt.ast.clone();
+                let plan = Arc::new(self.compile(&ast)?);
+                if let Some(s) = self.prepared.get_mut(&id) {
+                    s.plan = plan.clone();
+                }
+                plan
+            }
+        };
+        self.run(plan, &params).await
+    }
+
+    /// COM_STMT_CLOSE.
+    pub fn close(&mut self, id: u32) {
+        self.prepared.remove(&id);
+    }
+
+    /// COM_INIT_DB / USE.
+    pub async fn init_db(&mut self, db: &str) -> Result<(), SqlError> {
+        let cat = self.engine.catalog();
+        let d = cat.database(db)?;
+        self.state.db = Some(d.name.clone());
+        Ok(())
+    }
+
+    /// COM_FIELD_LIST.
+    pub async fn field_list(&mut self, table: &str) -> Result<Vec<Column>, SqlError> {
+        let db = self.state.db.clone().ok_or_else(SqlError::no_database)?;
+        show::field_list(&self.engine.catalog(), &db, table)
+    }
+
+    fn compile(&self, stmt: &Statement) -> Result<Plan, SqlError> {
+        let catalog = self.engine.catalog();
+        let scope = Scope {
+            catalog: &catalog,
+            db: self.state.db.as_deref(),
+        };
+        compile::compile(stmt, &scope)
+    }
+
+    async fn run(&mut self, plan: Arc<Plan>, params: &[Value]) -> Result<Output, SqlError> {
+        match plan.as_ref() {
+            Plan::Select(s) if s.from.is_none() => {
+                let env = self.state.env(params);
+                let mut none = None;
+                select::run(s, &mut none, &env).await
+            }
+            Plan::Select(_) | Plan::Insert(_) | Plan::Update(_) | Plan::Delete(_) => {
+                self.run_in_txn(&plan, params).await
+            }
+            Plan::Set(items) => self.set(items, params).await,
+            Plan::Other(stmt) => self.other(stmt).await,
+        }
+    }
+
+    /// Runs a statement that reads or writes tables, in the open
+    /// transaction or (autocommit) its own.
+    async fn run_in_txn(&mut self, plan: &Plan, params: &[Value]) -> Result<Output, SqlError> {
+        let single = self.txn.is_none() && !self.explicit && self.state.autocommit();
+        let mut txn = self.txn.take().unwrap_or_else(|| self.engine.begin());
+        if !single {
+            txn.begin_statement();
+        }
+        let result = {
+            let env = self.state.env(params);
+            let mut slot = Some(txn);
+            let r = exec(plan, &mut slot, &env).await;
+            txn = slot.expect("exec gives the transaction back");
+            r
+        };
+        let result = match (single, result) {
+            (true, Ok(r)) => txn.commit().await.map(|_| r).map_err(SqlError::from),
+            (true, Err(e)) => {
+                txn.rollback();
+                Err(e)
+            }
+            (false, Ok(r)) => {
+                self.txn = Some(txn);
+                Ok(r)
+            }
+            (false, Err(e)) if e.is_deadlock() => {
+                txn.rollback();
+                self.explicit = false;
+                Err(e)
+            }
+            (false, Err(e)) => {
+                txn.rollback_statement();
+                self.txn = Some(txn);
+                Err(e)
+            }
+        };
+        let (out, generated) = result?;
+        if let Some(id) = generated {
+            self.state.last_insert_id = id;
+        }
+        Ok(out)
+    }
+
+    /// Commits the open transaction, if any.
+    async fn commit(&mut self) -> Result<(), SqlError> {
+        self.explicit = false;
+        match self.txn.take() {
+            Some(txn) => Ok(txn.commit().await?),
+            None => Ok(()),
+        }
+    }
+
+    async fn begin(&mut self) -> Result<Output, SqlError> {
+        self.commit().await?;
+        self.txn = Some(self.engine.begin());
+        self.explicit = true;
+        Ok(ok())
+    }
+
+    async fn other(&mut self, stmt: &Statement) -> Result<Output, SqlError> {
+        if ddl::is_ddl(stmt) {
+            self.commit().await?;
+            let db = self.state.db.clone();
+            if let Some(r) = ddl::run(&self.engine, stmt, db.as_deref()).await {
+                return r;
+            }
+        }
+        match stmt {
+            Statement::StartTransaction { .. } => return self.begin().await,
+            Statement::Commit { .. } => {
+                self.commit().await?;
+                return Ok(ok());
+            }
+            Statement::Rollback { savepoint: None, .. } => {
+                self.explicit = false;
+                if let Some(t) = self.txn.take() {
+                    t.rollback();
+                }
+                return Ok(ok());
+            }
+            Statement::Use(Use::Object(name) | Use::Database(name) | Use::Schema(name)) => {
+                let db = compile::last_name(name)?;
+                self.init_db(&db).await?;
+                return Ok(ok());
+            }
+            _ => {}
+        }
+        let catalog = self.engine.catalog();
+        match show::run(stmt, &catalog, self.state.db.as_deref(), &self.state.vars) {
+            Some(r) => r,
+            None => Err(SqlError::unsupported(statement_kind(stmt))),
+        }
+    }
+
+    async fn set(&mut self, items: &[SetItem], params: &[Value]) -> Result<Output, SqlError> {
+        for item in items {
+            let v = item.value.eval(&Ctx {
+                env: &self.state.env(params),
+                row: &[],
+                aggs: &[],
+            })?;
+            match &item.target {
+                SetTarget::User(name) => {
+                    self.state.user_vars.insert(name.clone(), v);
+                }
+                SetTarget::System(name) => self.set_system(name, v).await?,
+                SetTarget::Names(charset, collation) => {
+                    let coll = match collation {
+                        Some(c) => ddl::collation_named(c)?,
+                        None => crate::types::Collation::Utf8mb4GeneralCi,
+                    };
+                    let charset = Value::Bytes(charset.to_lowercase().into_bytes());
+                    for k in ["client", "connection", "results"] {
+                        self.state
+                            .vars
+                            .insert(format!("character_set_{k}"), charset.clone());
+                    }
+                    self.state.vars.insert(
+                        "collation_connection".into(),
+                        Value::Bytes(coll.name().as_bytes().to_vec()),
+                    );
+                }
+            }
+        }
+        Ok(ok())
+    }
+
+    async fn set_system(&mut self, name: &str, v: Value) -> Result<(), SqlError> {
+        let is_default = matches!(&v, Value::Bytes(b) if b.eq_ignore_ascii_case(b"DEFAULT"));
+        let v = match (is_default, vars::defaults().get(name)) {
+            (true, Some(d)) => d.clone(),
+            _ => vars::check_set(&self.state.vars, name, v)?,
+        };
+        if name == "autocommit" && v == Value::Int(1) && !self.state.autocommit() {
+            self.commit().await?;
+        }
+        let aliases: &[&str] = match name {
+            "transaction_isolation" | "tx_isolation" => &["transaction_isolation", "tx_isolation"],
+            "transaction_read_only" | "tx_read_only" => &["transaction_read_only", "tx_read_only"],
+            _ => &[],
+        };
+        for a in aliases {
+            self.state.vars.insert((*a).to_string(), v.clone());
+        }
+        self.state.vars.insert(name.to_string(), v);
+        Ok(())
+    }
+}
+
+fn ok() -> Output {
+    Output::Ok {
+        affected_rows: 0,
+        last_insert_id: 0,
+        warnings: 0,
+        info: String::new(),
+    }
+}
+
+/// Runs a table statement in `txn` (always given back in the slot).
+async fn exec(
+    plan: &Plan,
+    slot: &mut Option<Txn>,
+    env: &Env<'_>,
+) -> Result<(Output, Option<u64>), SqlError> {
+    if let Plan::Select(s) = plan {
+        return select::run(s, slot, env).await.map(|o| (o, None));
+    }
+    let txn = slot.as_mut().expect("a transaction is given");
+    match plan {
+        Plan::Insert(i) => dml::insert(i, txn, env).await,
+        Plan::Update(u) => dml::update(u, txn, env).await.map(|o| (o, None)),
+        Plan::Delete(d) => dml::delete(d, txn, env).await.map(|o| (o, None)),
+        Plan::Select(_) => Err(SqlError::unsupported("this statement here")),
+        Plan::Set(_) | Plan::Other(_) => Err(SqlError::unsupported("this statement here")),
+    }
+}
+
+/// `START TRANSACTION WITH CONSISTENT SNAPSHOT`, which sqlparser does not
+/// parse (every transaction's snapshot is consistent here).
+fn is_consistent_snapshot(sql: &str) -> bool {
+    let words: Vec<String> = sql
+        .trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .map(str::to_uppercase)
+        .collect();
+    words == ["START", "TRANSACTION", "WITH", "CONSISTENT", "SNAPSHOT"]
+}
+
+/// Parses `sql` with MySQL's dialect; a parse error becomes 1064.
+fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
+    Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| syntax_error(sql, &e.to_string()))
+}
+
+/// 1064 at the position the parser names ("… at Line: L, Column: C"),
+/// or at the end of the text.
+fn syntax_error(sql: &str, message: &str) -> SqlError {
+    let position = message.rsplit_once("at Line: ").and_then(|(_, rest)| {
+        let (line, col) = rest.split_once(", Column: ")?;
+        let col: usize = col.trim().trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok()?;
+        Some((line.trim().parse::<usize>().ok()?, col))
+    });
+    match position {
+        Some((line, col)) => {
+            let near: String = sql
+                .lines()
+                .skip(line.saturating_sub(1))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .chars()
+                .skip(col.saturating_sub(1))
+                .collect();
+            SqlError::syntax(&near, line as u64)
+        }
+        None => SqlError::syntax("", sql.lines().count().max(1) as u64),
+    }
+}
+
+/// The number of `?` placeholders in `sql` (outside strings and comments).
+fn count_params(sql: &str) -> Result<u16, SqlError> {
+    let tokens = Tokenizer::new(&MySqlDialect {}, sql)
+        .tokenize()
+        .map_err(|e| syntax_error(sql, &e.to_string()))?;
+    let n = tokens
+        .iter()
+        .filter(|t| matches!(t, Token::Placeholder(p) if p == "?"))
+        .count();
+    u16::try_from(n).map_err(|_| SqlError::new(1390, "HY000", "Prepared statement contains too many placeholders"))
+}
+
+/// A statement's kind, for 1235.
+fn statement_kind(stmt: &Statement) -> String {
+    let text = stmt.to_string();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+impl crate::mysql::Handler for Session {
+    fn query<'a>(&'a mut self, sql: &'a str) -> BoxFuture<'a, Result<Output, SqlError>> {
+        Box::pin(Session::query(self, sql))
+    }
+
+    fn prepare<'a>(&'a mut self, sql: &'a str) -> BoxFuture<'a, Result<Prepared, SqlError>> {
+        Box::pin(Session::prepare(self, sql))
+    }
+
+    fn execute(
+        &mut self,
+        stmt: u32,
+        params: Vec<Value>,
+    ) -> BoxFuture<'_, Result<Output, SqlError>> {
+        Box::pin(Session::execute(self, stmt, params))
+    }
+
+    fn close(&mut self, stmt: u32) {
+        Session::close(self, stmt)
+    }
+
+    fn init_db<'a>(&'a mut self, db: &'a str) -> BoxFuture<'a, Result<(), SqlError>> {
+        Box::pin(Session::init_db(self, db))
+    }
+
+    fn field_list<'a>(
+        &'a mut self,
+        table: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Column>, SqlError>> {
+        Box::pin(Session::field_list(self, table))
+    }
+
+    fn in_transaction(&self) -> bool {
+        Session::in_transaction(self)
+    }
+
+    fn autocommit(&self) -> bool {
+        Session::autocommit(self)
+    }
+}
