@@ -5,6 +5,7 @@
 //! log replicas and a page server); `strata logservice` and `strata
 //! pageserver` run one role each.
 
+mod compute_cmd;
 mod logservice_cmd;
 mod pageserver_cmd;
 mod up;
@@ -14,6 +15,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use compute_cmd::ComputeArgs;
 use logservice_cmd::LogserviceArgs;
 use pageserver_cmd::PageserverArgs;
 use up::UpArgs;
@@ -37,6 +39,9 @@ enum Command {
     Logservice(LogserviceArgs),
     /// Run a page server: follows the log, answers GetPage@LSN.
     Pageserver(PageserverArgs),
+    /// Run a primary compute node: the engine over a log service and a page
+    /// server, serving MySQL clients.
+    Compute(ComputeArgs),
 }
 
 fn main() -> Result<()> {
@@ -58,6 +63,9 @@ fn main() -> Result<()> {
             }
             Command::Pageserver(args) => {
                 Ok(strata_pageserver::server::serve(args.into_config()?, shutdown).await?)
+            }
+            Command::Compute(args) => {
+                Ok(strata_compute::server::serve(args.into_config()?, shutdown).await?)
             }
         }
     })

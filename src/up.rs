@@ -1,11 +1,14 @@
 //! `strata up`: a whole cluster in one process, its data under one
-//! directory — today the log replicas and a page server following them.
+//! directory: three log replicas, a page server following them, and a
+//! primary compute node serving MySQL clients.
 //!
 //! Start order: the cluster id (made once, kept in the data directory),
 //! every listener bound (so a busy port fails before anything runs), the
-//! log replicas, then the page server. Stop order: one shutdown token for
-//! all; the page server freezes and flushes what it holds, the replicas
-//! stop; the first error, if any, is the command's.
+//! log replicas, the page server, then the compute node. Stop order (Ctrl-C
+//! or SIGTERM): the compute node first (its MySQL listener, then its
+//! engine), then the storage: the page server freezes and flushes what it
+//! holds, the replicas stop. If any role fails, everything stops; the
+//! first error is the command's.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,12 @@ pub struct UpArgs {
     /// The page server's port (0: any free port).
     #[arg(long, default_value_t = 7200)]
     pageserver_port: u16,
+    /// The MySQL port of the compute node (0: any free port).
+    #[arg(long, default_value_t = 3306)]
+    mysql_port: u16,
+    /// `root`'s password (none by default).
+    #[arg(long, env = "STRATA_ROOT_PASSWORD", hide_env_values = true)]
+    root_password: Option<String>,
 }
 
 /// The cluster's id, made on first start and kept in the data directory.
@@ -76,9 +85,13 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         log_listeners.push(bind(port, &format!("log replica {}", i + 1)).await?);
     }
     let ps_listener = bind(args.pageserver_port, "the page server").await?;
+    let mysql_listener = bind(args.mysql_port, "the MySQL port").await?;
     let log_endpoints: Vec<String> = log_listeners.iter().map(endpoint).collect::<Result<_>>()?;
     let ps_endpoint = endpoint(&ps_listener)?;
+    let mysql_addr = mysql_listener.local_addr()?;
 
+    // The storage stops only after the compute node has.
+    let storage_stop = CancellationToken::new();
     let mut roles: Vec<(&str, JoinHandle<Result<()>>)> = Vec::new();
     for (i, listener) in log_listeners.into_iter().enumerate() {
         let id = i as u32 + 1;
@@ -94,7 +107,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             .filter(|(j, _)| *j != i)
             .map(|(_, e)| e.clone())
             .collect();
-        let served = strata_logservice::server::serve_on(listener, c, shutdown.clone());
+        let served = strata_logservice::server::serve_on(listener, c, storage_stop.clone());
         roles.push((
             "log replica",
             tokio::spawn(async move { Ok(served.await?) }),
@@ -105,26 +118,81 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         args.data_dir.join("pageserver"),
         log_endpoints.clone(),
     );
-    let served = strata_pageserver::server::serve_on(ps_listener, ps, shutdown.clone());
+    let served = strata_pageserver::server::serve_on(ps_listener, ps, storage_stop.clone());
     roles.push((
         "page server",
         tokio::spawn(async move { Ok(served.await?) }),
     ));
 
+    let engine = strata_compute::EngineConfig::new(
+        cluster_id.clone(),
+        log_endpoints.clone(),
+        ps_endpoint.clone(),
+    );
+    let mut compute = strata_compute::server::ComputeConfig::new(engine, mysql_addr);
+    compute.root_password = args.root_password.clone().filter(|p| !p.is_empty());
+    let compute = tokio::spawn(strata_compute::server::serve_on(
+        mysql_listener,
+        compute,
+        shutdown.clone(),
+    ));
+
     // Written, not println!: a closed stdout (`strata up | head -1`) must
     // not take the cluster down.
+    let password = match &args.root_password {
+        Some(p) if !p.is_empty() => " -p",
+        _ => "",
+    };
     let banner = format!(
-        "Strata is up: cluster {cluster_id}, data in {}\n  log service replicas: {}\n  \
-         page server: {ps_endpoint}\n  \
-         (the SQL compute node and its MySQL port arrive with the next milestones)\n\
+        "Strata is up: cluster {cluster_id}, data in {}\n  \
+         MySQL: 127.0.0.1:{}, user root — connect with:\n    \
+         mysql -h 127.0.0.1 -P {} -u root{password}\n  \
+         log service replicas: {}\n  page server: {ps_endpoint}\n\
          Stop with Ctrl-C.\n",
         args.data_dir.display(),
+        mysql_addr.port(),
+        mysql_addr.port(),
         log_endpoints.join(" ")
     );
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     drop(out);
-    wait_all(roles, &shutdown).await
+    stop_in_order(compute, roles, &shutdown, &storage_stop).await
+}
+
+/// Waits for the compute node and the storage roles; the compute node
+/// stops first, then the storage, whichever way the stop began.
+async fn stop_in_order(
+    mut compute: JoinHandle<strata_compute::Result<()>>,
+    roles: Vec<(&'static str, JoinHandle<Result<()>>)>,
+    shutdown: &CancellationToken,
+    storage_stop: &CancellationToken,
+) -> Result<()> {
+    let storage_stop2 = storage_stop.clone();
+    let mut storage = tokio::spawn(async move { wait_all(roles, &storage_stop2).await });
+    let compute_result = |r: Result<strata_compute::Result<()>, tokio::task::JoinError>| {
+        r.context("compute node task")
+            .and_then(|r| r.context("compute node"))
+    };
+    tokio::select! {
+        done = &mut compute => {
+            // Stopped (Ctrl-C) or failed: the storage goes next.
+            let compute = compute_result(done);
+            if compute.is_err() {
+                shutdown.cancel();
+            }
+            storage_stop.cancel();
+            let storage = storage.await.context("storage task")?;
+            compute.and(storage)
+        }
+        done = &mut storage => {
+            // A storage role failed: stop the compute node too.
+            shutdown.cancel();
+            storage_stop.cancel();
+            let compute = compute_result(compute.await);
+            done.context("storage task")?.and(compute)
+        }
+    }
 }
 
 /// Waits for every role; the first to fail stops the others.

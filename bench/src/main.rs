@@ -13,6 +13,7 @@ mod log;
 mod pageserver;
 mod report;
 mod stats;
+mod sysbench;
 mod watchdog;
 
 use std::path::PathBuf;
@@ -40,6 +41,9 @@ enum Workload {
     /// The compute engine through its library API on an embedded cluster:
     /// point selects, range scans, index updates and inserts.
     Engine(engine::EngineArgs),
+    /// Unmodified sysbench OLTP workloads against Strata and MariaDB on the
+    /// same machine, interleaved.
+    Sysbench(sysbench::SysbenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,5 +67,6 @@ fn main() -> anyhow::Result<()> {
         Workload::Log(args) => log::run(args, dir.path()),
         Workload::Pageserver(args) => pageserver::run(args, dir.path()),
         Workload::Engine(args) => engine::run(args, dir.path()),
+        Workload::Sysbench(args) => sysbench::run(args, dir.path()),
     }
 }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod key;
 pub mod lock;
 pub mod mysql;
+pub mod server;
 pub mod pool;
 pub mod row;
 pub mod source;
