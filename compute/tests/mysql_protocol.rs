@@ -35,7 +35,11 @@ fn column(name: &str, field_type: FieldType, flags: u16) -> Column {
         length: 20,
         field_type,
         flags,
-        decimals: if field_type == FieldType::NewDecimal { 2 } else { 0 },
+        decimals: if field_type == FieldType::NewDecimal {
+            2
+        } else {
+            0
+        },
     }
 }
 
@@ -83,10 +87,7 @@ fn items() -> Output {
     };
     Output::Rows {
         columns,
-        rows: vec![
-            row(1, "widget", 999, None),
-            row(2, "gädget", -5, Some("x")),
-        ],
+        rows: vec![row(1, "widget", 999, None), row(2, "gädget", -5, Some("x"))],
     }
 }
 
@@ -135,7 +136,11 @@ impl Fake {
     fn run(&mut self, sql: &str) -> Result<Output, SqlError> {
         let upper = sql.trim().to_ascii_uppercase();
         if upper.starts_with("BAD") {
-            return Err(sql_error(1064, "42000", "You have an error in your SQL syntax"));
+            return Err(sql_error(
+                1064,
+                "42000",
+                "You have an error in your SQL syntax",
+            ));
         }
         if upper.starts_with("PANIC") {
             panic!("the fake handler was asked to panic");
@@ -163,7 +168,11 @@ impl Fake {
 
     fn prepare_now(&mut self, sql: &str) -> Result<Prepared, SqlError> {
         if sql.trim().to_ascii_uppercase().starts_with("BAD") {
-            return Err(sql_error(1064, "42000", "You have an error in your SQL syntax"));
+            return Err(sql_error(
+                1064,
+                "42000",
+                "You have an error in your SQL syntax",
+            ));
         }
         let params = sql.matches('?').count() as u16;
         self.next_statement += 1;
@@ -193,7 +202,11 @@ impl Fake {
         let Some((sql, count)) = self.statements.get(&stmt) else {
             return Err(sql_error(1243, "HY000", "unknown statement"));
         };
-        assert_eq!(params.len(), usize::from(*count), "the server decoded every parameter");
+        assert_eq!(
+            params.len(),
+            usize::from(*count),
+            "the server decoded every parameter"
+        );
         let upper = sql.trim().to_ascii_uppercase();
         if upper.starts_with("SELECT") && upper.contains("FROM ITEMS") {
             return Ok(items());
@@ -206,7 +219,11 @@ impl Fake {
                 info: String::new(),
             });
         }
-        let columns = params.iter().enumerate().map(|(i, v)| echo_column(i, v)).collect();
+        let columns = params
+            .iter()
+            .enumerate()
+            .map(|(i, v)| echo_column(i, v))
+            .collect();
         Ok(Output::Rows {
             columns,
             rows: vec![params],
@@ -240,7 +257,11 @@ impl Handler for Fake {
             if db == "shop" {
                 Ok(())
             } else {
-                Err(sql_error(1049, "42000", &format!("Unknown database '{db}'")))
+                Err(sql_error(
+                    1049,
+                    "42000",
+                    &format!("Unknown database '{db}'"),
+                ))
             }
         }
         .boxed()
@@ -296,6 +317,10 @@ struct Server {
 
 impl Server {
     async fn start(password: Option<&str>) -> Server {
+        Server::start_with(password, 1 << 20).await
+    }
+
+    async fn start_with(password: Option<&str>, max_allowed_packet: u32) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let counters = Arc::new(Counters::default());
@@ -305,7 +330,7 @@ impl Server {
         let config = ServerConfig {
             root_password: password.map(str::to_string),
             server_version: "8.0.36-strata".into(),
-            max_allowed_packet: 1 << 20,
+            max_allowed_packet,
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(serve(listener, config, factory, shutdown.clone()));
@@ -376,9 +401,18 @@ async fn mysql_cli() {
         "1\twidget\t9.99\t1.5\t2024-02-09\t2024-02-09 01:02:03\tNULL\t18446744073709551615\n\
          2\tgädget\t-0.05\t3\t2024-02-09\t2024-02-09 01:02:03\tx\t18446744073709551615\n"
     );
-    let out = run_cli(cli, port, &["-uroot", "-vvv", "-e", "insert into items values (1)"]).await;
+    let out = run_cli(
+        cli,
+        port,
+        &["-uroot", "-vvv", "-e", "insert into items values (1)"],
+    )
+    .await;
     assert!(out.ok, "{}", out.stderr);
-    assert!(out.stdout.contains("Query OK, 3 rows affected"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Query OK, 3 rows affected"),
+        "{}",
+        out.stdout
+    );
     let out = run_cli(cli, port, &["-uroot", "-e", "BAD statement"]).await;
     assert!(!out.ok);
     assert!(out.stderr.contains("ERROR 1064 (42000)"), "{}", out.stderr);
@@ -388,8 +422,9 @@ async fn mysql_cli() {
     assert!(out.stderr.contains("ERROR 1049 (42000)"), "{}", out.stderr);
     let out = run_cli(cli, port, &["-ubob", "-e", "select 1"]).await;
     assert!(
-        out.stderr
-            .contains("ERROR 1045 (28000): Access denied for user 'bob'@'localhost' (using password: NO)"),
+        out.stderr.contains(
+            "ERROR 1045 (28000): Access denied for user 'bob'@'localhost' (using password: NO)"
+        ),
         "{}",
         out.stderr
     );
@@ -404,7 +439,12 @@ async fn mysql_cli_with_password() {
     };
     let server = Server::start(Some("s3cret")).await;
     let port = server.port;
-    let out = run_cli(cli, port, &["-uroot", "-ps3cret", "-e", "select id from items"]).await;
+    let out = run_cli(
+        cli,
+        port,
+        &["-uroot", "-ps3cret", "-e", "select id from items"],
+    )
+    .await;
     assert!(out.ok, "{}", out.stderr);
     assert!(out.stdout.starts_with("1\twidget"), "{}", out.stdout);
     let out = run_cli(cli, port, &["-uroot", "-pwrong", "-e", "select 1"]).await;
@@ -417,7 +457,11 @@ async fn mysql_cli_with_password() {
         out.stderr
     );
     let out = run_cli(cli, port, &["-uroot", "-e", "select 1"]).await;
-    assert!(out.stderr.contains("(using password: NO)"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("(using password: NO)"),
+        "{}",
+        out.stderr
+    );
     server.stop().await;
 }
 
@@ -566,7 +610,9 @@ struct Raw {
 impl Raw {
     /// Connects and reads the greeting.
     async fn connect(port: u16) -> Raw {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
         let mut raw = Raw {
             stream,
             scramble: Vec::new(),
@@ -579,7 +625,8 @@ impl Raw {
         let rest = &g[version_end + 1..];
         raw.connection_id = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
         raw.scramble = rest[4..12].to_vec();
-        raw.scramble.extend_from_slice(&rest[4 + 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10..][..12]);
+        raw.scramble
+            .extend_from_slice(&rest[4 + 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10..][..12]);
         raw
     }
 
@@ -717,7 +764,10 @@ async fn bad_clients_are_disconnected_and_others_go_on() {
     // The first connection never noticed.
     assert_eq!(err_code(&good.command(&[0x50]).await), 1047);
     assert_eq!(ok_fields(&good.command(&[0x0E]).await), (0, 0, 0x0002));
-    assert_eq!(ok_fields(&good.query("INSERT INTO t VALUES (1)").await), (3, 42, 0x0002));
+    assert_eq!(
+        ok_fields(&good.query("INSERT INTO t VALUES (1)").await),
+        (3, 42, 0x0002)
+    );
     assert_eq!(ok_fields(&good.query("BEGIN").await), (0, 0, 0x0003));
     assert_eq!(err_code(&good.query("BAD").await), 1064);
 
@@ -785,12 +835,19 @@ async fn raw_prepared_statements_and_session_commands() {
     c.write(0, b"\x04items\0").await;
     let fields = c.until_eof().await;
     assert_eq!(fields.len(), 9);
-    assert!(fields[0].ends_with(&[0xFB]), "COM_FIELD_LIST adds a default value");
+    assert!(
+        fields[0].ends_with(&[0xFB]),
+        "COM_FIELD_LIST adds a default value"
+    );
 
     assert_eq!(err_code(&c.command(b"\x02nope").await), 1049);
     assert_eq!(ok_fields(&c.command(b"\x02shop").await).0, 0);
     assert_eq!(ok_fields(&c.query("BEGIN").await).2, 0x0003);
-    assert_eq!(ok_fields(&c.command(&[0x1F]).await).2, 0x0002, "a fresh session");
+    assert_eq!(
+        ok_fields(&c.command(&[0x1F]).await).2,
+        0x0002,
+        "a fresh session"
+    );
     let counters = server.stop().await;
     assert_eq!(counters.made.load(Ordering::SeqCst), 2);
     assert_eq!(counters.dropped.load(Ordering::SeqCst), 2);
@@ -799,7 +856,10 @@ async fn raw_prepared_statements_and_session_commands() {
 fn native_answer(password: &[u8], scramble: &[u8]) -> Vec<u8> {
     let h1 = Sha1::digest(password);
     let h2 = Sha1::digest(h1);
-    let h3 = Sha1::new().chain_update(scramble).chain_update(h2).finalize();
+    let h3 = Sha1::new()
+        .chain_update(scramble)
+        .chain_update(h2)
+        .finalize();
     h1.iter().zip(h3).map(|(a, b)| a ^ b).collect()
 }
 
@@ -807,7 +867,10 @@ fn caching_sha2_answer(password: &[u8], scramble: &[u8]) -> Vec<u8> {
     use sha2::Sha256;
     let h1 = Sha256::digest(password);
     let h2 = Sha256::digest(h1);
-    let h3 = Sha256::new().chain_update(h2).chain_update(scramble).finalize();
+    let h3 = Sha256::new()
+        .chain_update(h2)
+        .chain_update(scramble)
+        .finalize();
     h1.iter().zip(h3).map(|(a, b)| a ^ b).collect()
 }
 
@@ -818,17 +881,20 @@ async fn authentication_paths() {
 
     let mut c = Raw::connect(port).await;
     let answer = native_answer(b"pw", &c.scramble);
-    c.send_login(CLIENT_BASE, "root", &answer, "mysql_native_password").await;
+    c.send_login(CLIENT_BASE, "root", &answer, "mysql_native_password")
+        .await;
     assert_eq!(c.read().await.expect("ok"), (2, vec![0, 0, 0, 2, 0, 0, 0]));
 
     let mut c = Raw::connect(port).await;
     let answer = caching_sha2_answer(b"pw", &c.scramble);
-    c.send_login(CLIENT_BASE, "root", &answer, "caching_sha2_password").await;
+    c.send_login(CLIENT_BASE, "root", &answer, "caching_sha2_password")
+        .await;
     assert_eq!(c.read().await.expect("fast auth"), (2, vec![1, 3]));
     assert_eq!(c.read().await.expect("ok").1[0], 0);
 
     let mut c = Raw::connect(port).await;
-    c.send_login(CLIENT_BASE, "root", b"whatever", "sha256_password").await;
+    c.send_login(CLIENT_BASE, "root", b"whatever", "sha256_password")
+        .await;
     let (seq, switch) = c.read().await.expect("auth switch");
     assert_eq!(seq, 2);
     assert!(switch.starts_with(b"\xFEmysql_native_password\0"));
@@ -839,12 +905,14 @@ async fn authentication_paths() {
 
     let mut c = Raw::connect(port).await;
     let answer = native_answer(b"nope", &c.scramble);
-    c.send_login(CLIENT_BASE, "root", &answer, "mysql_native_password").await;
+    c.send_login(CLIENT_BASE, "root", &answer, "mysql_native_password")
+        .await;
     assert_eq!(err_code(&c.read().await.expect("denied").1), 1045);
     assert!(c.closed().await);
 
     let mut c = Raw::connect(port).await;
-    c.send_login(CLIENT_BASE, "root", b"", "mysql_native_password").await;
+    c.send_login(CLIENT_BASE, "root", b"", "mysql_native_password")
+        .await;
     let denied = c.read().await.expect("denied").1;
     assert_eq!(err_code(&denied), 1045);
     assert!(denied.ends_with(b"(using password: NO)"));
@@ -875,12 +943,19 @@ async fn deprecate_eof_replaces_eof_packets() {
     assert!(packets[..8].iter().all(|p| p.starts_with(b"\x03def")));
     assert!(packets[8].starts_with(b"\x011\x06widget"));
     assert!(packets[9].starts_with(b"\x012\x07g"));
-    assert_eq!(packets[10], [0xFE, 0, 0, 3, 0, 0, 0], "OK with the 0xFE header");
+    assert_eq!(
+        packets[10],
+        [0xFE, 0, 0, 3, 0, 0, 0],
+        "OK with the 0xFE header"
+    );
 
     let prep = c.command(b"\x16SELECT * FROM items WHERE id = ?").await;
     assert_eq!(&prep[5..9], &[8, 0, 1, 0]);
     let defs = c.packets(1 + 8).await;
-    assert!(defs.iter().all(|p| p.starts_with(b"\x03def")), "no EOF between");
+    assert!(
+        defs.iter().all(|p| p.starts_with(b"\x03def")),
+        "no EOF between"
+    );
     let mut exec = vec![0x17];
     exec.extend_from_slice(&prep[1..5]);
     exec.extend_from_slice(&[0, 1, 0, 0, 0, 0, 1, 0x08, 0]);
@@ -888,12 +963,33 @@ async fn deprecate_eof_replaces_eof_packets() {
     assert_eq!(c.command(&exec).await, [8]);
     let packets = c.packets(8 + 2 + 1).await;
     assert!(packets[7].starts_with(b"\x03def"));
-    assert_eq!(packets[8][..3], [0, 0b0000_0000, 0b0000_0001], "NULL note at bit 8");
+    assert_eq!(
+        packets[8][..3],
+        [0, 0b0000_0000, 0b0000_0001],
+        "NULL note at bit 8"
+    );
     assert_eq!(packets[8][3..11], 1i64.to_le_bytes());
     assert_eq!(packets[10], [0xFE, 0, 0, 3, 0, 0, 0]);
 
     c.write(0, b"\x04items\0").await;
     let fields = c.packets(9).await;
     assert_eq!(fields[8], [0xFE, 0, 0, 3, 0, 0, 0]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_16_mib_arrives_in_two_fragments() {
+    let server = Server::start_with(None, 40 << 20).await;
+    let mut c = Raw::login(server.port, b"", "mysql_native_password").await;
+    let mut payload = b"\x03INSERT ".to_vec();
+    payload.resize(0xFF_FFFF + 100, b'x');
+    let mut framed = vec![0xFF, 0xFF, 0xFF, 0];
+    framed.extend_from_slice(&payload[..0xFF_FFFF]);
+    framed.extend_from_slice(&[100, 0, 0, 1]);
+    framed.extend_from_slice(&payload[0xFF_FFFF..]);
+    c.stream.write_all(&framed).await.expect("write");
+    let (seq, ok) = c.read().await.expect("an answer");
+    assert_eq!(seq, 2, "the answer follows both fragments");
+    assert_eq!(ok_fields(&ok), (3, 42, 0x0002));
     server.stop().await;
 }

@@ -22,8 +22,8 @@ use super::codec::{Malformed, Reader};
 use super::handshake::{self, CLIENT_DEPRECATE_EOF};
 use super::packet::{self, FrameError};
 use super::prepared::{self, Statement};
-use super::resultset;
 use super::response::{self, OkInfo, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS};
+use super::resultset;
 use super::{Handler, HandlerFactory, ServerConfig};
 use crate::sql::{Column, FieldType, Output, SqlError};
 use crate::types::Value;
@@ -453,7 +453,8 @@ where
         if !prepared.columns.is_empty() {
             self.send_column_defs(&prepared.columns, false).await?;
         }
-        self.stmts.insert(prepared.id, Statement::new(prepared.params));
+        self.stmts
+            .insert(prepared.id, Statement::new(prepared.params));
         Ok(())
     }
 
@@ -534,5 +535,186 @@ fn param_column() -> Column {
         field_type: FieldType::VarString,
         flags: 0,
         decimals: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+    use futures::future::BoxFuture;
+    use proptest::prelude::*;
+
+    use crate::sql::Prepared;
+
+    /// A session that answers everything with one row of every type.
+    struct Echo;
+
+    fn one_row() -> Output {
+        let types = [
+            FieldType::LongLong,
+            FieldType::Tiny,
+            FieldType::Double,
+            FieldType::NewDecimal,
+            FieldType::Date,
+            FieldType::DateTime,
+            FieldType::Time,
+            FieldType::VarString,
+        ];
+        let columns = types
+            .iter()
+            .map(|&field_type| Column {
+                field_type,
+                ..param_column()
+            })
+            .collect();
+        Output::Rows {
+            columns,
+            rows: vec![vec![Value::Bytes(b"12:00:01".to_vec()); types.len()]],
+        }
+    }
+
+    impl Handler for Echo {
+        fn query<'a>(&'a mut self, _: &'a str) -> BoxFuture<'a, Result<Output, SqlError>> {
+            async { Ok(one_row()) }.boxed()
+        }
+        fn prepare<'a>(&'a mut self, sql: &'a str) -> BoxFuture<'a, Result<Prepared, SqlError>> {
+            let params = sql.matches('?').count() as u16;
+            async move {
+                Ok(Prepared {
+                    id: 1 + u32::from(params),
+                    params,
+                    columns: Vec::new(),
+                })
+            }
+            .boxed()
+        }
+        fn execute(&mut self, _: u32, _: Vec<Value>) -> BoxFuture<'_, Result<Output, SqlError>> {
+            async { Ok(one_row()) }.boxed()
+        }
+        fn close(&mut self, _: u32) {}
+        fn init_db<'a>(&'a mut self, _: &'a str) -> BoxFuture<'a, Result<(), SqlError>> {
+            async { Ok(()) }.boxed()
+        }
+        fn field_list<'a>(
+            &'a mut self,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Vec<Column>, SqlError>> {
+            async { Ok(vec![param_column()]) }.boxed()
+        }
+        fn in_transaction(&self) -> bool {
+            false
+        }
+        fn autocommit(&self) -> bool {
+            true
+        }
+    }
+
+    struct EchoFactory;
+
+    impl HandlerFactory for EchoFactory {
+        type H = Echo;
+        fn make(&self, _: u32) -> Echo {
+            Echo
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a test runtime")
+    }
+
+    fn config() -> ServerConfig {
+        ServerConfig {
+            root_password: None,
+            server_version: "8.0.36".into(),
+            max_allowed_packet: 4096,
+        }
+    }
+
+    /// Commands with a random body, in any order, after statements with
+    /// 0..3 parameters were prepared.
+    fn command() -> impl Strategy<Value = Vec<u8>> {
+        let cmd = prop::sample::select(vec![
+            COM_INIT_DB,
+            COM_QUERY,
+            COM_FIELD_LIST,
+            COM_PING,
+            COM_STMT_PREPARE,
+            COM_STMT_EXECUTE,
+            COM_STMT_SEND_LONG_DATA,
+            COM_STMT_CLOSE,
+            COM_STMT_RESET,
+            COM_RESET_CONNECTION,
+            0x09,
+            0xFF,
+        ]);
+        let body = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            // A statement id 1..=4 then random bytes.
+            (1u8..5, proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(id, rest)| {
+                let mut b = vec![id, 0, 0, 0];
+                b.extend(rest);
+                b
+            }),
+        ];
+        (cmd, body).prop_map(|(c, b)| {
+            let mut p = vec![c];
+            p.extend(b);
+            p
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn random_commands_never_panic(commands in proptest::collection::vec(command(), 1..8)) {
+            runtime().block_on(async {
+                let (server, _client) = tokio::io::duplex(1 << 20);
+                let mut conn =
+                    Connection::new(server, 1, Arc::new(EchoFactory), 4096, CancellationToken::new());
+                for sql in ["x", "x ?", "x ? ?", "x ? ? ?"] {
+                    conn.com_prepare(sql.as_bytes()).await.expect("prepare");
+                }
+                for c in &commands {
+                    conn.seq = 1;
+                    match conn.dispatch(c).await {
+                        Ok(_) => {}
+                        Err(ConnError::Malformed(_)) => break,
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+            });
+        }
+
+        #[test]
+        fn random_client_bytes_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            login in any::<bool>(),
+        ) {
+            runtime().block_on(async {
+                let (server, mut client) = tokio::io::duplex(1 << 20);
+                let conn =
+                    Connection::new(server, 1, Arc::new(EchoFactory), 4096, CancellationToken::new());
+                let task = tokio::spawn(async move { conn.run(&config()).await });
+                let mut input = Vec::new();
+                if login {
+                    let mut resp = (handshake::CLIENT_PROTOCOL_41 | handshake::CLIENT_SECURE_CONNECTION).to_le_bytes().to_vec();
+                    resp.extend_from_slice(&[0; 4 + 1 + 23]);
+                    resp.extend_from_slice(b"root\0\0");
+                    packet::encode(&resp, 1, &mut input);
+                }
+                input.extend_from_slice(&bytes);
+                client.write_all(&input).await.expect("write");
+                client.shutdown().await.expect("shutdown");
+                let mut sink = Vec::new();
+                let _ = client.read_to_end(&mut sink).await;
+                task.await.expect("the connection task does not panic");
+                let greeting = packet::decode(&sink, 0, usize::MAX);
+                assert!(matches!(greeting, Ok(Some(p)) if p.payload[0] == 10));
+            });
+        }
     }
 }

@@ -81,7 +81,12 @@ pub(crate) fn new_scramble() -> [u8; 20] {
 }
 
 /// The HandshakeV10 payload.
-pub(crate) fn greeting(version: &str, connection_id: u32, scramble: &[u8; 20], status: u16) -> Vec<u8> {
+pub(crate) fn greeting(
+    version: &str,
+    connection_id: u32,
+    scramble: &[u8; 20],
+    status: u16,
+) -> Vec<u8> {
     let mut out = vec![10u8];
     put_nul_str(&mut out, version.as_bytes());
     put_u32(&mut out, connection_id);
@@ -333,7 +338,10 @@ mod tests {
         let mut old = p.clone();
         old[1] &= !0x02;
         assert_eq!(parse_response(&old), Err(Rejected::Pre41));
-        assert!(matches!(parse_response(&p[..40]), Err(Rejected::Malformed(_))));
+        assert!(matches!(
+            parse_response(&p[..40]),
+            Err(Rejected::Malformed(_))
+        ));
     }
 
     #[test]

@@ -46,9 +46,8 @@ pub(crate) fn decode(
         let Some(header) = buf.get(pos..pos + 4) else {
             return Ok(None);
         };
-        let len = usize::from(header[0])
-            | usize::from(header[1]) << 8
-            | usize::from(header[2]) << 16;
+        let len =
+            usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
         if header[3] != expected {
             return Err(FrameError::OutOfOrder {
                 expected,
@@ -114,14 +113,21 @@ mod tests {
 
     #[test]
     fn large_payloads_split_and_join() {
-        for len in [MAX_FRAGMENT - 1, MAX_FRAGMENT, MAX_FRAGMENT + 10, 2 * MAX_FRAGMENT] {
+        for len in [
+            MAX_FRAGMENT - 1,
+            MAX_FRAGMENT,
+            MAX_FRAGMENT + 10,
+            2 * MAX_FRAGMENT,
+        ] {
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let mut out = Vec::new();
             let next = encode(&payload, 255, &mut out);
             let fragments = len / MAX_FRAGMENT + 1;
             assert_eq!(out.len(), len + 4 * fragments, "len {len}");
             assert_eq!(next, 255u8.wrapping_add(fragments as u8));
-            let p = decode(&out, 255, usize::MAX).expect("valid").expect("complete");
+            let p = decode(&out, 255, usize::MAX)
+                .expect("valid")
+                .expect("complete");
             assert_eq!(p.payload.len(), len);
             assert!(p.payload == payload);
             assert_eq!(p.next_seq, next);
@@ -162,7 +168,10 @@ mod tests {
         out.extend_from_slice(&[0, 0, 0, 5]);
         assert!(matches!(
             decode(&out, 0, usize::MAX),
-            Err(FrameError::OutOfOrder { expected: 1, got: 5 })
+            Err(FrameError::OutOfOrder {
+                expected: 1,
+                got: 5
+            })
         ));
     }
 

@@ -96,7 +96,10 @@ pub(crate) fn parse_execute(body: &[u8], stmt: &mut Statement) -> Result<Vec<Val
         }
         stmt.types = Some(types);
     }
-    let types = stmt.types.as_ref().ok_or(Malformed("parameter types never sent"))?;
+    let types = stmt
+        .types
+        .as_ref()
+        .ok_or(Malformed("parameter types never sent"))?;
     let mut values = Vec::with_capacity(n);
     for (i, &(ty, unsigned)) in types.iter().enumerate() {
         let index = u16::try_from(i).map_err(|_| Malformed("too many parameters"))?;
@@ -113,7 +116,13 @@ pub(crate) fn parse_execute(body: &[u8], stmt: &mut Statement) -> Result<Vec<Val
 
 /// One parameter value in the binary protocol.
 fn binary_param(r: &mut Reader<'_>, ty: u8, unsigned: bool) -> Result<Value, Malformed> {
-    let int = |v: i64, u: u64| if unsigned { Value::UInt(u) } else { Value::Int(v) };
+    let int = |v: i64, u: u64| {
+        if unsigned {
+            Value::UInt(u)
+        } else {
+            Value::Int(v)
+        }
+    };
     Ok(match ty {
         6 => Value::Null,
         1 => {
@@ -298,7 +307,10 @@ mod tests {
         let body = execute_body(1, &[(252, 0, Some(vec![]))], true);
         let body = body.as_slice();
         // The value is absent from the packet when long data was sent.
-        assert_eq!(parse_execute(body, &mut stmt), Ok(vec![Value::Bytes(b"abcd".to_vec())]));
+        assert_eq!(
+            parse_execute(body, &mut stmt),
+            Ok(vec![Value::Bytes(b"abcd".to_vec())])
+        );
         assert!(parse_execute(body, &mut stmt).is_err());
         stmt.append_long_data(0, &[0; 11], 10);
         assert!(stmt.long_data_overflow);

@@ -304,7 +304,11 @@ mod tests {
     #[test]
     fn time_and_zero_dates() {
         let mut out = Vec::new();
-        binary_value(&mut out, FieldType::Time, &Value::Bytes(b"-25:01:02".to_vec()));
+        binary_value(
+            &mut out,
+            FieldType::Time,
+            &Value::Bytes(b"-25:01:02".to_vec()),
+        );
         assert_eq!(out, [8, 1, 1, 0, 0, 0, 1, 1, 2]);
         out.clear();
         binary_value(&mut out, FieldType::Date, &Value::Bytes(b"junk".to_vec()));
