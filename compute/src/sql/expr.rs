@@ -295,7 +295,9 @@ pub(crate) fn sql_cmp(a: &Value, b: &Value, coll: Collation) -> Option<Ordering>
     use Value::*;
     Some(match (a, b) {
         (Null, _) | (_, Null) => return None,
-        (Int(_) | UInt(_), Int(_) | UInt(_)) => crate::types::int_of(a).cmp(&crate::types::int_of(b)),
+        (Int(_) | UInt(_), Int(_) | UInt(_)) => {
+            crate::types::int_of(a).cmp(&crate::types::int_of(b))
+        }
         (Bytes(x), Bytes(y)) => collation::compare(coll, x, y),
         (Date(_) | DateTime(_), Date(_) | DateTime(_)) => datetime_of(a).cmp(&datetime_of(b)),
         (Date(_) | DateTime(_), Bytes(t)) => match temporal::parse_datetime(t) {
@@ -316,9 +318,8 @@ pub(crate) fn sort_cmp(a: &Value, b: &Value, coll: Collation) -> Ordering {
         (Value::Null, Value::Null) => Ordering::Equal,
         (Value::Null, _) => Ordering::Less,
         (_, Value::Null) => Ordering::Greater,
-        _ => sql_cmp(a, b, coll).unwrap_or_else(|| {
-            compare(&crate::types::ColumnType::Blob { max_bytes: 0 }, a, b)
-        }),
+        _ => sql_cmp(a, b, coll)
+            .unwrap_or_else(|| compare(&crate::types::ColumnType::Blob { max_bytes: 0 }, a, b)),
     }
 }
 
@@ -347,11 +348,9 @@ pub(crate) fn double_of(v: &Value) -> f64 {
         Value::Double(d) => *d,
         Value::Decimal(d) => d.mantissa as f64 / 10f64.powi(i32::from(d.scale)),
         Value::Bytes(b) => leading_f64(b),
-        Value::Date(_) | Value::DateTime(_) => leading_f64(
-            v.to_string()
-                .replace(['-', ' ', ':'], "")
-                .as_bytes(),
-        ),
+        Value::Date(_) | Value::DateTime(_) => {
+            leading_f64(v.to_string().replace(['-', ' ', ':'], "").as_bytes())
+        }
     }
 }
 
@@ -711,15 +710,24 @@ mod tests {
     #[test]
     fn comparisons_are_numeric_when_a_number_is_involved() {
         let ci = Collation::Utf8mb4GeneralCi;
-        assert_eq!(compare_op(CmpOp::Eq, &s("10"), &Value::Int(10), ci), Some(true));
-        assert_eq!(compare_op(CmpOp::Lt, &s("9"), &Value::Int(10), ci), Some(true));
+        assert_eq!(
+            compare_op(CmpOp::Eq, &s("10"), &Value::Int(10), ci),
+            Some(true)
+        );
+        assert_eq!(
+            compare_op(CmpOp::Lt, &s("9"), &Value::Int(10), ci),
+            Some(true)
+        );
         assert_eq!(compare_op(CmpOp::Lt, &s("9"), &s("10"), ci), Some(false));
         assert_eq!(compare_op(CmpOp::Eq, &s("abc"), &s("ABC "), ci), Some(true));
         assert_eq!(
             compare_op(CmpOp::Eq, &s("abc"), &s("ABC"), Collation::Utf8mb4Bin),
             Some(false)
         );
-        assert_eq!(compare_op(CmpOp::Eq, &Value::Null, &Value::Int(1), ci), None);
+        assert_eq!(
+            compare_op(CmpOp::Eq, &Value::Null, &Value::Int(1), ci),
+            None
+        );
         assert_eq!(
             compare_op(CmpOp::NullSafeEq, &Value::Null, &Value::Null, ci),
             Some(true)
