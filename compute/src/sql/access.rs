@@ -61,7 +61,9 @@ fn facts(filter: Option<&Expr>, ncols: usize) -> Vec<ColumnFacts> {
                     (v, Expr::Column(i, _)) if v.is_constant() => (*i, v, flip(*op)),
                     _ => continue,
                 };
-                let Some(f) = facts.get_mut(col) else { continue };
+                let Some(f) = facts.get_mut(col) else {
+                    continue;
+                };
                 let v = value.clone();
                 match op {
                     CmpOp::Eq => f.eq = Some(vec![v]),
@@ -73,8 +75,7 @@ fn facts(filter: Option<&Expr>, ncols: usize) -> Vec<ColumnFacts> {
                 }
             }
             Expr::In(e, list, false, _) => {
-                if let (Expr::Column(i, _), true) =
-                    (e.as_ref(), list.iter().all(Expr::is_constant))
+                if let (Expr::Column(i, _), true) = (e.as_ref(), list.iter().all(Expr::is_constant))
                     && let Some(f) = facts.get_mut(*i)
                     && f.eq.is_none()
                 {
@@ -272,7 +273,11 @@ pub(crate) fn resolve(access: &Access, t: &TableDef, env: &Env<'_>) -> Result<Ke
             .collect();
     }
     if points.len() != 1 || (access.lower.is_none() && access.upper.is_none()) {
-        return Ok(if access.eq.is_empty() { full } else { Keys::Points(points) });
+        return Ok(if access.eq.is_empty() {
+            full
+        } else {
+            Keys::Points(points)
+        });
     }
     let prefix = points.pop().expect("one point");
     let next = idx.columns.get(access.eq.len()).map(|&c| &t.columns[c].ty);
@@ -288,7 +293,11 @@ pub(crate) fn resolve(access: &Access, t: &TableDef, env: &Env<'_>) -> Result<Ke
             Some(v) => {
                 let mut key = prefix.clone();
                 key.push(v);
-                Ok(if *inclusive { Bound::Included(key) } else { Bound::Excluded(key) })
+                Ok(if *inclusive {
+                    Bound::Included(key)
+                } else {
+                    Bound::Excluded(key)
+                })
             }
             None => Ok(with_prefix(&prefix)),
         }
@@ -314,7 +323,9 @@ pub(crate) async fn read_rows(
     };
     let full_pk = index == 0 && !t.has_hidden_key();
     let ranges = match keys {
-        Keys::Points(points) if full_pk && points.iter().all(|p| p.len() == t.primary.columns.len()) => {
+        Keys::Points(points)
+            if full_pk && points.iter().all(|p| p.len() == t.primary.columns.len()) =>
+        {
             let mut points = points;
             if reverse {
                 points.reverse();

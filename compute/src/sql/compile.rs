@@ -67,7 +67,10 @@ pub(crate) fn table_name(
         .filter_map(|p| p.as_ident().map(|i| i.value.as_str()))
         .collect();
     match parts.as_slice() {
-        [t] => Ok((db.ok_or_else(SqlError::no_database)?.to_string(), t.to_string())),
+        [t] => Ok((
+            db.ok_or_else(SqlError::no_database)?.to_string(),
+            t.to_string(),
+        )),
         [d, t] => Ok((d.to_string(), t.to_string())),
         _ => Err(SqlError::unsupported(name)),
     }
@@ -139,7 +142,10 @@ impl ExprCompiler<'_> {
                 negated,
             } => {
                 let e = self.expr(expr)?;
-                let list = list.iter().map(|x| self.expr(x)).collect::<Result<Vec<_>, _>>()?;
+                let list = list
+                    .iter()
+                    .map(|x| self.expr(x))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let coll = collation_of(&[&e]);
                 Expr::In(Box::new(e), list, *negated, coll)
             }
@@ -180,7 +186,11 @@ impl ExprCompiler<'_> {
             Box::new(Expr::Lit(Value::Int(i64::from(want)))),
             Collation::Binary,
         );
-        Ok(if negated { Expr::Not(Box::new(test)) } else { test })
+        Ok(if negated {
+            Expr::Not(Box::new(test))
+        } else {
+            test
+        })
     }
 
     fn value(&mut self, v: &AstValue) -> Result<Expr, SqlError> {
@@ -285,8 +295,8 @@ impl ExprCompiler<'_> {
         if let Some(func) = agg_func(&name, &args) {
             return self.aggregate(func, &args, distinct, &name);
         }
-        let func = scalar_func(&name)
-            .ok_or_else(|| SqlError::unsupported(format!("function {name}")))?;
+        let func =
+            scalar_func(&name).ok_or_else(|| SqlError::unsupported(format!("function {name}")))?;
         let mut compiled = Vec::with_capacity(args.len());
         for a in args {
             match a {
@@ -318,12 +328,22 @@ impl ExprCompiler<'_> {
                 };
                 Some(inner.expr(e)?)
             }
-            _ => return Err(SqlError::unsupported(format!("{name} with these arguments"))),
+            _ => {
+                return Err(SqlError::unsupported(format!(
+                    "{name} with these arguments"
+                )));
+            }
         };
         let Some(aggs) = self.aggs.as_deref_mut() else {
-            return Err(SqlError::new(1111, "HY000", "Invalid use of group function"));
+            return Err(SqlError::new(
+                1111,
+                "HY000",
+                "Invalid use of group function",
+            ));
         };
-        let collation = arg.as_ref().map_or(Collation::Binary, |a| collation_of(&[a]));
+        let collation = arg
+            .as_ref()
+            .map_or(Collation::Binary, |a| collation_of(&[a]));
         aggs.push(AggSpec {
             func,
             arg,
@@ -470,7 +490,10 @@ pub(crate) fn kind_of(e: &Expr, table: Option<&TableDef>, aggs: &[AggSpec]) -> K
 }
 
 fn agg_kind(a: &AggSpec, table: Option<&TableDef>, aggs: &[AggSpec]) -> Kind {
-    let arg = a.arg.as_ref().map_or(Kind::Int, |x| kind_of(x, table, aggs));
+    let arg = a
+        .arg
+        .as_ref()
+        .map_or(Kind::Int, |x| kind_of(x, table, aggs));
     match a.func {
         AggFunc::CountStar | AggFunc::Count => Kind::Int,
         AggFunc::Min | AggFunc::Max => arg,
@@ -527,7 +550,9 @@ fn select(q: &ast::Query, scope: &Scope<'_>, params: &mut Params) -> Result<Sele
         return Err(SqlError::unsupported("WITH or FETCH"));
     }
     let SetExpr::Select(s) = q.body.as_ref() else {
-        return Err(SqlError::unsupported("this query form (UNION, VALUES, subqueries)"));
+        return Err(SqlError::unsupported(
+            "this query form (UNION, VALUES, subqueries)",
+        ));
     };
     let from = from_table(&s.from, scope)?;
     let (tref, alias) = match &from {
@@ -547,9 +572,10 @@ fn select(q: &ast::Query, scope: &Scope<'_>, params: &mut Params) -> Result<Sele
     let filter = s.selection.as_ref().map(|e| cx.expr(e)).transpose()?;
     cx.clause = "group statement";
     let group_by = match &s.group_by {
-        GroupByExpr::Expressions(list, mods) if mods.is_empty() => {
-            list.iter().map(|e| cx.expr(e)).collect::<Result<Vec<_>, _>>()?
-        }
+        GroupByExpr::Expressions(list, mods) if mods.is_empty() => list
+            .iter()
+            .map(|e| cx.expr(e))
+            .collect::<Result<Vec<_>, _>>()?,
         other => return Err(SqlError::unsupported(other)),
     };
     cx.clause = "having clause";
@@ -798,7 +824,9 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
 
 fn value_or_default(e: &ast::Expr, cx: &mut ExprCompiler<'_>) -> Result<Option<Expr>, SqlError> {
     match e {
-        ast::Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("DEFAULT") => {
+        ast::Expr::Identifier(id)
+            if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("DEFAULT") =>
+        {
             Ok(None)
         }
         e => cx.expr(e).map(Some),
@@ -812,13 +840,18 @@ fn assignment_column(t: &AssignmentTarget) -> Result<String, SqlError> {
     }
 }
 
-fn single_table(from: &[ast::TableWithJoins], scope: &Scope<'_>) -> Result<(TableRef, Option<String>), SqlError> {
+fn single_table(
+    from: &[ast::TableWithJoins],
+    scope: &Scope<'_>,
+) -> Result<(TableRef, Option<String>), SqlError> {
     from_table(from, scope)?.ok_or_else(|| SqlError::unsupported("a statement without a table"))
 }
 
 fn update(u: &ast::Update, scope: &Scope<'_>, params: &mut Params) -> Result<UpdatePlan, SqlError> {
     if u.from.is_some() || u.returning.is_some() || !u.order_by.is_empty() {
-        return Err(SqlError::unsupported("UPDATE with FROM, RETURNING or ORDER BY"));
+        return Err(SqlError::unsupported(
+            "UPDATE with FROM, RETURNING or ORDER BY",
+        ));
     }
     let (table, alias) = single_table(std::slice::from_ref(&u.table), scope)?;
     let def = table.def.clone();
@@ -839,7 +872,11 @@ fn update(u: &ast::Update, scope: &Scope<'_>, params: &mut Params) -> Result<Upd
     }
     cx.clause = "where clause";
     let filter = u.selection.as_ref().map(|e| cx.expr(e)).transpose()?;
-    let limit = u.limit.as_ref().map(|e| limit_expr(e, params)).transpose()?;
+    let limit = u
+        .limit
+        .as_ref()
+        .map(|e| limit_expr(e, params))
+        .transpose()?;
     let access = super::access::choose(&def, filter.as_ref());
     Ok(UpdatePlan {
         table,
@@ -851,8 +888,11 @@ fn update(u: &ast::Update, scope: &Scope<'_>, params: &mut Params) -> Result<Upd
 }
 
 fn delete(d: &ast::Delete, scope: &Scope<'_>, params: &mut Params) -> Result<DeletePlan, SqlError> {
-    if !d.tables.is_empty() || d.using.is_some() || d.returning.is_some() || !d.order_by.is_empty() {
-        return Err(SqlError::unsupported("multi-table DELETE, RETURNING or ORDER BY"));
+    if !d.tables.is_empty() || d.using.is_some() || d.returning.is_some() || !d.order_by.is_empty()
+    {
+        return Err(SqlError::unsupported(
+            "multi-table DELETE, RETURNING or ORDER BY",
+        ));
     }
     let from = match &d.from {
         ast::FromTable::WithFromKeyword(f) | ast::FromTable::WithoutKeyword(f) => f,
@@ -867,7 +907,11 @@ fn delete(d: &ast::Delete, scope: &Scope<'_>, params: &mut Params) -> Result<Del
         aggs: None,
     };
     let filter = d.selection.as_ref().map(|e| cx.expr(e)).transpose()?;
-    let limit = d.limit.as_ref().map(|e| limit_expr(e, params)).transpose()?;
+    let limit = d
+        .limit
+        .as_ref()
+        .map(|e| limit_expr(e, params))
+        .transpose()?;
     let access = super::access::choose(&def, filter.as_ref());
     Ok(DeletePlan {
         table,
@@ -956,6 +1000,8 @@ pub(crate) fn is_current(plan: &Plan, catalog: &Catalog) -> bool {
         None => true,
         Some(t) => catalog
             .table_by_id(t.def.db_id, t.def.id)
-            .is_some_and(|now| Arc::ptr_eq(&now, &t.def) || now.schema_version == t.def.schema_version),
+            .is_some_and(|now| {
+                Arc::ptr_eq(&now, &t.def) || now.schema_version == t.def.schema_version
+            }),
     }
 }

@@ -98,8 +98,17 @@ async fn drop(
             for name in names {
                 let name = last_name(name)?;
                 let before = count_tables(engine, &name);
-                if engine.drop_database(&name, if_exists).await? {
-                    n += before;
+                match engine.drop_database(&name, if_exists).await {
+                    Ok(true) => n += before,
+                    Ok(false) => {}
+                    Err(crate::EngineError::UnknownDatabase(_)) => {
+                        return Err(SqlError::new(
+                            1008,
+                            "HY000",
+                            format!("Can't drop database '{name}'; database doesn't exist"),
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
             Ok(affected(n))
@@ -185,7 +194,9 @@ async fn create_table(
     db: Option<&str>,
 ) -> Result<Output, SqlError> {
     if c.query.is_some() || c.like.is_some() || c.temporary {
-        return Err(SqlError::unsupported("CREATE TABLE … SELECT, LIKE or TEMPORARY"));
+        return Err(SqlError::unsupported(
+            "CREATE TABLE … SELECT, LIKE or TEMPORARY",
+        ));
     }
     let (d, name) = table_name(&c.name, db)?;
     let spec = table_spec(c, name)?;
@@ -275,7 +286,11 @@ fn column(col: &ast::ColumnDef, spec: &mut TableSpec) -> Result<(), SqlError> {
 fn charset(cs: &ObjectName) -> Result<(), SqlError> {
     match last_name(cs)?.to_lowercase().as_str() {
         "utf8mb4" | "utf8" | "utf8mb3" | "binary" => Ok(()),
-        other => Err(SqlError::new(1115, "42000", format!("Unknown character set: '{other}'"))),
+        other => Err(SqlError::new(
+            1115,
+            "42000",
+            format!("Unknown character set: '{other}'"),
+        )),
     }
 }
 
@@ -285,7 +300,11 @@ pub(crate) fn collation_named(name: &str) -> Result<Collation, SqlError> {
         | "utf8mb4_unicode_ci" => Ok(Collation::Utf8mb4GeneralCi),
         "utf8mb4_bin" | "utf8_bin" | "utf8mb3_bin" => Ok(Collation::Utf8mb4Bin),
         "binary" => Ok(Collation::Binary),
-        other => Err(SqlError::new(1273, "HY000", format!("Unknown collation: '{other}'"))),
+        other => Err(SqlError::new(
+            1273,
+            "HY000",
+            format!("Unknown collation: '{other}'"),
+        )),
     }
 }
 
@@ -377,12 +396,15 @@ pub(crate) fn column_type(t: &DataType, coll: Option<Collation>) -> Result<Colum
         D::Double(_) | D::DoublePrecision | D::Real | D::Float(_) | D::Float4 | D::Float8 => {
             ColumnType::Double
         }
-        D::DoubleUnsigned(_) | D::DoublePrecisionUnsigned | D::RealUnsigned | D::FloatUnsigned(_) => {
-            ColumnType::Double
-        }
-        D::Decimal(info) | D::DecimalUnsigned(info) | D::Numeric(info) | D::Dec(info) | D::DecUnsigned(info) => {
-            decimal(info)?
-        }
+        D::DoubleUnsigned(_)
+        | D::DoublePrecisionUnsigned
+        | D::RealUnsigned
+        | D::FloatUnsigned(_) => ColumnType::Double,
+        D::Decimal(info)
+        | D::DecimalUnsigned(info)
+        | D::Numeric(info)
+        | D::Dec(info)
+        | D::DecUnsigned(info) => decimal(info)?,
         D::Char(l) | D::Character(l) => ColumnType::Char {
             max_chars: length(l, 1)?,
             collation,
@@ -405,7 +427,9 @@ pub(crate) fn column_type(t: &DataType, coll: Option<Collation>) -> Result<Colum
         D::MediumBlob => ColumnType::Blob {
             max_bytes: 16_777_215,
         },
-        D::LongBlob => ColumnType::Blob { max_bytes: u32::MAX },
+        D::LongBlob => ColumnType::Blob {
+            max_bytes: u32::MAX,
+        },
         D::Binary(n) => ColumnType::Blob {
             max_bytes: n.map_or(Ok(1), u32::try_from).unwrap_or(u32::MAX),
         },

@@ -295,7 +295,9 @@ pub(crate) fn sql_cmp(a: &Value, b: &Value, coll: Collation) -> Option<Ordering>
     use Value::*;
     Some(match (a, b) {
         (Null, _) | (_, Null) => return None,
-        (Int(_) | UInt(_), Int(_) | UInt(_)) => crate::types::int_of(a).cmp(&crate::types::int_of(b)),
+        (Int(_) | UInt(_), Int(_) | UInt(_)) => {
+            crate::types::int_of(a).cmp(&crate::types::int_of(b))
+        }
         (Bytes(x), Bytes(y)) => collation::compare(coll, x, y),
         (Date(_) | DateTime(_), Date(_) | DateTime(_)) => datetime_of(a).cmp(&datetime_of(b)),
         (Date(_) | DateTime(_), Bytes(t)) => match temporal::parse_datetime(t) {
@@ -316,9 +318,8 @@ pub(crate) fn sort_cmp(a: &Value, b: &Value, coll: Collation) -> Ordering {
         (Value::Null, Value::Null) => Ordering::Equal,
         (Value::Null, _) => Ordering::Less,
         (_, Value::Null) => Ordering::Greater,
-        _ => sql_cmp(a, b, coll).unwrap_or_else(|| {
-            compare(&crate::types::ColumnType::Blob { max_bytes: 0 }, a, b)
-        }),
+        _ => sql_cmp(a, b, coll)
+            .unwrap_or_else(|| compare(&crate::types::ColumnType::Blob { max_bytes: 0 }, a, b)),
     }
 }
 
@@ -347,11 +348,9 @@ pub(crate) fn double_of(v: &Value) -> f64 {
         Value::Double(d) => *d,
         Value::Decimal(d) => d.mantissa as f64 / 10f64.powi(i32::from(d.scale)),
         Value::Bytes(b) => leading_f64(b),
-        Value::Date(_) | Value::DateTime(_) => leading_f64(
-            v.to_string()
-                .replace(['-', ' ', ':'], "")
-                .as_bytes(),
-        ),
+        Value::Date(_) | Value::DateTime(_) => {
+            leading_f64(v.to_string().replace(['-', ' ', ':'], "").as_bytes())
+        }
     }
 }
 
@@ -541,18 +540,60 @@ pub(crate) fn like(text: &[u8], pattern: &[u8], coll: Collation) -> bool {
     like_at(&t, &p, coll)
 }
 
-fn like_at(t: &[char], p: &[char], coll: Collation) -> bool {
-    let Some((&first, rest)) = p.split_first() else {
-        return t.is_empty();
-    };
-    match first {
-        '%' => (0..=t.len()).any(|i| like_at(&t[i..], rest, coll)),
-        '_' => !t.is_empty() && like_at(&t[1..], rest, coll),
-        '\\' if !rest.is_empty() => {
-            !t.is_empty() && char_eq(t[0], rest[0], coll) && like_at(&t[1..], &rest[1..], coll)
-        }
-        c => !t.is_empty() && char_eq(t[0], c, coll) && like_at(&t[1..], rest, coll),
+#[derive(Clone, Copy, PartialEq)]
+enum LikeToken {
+    /// `%`
+    Any,
+    /// `_`
+    One,
+    Char(char),
+}
+
+fn like_tokens(p: &[char]) -> Vec<LikeToken> {
+    let mut out = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        out.push(match p[i] {
+            '%' => LikeToken::Any,
+            '_' => LikeToken::One,
+            '\\' if i + 1 < p.len() => {
+                i += 1;
+                LikeToken::Char(p[i])
+            }
+            c => LikeToken::Char(c),
+        });
+        i += 1;
     }
+    out
+}
+
+/// Wildcard matching without recursion: on a mismatch, go back to the
+/// last `%` and let it take one more character.
+fn like_at(t: &[char], p: &[char], coll: Collation) -> bool {
+    let toks = like_tokens(p);
+    let (mut ti, mut pi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        let step = match toks.get(pi) {
+            Some(LikeToken::One) => true,
+            Some(LikeToken::Char(c)) => char_eq(t[ti], *c, coll),
+            _ => false,
+        };
+        if step {
+            ti += 1;
+            pi += 1;
+        } else if toks.get(pi) == Some(&LikeToken::Any) {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    toks[pi..].iter().all(|t| *t == LikeToken::Any)
 }
 
 fn char_eq(a: char, b: char, coll: Collation) -> bool {
@@ -711,15 +752,24 @@ mod tests {
     #[test]
     fn comparisons_are_numeric_when_a_number_is_involved() {
         let ci = Collation::Utf8mb4GeneralCi;
-        assert_eq!(compare_op(CmpOp::Eq, &s("10"), &Value::Int(10), ci), Some(true));
-        assert_eq!(compare_op(CmpOp::Lt, &s("9"), &Value::Int(10), ci), Some(true));
+        assert_eq!(
+            compare_op(CmpOp::Eq, &s("10"), &Value::Int(10), ci),
+            Some(true)
+        );
+        assert_eq!(
+            compare_op(CmpOp::Lt, &s("9"), &Value::Int(10), ci),
+            Some(true)
+        );
         assert_eq!(compare_op(CmpOp::Lt, &s("9"), &s("10"), ci), Some(false));
         assert_eq!(compare_op(CmpOp::Eq, &s("abc"), &s("ABC "), ci), Some(true));
         assert_eq!(
             compare_op(CmpOp::Eq, &s("abc"), &s("ABC"), Collation::Utf8mb4Bin),
             Some(false)
         );
-        assert_eq!(compare_op(CmpOp::Eq, &Value::Null, &Value::Int(1), ci), None);
+        assert_eq!(
+            compare_op(CmpOp::Eq, &Value::Null, &Value::Int(1), ci),
+            None
+        );
         assert_eq!(
             compare_op(CmpOp::NullSafeEq, &Value::Null, &Value::Null, ci),
             Some(true)
@@ -739,6 +789,10 @@ mod tests {
         assert!(like(b"a%b", b"a\\%b", ci));
         assert!(!like(b"axb", b"a\\%b", ci));
         assert!(like(b"", b"%", ci));
+        assert!(like(b"abcabd", b"%ab_", ci));
+        assert!(!like(b"abc", b"%b", ci));
+        let long = "a".repeat(100_000);
+        assert!(like(long.as_bytes(), b"%a%a", ci));
     }
 
     #[test]

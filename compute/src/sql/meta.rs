@@ -70,7 +70,12 @@ fn type_flags(ty: &ColumnType) -> u16 {
         ColumnType::Double | ColumnType::Decimal { .. } => flags::NUM,
         ColumnType::Blob { .. } => flags::BLOB | flags::BINARY,
         ColumnType::Text { collation, .. } => {
-            flags::BLOB | if *collation == Collation::Utf8mb4Bin { flags::BINARY } else { 0 }
+            flags::BLOB
+                | if *collation == Collation::Utf8mb4Bin {
+                    flags::BINARY
+                } else {
+                    0
+                }
         }
         ColumnType::Char { collation, .. } | ColumnType::VarChar { collation, .. } => {
             if *collation == Collation::Utf8mb4Bin {

@@ -88,7 +88,8 @@ async fn read(
     env: &Env<'_>,
     stop_after: Option<usize>,
 ) -> Result<Vec<Vec<Value>>, SqlError> {
-    let streams = !plan.grouped && !plan.distinct && (plan.order.is_empty() || plan.index_order.is_some());
+    let streams =
+        !plan.grouped && !plan.distinct && (plan.order.is_empty() || plan.index_order.is_some());
     let stop_after = stop_after.filter(|_| streams);
     let keys = resolve(&plan.access, t, env)?;
     let mut rows = Vec::new();
@@ -102,7 +103,16 @@ async fn read(
         }
         Ok(stop_after.is_none_or(|n| rows.len() < n))
     };
-    read_rows(txn, t, plan.access.index, keys, reverse, plan.lock, &mut keep).await?;
+    read_rows(
+        txn,
+        t,
+        plan.access.index,
+        keys,
+        reverse,
+        plan.lock,
+        &mut keep,
+    )
+    .await?;
     Ok(rows)
 }
 
@@ -215,7 +225,11 @@ fn grouped(
 }
 
 /// Every aggregate over one group's rows.
-fn aggregate(specs: &[AggSpec], rows: &[Vec<Value>], env: &Env<'_>) -> Result<Vec<Value>, SqlError> {
+fn aggregate(
+    specs: &[AggSpec],
+    rows: &[Vec<Value>],
+    env: &Env<'_>,
+) -> Result<Vec<Value>, SqlError> {
     specs
         .iter()
         .map(|spec| {
@@ -249,7 +263,11 @@ fn fold(spec: &AggSpec, values: Vec<Value>) -> Result<Value, SqlError> {
         AggFunc::Min | AggFunc::Max => {
             let pick = |a: Value, b: Value| {
                 let o = sort_cmp(&a, &b, spec.collation);
-                let take_b = if spec.func == AggFunc::Min { o.is_gt() } else { o.is_lt() };
+                let take_b = if spec.func == AggFunc::Min {
+                    o.is_gt()
+                } else {
+                    o.is_lt()
+                };
                 if take_b { b } else { a }
             };
             values.into_iter().reduce(pick).unwrap_or(Value::Null)
@@ -325,7 +343,11 @@ fn finish(plan: &SelectPlan, mut rows: Vec<Vec<Value>>) -> Output {
                 .iter()
                 .map(|r| meta::value_kind(&r[i]))
                 .find(|k| *k != Kind::Null)
-                .unwrap_or(if item.kind == Kind::Null { Kind::Null } else { Kind::Text }),
+                .unwrap_or(if item.kind == Kind::Null {
+                    Kind::Null
+                } else {
+                    Kind::Text
+                }),
             k => k,
         };
         if kind == item.kind {

@@ -308,7 +308,9 @@ impl Session {
                 self.commit().await?;
                 return Ok(ok());
             }
-            Statement::Rollback { savepoint: None, .. } => {
+            Statement::Rollback {
+                savepoint: None, ..
+            } => {
                 self.explicit = false;
                 if let Some(t) = self.txn.take() {
                     t.rollback();
@@ -434,7 +436,11 @@ fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
 fn syntax_error(sql: &str, message: &str) -> SqlError {
     let position = message.rsplit_once("at Line: ").and_then(|(_, rest)| {
         let (line, col) = rest.split_once(", Column: ")?;
-        let col: usize = col.trim().trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok()?;
+        let col: usize = col
+            .trim()
+            .trim_end_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .ok()?;
         Some((line.trim().parse::<usize>().ok()?, col))
     });
     match position {
@@ -462,13 +468,22 @@ fn count_params(sql: &str) -> Result<u16, SqlError> {
         .iter()
         .filter(|t| matches!(t, Token::Placeholder(p) if p == "?"))
         .count();
-    u16::try_from(n).map_err(|_| SqlError::new(1390, "HY000", "Prepared statement contains too many placeholders"))
+    u16::try_from(n).map_err(|_| {
+        SqlError::new(
+            1390,
+            "HY000",
+            "Prepared statement contains too many placeholders",
+        )
+    })
 }
 
 /// A statement's kind, for 1235.
 fn statement_kind(stmt: &Statement) -> String {
     let text = stmt.to_string();
-    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl crate::mysql::Handler for Session {

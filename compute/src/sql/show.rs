@@ -229,7 +229,11 @@ pub(crate) fn create_table(t: &TableDef) -> String {
 }
 
 /// COM_FIELD_LIST: the table's columns.
-pub(crate) fn field_list(catalog: &Catalog, db: &str, table: &str) -> Result<Vec<Column>, SqlError> {
+pub(crate) fn field_list(
+    catalog: &Catalog,
+    db: &str,
+    table: &str,
+) -> Result<Vec<Column>, SqlError> {
     let t = catalog.table(db, table)?;
     Ok((0..t.columns.len())
         .map(|i| super::meta::table_column(db, &t, i, &t.columns[i].name))

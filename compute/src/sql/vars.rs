@@ -186,9 +186,20 @@ mod tests {
             check_set(&vars, "autocommit", text("OFF")),
             Ok(Value::Int(0))
         );
-        assert_eq!(check_set(&vars, "autocommit", Value::Int(2)).unwrap_err().code, 1231);
-        assert_eq!(check_set(&vars, "nope", Value::Int(2)).unwrap_err().code, 1193);
-        assert_eq!(check_set(&vars, "version", Value::Int(2)).unwrap_err().code, 1238);
+        assert_eq!(
+            check_set(&vars, "autocommit", Value::Int(2))
+                .unwrap_err()
+                .code,
+            1231
+        );
+        assert_eq!(
+            check_set(&vars, "nope", Value::Int(2)).unwrap_err().code,
+            1193
+        );
+        assert_eq!(
+            check_set(&vars, "version", Value::Int(2)).unwrap_err().code,
+            1238
+        );
         assert_eq!(
             check_set(&vars, "wait_timeout", text("60")),
             Ok(Value::Int(60))
