@@ -30,7 +30,13 @@ pub(crate) fn ok(out: &mut Vec<u8>, header: u8, ok: &OkInfo) {
     put_lenenc_int(out, ok.last_insert_id);
     put_u16(out, ok.status);
     put_u16(out, ok.warnings);
-    out.extend_from_slice(ok.info.as_bytes());
+    // Length-encoded, as MySQL and MariaDB servers send it (`net_store_data`)
+    // and as libmariadb reads it, whatever the protocol documentation says
+    // of `string<EOF>` without CLIENT_SESSION_TRACK.
+    if !ok.info.is_empty() {
+        put_lenenc_int(out, ok.info.len() as u64);
+        out.extend_from_slice(ok.info.as_bytes());
+    }
 }
 
 /// A classic EOF packet.
