@@ -74,7 +74,9 @@ fn wait_ready(port: u16, password: Option<&str>) {
 
 /// Runs one of the Python client scripts; it prints "ok".
 fn python(script: &str, port: u16, password: Option<&str>) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
     let mut cmd = Command::new("python3");
     cmd.arg(&path).arg(port.to_string());
     if let Some(p) = password {

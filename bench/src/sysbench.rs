@@ -61,7 +61,10 @@ pub struct SysbenchArgs {
 }
 
 pub fn run(args: &SysbenchArgs, dir: &Path) -> anyhow::Result<()> {
-    let _watchdog = Watchdog::arm(Duration::from_secs(4 * 3600), "the sysbench workload".into());
+    let _watchdog = Watchdog::arm(
+        Duration::from_secs(4 * 3600),
+        "the sysbench workload".into(),
+    );
     for tool in ["sysbench", "mariadbd", "mariadb-install-db"] {
         if which(tool).is_none() {
             bail!("{tool} is not installed (apt install sysbench mariadb-server)");
@@ -81,13 +84,22 @@ pub fn run(args: &SysbenchArgs, dir: &Path) -> anyhow::Result<()> {
     for (name, port) in systems {
         wait_ready(port).with_context(|| format!("{name} does not answer"))?;
         client(port, "CREATE DATABASE IF NOT EXISTS sbtest")?;
-        println!("{name}: preparing {} tables of {} rows ...", args.tables, args.table_size);
+        println!(
+            "{name}: preparing {} tables of {} rows ...",
+            args.tables, args.table_size
+        );
         let t = Instant::now();
         sysbench(port, "oltp_read_write", args, 16, &["prepare"])?;
         println!("  {:.0} s", t.elapsed().as_secs_f64());
     }
     let mut tps: HashMap<(&str, u32, &str), f64> = HashMap::new();
-    let mut table = Table::new(&["workload", "threads", "Strata tx/s", "MariaDB tx/s", "ratio"]);
+    let mut table = Table::new(&[
+        "workload",
+        "threads",
+        "Strata tx/s",
+        "MariaDB tx/s",
+        "ratio",
+    ]);
     for (short, script) in WORKLOADS {
         for &threads in &args.threads {
             for (name, port) in systems {
@@ -96,7 +108,10 @@ pub fn run(args: &SysbenchArgs, dir: &Path) -> anyhow::Result<()> {
                 let report = sysbench(port, script, args, threads, &[&time, "run"])?;
                 tps.insert((short, threads, name), per_sec(&report, "transactions:")?);
             }
-            let (s, m) = (tps[&(short, threads, "strata")], tps[&(short, threads, "mariadb")]);
+            let (s, m) = (
+                tps[&(short, threads, "strata")],
+                tps[&(short, threads, "mariadb")],
+            );
             table.row(vec![
                 short.into(),
                 threads.to_string(),
@@ -111,7 +126,11 @@ pub fn run(args: &SysbenchArgs, dir: &Path) -> anyhow::Result<()> {
     let _ = runtime.block_on(compute);
     runtime.block_on(cluster.stop())?;
     maria.stop();
-    let top = *args.threads.iter().max().expect("at least one thread count");
+    let top = *args
+        .threads
+        .iter()
+        .max()
+        .expect("at least one thread count");
     let ratios: Vec<String> = WORKLOADS
         .iter()
         .map(|(short, _)| {
@@ -208,7 +227,9 @@ fn wait_quiet(limit: f64) {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn which(tool: &str) -> Option<std::path::PathBuf> {
@@ -229,13 +250,20 @@ impl MariaDb {
         let data = dir.join("data");
         std::fs::create_dir_all(&data)?;
         let install = Command::new(which("mariadb-install-db").expect("checked"))
-            .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .args([
+                "--no-defaults",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
             .arg(format!("--datadir={}", data.display()))
             .arg("--user=root")
             .output()
             .context("running mariadb-install-db")?;
         if !install.status.success() {
-            bail!("mariadb-install-db: {}", String::from_utf8_lossy(&install.stderr));
+            bail!(
+                "mariadb-install-db: {}",
+                String::from_utf8_lossy(&install.stderr)
+            );
         }
         let child = Command::new(which("mariadbd").expect("checked"))
             .arg("--no-defaults")
@@ -261,7 +289,9 @@ impl MariaDb {
 
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
             let _ = c.wait();
         }
     }

@@ -44,7 +44,10 @@ impl ComputeConfig {
 /// Binds the MySQL port and serves until `shutdown`.
 pub async fn serve(config: ComputeConfig, shutdown: CancellationToken) -> Result<()> {
     let listener = TcpListener::bind(config.mysql_listen).await.map_err(|e| {
-        EngineError::Unavailable(format!("binding the MySQL port {}: {e}", config.mysql_listen))
+        EngineError::Unavailable(format!(
+            "binding the MySQL port {}: {e}",
+            config.mysql_listen
+        ))
     })?;
     serve_on(listener, config, shutdown).await
 }
