@@ -1,12 +1,12 @@
 //! Three `strata logservice` processes on 127.0.0.1; a writer appends
 //! 10,000 batches while one replica is SIGKILLed and restarted. Commits go
 //! on (no gap of a second or more), the restarted replica catches up, and
-//! every replica reads back the same bytes.
+//! every replica reads back the same bytes. (`strata up` itself, with its
+//! compute node as the log's writer, is tested through MySQL clients in
+//! `tests/mysql_clients.rs`.)
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use strata_logservice::client::{LogClient, LogClientConfig, LogReader, replica_status};
@@ -127,109 +127,4 @@ async fn commits_continue_through_a_sigkilled_replica_and_it_catches_up() {
         "some acknowledged batches are missing"
     );
     client.close();
-}
-
-/// Starts `strata up` on `dir` and returns it with its log endpoints, read
-/// from what it prints.
-fn strata_up(dir: &Path) -> (Child, Vec<String>) {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args([
-            "up",
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--log-base-port",
-            "0",
-            "--pageserver-port",
-            "0",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting strata up");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(line) = lines.next() {
-        let line = line.unwrap();
-        if let Some(list) = line.trim().strip_prefix("log service replicas:") {
-            let endpoints = list.split_whitespace().map(String::from).collect();
-            // Keep reading, as a terminal would, until it exits.
-            std::thread::spawn(move || lines.for_each(drop));
-            return (child, endpoints);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("strata up exited without printing its endpoints");
-}
-
-fn cluster_id_of(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("cluster_id"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn strata_up_keeps_commits_across_a_clean_stop_and_a_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
-    let (up, endpoints) = strata_up(dir.path());
-    assert_eq!(endpoints.len(), 3);
-    let cluster = cluster_id_of(dir.path());
-    let append = |client: LogClient, i: u64| async move {
-        let mut b = BatchBuilder::new();
-        b.push(&Record::RowChange {
-            payload: payload(i),
-        })
-        .unwrap();
-        client.append(b.commit(i)).await.unwrap()
-    };
-    let c = LogClient::connect(LogClientConfig::new(&cluster, "up-1", endpoints.clone()))
-        .await
-        .unwrap();
-    let first = append(c.clone(), 1).await;
-    c.close();
-
-    // Ctrl-C / SIGTERM: a clean stop, exit code 0.
-    common::terminate(up, "up");
-
-    let (mut up, endpoints) = strata_up(dir.path());
-    assert_eq!(cluster_id_of(dir.path()), cluster);
-    let c = LogClient::connect(LogClientConfig::new(&cluster, "up-2", endpoints.clone()))
-        .await
-        .unwrap();
-    let second = append(c.clone(), 2).await;
-    assert!(second > first);
-    c.close();
-    up.kill().unwrap();
-    up.wait().unwrap();
-
-    let (mut up, endpoints) = strata_up(dir.path());
-    let c = LogClient::connect(LogClientConfig::new(&cluster, "up-3", endpoints.clone()))
-        .await
-        .unwrap();
-    let third = append(c.clone(), 3).await;
-    let mut r = LogReader::new(&cluster, "up-reader", endpoints.clone(), Lsn::ZERO);
-    let mut log = Vec::new();
-    while r.position() < third {
-        log.extend_from_slice(&r.next_chunk().await.unwrap().data);
-    }
-    let ids: Vec<u64> = strata_wal::record::decode_batches(&log, Lsn::ZERO)
-        .unwrap()
-        .iter()
-        .flat_map(|b| b.records.iter())
-        .filter_map(|(_, rec)| match rec {
-            Record::RowChange { payload: p } => {
-                Some(u64::from_le_bytes(p[..8].try_into().unwrap()))
-            }
-            _ => None,
-        })
-        .collect();
-    assert_eq!(
-        ids,
-        vec![1, 2, 3],
-        "every acknowledged batch, once, in order"
-    );
-    c.close();
-    up.kill().unwrap();
-    up.wait().unwrap();
 }

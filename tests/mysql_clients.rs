@@ -1,7 +1,7 @@
 //! Real MySQL clients against `strata up`: the Debian `mariadb` CLI,
 //! PyMySQL (text protocol) and mysql-connector-python with `use_pure=True`
 //! and prepared cursors (binary protocol). Then SIGKILL and restart keep
-//! every acknowledged commit, and SIGTERM stops cleanly.
+//! every acknowledged commit, and SIGTERM stops cleanly and keeps them too.
 //!
 //! The clients are installed by `.ci/run` (apt `mariadb-client`, pip
 //! `pymysql mysql-connector-python`).
@@ -129,6 +129,14 @@ fn real_clients_work_and_commits_survive_sigkill() {
     assert_eq!(stdout(&o), "1\t3.00\n");
     let o = cli(port, None, "SELECT COUNT(*) FROM conn.items");
     assert_eq!(stdout(&o), "3\n");
+    cli(port, None, "INSERT INTO cli.t VALUES (4, 'after')");
+
+    // SIGTERM: a clean stop (exit 0), and everything is there again.
+    server.terminate();
+    let mut server = up(dir.path(), port, None);
+    wait_ready(port, None);
+    let o = cli(port, None, "SELECT a FROM cli.t ORDER BY a");
+    assert_eq!(stdout(&o), "1\n2\n3\n4\n");
     server.terminate();
 }
 
