@@ -1,6 +1,7 @@
 //! A multi-process deployment: three `strata logservice` processes, a
 //! `strata pageserver` and a `strata compute`, each its own process, with
-//! the `mariadb` CLI as the client. The compute process is SIGKILLed and a
+//! the `mariadb` CLI as the client; the compute node starts before the page
+//! server and waits for it. The compute process is SIGKILLed and a
 //! new one started: it takes over the log (a new term) and every
 //! acknowledged commit is there.
 
@@ -60,7 +61,6 @@ fn each_role_in_its_own_process_and_a_killed_compute_replaced() {
         "--log".into(),
         log.clone(),
     ]);
-    ps.start();
     let mysql_port = common::free_port();
     let mut compute = common::Process::new(vec![
         "compute".into(),
@@ -73,7 +73,10 @@ fn each_role_in_its_own_process_and_a_killed_compute_replaced() {
         "--pageserver".into(),
         common::endpoint(ps_port),
     ]);
+    // The compute node starts before the page server: it waits for it.
     compute.start();
+    std::thread::sleep(Duration::from_millis(500));
+    ps.start();
     wait_ready(mysql_port);
     rows(cli(
         mysql_port,

@@ -135,11 +135,7 @@ impl Engine {
     /// fences any earlier primary) and the page server, and loads the
     /// catalog — creating it if the cluster is new.
     pub async fn open(cfg: EngineConfig) -> Result<Engine> {
-        let ps = strata_pageserver::client::PageServerClient::connect(
-            &cfg.pageserver_endpoint,
-            cfg.cluster_id.clone(),
-        )
-        .await?;
+        let ps = connect_pageserver(&cfg).await?;
         let engine =
             Self::open_with_source(cfg, Arc::new(PageServerSource::new(ps.clone()))).await?;
         let s = &engine.shared;
@@ -420,6 +416,31 @@ impl Shared {
         Ok(())
     }
 }
+
+/// Connects to the page server, waiting for it to come up (as it may, when
+/// every role starts at once) for up to [`PAGESERVER_CONNECT_TIMEOUT`].
+async fn connect_pageserver(
+    cfg: &EngineConfig,
+) -> Result<strata_pageserver::client::PageServerClient> {
+    let deadline = tokio::time::Instant::now() + PAGESERVER_CONNECT_TIMEOUT;
+    loop {
+        let connected = strata_pageserver::client::PageServerClient::connect(
+            &cfg.pageserver_endpoint,
+            cfg.cluster_id.clone(),
+        )
+        .await;
+        match connected {
+            Ok(client) => return Ok(client),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.into()),
+            Err(e) => {
+                info!(error = %e, endpoint = %cfg.pageserver_endpoint, "waiting for the page server");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+const PAGESERVER_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) fn now_us() -> u64 {
     SystemTime::now()
