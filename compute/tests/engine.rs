@@ -82,6 +82,28 @@ async fn open(cluster: &StorageCluster) -> Engine {
     Engine::open(cfg).await.expect("the engine opens")
 }
 
+/// A cluster, an engine on it, and `bank.accounts` created.
+async fn bank() -> (
+    tempfile::TempDir,
+    StorageCluster,
+    Engine,
+    Arc<strata_compute::catalog::TableDef>,
+) {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = StorageCluster::start(dir.path(), "engine-test")
+        .await
+        .unwrap();
+    let engine = open(&cluster).await;
+    engine.create_database("bank", false).await.unwrap();
+    engine
+        .create_table("bank", accounts(), false)
+        .await
+        .unwrap();
+    let table = engine.catalog().table("bank", "accounts").unwrap();
+    (dir, cluster, engine, table)
+}
+
 async fn scan_all(txn: &mut Txn, engine: &Engine, index: usize, dir: Direction) -> Vec<Vec<Value>> {
     let table = engine.catalog().table("bank", "accounts").unwrap();
     let mut scan = txn
@@ -223,18 +245,7 @@ async fn rows_indexes_errors_and_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_transfers_keep_the_total_at_every_snapshot() {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = StorageCluster::start(dir.path(), "engine-test")
-        .await
-        .unwrap();
-    let engine = open(&cluster).await;
-    engine.create_database("bank", false).await.unwrap();
-    engine
-        .create_table("bank", accounts(), false)
-        .await
-        .unwrap();
-    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let (_dir, cluster, engine, table) = bank().await;
     const ACCOUNTS: i64 = 20;
     let mut txn = engine.begin();
     for i in 1..=ACCOUNTS {
@@ -336,18 +347,7 @@ async fn transfer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_unique_key_inserted_concurrently_is_stored_once() {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = StorageCluster::start(dir.path(), "engine-test")
-        .await
-        .unwrap();
-    let engine = open(&cluster).await;
-    engine.create_database("bank", false).await.unwrap();
-    engine
-        .create_table("bank", accounts(), false)
-        .await
-        .unwrap();
-    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let (_dir, cluster, engine, table) = bank().await;
     let mut tasks = Vec::new();
     for i in 0..8 {
         let (engine, table) = (engine.clone(), table.clone());
@@ -386,18 +386,7 @@ async fn a_unique_key_inserted_concurrently_is_stored_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deadlock_is_reported_to_one_transaction() {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = StorageCluster::start(dir.path(), "engine-test")
-        .await
-        .unwrap();
-    let engine = open(&cluster).await;
-    engine.create_database("bank", false).await.unwrap();
-    engine
-        .create_table("bank", accounts(), false)
-        .await
-        .unwrap();
-    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let (_dir, cluster, engine, table) = bank().await;
     let mut txn = engine.begin();
     for i in 1..=2 {
         txn.insert(
@@ -631,18 +620,7 @@ async fn a_failed_append_leaves_nothing_undurable_visible_and_refuses_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_increments_of_one_row_lose_no_update() {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = StorageCluster::start(dir.path(), "engine-test")
-        .await
-        .unwrap();
-    let engine = open(&cluster).await;
-    engine.create_database("bank", false).await.unwrap();
-    engine
-        .create_table("bank", accounts(), false)
-        .await
-        .unwrap();
-    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let (_dir, cluster, engine, table) = bank().await;
     let mut txn = engine.begin();
     txn.insert(&table, vec![Value::Int(1), name("hot"), Value::Int(0)])
         .await
@@ -682,18 +660,7 @@ async fn concurrent_increments_of_one_row_lose_no_update() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_unique_inserts_across_page_splits_store_each_key_once() {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = StorageCluster::start(dir.path(), "engine-test")
-        .await
-        .unwrap();
-    let engine = open(&cluster).await;
-    engine.create_database("bank", false).await.unwrap();
-    engine
-        .create_table("bank", accounts(), false)
-        .await
-        .unwrap();
-    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let (_dir, cluster, engine, table) = bank().await;
     const KEYS: u64 = 600;
     let mut tasks = Vec::new();
     for t in 0..6u64 {
@@ -814,18 +781,7 @@ async fn the_page_server_hears_the_oldest_snapshot_and_a_stalled_ingest_holds_co
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn updates_check_unique_keys_against_other_rows_only() {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = StorageCluster::start(dir.path(), "engine-test")
-        .await
-        .unwrap();
-    let engine = open(&cluster).await;
-    engine.create_database("bank", false).await.unwrap();
-    engine
-        .create_table("bank", accounts(), false)
-        .await
-        .unwrap();
-    let table = engine.catalog().table("bank", "accounts").unwrap();
+    let (_dir, cluster, engine, table) = bank().await;
     let mut txn = engine.begin();
     for (id, n) in [(1, "alice"), (2, "bob")] {
         txn.insert(&table, vec![Value::Int(id), name(n), Value::Int(0)])
