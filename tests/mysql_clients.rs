@@ -12,27 +12,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// `strata up` on a free MySQL port, with any free storage ports.
-fn up(dir: &Path, port: u16, password: Option<&str>) -> common::Process {
-    let mut args: Vec<String> = vec![
-        "up".into(),
-        "--data-dir".into(),
-        dir.display().to_string(),
-        "--log-base-port".into(),
-        "0".into(),
-        "--pageserver-port".into(),
-        "0".into(),
-        "--mysql-port".into(),
-        port.to_string(),
-    ];
-    if let Some(p) = password {
-        args.extend(["--root-password".into(), p.into()]);
-    }
-    let mut p = common::Process::new(args);
-    p.start();
-    p
-}
-
 /// Runs `sql` with the `mariadb` CLI (batch mode, no column names).
 fn cli(port: u16, password: Option<&str>, sql: &str) -> Output {
     let mut cmd = Command::new("mariadb");
@@ -95,7 +74,7 @@ fn python(script: &str, port: u16, password: Option<&str>) {
 fn real_clients_work_and_commits_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
-    let mut server = up(dir.path(), port, None);
+    let mut server = common::up(dir.path(), port, None);
     wait_ready(port, None);
 
     let o = cli(
@@ -121,7 +100,7 @@ fn real_clients_work_and_commits_survive_sigkill() {
 
     // SIGKILL, restart: every acknowledged commit is there.
     server.kill();
-    let mut server = up(dir.path(), port, None);
+    let mut server = common::up(dir.path(), port, None);
     wait_ready(port, None);
     let o = cli(port, None, "SELECT a, b FROM cli.t ORDER BY a");
     assert_eq!(stdout(&o), "1\tx\n2\tNULL\n3\tz\n");
@@ -133,7 +112,7 @@ fn real_clients_work_and_commits_survive_sigkill() {
 
     // SIGTERM: a clean stop (exit 0), and everything is there again.
     server.terminate();
-    let mut server = up(dir.path(), port, None);
+    let mut server = common::up(dir.path(), port, None);
     wait_ready(port, None);
     let o = cli(port, None, "SELECT a FROM cli.t ORDER BY a");
     assert_eq!(stdout(&o), "1\n2\n3\n4\n");
@@ -144,7 +123,7 @@ fn real_clients_work_and_commits_survive_sigkill() {
 fn a_root_password_is_asked_for_when_set() {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
-    let mut server = up(dir.path(), port, Some("s3cret"));
+    let mut server = common::up(dir.path(), port, Some("s3cret"));
     wait_ready(port, Some("s3cret"));
     let o = cli(port, None, "SELECT 1");
     assert!(!o.status.success());

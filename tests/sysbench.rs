@@ -51,18 +51,7 @@ fn figure(report: &str, label: &str) -> f64 {
 fn sysbench_oltp_read_write_runs_without_errors() {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
-    let mut server = common::Process::new(vec![
-        "up".into(),
-        "--data-dir".into(),
-        dir.path().display().to_string(),
-        "--log-base-port".into(),
-        "0".into(),
-        "--pageserver-port".into(),
-        "0".into(),
-        "--mysql-port".into(),
-        port.to_string(),
-    ]);
-    server.start();
+    let mut server = common::up(dir.path(), port, None);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let o = Command::new("mariadb")

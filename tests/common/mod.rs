@@ -98,3 +98,24 @@ pub fn log_replica(cluster: &str, dir: &Path, id: usize, ports: &[u16]) -> Proce
 pub fn endpoint(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
+
+/// `strata up` on MySQL port `port` with any free storage ports, started.
+pub fn up(dir: &Path, port: u16, password: Option<&str>) -> Process {
+    let mut args: Vec<String> = vec![
+        "up".into(),
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--log-base-port".into(),
+        "0".into(),
+        "--pageserver-port".into(),
+        "0".into(),
+        "--mysql-port".into(),
+        port.to_string(),
+    ];
+    if let Some(p) = password {
+        args.extend(["--root-password".into(), p.into()]);
+    }
+    let mut p = Process::new(args);
+    p.start();
+    p
+}
