@@ -99,6 +99,37 @@ impl EngineConfig {
     }
 }
 
+/// The catalog, copy-on-write: readers take an `Arc` of the current
+/// version (one atomic increment per statement, not a deep copy); a DDL's
+/// `write()` edits a private copy when readers still hold the old one.
+#[derive(Default)]
+pub(crate) struct SharedCatalog(RwLock<Arc<Catalog>>);
+
+impl SharedCatalog {
+    pub fn read(&self) -> Arc<Catalog> {
+        self.0.read().clone()
+    }
+
+    pub fn write(&self) -> CatalogWrite<'_> {
+        CatalogWrite(self.0.write())
+    }
+}
+
+pub(crate) struct CatalogWrite<'a>(parking_lot::RwLockWriteGuard<'a, Arc<Catalog>>);
+
+impl std::ops::Deref for CatalogWrite<'_> {
+    type Target = Catalog;
+    fn deref(&self) -> &Catalog {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for CatalogWrite<'_> {
+    fn deref_mut(&mut self) -> &mut Catalog {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
 /// A handle on the engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -110,7 +141,7 @@ pub(crate) struct Shared {
     pub pool: Arc<BufferPool>,
     pub fetcher: Fetcher,
     pub locks: LockManager,
-    pub catalog: RwLock<Catalog>,
+    pub catalog: SharedCatalog,
     /// Held while a batch is staged and enqueued; holds `next_lsn`.
     applier: tokio::sync::Mutex<Lsn>,
     /// DDL runs one statement at a time.
@@ -164,7 +195,7 @@ impl Engine {
             fetcher: Fetcher::new(pool.clone(), source),
             pool,
             locks: LockManager::new(),
-            catalog: RwLock::new(Catalog::default()),
+            catalog: SharedCatalog::default(),
             applier: tokio::sync::Mutex::new(start),
             ddl: tokio::sync::Mutex::new(()),
             log,
@@ -189,8 +220,10 @@ impl Engine {
         Txn::new(self.shared.clone(), id)
     }
 
-    pub fn catalog(&self) -> Catalog {
-        self.shared.catalog.read().clone()
+    /// The catalog as of now: an immutable snapshot, shared (not copied)
+    /// by every statement until the next DDL replaces it.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.shared.catalog.read()
     }
 
     /// The LSN snapshots are taken at: durable on the log's quorum.
@@ -276,7 +309,7 @@ impl Shared {
     }
 
     pub fn release_snapshot(&self, lsn: Lsn) {
-        let oldest = {
+        {
             let mut snaps = self.snapshots.lock();
             if let Some(n) = snaps.get_mut(&lsn) {
                 *n -= 1;
@@ -284,10 +317,27 @@ impl Shared {
                     snaps.remove(&lsn);
                 }
             }
-            snaps.keys().next().copied()
+        }
+        self.release_unneeded();
+    }
+
+    /// Drops the cached versions no snapshot can read any more: those
+    /// ending at or below the oldest snapshot, or the durable LSN when
+    /// there is none. Runs when a snapshot ends and when the durable LSN
+    /// moves, so that a page written by every commit (a table's header, a
+    /// hot leaf) keeps a few versions, not one per commit since the last
+    /// reader — even under a write-only load that takes no snapshots.
+    fn release_unneeded(&self) {
+        let bound = {
+            let snaps = self.snapshots.lock();
+            // Read under the lock: a snapshot being taken reads it there too.
+            snaps
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or_else(|| self.durable_lsn())
         };
-        self.pool
-            .release_below(oldest.unwrap_or_else(|| self.durable_lsn()));
+        self.pool.release_below(bound);
     }
 
     pub fn new_txn_id(&self) -> TxnId {
@@ -384,6 +434,7 @@ impl Shared {
         });
         if advanced {
             self.pool.mark_durable(lsn);
+            self.release_unneeded();
         }
     }
 

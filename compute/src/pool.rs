@@ -384,12 +384,14 @@ impl BufferPool {
         };
         match outcome {
             Inserted::Added { id, to } => {
-                self.queues.push_clock(Slot { page, id });
-                self.queues.push_end(page, id, to);
+                let slot = Slot { page, from, id };
+                self.queues.push_clock(slot);
+                self.queues.push_end(slot, to);
                 self.evict_to_budget();
                 self.compact_if_stale();
             }
-            Inserted::Extended { id, to } => self.queues.push_end(page, id, to),
+            // The extended version has the same `from`.
+            Inserted::Extended { id, to } => self.queues.push_end(Slot { page, from, id }, to),
             Inserted::Refused => {}
         }
     }
@@ -417,13 +419,23 @@ impl BufferPool {
                 out
             };
             debug_assert!(out.removed.is_empty(), "page {page} written out of order");
-            if let Some((closed, to)) = out.closed {
-                self.queues.push_end(page, closed, to);
+            if let Some(c) = out.closed {
+                let closed = Slot {
+                    page,
+                    from: c.from,
+                    id: c.id,
+                };
+                self.queues.push_end(closed, c.to);
             }
+            let slot = Slot {
+                page,
+                from: lsn,
+                id,
+            };
             if is_pinned {
-                new_pinned.push((lsn, Slot { page, id }));
+                new_pinned.push((lsn, slot));
             } else {
-                self.queues.push_clock(Slot { page, id });
+                self.queues.push_clock(slot);
             }
         }
         pinned.push_batch(new_pinned);
@@ -457,7 +469,10 @@ impl BufferPool {
             let Some(entry) = shard.pages.get_mut(&slot.page) else {
                 continue;
             };
-            let Some(v) = entry.position(slot.id).and_then(|i| entry.get_mut(i)) else {
+            let Some(v) = entry
+                .position(slot.from, slot.id)
+                .and_then(|i| entry.get_mut(i))
+            else {
                 continue;
             };
             if v.pinned {
@@ -494,12 +509,19 @@ impl BufferPool {
                 for v in &out.removed {
                     self.counters.removed(v);
                 }
-                clipped.extend(out.clipped.map(|(id, to)| (page, id, to)));
+                clipped.extend(out.clipped.map(|c| {
+                    let slot = Slot {
+                        page,
+                        from: c.from,
+                        id: c.id,
+                    };
+                    (slot, c.to)
+                }));
             }
             shard.pages.retain(|_, e| !e.is_empty());
             drop(shard);
-            for (page, id, to) in clipped {
-                self.queues.push_end(page, id, to);
+            for (slot, to) in clipped {
+                self.queues.push_end(slot, to);
             }
         }
         // Everything above `durable` is gone, so nothing is pinned.
@@ -514,12 +536,13 @@ impl BufferPool {
     /// version is ever released.
     pub fn release_below(&self, oldest: Lsn) {
         let bound = oldest.min(self.durable_lsn());
-        for (page, id) in self.queues.pop_ended(bound) {
+        for slot in self.queues.pop_ended(bound) {
+            let page = slot.page;
             let mut shard = self.shard(page).lock();
             let Some(entry) = shard.pages.get_mut(&page) else {
                 continue;
             };
-            let Some(i) = entry.position(id) else {
+            let Some(i) = entry.position(slot.from, slot.id) else {
                 continue;
             };
             let v = &entry.versions()[i];
@@ -584,7 +607,7 @@ impl BufferPool {
         let Some(entry) = shard.pages.get_mut(&slot.page) else {
             return false;
         };
-        let Some(i) = entry.position(slot.id) else {
+        let Some(i) = entry.position(slot.from, slot.id) else {
             return false;
         };
         let v = entry.get_mut(i).expect("the position was just found");
@@ -613,18 +636,20 @@ impl BufferPool {
             return;
         }
         let mut clock = self.queues.take_clock();
-        clock.retain(|s| self.version_to(s.page, s.id).is_some());
+        clock.retain(|s| self.version_to(*s).is_some());
         self.queues.restore_clock(clock);
         let mut ends = self.queues.take_ends();
-        ends.retain(|&(to, page, id)| self.version_to(page, id) == Some(to));
+        ends.retain(|&(to, slot)| self.version_to(slot) == Some(to));
         self.queues.restore_ends(ends);
     }
 
-    /// The `to` of version `id` of `page`, if it is still cached.
-    fn version_to(&self, page: PageId, id: u64) -> Option<Lsn> {
-        let shard = self.shard(page).lock();
-        let entry = shard.pages.get(&page)?;
-        entry.position(id).map(|i| entry.versions()[i].to)
+    /// The `to` of the version in `slot`, if it is still cached.
+    fn version_to(&self, slot: Slot) -> Option<Lsn> {
+        let shard = self.shard(slot.page).lock();
+        let entry = shard.pages.get(&slot.page)?;
+        entry
+            .position(slot.from, slot.id)
+            .map(|i| entry.versions()[i].to)
     }
 
     /// Checks every page's invariants and the counters against the pages.

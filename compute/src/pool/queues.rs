@@ -14,10 +14,12 @@ use std::collections::{BinaryHeap, VecDeque};
 use parking_lot::Mutex;
 use strata_wal::{Lsn, PageId};
 
-/// A version, named.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A version, named: its page, its `from` (to find it in the page's
+/// sorted list) and its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Slot {
     pub page: PageId,
+    pub from: Lsn,
     pub id: u64,
 }
 
@@ -30,7 +32,7 @@ pub(super) struct Queues {
     /// Unpinned versions; the hand is the front.
     clock: Mutex<VecDeque<Slot>>,
     /// Versions with a finite `to`, smallest `to` first.
-    ends: Mutex<BinaryHeap<Reverse<(Lsn, PageId, u64)>>>,
+    ends: Mutex<BinaryHeap<Reverse<(Lsn, Slot)>>>,
 }
 
 impl Queues {
@@ -52,23 +54,23 @@ impl Queues {
         self.clock.lock().len()
     }
 
-    /// Notes that version `id` of `page` now ends at `to`.
-    pub fn push_end(&self, page: PageId, id: u64, to: Lsn) {
+    /// Notes that the version in `slot` now ends at `to`.
+    pub fn push_end(&self, slot: Slot, to: Lsn) {
         if to != Lsn::MAX {
-            self.ends.lock().push(Reverse((to, page, id)));
+            self.ends.lock().push(Reverse((to, slot)));
         }
     }
 
     /// Takes every entry ending at or below `bound`.
-    pub fn pop_ended(&self, bound: Lsn) -> Vec<(PageId, u64)> {
+    pub fn pop_ended(&self, bound: Lsn) -> Vec<Slot> {
         let mut ends = self.ends.lock();
         let mut out = Vec::new();
-        while let Some(Reverse((to, page, id))) = ends.peek().copied() {
+        while let Some(Reverse((to, slot))) = ends.peek().copied() {
             if to > bound {
                 break;
             }
             ends.pop();
-            out.push((page, id));
+            out.push(slot);
         }
         out
     }
@@ -92,12 +94,12 @@ impl Queues {
         *clock = kept;
     }
 
-    pub fn take_ends(&self) -> Vec<(Lsn, PageId, u64)> {
+    pub fn take_ends(&self) -> Vec<(Lsn, Slot)> {
         let ends = std::mem::take(&mut *self.ends.lock());
         ends.into_iter().map(|Reverse(e)| e).collect()
     }
 
-    pub fn restore_ends(&self, kept: Vec<(Lsn, PageId, u64)>) {
+    pub fn restore_ends(&self, kept: Vec<(Lsn, Slot)>) {
         self.ends.lock().extend(kept.into_iter().map(Reverse));
     }
 

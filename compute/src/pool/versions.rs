@@ -58,21 +58,30 @@ pub(super) enum Inserted {
     Refused,
 }
 
+/// A version whose `to` became finite: it names the version (`from`, `id`)
+/// and says where it now ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Ended {
+    pub from: Lsn,
+    pub id: u64,
+    pub to: Lsn,
+}
+
 /// What a publish did to the versions it found.
 #[derive(Default)]
 pub(super) struct Published {
     /// Versions from at or above the new one's (only after a caller bug).
     pub removed: Vec<Version>,
-    /// The version closed at the new one's `from`: (id, new `to`).
-    pub closed: Option<(u64, Lsn)>,
+    /// The version closed at the new one's `from`.
+    pub closed: Option<Ended>,
 }
 
 /// What discarding the versions above the durable LSN did.
 #[derive(Default)]
 pub(super) struct Discarded {
     pub removed: Vec<Version>,
-    /// The version left ending just past the durable LSN: (id, new `to`).
-    pub clipped: Option<(u64, Lsn)>,
+    /// The version left ending just past the durable LSN.
+    pub clipped: Option<Ended>,
 }
 
 /// A page's cached versions and its last-written LSN.
@@ -109,8 +118,14 @@ impl PageEntry {
         self.versions.last_mut().filter(|v| v.to == Lsn::MAX)
     }
 
-    pub fn position(&self, id: u64) -> Option<usize> {
-        self.versions.iter().position(|v| v.id == id)
+    /// Where version `id`, valid from `from`, sits: a binary search, since
+    /// versions are sorted by `from` and no two share one. A version's
+    /// `from` never changes; the id tells it from a later version with
+    /// the same `from` after the first one went.
+    pub fn position(&self, from: Lsn, id: u64) -> Option<usize> {
+        let i = self.versions.partition_point(|v| v.from < from);
+        let v = self.versions.get(i)?;
+        (v.from == from && v.id == id).then_some(i)
     }
 
     pub fn get_mut(&mut self, index: usize) -> Option<&mut Version> {
@@ -167,7 +182,11 @@ impl PageEntry {
             && last.to > lsn
         {
             last.to = lsn;
-            out.closed = Some((last.id, lsn));
+            out.closed = Some(Ended {
+                from: last.from,
+                id: last.id,
+                to: lsn,
+            });
         }
         self.versions
             .push(Version::new(image, lsn, Lsn::MAX, id, pinned));
@@ -187,7 +206,11 @@ impl PageEntry {
             && last.to > ceiling
         {
             last.to = ceiling;
-            out.clipped = Some((last.id, ceiling));
+            out.clipped = Some(Ended {
+                from: last.from,
+                id: last.id,
+                to: ceiling,
+            });
         }
         if self.written > durable {
             self.written = Lsn::ZERO;
@@ -234,7 +257,14 @@ mod tests {
         let mut e = PageEntry::default();
         e.insert(image(10), Lsn(10), Lsn::MAX, 1);
         let out = e.publish(image(20), Lsn(20), 2, true);
-        assert_eq!(out.closed, Some((1, Lsn(20))));
+        assert_eq!(
+            out.closed,
+            Some(Ended {
+                from: Lsn(10),
+                id: 1,
+                to: Lsn(20)
+            })
+        );
         assert!(out.removed.is_empty());
         assert_eq!(ranges(&e), vec![(10, 20), (20, u64::MAX)]);
         assert_eq!(e.written, Lsn(20));
@@ -301,7 +331,17 @@ mod tests {
             out.removed.iter().map(|v| v.id).collect::<Vec<_>>(),
             vec![3]
         );
-        assert_eq!(out.clipped, Some((2, Lsn(26))));
+        assert_eq!(
+            out.clipped,
+            Some(Ended {
+                from: Lsn(20),
+                id: 2,
+                to: Lsn(26)
+            })
+        );
+        assert_eq!(e.position(Lsn(20), 2), Some(1));
+        assert_eq!(e.position(Lsn(20), 3), None);
+        assert_eq!(e.position(Lsn(15), 2), None);
         assert_eq!(ranges(&e), vec![(10, 20), (20, 26)]);
         assert_eq!(e.written, Lsn::ZERO);
         e.check().expect("invariants");
