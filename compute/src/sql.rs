@@ -24,6 +24,7 @@ mod plan;
 mod select;
 mod session;
 mod show;
+mod sortkey;
 mod vars;
 
 use crate::error::EngineError;

@@ -60,6 +60,11 @@ pub struct ServerConfig {
     /// A consumer further behind than this stops holding the log back.
     pub retention_cap_bytes: u64,
     pub housekeeping_interval: Duration,
+    /// Fsync a writer's appends on the append stream itself (on a
+    /// multi-threaded runtime, through `block_in_place`) instead of handing
+    /// them to the flusher thread and waiting to be woken: two wake-ups
+    /// fewer on the commit path.
+    pub inline_sync: bool,
 }
 
 impl ServerConfig {
@@ -73,6 +78,7 @@ impl ServerConfig {
             segment_size_bytes: 64 << 20,
             retention_cap_bytes: 16 << 30,
             housekeeping_interval: Duration::from_secs(1),
+            inline_sync: std::env::var("STRATA_LOG_INLINE_SYNC").map_or(true, |v| v != "0"),
         }
     }
 }
@@ -91,6 +97,7 @@ struct Shared {
     acks: watch::Sender<u64>,
     sync_wanted: Mutex<bool>,
     sync_cv: Condvar,
+    inline_sync: bool,
     /// Cancelled at shutdown: long-lived streams end so that the server's
     /// graceful shutdown does not wait for a writer that never hangs up.
     stop: CancellationToken,
@@ -186,6 +193,9 @@ pub async fn serve_on(
         acks: watch::channel(0).0,
         sync_wanted: Mutex::new(false),
         sync_cv: Condvar::new(),
+        inline_sync: config.inline_sync
+            && tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread,
         stop: shutdown.clone(),
     });
     let tasks = CancellationToken::new();
@@ -460,6 +470,16 @@ impl AppendStreamState {
                         Ok((resp, None)) => return Some(Ok((&resp).into())),
                         Ok((_, Some(end))) => {
                             self.awaiting = Some(end);
+                            if self.shared.inline_sync {
+                                // Runs every sync job needed (none if the
+                                // flusher has one in flight: then the ack
+                                // waits for its wake-up as before).
+                                let shared = &self.shared;
+                                tokio::task::block_in_place(|| shared.run_syncs());
+                                if let Some(ack) = self.ready_ack() {
+                                    return Some(Ok((&ack).into()));
+                                }
+                            }
                         }
                         Err(status) => {
                             self.ended = true;
@@ -500,7 +520,7 @@ fn handle_append(
 ) -> Result<(crate::msg::AppendResponse, Option<Lsn>), Status> {
     shared.check_cluster(&req.cluster_id)?;
     let req: AppendRequest = req.try_into()?;
-    if !req.data.is_empty() {
+    if !req.data.is_empty() && !shared.inline_sync {
         // Wake the flusher now, so that its wake-up overlaps the write (it
         // takes longer). A hint only: if the flusher looks before the write
         // is done it finds nothing to sync, and the call after the write
@@ -518,7 +538,7 @@ fn handle_append(
     drop(r);
     // The flusher first: its fsync is the long pole.
     let wait = resp.outcome == AppendOutcome::Accepted && needs_sync;
-    if wait {
+    if wait && !shared.inline_sync {
         shared.want_sync();
     }
     if changed {

@@ -15,6 +15,7 @@ use super::access::{read_rows, resolve};
 use super::expr::{ArithOp, Ctx, Env, arith, sort_cmp};
 use super::meta::{self, Kind};
 use super::plan::{AggFunc, AggSpec, SelectPlan};
+use super::sortkey::{Prepared, prepare_row};
 use super::{Output, SqlError};
 
 /// One result row before the final projection: its output values and the
@@ -297,40 +298,60 @@ fn fold(spec: &AggSpec, values: Vec<Value>) -> Result<Value, SqlError> {
 
 /// Drops repeated output rows, keeping the first of each.
 fn distinct(rows: Vec<Produced>) -> Vec<Produced> {
-    let cmp = |a: &[Value], b: &[Value]| {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| sort_cmp(x, y, Collation::Utf8mb4GeneralCi))
-            .find(|o| o.is_ne())
-            .unwrap_or(Ordering::Equal)
-    };
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&a, &b| cmp(&rows[a].out, &rows[b].out).then(a.cmp(&b)));
-    let mut keep = vec![false; rows.len()];
-    let mut prev: Option<usize> = None;
-    for i in order {
-        if prev.is_none_or(|p| cmp(&rows[p].out, &rows[i].out).is_ne()) {
-            keep[i] = true;
-            prev = Some(i);
+    const COLL: Collation = Collation::Utf8mb4GeneralCi;
+    let keep = {
+        let prepared: Vec<Vec<Prepared<'_>>> = rows
+            .iter()
+            .map(|r| prepare_row(&r.out, std::iter::repeat(COLL)))
+            .collect();
+        let cmp = |a: &[Prepared<'_>], b: &[Prepared<'_>]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| x.cmp(y, COLL))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        };
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by(|&a, &b| cmp(&prepared[a], &prepared[b]).then(a.cmp(&b)));
+        let mut keep = vec![false; rows.len()];
+        let mut prev: Option<usize> = None;
+        for i in order {
+            if prev.is_none_or(|p| cmp(&prepared[p], &prepared[i]).is_ne()) {
+                keep[i] = true;
+                prev = Some(i);
+            }
         }
-    }
+        keep
+    };
     rows.into_iter()
         .zip(keep)
         .filter_map(|(r, k)| k.then_some(r))
         .collect()
 }
 
-fn sort(plan: &SelectPlan, rows: &mut [Produced]) {
-    rows.sort_by(|a, b| {
-        for (i, key) in plan.order.iter().enumerate() {
-            let o = sort_cmp(&a.keys[i], &b.keys[i], key.collation);
-            let o = if key.desc { o.reverse() } else { o };
-            if o.is_ne() {
-                return o;
+/// Sorts by the ORDER BY keys, each string key's weights computed once
+/// per row rather than in every comparison.
+fn sort(plan: &SelectPlan, rows: &mut Vec<Produced>) {
+    let order = {
+        let prepared: Vec<Vec<Prepared<'_>>> = rows
+            .iter()
+            .map(|r| prepare_row(&r.keys, plan.order.iter().map(|k| k.collation)))
+            .collect();
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by(|&a, &b| {
+            for (i, key) in plan.order.iter().enumerate() {
+                let o = prepared[a][i].cmp(&prepared[b][i], key.collation);
+                let o = if key.desc { o.reverse() } else { o };
+                if o.is_ne() {
+                    return o;
+                }
             }
-        }
-        Ordering::Equal
-    });
+            Ordering::Equal
+        });
+        order
+    };
+    let mut slots: Vec<Option<Produced>> = std::mem::take(rows).into_iter().map(Some).collect();
+    rows.extend(order.into_iter().filter_map(|i| slots[i].take()));
 }
 
 /// The result: columns whose kind was unknown take their first non-NULL
