@@ -706,21 +706,49 @@ fn dec_arith(op: ArithOp, x: Decimal, y: Decimal) -> Result<Value, SqlError> {
         ArithOp::IntDiv => i64::try_from(a / b)
             .map(Value::Int)
             .map_err(|_| out_of_range("DIV")),
-        ArithOp::Div => {
-            // x / y at scale x.scale + 4, rounded half away from zero.
-            let scale = (x.scale + DIV_INCREMENT).min(MAX_SCALE);
-            let shift = pow10(scale + y.scale - x.scale).ok_or_else(overflow)?;
-            let num = x.mantissa.checked_mul(shift).ok_or_else(overflow)?;
-            let (q, r) = (num / y.mantissa, num % y.mantissa);
-            let round = if 2 * r.abs() >= y.mantissa.abs() {
-                num.signum() * y.mantissa.signum()
-            } else {
-                0
-            };
-            Ok(dec(q + round, scale))
+        ArithOp::Div => dec_div(x, y).ok_or_else(overflow),
+    }
+}
+
+/// Decimal digits per word of MySQL's decimal arithmetic.
+const DIGITS_PER_WORD: u8 = 9;
+
+/// `x / y` as MySQL's `decimal_div` computes it: the operands' scales
+/// padded to whole 9-digit words, plus what is left of the 4 digits of
+/// `div_precision_increment` after that padding, rounded up to a whole
+/// word; the quotient is truncated there. The result's column shows the
+/// dividend's scale + 4 (rounded when sent: `2/3` shows 0.6667), while
+/// the value keeps its digits for what is computed from it, so
+/// `(1/3)*3` is 0.999999999 (shown as 1.0000), as in MySQL. Where the
+/// digits would pass an `i128`, whole words are dropped.
+fn dec_div(x: Decimal, y: Decimal) -> Option<Value> {
+    let pad = |f: u8| f.div_ceil(DIGITS_PER_WORD) * DIGITS_PER_WORD;
+    let (p1, p2) = (pad(x.scale), pad(y.scale));
+    let spare = i32::from(p1 - x.scale) + i32::from(p2 - y.scale);
+    let incr = (i32::from(DIV_INCREMENT) - spare).max(0) as u8;
+    let mut frac = pad(p1 + p2 + incr).min(MAX_WORD_SCALE);
+    loop {
+        // q = x.m * 10^(frac + y.scale - x.scale) / y.m, truncated.
+        let shift = i32::from(frac) + i32::from(y.scale) - i32::from(x.scale);
+        let q = if shift >= 0 {
+            pow10(u8::try_from(shift).ok()?)
+                .and_then(|p| x.mantissa.checked_mul(p))
+                .and_then(|n| n.checked_div(y.mantissa))
+        } else {
+            pow10(u8::try_from(-shift).ok()?)
+                .and_then(|p| x.mantissa.checked_div(y.mantissa).map(|q| q / p))
+        };
+        match q {
+            Some(q) => return Some(dec(q, frac)),
+            None if frac >= DIGITS_PER_WORD => frac -= DIGITS_PER_WORD,
+            None => return None,
         }
     }
 }
+
+/// The most fractional digits a quotient keeps (whole words, within
+/// MySQL's 30).
+const MAX_WORD_SCALE: u8 = 27;
 
 /// `LIKE` with `%` and `_` (and `\` escaping), under `coll`.
 pub(crate) fn like(text: &[u8], pattern: &[u8], coll: Collation) -> bool {
@@ -823,11 +851,11 @@ mod tests {
         );
         assert_eq!(
             arith(ArithOp::Div, Value::Int(1), Value::Int(3)),
-            Ok(dec(3333, 4))
+            Ok(dec(333_333_333, 9))
         );
         assert_eq!(
             arith(ArithOp::Div, Value::Int(2), Value::Int(3)),
-            Ok(dec(6667, 4))
+            Ok(dec(666_666_666, 9))
         );
         assert_eq!(
             arith(ArithOp::IntDiv, Value::Int(7), Value::Int(2)),
@@ -901,7 +929,14 @@ mod tests {
         );
         assert_eq!(
             arith(ArithOp::Div, dec(10, 1), Value::Int(3)),
-            Ok(dec(33333, 5))
+            Ok(dec(333_333_333, 9))
+        );
+        // Nested quotients keep MySQL's internal digits.
+        let q = arith(ArithOp::Div, dec(-4003, 2), Value::Int(3)).unwrap();
+        assert_eq!(q, dec(-13_343_333_333, 9));
+        assert_eq!(
+            arith(ArithOp::Div, q, Value::Int(-12)),
+            Ok(dec(1_111_944_444_416_666_666, 18))
         );
         assert_eq!(arith(ArithOp::Mul, dec(15, 1), dec(15, 1)), Ok(dec(225, 2)));
         assert_eq!(

@@ -80,14 +80,12 @@ impl State {
     /// What a finished statement leaves for the next: its warnings (an
     /// error is one too), ROW_COUNT(), FOUND_ROWS(), LAST_INSERT_ID(n), and
     /// the OK packet's warning count.
-    fn finish(&mut self, out: &mut Result<Output, SqlError>, diagnostic: bool) {
+    fn finish(&mut self, out: &mut Result<Output, SqlError>, diagnostic: bool, tableless: bool) {
         let (mut warnings, mut count) = self.stmt.take_warnings();
         if let Some(id) = self.stmt.insert_id_set() {
             self.last_insert_id = id;
         }
-        if diagnostic {
-            return;
-        }
+        let keep = diagnostic || (tableless && count == 0 && out.is_ok());
         match out {
             Ok(Output::Ok {
                 affected_rows,
@@ -110,6 +108,9 @@ impl State {
                     message: e.message.clone(),
                 });
             }
+        }
+        if keep {
+            return;
         }
         self.warnings = warnings;
         self.warning_count = count;
@@ -189,10 +190,10 @@ impl Session {
         if is_consistent_snapshot(sql) {
             return self.begin().await;
         }
-        let stmts = parse(sql)?;
+        let stmts = parse(sql).map_err(|e| self.failed(e))?;
         let mut last = None;
         for stmt in &stmts {
-            let plan = self.compile(stmt)?;
+            let plan = self.compile(stmt).map_err(|e| self.failed(e))?;
             last = Some(self.run(Arc::new(plan), &[]).await?);
         }
         last.ok_or_else(|| SqlError::new(1065, "42000", "Query was empty"))
@@ -200,13 +201,13 @@ impl Session {
 
     /// COM_STMT_PREPARE.
     pub async fn prepare(&mut self, sql: &str) -> Result<Prepared, SqlError> {
-        let mut stmts = parse(sql)?;
+        let mut stmts = parse(sql).map_err(|e| self.failed(e))?;
         if stmts.len() != 1 {
-            return Err(SqlError::syntax(sql, 1));
+            return Err(self.failed(SqlError::syntax(sql, 1)));
         }
         let ast = stmts.pop().expect("one statement");
         let params = count_params(sql)?;
-        let plan = self.compile(&ast)?;
+        let plan = self.compile(&ast).map_err(|e| self.failed(e))?;
         let id = self.next_stmt;
         self.next_stmt = self.next_stmt.wrapping_add(1).max(1);
         let columns = compile::columns_of(&plan);
@@ -245,7 +246,7 @@ impl Session {
             true => stmt.plan.clone(),
             false => {
                 let ast = stmt.ast.clone();
-                let plan = Arc::new(self.compile(&ast)?);
+                let plan = Arc::new(self.compile(&ast).map_err(|e| self.failed(e))?);
                 if let Some(s) = self.prepared.get_mut(&id) {
                     s.plan = plan.clone();
                 }
@@ -274,6 +275,17 @@ impl Session {
         show::field_list(&self.engine.catalog(), &db, table)
     }
 
+    /// A statement that failed before it ran (parse, compile): its error
+    /// is the one condition SHOW ERRORS lists.
+    fn failed(&mut self, e: SqlError) -> SqlError {
+        let mut out = Err(e);
+        self.state.finish(&mut out, false, false);
+        match out {
+            Err(e) => e,
+            Ok(_) => SqlError::new(1105, "HY000", "unknown error"),
+        }
+    }
+
     fn compile(&self, stmt: &Statement) -> Result<Plan, SqlError> {
         let catalog = self.engine.catalog();
         let scope = Scope {
@@ -286,8 +298,12 @@ impl Session {
     async fn run(&mut self, plan: Arc<Plan>, params: &[Value]) -> Result<Output, SqlError> {
         self.state.stmt = StmtEnv::starting(self.state.row_count, self.state.found_rows);
         let diagnostic = matches!(plan.as_ref(), Plan::Other(s) if show_warnings(s).is_some());
+        // As in MySQL, a statement that uses no table keeps the previous
+        // statement's conditions unless it has some of its own.
+        let tableless = matches!(plan.as_ref(), Plan::Set(_))
+            || matches!(plan.as_ref(), Plan::Select(s) if s.from.is_none());
         let mut out = self.run_statement(plan, params).await;
-        self.state.finish(&mut out, diagnostic);
+        self.state.finish(&mut out, diagnostic, tableless);
         out
     }
 
