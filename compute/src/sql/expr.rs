@@ -127,6 +127,10 @@ pub(crate) struct StmtEnv {
     pub now: DateTime,
     /// Seconds and microseconds since 1970 at the statement's start.
     pub unix_micros: i64,
+    /// Whether `sql_mode` is strict (STRICT_TRANS_TABLES or
+    /// STRICT_ALL_TABLES) for this statement: bad stored values fail;
+    /// otherwise they are adjusted with a warning ([`Env::store`]).
+    pub strict: bool,
     /// ROW_COUNT(): the previous statement's affected rows (-1 after a
     /// SELECT).
     pub row_count: i64,
@@ -146,6 +150,7 @@ impl StmtEnv {
             now: super::func::datetime_from_unix(unix_micros.div_euclid(1_000_000), 0)
                 .unwrap_or(temporal::TIMESTAMP_MIN),
             unix_micros,
+            strict: true,
             row_count,
             found_rows,
             warnings: Mutex::new((Vec::new(), 0)),
@@ -182,6 +187,61 @@ impl StmtEnv {
 
     pub(crate) fn insert_id_set(&self) -> Option<u64> {
         *self.insert_id.lock()
+    }
+
+    /// How many conditions the statement has raised so far.
+    pub(crate) fn warning_count(&self) -> usize {
+        self.warnings.lock().1
+    }
+}
+
+impl Env<'_> {
+    /// The value row `row` (from 1) stores in `col`: in strict mode as it
+    /// is (the engine refuses what does not fit); otherwise made to fit,
+    /// with MySQL's warning (1264, 1265, 1366).
+    pub(crate) fn store(
+        &self,
+        col: &crate::catalog::ColumnDef,
+        v: Value,
+        row: usize,
+    ) -> Result<Value, SqlError> {
+        use crate::types::coerce::{Adjusted, lenient};
+        if self.stmt.strict || matches!(v, Value::Null) {
+            return Ok(v);
+        }
+        let shown = text_bytes(&v);
+        let (stored, adjusted) =
+            lenient(&col.ty, v).map_err(|error| crate::error::EngineError::Value {
+                column: col.name.clone(),
+                error,
+            })?;
+        let name = &col.name;
+        match adjusted {
+            None => {}
+            Some(Adjusted::OutOfRange) => self.stmt.warn(
+                1264,
+                format!("Out of range value for column '{name}' at row {row}"),
+            ),
+            Some(Adjusted::Truncated) => self.stmt.warn(
+                1265,
+                format!("Data truncated for column '{name}' at row {row}"),
+            ),
+            Some(Adjusted::Incorrect) => {
+                let what = match col.ty {
+                    crate::types::ColumnType::Decimal { .. } => "decimal",
+                    crate::types::ColumnType::Double => "double",
+                    _ => "integer",
+                };
+                self.stmt.warn(
+                    1366,
+                    format!(
+                        "Incorrect {what} value: '{}' for column '{name}' at row {row}",
+                        String::from_utf8_lossy(&shown)
+                    ),
+                )
+            }
+        }
+        Ok(stored)
     }
 }
 
@@ -531,34 +591,9 @@ pub(crate) fn double_of(v: &Value) -> f64 {
 
 /// The number at the start of `b` (after spaces), 0 if none.
 pub(crate) fn leading_f64(b: &[u8]) -> f64 {
-    let t = b.trim_ascii_start();
-    let digits = |mut i: usize| {
-        while i < t.len() && t[i].is_ascii_digit() {
-            i += 1;
-        }
-        i
-    };
-    let mut i = usize::from(matches!(t.first(), Some(b'+' | b'-')));
-    let start = i;
-    i = digits(i);
-    if t.get(i) == Some(&b'.') {
-        i = digits(i + 1);
-    }
-    if i == start {
-        return 0.0;
-    }
-    if matches!(t.get(i), Some(b'e' | b'E')) {
-        let mut j = i + 1;
-        j += usize::from(matches!(t.get(j), Some(b'+' | b'-')));
-        let end = digits(j);
-        if end > j {
-            i = end;
-        }
-    }
-    std::str::from_utf8(&t[..i])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.0)
+    crate::types::coerce::leading_number(b)
+        .and_then(num::parse)
+        .map_or(0.0, |n| n.to_f64())
 }
 
 pub(crate) fn text_bytes(v: &Value) -> Vec<u8> {
@@ -822,7 +857,8 @@ fn like_at(t: &[char], toks: &[LikeToken], coll: Collation) -> bool {
     toks[pi..].iter().all(|t| *t == LikeToken::Any)
 }
 
-fn char_eq(a: char, b: char, coll: Collation) -> bool {
+/// Whether two characters are equal under `coll`.
+pub(crate) fn char_eq(a: char, b: char, coll: Collation) -> bool {
     match coll {
         Collation::Utf8mb4GeneralCi => {
             collation::general_ci_weight(a) == collation::general_ci_weight(b)

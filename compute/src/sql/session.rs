@@ -297,6 +297,13 @@ impl Session {
 
     async fn run(&mut self, plan: Arc<Plan>, params: &[Value]) -> Result<Output, SqlError> {
         self.state.stmt = StmtEnv::starting(self.state.row_count, self.state.found_rows);
+        self.state.stmt.strict = match self.state.vars.get("sql_mode") {
+            Some(Value::Bytes(mode)) => {
+                let mode = String::from_utf8_lossy(mode).to_uppercase();
+                mode.contains("STRICT_TRANS_TABLES") || mode.contains("STRICT_ALL_TABLES")
+            }
+            _ => true,
+        };
         let diagnostic = matches!(plan.as_ref(), Plan::Other(s) if show_warnings(s).is_some());
         // As in MySQL, a statement that uses no table keeps the previous
         // statement's conditions unless it has some of its own.

@@ -3,7 +3,7 @@
 //! SUBSTRING position counts from the end. LOCATE/INSTR compare under the
 //! arguments' collation; REPLACE and TRIM compare bytes, as MySQL does.
 
-use crate::types::{Collation, Value, collation};
+use crate::types::{Collation, Value};
 
 use super::super::SqlError;
 use super::super::expr::{Ctx, Expr};
@@ -192,12 +192,7 @@ fn locate(needle: &str, hay: &str, start: i64, coll: Collation) -> i64 {
     if needle.is_empty() {
         return start;
     }
-    let eq = |a: char, b: char| match coll {
-        Collation::Utf8mb4GeneralCi => {
-            collation::general_ci_weight(a) == collation::general_ci_weight(b)
-        }
-        _ => a == b,
-    };
+    let eq = |a: char, b: char| super::super::expr::char_eq(a, b, coll);
     (from..hay.len())
         .find(|&i| {
             i + needle.len() <= hay.len() && needle.iter().zip(&hay[i..]).all(|(n, h)| eq(*n, *h))
