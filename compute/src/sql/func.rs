@@ -431,3 +431,84 @@ fn too_long(name: &str, cx: &Ctx<'_>) -> Value {
     );
     Value::Null
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::sql::expr::{CmpOp, Env, StmtEnv};
+    use crate::types::Decimal;
+
+    /// Any value, including the edges (extreme integers, long and odd
+    /// strings, far dates).
+    fn arb_any() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::Int),
+            prop_oneof![Just(i64::MIN), Just(i64::MAX), -3i64..40].prop_map(Value::Int),
+            any::<u64>().prop_map(Value::UInt),
+            any::<f64>().prop_map(Value::Double),
+            (any::<i128>(), 0u8..=38).prop_map(|(m, s)| Value::Decimal(Decimal {
+                mantissa: m / 1000,
+                scale: s
+            })),
+            "[ -~é%_\\\\]{0,12}".prop_map(|s| Value::Bytes(s.into_bytes())),
+            prop_oneof![
+                Just("2024-02-29 13:14:15"),
+                Just("9999-12-31"),
+                Just("0000-00-00"),
+                Just("12abc"),
+                Just("1e999"),
+            ]
+            .prop_map(|s| Value::Bytes(s.as_bytes().to_vec())),
+        ]
+    }
+
+    proptest! {
+        /// Every function, at every argument count it accepts, on any
+        /// values: a value or a typed error, never a panic.
+        #[test]
+        fn functions_never_panic(args in proptest::collection::vec(arb_any(), 0..4)) {
+            let (sys, user) = (BTreeMap::new(), HashMap::new());
+            let stmt = StmtEnv::starting(0, 0);
+            let env = Env {
+                params: &[],
+                db: Some("d"),
+                connection_id: 1,
+                last_insert_id: 0,
+                sys_vars: &sys,
+                user_vars: &user,
+                stmt: &stmt,
+            };
+            let cx = Ctx { env: &env, row: &[], aggs: &[] };
+            let exprs: Vec<Expr> = args.iter().cloned().map(Expr::Lit).collect();
+            for (_, f, min, max) in FUNCS {
+                if (usize::from(*min)..=usize::from(*max)).contains(&exprs.len()) {
+                    let _ = call(*f, &exprs, &cx);
+                }
+            }
+            for to in [
+                CastTo::Signed,
+                CastTo::Unsigned,
+                CastTo::Decimal(5, 2),
+                CastTo::Double,
+                CastTo::Char(Some(2)),
+                CastTo::Date,
+                CastTo::DateTime,
+            ] {
+                for v in &args {
+                    let _ = cast(v.clone(), to, &cx);
+                }
+            }
+            if let [a, b, ..] = args.as_slice() {
+                for unit in [IntervalUnit::Second, IntervalUnit::Month, IntervalUnit::Year] {
+                    let _ = date_arith(a.clone(), b.clone(), unit, true, &cx);
+                }
+                let _ = super::super::expr::compare_op(CmpOp::Eq, a, b, crate::types::Collation::Utf8mb4GeneralCi);
+            }
+        }
+    }
+}

@@ -121,7 +121,7 @@ pub(super) fn substring(s: &str, pos: i64, len: Option<i64>) -> String {
     let start = match pos {
         0 => return String::new(),
         p if p > 0 => p - 1,
-        p if -p > chars => return String::new(),
+        p if p.unsigned_abs() > chars.unsigned_abs() => return String::new(),
         p => chars + p,
     };
     let take = match len {
@@ -214,6 +214,8 @@ mod tests {
         assert_eq!(substring("Sakila", -7, None), "");
         assert_eq!(substring("Sakila", 2, Some(0)), "");
         assert_eq!(substring("héllo", 2, Some(2)), "él");
+        assert_eq!(substring("abc", i64::MIN, Some(i64::MAX)), "");
+        assert_eq!(substring("abc", i64::MAX, None), "");
     }
 
     #[test]
