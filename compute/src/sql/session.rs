@@ -298,10 +298,10 @@ impl Session {
     async fn run(&mut self, plan: Arc<Plan>, params: &[Value]) -> Result<Output, SqlError> {
         self.state.stmt = StmtEnv::starting(self.state.row_count, self.state.found_rows);
         self.state.stmt.strict = match self.state.vars.get("sql_mode") {
-            Some(Value::Bytes(mode)) => {
-                let mode = String::from_utf8_lossy(mode).to_uppercase();
-                mode.contains("STRICT_TRANS_TABLES") || mode.contains("STRICT_ALL_TABLES")
-            }
+            // Read without allocating: this runs for every statement.
+            Some(Value::Bytes(mode)) => [&b"STRICT_TRANS_TABLES"[..], b"STRICT_ALL_TABLES"]
+                .iter()
+                .any(|m| mode.windows(m.len()).any(|w| w.eq_ignore_ascii_case(m))),
             _ => true,
         };
         let diagnostic = matches!(plan.as_ref(), Plan::Other(s) if show_warnings(s).is_some());
