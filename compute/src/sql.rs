@@ -19,6 +19,7 @@ mod compile;
 mod ddl;
 mod dml;
 mod expr;
+mod func;
 mod meta;
 mod plan;
 mod select;

@@ -17,7 +17,7 @@ use crate::catalog::{Catalog, TableDef};
 use crate::types::{Collation, Decimal, Value};
 
 use super::SqlError;
-use super::expr::{ArithOp, CmpOp, Expr, Func};
+use super::expr::{ArithOp, CmpOp, Expr};
 use super::meta::{self, Kind};
 use super::plan::{
     AggFunc, AggSpec, DeletePlan, InsertPlan, OrderKey, OutItem, Plan, SelectPlan, SetItem,
@@ -36,6 +36,10 @@ pub(crate) struct Params(pub usize);
 
 /// Compiles one statement.
 pub(crate) fn compile(stmt: &Statement, scope: &Scope<'_>) -> Result<Plan, SqlError> {
+    compile_statement(stmt, scope).map_err(|e| super::func::name_database(e, scope.db))
+}
+
+fn compile_statement(stmt: &Statement, scope: &Scope<'_>) -> Result<Plan, SqlError> {
     let mut params = Params::default();
     match stmt {
         Statement::Query(q) => Ok(Plan::Select(Box::new(select(q, scope, &mut params)?))),
@@ -172,7 +176,54 @@ impl ExprCompiler<'_> {
                 let coll = collation_of(&[&e]);
                 Expr::Like(Box::new(e), Box::new(p), *negated, coll)
             }
+            E::Like {
+                negated,
+                expr,
+                pattern,
+                escape_char: Some(esc),
+                any: false,
+            } => self.like_escape(expr, pattern, esc, *negated)?,
             E::Function(f) => self.function(f)?,
+            E::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => self.case(operand.as_deref(), conditions, else_result.as_deref())?,
+            E::Cast {
+                kind,
+                expr,
+                data_type,
+                format: None,
+            } => self.cast(kind, expr, data_type)?,
+            E::Convert {
+                is_try: false,
+                expr,
+                data_type,
+                charset,
+                styles,
+                ..
+            } if styles.is_empty() => self.convert(expr, data_type.as_ref(), charset.as_ref())?,
+            E::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => self.substring(expr, substring_from.as_deref(), substring_for.as_deref())?,
+            E::Trim {
+                trim_where,
+                trim_what,
+                expr,
+                trim_characters,
+            } => self.trim(
+                trim_where.as_ref(),
+                trim_what.as_deref(),
+                expr,
+                trim_characters.as_ref(),
+            )?,
+            E::Position { expr, r#in } => self.position(expr, r#in)?,
+            E::Ceil { expr, field } => self.ceil_floor(expr, field, true)?,
+            E::Floor { expr, field } => self.ceil_floor(expr, field, false)?,
             other => return Err(SqlError::unsupported(other)),
         })
     }
@@ -252,6 +303,18 @@ impl ExprCompiler<'_> {
         op: &BinaryOperator,
         right: &ast::Expr,
     ) -> Result<Expr, SqlError> {
+        match op {
+            BinaryOperator::Plus | BinaryOperator::Minus => {
+                let sub = *op == BinaryOperator::Minus;
+                if let Some(r) = self.interval_arith(left, right, sub) {
+                    return r;
+                }
+                if let (false, Some(r)) = (sub, self.interval_arith(right, left, false)) {
+                    return r;
+                }
+            }
+            _ => {}
+        }
         let (a, b) = (self.expr(left)?, self.expr(right)?);
         let (a, b) = (Box::new(a), Box::new(b));
         let cmp = |op| {
@@ -295,8 +358,10 @@ impl ExprCompiler<'_> {
         if let Some(func) = agg_func(&name, &args) {
             return self.aggregate(func, &args, distinct, &name);
         }
-        let func =
-            scalar_func(&name).ok_or_else(|| SqlError::unsupported(format!("function {name}")))?;
+        if let Some(r) = self.date_add_call(&name, &args) {
+            return r;
+        }
+        let func = super::func::lookup(&name).ok_or_else(|| super::func::unknown(&name))?;
         let mut compiled = Vec::with_capacity(args.len());
         for a in args {
             match a {
@@ -304,7 +369,7 @@ impl ExprCompiler<'_> {
                 other => return Err(SqlError::unsupported(other)),
             }
         }
-        check_arity(func, compiled.len(), &name)?;
+        super::func::check_arity(&name, compiled.len())?;
         Ok(Expr::Func(func, compiled))
     }
 
@@ -366,47 +431,6 @@ fn agg_func(name: &str, args: &[&FunctionArg]) -> Option<AggFunc> {
         "MAX" => AggFunc::Max,
         _ => return None,
     })
-}
-
-fn scalar_func(name: &str) -> Option<Func> {
-    Some(match name {
-        "CONCAT" => Func::Concat,
-        "LENGTH" | "OCTET_LENGTH" => Func::Length,
-        "CHAR_LENGTH" | "CHARACTER_LENGTH" => Func::CharLength,
-        "UPPER" | "UCASE" => Func::Upper,
-        "LOWER" | "LCASE" => Func::Lower,
-        "IFNULL" => Func::IfNull,
-        "COALESCE" => Func::Coalesce,
-        "IF" => Func::If,
-        "NOW" | "CURRENT_TIMESTAMP" | "SYSDATE" | "LOCALTIMESTAMP" | "LOCALTIME" => Func::Now,
-        "CURDATE" | "CURRENT_DATE" => Func::CurDate,
-        "DATABASE" | "SCHEMA" => Func::Database,
-        "VERSION" => Func::Version,
-        "CONNECTION_ID" => Func::ConnectionId,
-        "LAST_INSERT_ID" => Func::LastInsertId,
-        "ABS" => Func::Abs,
-        _ => return None,
-    })
-}
-
-fn check_arity(func: Func, n: usize, name: &str) -> Result<(), SqlError> {
-    let ok = match func {
-        Func::Concat | Func::Coalesce => n >= 1,
-        Func::Length | Func::CharLength | Func::Upper | Func::Lower | Func::Abs => n == 1,
-        Func::IfNull => n == 2,
-        Func::If => n == 3,
-        Func::Now => n <= 1,
-        _ => n == 0,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(SqlError::new(
-            1582,
-            "42000",
-            format!("Incorrect parameter count in the call to native function '{name}'"),
-        ))
-    }
 }
 
 /// The collation a comparison uses: the first string column's, else the
@@ -476,15 +500,14 @@ pub(crate) fn kind_of(e: &Expr, table: Option<&TableDef>, aggs: &[AggSpec]) -> K
             other => other,
         },
         Expr::Arith(op, a, b) => arith_kind(*op, k(a), k(b)),
-        Expr::Func(f, args) => match f {
-            Func::Length | Func::CharLength => Kind::Int,
-            Func::ConnectionId | Func::LastInsertId => Kind::UInt,
-            Func::Now => Kind::DateTime,
-            Func::CurDate => Kind::Date,
-            Func::Abs => args.first().map_or(Kind::Any, k),
-            Func::IfNull | Func::Coalesce | Func::If => Kind::Any,
-            _ => Kind::Text,
-        },
+        Expr::Func(f, args) => super::func::kind(*f, args, &k),
+        Expr::Case(_, arms, otherwise, _) => super::func::merge_kinds(
+            arms.iter()
+                .map(|a| k(&a.1))
+                .chain(Some(otherwise.as_deref().map_or(Kind::Null, k))),
+        ),
+        Expr::Cast(_, to) => super::func::cast_kind(*to),
+        Expr::DateArith(d, _, unit, _) => super::func::date_arith_kind(k(d), *unit),
         _ => Kind::Int,
     }
 }
@@ -510,11 +533,14 @@ fn agg_kind(a: &AggSpec, table: Option<&TableDef>, aggs: &[AggSpec]) -> Kind {
     }
 }
 
-fn arith_kind(op: ArithOp, a: Kind, b: Kind) -> Kind {
+pub(crate) fn arith_kind(op: ArithOp, a: Kind, b: Kind) -> Kind {
     use Kind::*;
     if matches!(a, Any) || matches!(b, Any) {
         return Any;
     }
+    // Dates count as their numbers (20240229).
+    let date_int = |k: Kind| if matches!(k, Date | DateTime) { Int } else { k };
+    let (a, b) = (date_int(a), date_int(b));
     let exact = |k: Kind| matches!(k, Int | UInt | Decimal(_) | Null);
     let scale = |k: Kind| if let Decimal(s) = k { s } else { 0 };
     match op {

@@ -337,6 +337,7 @@ fn default_value(e: &ast::Expr) -> Result<Value, SqlError> {
         last_insert_id: 0,
         sys_vars: &sys_vars,
         user_vars: &vars,
+        stmt: &super::expr::StmtEnv::starting(0, 0),
     };
     expr.eval(&Ctx {
         env: &env,

@@ -50,7 +50,7 @@ pub(crate) async fn insert(
         let mut row: Vec<Option<Value>> = vec![None; t.columns.len()];
         for (&c, e) in plan.columns.iter().zip(exprs) {
             if let Some(e) = e {
-                row[c] = Some(e.eval(&cx)?);
+                row[c] = Some(env.store(&t.columns[c], e.eval(&cx)?, n + 1)?);
             }
         }
         let values = fill_defaults(t, row)?;
@@ -59,7 +59,8 @@ pub(crate) async fn insert(
     }
     let n = plan.rows.len() as u64;
     let info = if n > 1 {
-        format!("Records: {n}  Duplicates: 0  Warnings: 0")
+        let w = env.stmt.warning_count();
+        format!("Records: {n}  Duplicates: 0  Warnings: {w}")
     } else {
         String::new()
     };
@@ -144,7 +145,7 @@ pub(crate) async fn update(
     .await?;
     let matched = rows.len();
     let mut changed = 0u64;
-    for old in rows {
+    for (i, old) in rows.into_iter().enumerate() {
         let mut new = old.values.clone();
         // Assignments run left to right, each seeing the ones before.
         for (c, e) in &plan.assignments {
@@ -154,6 +155,7 @@ pub(crate) async fn update(
                 aggs: &[],
             })?;
             let col = &t.columns[*c];
+            let v = env.store(col, v, i + 1)?;
             new[*c] = col.ty.coerce(v).map_err(|error| EngineError::Value {
                 column: col.name.clone(),
                 error,
@@ -165,7 +167,8 @@ pub(crate) async fn update(
         txn.update(t, &old, new).await?;
         changed += 1;
     }
-    let info = format!("Rows matched: {matched}  Changed: {changed}  Warnings: 0");
+    let w = env.stmt.warning_count();
+    let info = format!("Rows matched: {matched}  Changed: {changed}  Warnings: {w}");
     Ok(ok(changed, 0, info))
 }
 

@@ -7,14 +7,22 @@
 //!
 //! Evaluation reads the row, the statement's parameters, the aggregate
 //! results and the session's environment ([`Env`]); it never touches the
-//! engine.
+//! engine. What a statement reports back (warnings, `LAST_INSERT_ID(n)`)
+//! goes to its [`StmtEnv`], which also fixes the statement's clock: every
+//! `NOW()` of one statement reads the same instant, as in MySQL.
+//! Scalar functions live in [`super::func`].
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::types::{Collation, Decimal, Value, collation, compare, datetime_of, num, temporal};
+use parking_lot::Mutex;
+
+use crate::types::{
+    Collation, Date, DateTime, Decimal, Value, collation, compare, datetime_of, num, temporal,
+};
 
 use super::SqlError;
+pub(crate) use super::func::{CastTo, Func, IntervalUnit};
 
 /// Decimal digits `/` adds to the dividend's scale (MySQL's
 /// `div_precision_increment`).
@@ -50,6 +58,20 @@ pub(crate) enum Expr {
     /// `e [NOT] LIKE pattern`.
     Like(Box<Expr>, Box<Expr>, bool, Collation),
     Func(Func, Vec<Expr>),
+    /// `e [NOT] LIKE pattern ESCAPE 'c'` (`None`: `ESCAPE ''`, no escape).
+    LikeEscape(Box<Expr>, Box<Expr>, Option<char>, bool, Collation),
+    /// `CASE [operand] WHEN … THEN … [ELSE …] END`; the collation compares
+    /// the operand with each WHEN value.
+    Case(
+        Option<Box<Expr>>,
+        Vec<(Expr, Expr)>,
+        Option<Box<Expr>>,
+        Collation,
+    ),
+    /// `CAST(e AS type)` / `CONVERT(e, type)`.
+    Cast(Box<Expr>, CastTo),
+    /// `d + INTERVAL n unit` (`true`: `-`), DATE_ADD, DATE_SUB.
+    DateArith(Box<Expr>, Box<Expr>, IntervalUnit, bool),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,25 +96,6 @@ pub(crate) enum CmpOp {
     NullSafeEq,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Func {
-    Concat,
-    Length,
-    CharLength,
-    Upper,
-    Lower,
-    IfNull,
-    Coalesce,
-    If,
-    Now,
-    CurDate,
-    Database,
-    Version,
-    ConnectionId,
-    LastInsertId,
-    Abs,
-}
-
 /// What an expression may read besides the row.
 pub(crate) struct Env<'a> {
     pub params: &'a [Value],
@@ -101,6 +104,145 @@ pub(crate) struct Env<'a> {
     pub last_insert_id: u64,
     pub sys_vars: &'a BTreeMap<String, Value>,
     pub user_vars: &'a HashMap<String, Value>,
+    pub stmt: &'a StmtEnv,
+}
+
+/// A condition a statement reports (SHOW WARNINGS).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Warning {
+    /// "Note", "Warning" or "Error".
+    pub level: &'static str,
+    pub code: u16,
+    pub message: String,
+}
+
+/// Warnings kept per statement; MySQL's `max_error_count` default.
+const MAX_WARNINGS: usize = 64;
+
+/// One statement's clock, what it read of the session's previous
+/// statement, and what it reports back.
+#[derive(Debug)]
+pub(crate) struct StmtEnv {
+    /// The statement's start (UTC), for NOW() and friends.
+    pub now: DateTime,
+    /// Seconds and microseconds since 1970 at the statement's start.
+    pub unix_micros: i64,
+    /// Whether `sql_mode` is strict (STRICT_TRANS_TABLES or
+    /// STRICT_ALL_TABLES) for this statement: bad stored values fail;
+    /// otherwise they are adjusted with a warning ([`Env::store`]).
+    pub strict: bool,
+    /// ROW_COUNT(): the previous statement's affected rows (-1 after a
+    /// SELECT).
+    pub row_count: i64,
+    /// FOUND_ROWS(): the rows the previous SELECT returned.
+    pub found_rows: u64,
+    warnings: Mutex<(Vec<Warning>, usize)>,
+    insert_id: Mutex<Option<u64>>,
+}
+
+impl StmtEnv {
+    /// A statement starting now.
+    pub(crate) fn starting(row_count: i64, found_rows: u64) -> StmtEnv {
+        let unix_micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        StmtEnv {
+            now: super::func::datetime_from_unix(unix_micros.div_euclid(1_000_000), 0)
+                .unwrap_or(temporal::TIMESTAMP_MIN),
+            unix_micros,
+            strict: true,
+            row_count,
+            found_rows,
+            warnings: Mutex::new((Vec::new(), 0)),
+            insert_id: Mutex::new(None),
+        }
+    }
+
+    /// Records a warning (the count goes on past the kept ones).
+    pub(crate) fn warn(&self, code: u16, message: impl Into<String>) {
+        self.push("Warning", code, message.into());
+    }
+
+    pub(crate) fn push(&self, level: &'static str, code: u16, message: String) {
+        let mut w = self.warnings.lock();
+        w.1 += 1;
+        if w.0.len() < MAX_WARNINGS {
+            w.0.push(Warning {
+                level,
+                code,
+                message,
+            });
+        }
+    }
+
+    /// The warnings recorded, and how many there were in all.
+    pub(crate) fn take_warnings(&self) -> (Vec<Warning>, usize) {
+        std::mem::take(&mut *self.warnings.lock())
+    }
+
+    /// `LAST_INSERT_ID(n)` sets the session's value.
+    pub(crate) fn set_insert_id(&self, id: u64) {
+        *self.insert_id.lock() = Some(id);
+    }
+
+    pub(crate) fn insert_id_set(&self) -> Option<u64> {
+        *self.insert_id.lock()
+    }
+
+    /// How many conditions the statement has raised so far.
+    pub(crate) fn warning_count(&self) -> usize {
+        self.warnings.lock().1
+    }
+}
+
+impl Env<'_> {
+    /// The value row `row` (from 1) stores in `col`: in strict mode as it
+    /// is (the engine refuses what does not fit); otherwise made to fit,
+    /// with MySQL's warning (1264, 1265, 1366).
+    pub(crate) fn store(
+        &self,
+        col: &crate::catalog::ColumnDef,
+        v: Value,
+        row: usize,
+    ) -> Result<Value, SqlError> {
+        use crate::types::coerce::{Adjusted, lenient};
+        if self.stmt.strict || matches!(v, Value::Null) {
+            return Ok(v);
+        }
+        let shown = text_bytes(&v);
+        let (stored, adjusted) =
+            lenient(&col.ty, v).map_err(|error| crate::error::EngineError::Value {
+                column: col.name.clone(),
+                error,
+            })?;
+        let name = &col.name;
+        match adjusted {
+            None => {}
+            Some(Adjusted::OutOfRange) => self.stmt.warn(
+                1264,
+                format!("Out of range value for column '{name}' at row {row}"),
+            ),
+            Some(Adjusted::Truncated) => self.stmt.warn(
+                1265,
+                format!("Data truncated for column '{name}' at row {row}"),
+            ),
+            Some(Adjusted::Incorrect) => {
+                let what = match col.ty {
+                    crate::types::ColumnType::Decimal { .. } => "decimal",
+                    crate::types::ColumnType::Double => "double",
+                    _ => "integer",
+                };
+                self.stmt.warn(
+                    1366,
+                    format!(
+                        "Incorrect {what} value: '{}' for column '{name}' at row {row}",
+                        String::from_utf8_lossy(&shown)
+                    ),
+                )
+            }
+        }
+        Ok(stored)
+    }
 }
 
 /// One evaluation's inputs.
@@ -136,8 +278,20 @@ impl Expr {
                 .unwrap_or(Value::Null),
             Expr::Neg(e) => negate(e.eval(cx)?)?,
             Expr::Not(e) => truth_value(e.truth(cx)?.map(|t| !t)),
-            Expr::Arith(op, a, b) => arith(*op, a.eval(cx)?, b.eval(cx)?)?,
-            Expr::Func(f, args) => call(*f, args, cx)?,
+            Expr::Arith(op, a, b) => {
+                let (x, y) = (a.eval(cx)?, b.eval(cx)?);
+                check_numeric_text(&x, cx);
+                check_numeric_text(&y, cx);
+                arith(*op, x, y)?
+            }
+            Expr::Func(f, args) => super::func::call(*f, args, cx)?,
+            Expr::Case(operand, arms, otherwise, coll) => {
+                case(operand.as_deref(), arms, otherwise.as_deref(), *coll, cx)?
+            }
+            Expr::Cast(e, to) => super::func::cast(e.eval(cx)?, *to, cx),
+            Expr::DateArith(d, n, unit, sub) => {
+                super::func::date_arith(d.eval(cx)?, n.eval(cx)?, *unit, *sub, cx)
+            }
             _ => truth_value(self.truth(cx)?),
         })
     }
@@ -182,6 +336,14 @@ impl Expr {
                 let m = like(&text_bytes(&v), &text_bytes(&p), *coll);
                 Ok(Some(m != *negated))
             }
+            Expr::LikeEscape(e, pat, escape, negated, coll) => {
+                let (v, p) = (e.eval(cx)?, pat.eval(cx)?);
+                if matches!(v, Value::Null) || matches!(p, Value::Null) {
+                    return Ok(None);
+                }
+                let m = like_escape(&text_bytes(&v), &text_bytes(&p), *escape, *coll);
+                Ok(Some(m != *negated))
+            }
             other => Ok(truth_of(&other.eval(cx)?)),
         }
     }
@@ -207,9 +369,24 @@ impl Expr {
             | Expr::And(a, b)
             | Expr::Or(a, b)
             | Expr::Xor(a, b)
-            | Expr::Like(a, b, _, _) => {
+            | Expr::Like(a, b, _, _)
+            | Expr::LikeEscape(a, b, _, _, _)
+            | Expr::DateArith(a, b, _, _) => {
                 a.walk(f);
                 b.walk(f);
+            }
+            Expr::Cast(e, _) => e.walk(f),
+            Expr::Case(operand, arms, otherwise, _) => {
+                if let Some(o) = operand {
+                    o.walk(f);
+                }
+                for (w, t) in arms {
+                    w.walk(f);
+                    t.walk(f);
+                }
+                if let Some(o) = otherwise {
+                    o.walk(f);
+                }
             }
             Expr::In(e, list, _, _) => {
                 e.walk(f);
@@ -245,6 +422,43 @@ pub(crate) fn truth_of(v: &Value) -> Option<bool> {
         Value::Decimal(d) => Some(d.mantissa != 0),
         Value::Bytes(b) => Some(leading_f64(b) != 0.0),
         Value::Date(_) | Value::DateTime(_) => Some(true),
+    }
+}
+
+/// `CASE`: the first arm whose WHEN holds (or equals the operand).
+fn case(
+    operand: Option<&Expr>,
+    arms: &[(Expr, Expr)],
+    otherwise: Option<&Expr>,
+    coll: Collation,
+    cx: &Ctx<'_>,
+) -> Result<Value, SqlError> {
+    let subject = operand.map(|o| o.eval(cx)).transpose()?;
+    for (when, then) in arms {
+        let hit = match &subject {
+            Some(v) => compare_op(CmpOp::Eq, v, &when.eval(cx)?, coll),
+            None => when.truth(cx)?,
+        };
+        if hit == Some(true) {
+            return then.eval(cx);
+        }
+    }
+    otherwise.map_or(Ok(Value::Null), |e| e.eval(cx))
+}
+
+/// A string used as a number must be one whole number, else MySQL warns
+/// (1292) and uses its leading number.
+pub(crate) fn check_numeric_text(v: &Value, cx: &Ctx<'_>) {
+    if let Value::Bytes(b) = v
+        && num::parse(b).is_none()
+    {
+        cx.env.stmt.warn(
+            1292,
+            format!(
+                "Truncated incorrect DOUBLE value: '{}'",
+                String::from_utf8_lossy(b)
+            ),
+        );
     }
 }
 
@@ -339,6 +553,27 @@ fn exact_of(v: &Value) -> Option<Decimal> {
     }
 }
 
+/// A date or datetime as the number MySQL reads it as (`20240229`,
+/// `20240229131415`, with microseconds a decimal); other values unchanged.
+pub(crate) fn temporal_number(v: Value) -> Value {
+    let ymd = |d: &Date| i64::from(d.year) * 10_000 + i64::from(d.month) * 100 + i64::from(d.day);
+    match v {
+        Value::Date(d) => Value::Int(ymd(&d)),
+        Value::DateTime(dt) => {
+            let n = ymd(&dt.date) * 1_000_000
+                + i64::from(dt.hour) * 10_000
+                + i64::from(dt.minute) * 100
+                + i64::from(dt.second);
+            if dt.micros == 0 {
+                Value::Int(n)
+            } else {
+                dec(i128::from(n) * 1_000_000 + i128::from(dt.micros), 6)
+            }
+        }
+        other => other,
+    }
+}
+
 /// Any value as a double (strings by their leading number, as MySQL).
 pub(crate) fn double_of(v: &Value) -> f64 {
     match v {
@@ -355,35 +590,10 @@ pub(crate) fn double_of(v: &Value) -> f64 {
 }
 
 /// The number at the start of `b` (after spaces), 0 if none.
-fn leading_f64(b: &[u8]) -> f64 {
-    let t = b.trim_ascii_start();
-    let digits = |mut i: usize| {
-        while i < t.len() && t[i].is_ascii_digit() {
-            i += 1;
-        }
-        i
-    };
-    let mut i = usize::from(matches!(t.first(), Some(b'+' | b'-')));
-    let start = i;
-    i = digits(i);
-    if t.get(i) == Some(&b'.') {
-        i = digits(i + 1);
-    }
-    if i == start {
-        return 0.0;
-    }
-    if matches!(t.get(i), Some(b'e' | b'E')) {
-        let mut j = i + 1;
-        j += usize::from(matches!(t.get(j), Some(b'+' | b'-')));
-        let end = digits(j);
-        if end > j {
-            i = end;
-        }
-    }
-    std::str::from_utf8(&t[..i])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.0)
+pub(crate) fn leading_f64(b: &[u8]) -> f64 {
+    crate::types::coerce::leading_number(b)
+        .and_then(num::parse)
+        .map_or(0.0, |n| n.to_f64())
 }
 
 pub(crate) fn text_bytes(v: &Value) -> Vec<u8> {
@@ -431,14 +641,15 @@ pub(crate) fn arith(op: ArithOp, a: Value, b: Value) -> Result<Value, SqlError> 
     if matches!(a, Value::Null) || matches!(b, Value::Null) {
         return Ok(Value::Null);
     }
+    let (a, b) = (temporal_number(a), temporal_number(b));
     match (num_of(&a), num_of(&b)) {
         (Num::Int(x, ux), Num::Int(y, uy)) if op != ArithOp::Div => int_arith(op, x, y, ux || uy),
-        (Num::Dbl, _) | (_, Num::Dbl) => Ok(dbl_arith(op, double_of(&a), double_of(&b))),
+        (Num::Dbl, _) | (_, Num::Dbl) => dbl_arith(op, double_of(&a), double_of(&b)),
         _ => {
             let (x, y) = (exact_of(&a), exact_of(&b));
             match (x, y) {
                 (Some(x), Some(y)) => dec_arith(op, x, y),
-                _ => Ok(dbl_arith(op, double_of(&a), double_of(&b))),
+                _ => dbl_arith(op, double_of(&a), double_of(&b)),
             }
         }
     }
@@ -469,22 +680,29 @@ fn int_arith(op: ArithOp, x: i128, y: i128, unsigned: bool) -> Result<Value, Sql
     }
 }
 
-fn dbl_arith(op: ArithOp, x: f64, y: f64) -> Value {
+fn dbl_arith(op: ArithOp, x: f64, y: f64) -> Result<Value, SqlError> {
     let r = match op {
         ArithOp::Add => x + y,
         ArithOp::Sub => x - y,
         ArithOp::Mul => x * y,
-        ArithOp::Div if y == 0.0 => return Value::Null,
+        ArithOp::Div if y == 0.0 => return Ok(Value::Null),
         ArithOp::Div => x / y,
-        ArithOp::IntDiv if y == 0.0 => return Value::Null,
-        ArithOp::IntDiv => return Value::Int((x / y).trunc() as i64),
-        ArithOp::Mod if y == 0.0 => return Value::Null,
+        ArithOp::IntDiv if y == 0.0 => return Ok(Value::Null),
+        ArithOp::IntDiv => {
+            let q = (x / y).trunc();
+            return if q.is_finite() && q.abs() < 9.2e18 {
+                Ok(Value::Int(q as i64))
+            } else {
+                Err(out_of_range("DIV"))
+            };
+        }
+        ArithOp::Mod if y == 0.0 => return Ok(Value::Null),
         ArithOp::Mod => x % y,
     };
     if r.is_finite() {
-        Value::Double(r)
+        Ok(Value::Double(r))
     } else {
-        Value::Null
+        Err(SqlError::new(1690, "22003", "DOUBLE value is out of range"))
     }
 }
 
@@ -510,34 +728,78 @@ fn dec_arith(op: ArithOp, x: Decimal, y: Decimal) -> Result<Value, SqlError> {
         ArithOp::Sub => Ok(dec(a.checked_sub(b).ok_or_else(overflow)?, s)),
         ArithOp::Mul => {
             let m = x.mantissa.checked_mul(y.mantissa).ok_or_else(overflow)?;
-            Ok(dec(m, (x.scale + y.scale).min(MAX_SCALE)))
+            let product = Decimal {
+                mantissa: m,
+                scale: x.scale + y.scale,
+            };
+            Ok(Value::Decimal(
+                num::round_decimal(product, MAX_SCALE.min(product.scale)).ok_or_else(overflow)?,
+            ))
         }
         _ if b == 0 => Ok(Value::Null),
         ArithOp::Mod => Ok(dec(a % b, s)),
         ArithOp::IntDiv => i64::try_from(a / b)
             .map(Value::Int)
             .map_err(|_| out_of_range("DIV")),
-        ArithOp::Div => {
-            // x / y at scale x.scale + 4, rounded half away from zero.
-            let scale = (x.scale + DIV_INCREMENT).min(MAX_SCALE);
-            let shift = pow10(scale + y.scale - x.scale).ok_or_else(overflow)?;
-            let num = x.mantissa.checked_mul(shift).ok_or_else(overflow)?;
-            let (q, r) = (num / y.mantissa, num % y.mantissa);
-            let round = if 2 * r.abs() >= y.mantissa.abs() {
-                num.signum() * y.mantissa.signum()
-            } else {
-                0
-            };
-            Ok(dec(q + round, scale))
+        ArithOp::Div => dec_div(x, y).ok_or_else(overflow),
+    }
+}
+
+/// Decimal digits per word of MySQL's decimal arithmetic.
+const DIGITS_PER_WORD: u8 = 9;
+
+/// `x / y` as MySQL's `decimal_div` computes it: the operands' scales
+/// padded to whole 9-digit words, plus what is left of the 4 digits of
+/// `div_precision_increment` after that padding, rounded up to a whole
+/// word; the quotient is truncated there. The result's column shows the
+/// dividend's scale + 4 (rounded when sent: `2/3` shows 0.6667), while
+/// the value keeps its digits for what is computed from it, so
+/// `(1/3)*3` is 0.999999999 (shown as 1.0000), as in MySQL. Where the
+/// digits would pass an `i128`, whole words are dropped.
+fn dec_div(x: Decimal, y: Decimal) -> Option<Value> {
+    let pad = |f: u8| f.div_ceil(DIGITS_PER_WORD) * DIGITS_PER_WORD;
+    let (p1, p2) = (pad(x.scale), pad(y.scale));
+    let spare = i32::from(p1 - x.scale) + i32::from(p2 - y.scale);
+    let incr = (i32::from(DIV_INCREMENT) - spare).max(0) as u8;
+    let mut frac = pad(p1 + p2 + incr).min(MAX_WORD_SCALE);
+    loop {
+        // q = x.m * 10^(frac + y.scale - x.scale) / y.m, truncated.
+        let shift = i32::from(frac) + i32::from(y.scale) - i32::from(x.scale);
+        let q = if shift >= 0 {
+            pow10(u8::try_from(shift).ok()?)
+                .and_then(|p| x.mantissa.checked_mul(p))
+                .and_then(|n| n.checked_div(y.mantissa))
+        } else {
+            pow10(u8::try_from(-shift).ok()?)
+                .and_then(|p| x.mantissa.checked_div(y.mantissa).map(|q| q / p))
+        };
+        match q {
+            Some(q) => return Some(dec(q, frac)),
+            None if frac >= DIGITS_PER_WORD => frac -= DIGITS_PER_WORD,
+            None => return None,
         }
     }
 }
 
+/// The most fractional digits a quotient keeps (whole words, within
+/// MySQL's 30).
+const MAX_WORD_SCALE: u8 = 27;
+
 /// `LIKE` with `%` and `_` (and `\` escaping), under `coll`.
 pub(crate) fn like(text: &[u8], pattern: &[u8], coll: Collation) -> bool {
+    like_escape(text, pattern, Some('\\'), coll)
+}
+
+/// `LIKE … ESCAPE escape` (`None`: nothing escapes).
+pub(crate) fn like_escape(
+    text: &[u8],
+    pattern: &[u8],
+    escape: Option<char>,
+    coll: Collation,
+) -> bool {
     let t: Vec<char> = String::from_utf8_lossy(text).chars().collect();
     let p: Vec<char> = String::from_utf8_lossy(pattern).chars().collect();
-    like_at(&t, &p, coll)
+    like_at(&t, &like_tokens(&p, escape), coll)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -549,17 +811,17 @@ enum LikeToken {
     Char(char),
 }
 
-fn like_tokens(p: &[char]) -> Vec<LikeToken> {
+fn like_tokens(p: &[char], escape: Option<char>) -> Vec<LikeToken> {
     let mut out = Vec::with_capacity(p.len());
     let mut i = 0;
     while i < p.len() {
         out.push(match p[i] {
-            '%' => LikeToken::Any,
-            '_' => LikeToken::One,
-            '\\' if i + 1 < p.len() => {
+            c if Some(c) == escape && i + 1 < p.len() => {
                 i += 1;
                 LikeToken::Char(p[i])
             }
+            '%' => LikeToken::Any,
+            '_' => LikeToken::One,
             c => LikeToken::Char(c),
         });
         i += 1;
@@ -569,8 +831,7 @@ fn like_tokens(p: &[char]) -> Vec<LikeToken> {
 
 /// Wildcard matching without recursion: on a mismatch, go back to the
 /// last `%` and let it take one more character.
-fn like_at(t: &[char], p: &[char], coll: Collation) -> bool {
-    let toks = like_tokens(p);
+fn like_at(t: &[char], toks: &[LikeToken], coll: Collation) -> bool {
     let (mut ti, mut pi) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
@@ -596,109 +857,14 @@ fn like_at(t: &[char], p: &[char], coll: Collation) -> bool {
     toks[pi..].iter().all(|t| *t == LikeToken::Any)
 }
 
-fn char_eq(a: char, b: char, coll: Collation) -> bool {
+/// Whether two characters are equal under `coll`.
+pub(crate) fn char_eq(a: char, b: char, coll: Collation) -> bool {
     match coll {
         Collation::Utf8mb4GeneralCi => {
             collation::general_ci_weight(a) == collation::general_ci_weight(b)
         }
         _ => a == b,
     }
-}
-
-fn call(f: Func, args: &[Expr], cx: &Ctx<'_>) -> Result<Value, SqlError> {
-    let arg = |i: usize| -> Result<Value, SqlError> {
-        args.get(i).map_or(Ok(Value::Null), |e| e.eval(cx))
-    };
-    Ok(match f {
-        Func::Concat => {
-            let mut out = Vec::new();
-            for a in args {
-                match a.eval(cx)? {
-                    Value::Null => return Ok(Value::Null),
-                    v => out.extend(text_bytes(&v)),
-                }
-            }
-            Value::Bytes(out)
-        }
-        Func::Length => map_text(arg(0)?, |b| Value::Int(b.len() as i64)),
-        Func::CharLength => map_text(arg(0)?, |b| {
-            Value::Int(String::from_utf8_lossy(b).chars().count() as i64)
-        }),
-        Func::Upper => map_text(arg(0)?, |b| {
-            Value::Bytes(String::from_utf8_lossy(b).to_uppercase().into_bytes())
-        }),
-        Func::Lower => map_text(arg(0)?, |b| {
-            Value::Bytes(String::from_utf8_lossy(b).to_lowercase().into_bytes())
-        }),
-        Func::IfNull | Func::Coalesce => {
-            for a in args {
-                let v = a.eval(cx)?;
-                if !matches!(v, Value::Null) {
-                    return Ok(v);
-                }
-            }
-            Value::Null
-        }
-        Func::If => match args.first().map(|c| c.truth(cx)).transpose()?.flatten() {
-            Some(true) => arg(1)?,
-            _ => arg(2)?,
-        },
-        Func::Abs => match arg(0)? {
-            Value::Int(i) => Value::Int(i.checked_abs().ok_or_else(|| out_of_range("abs"))?),
-            Value::Decimal(d) => dec(d.mantissa.abs(), d.scale),
-            Value::Null => Value::Null,
-            Value::UInt(u) => Value::UInt(u),
-            v => Value::Double(double_of(&v).abs()),
-        },
-        Func::Now => Value::DateTime(now()),
-        Func::CurDate => Value::Date(now().date),
-        Func::Database => cx
-            .env
-            .db
-            .map_or(Value::Null, |d| Value::Bytes(d.as_bytes().to_vec())),
-        Func::Version => Value::Bytes(super::vars::VERSION.as_bytes().to_vec()),
-        Func::ConnectionId => Value::UInt(u64::from(cx.env.connection_id)),
-        Func::LastInsertId => Value::UInt(cx.env.last_insert_id),
-    })
-}
-
-fn map_text(v: Value, f: impl Fn(&[u8]) -> Value) -> Value {
-    match v {
-        Value::Null => Value::Null,
-        v => f(&text_bytes(&v)),
-    }
-}
-
-/// The current UTC time, to the second.
-pub(crate) fn now() -> crate::types::DateTime {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    crate::types::DateTime {
-        date: crate::types::Date { year, month, day },
-        hour: (rem / 3600) as u8,
-        minute: (rem / 60 % 60) as u8,
-        second: (rem % 60) as u8,
-        micros: 0,
-    }
-}
-
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (u16, u8, u8) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let year = (yoe + era * 400 + i64::from(month <= 2)) as u16;
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -721,11 +887,11 @@ mod tests {
         );
         assert_eq!(
             arith(ArithOp::Div, Value::Int(1), Value::Int(3)),
-            Ok(dec(3333, 4))
+            Ok(dec(333_333_333, 9))
         );
         assert_eq!(
             arith(ArithOp::Div, Value::Int(2), Value::Int(3)),
-            Ok(dec(6667, 4))
+            Ok(dec(666_666_666, 9))
         );
         assert_eq!(
             arith(ArithOp::IntDiv, Value::Int(7), Value::Int(2)),
@@ -781,6 +947,64 @@ mod tests {
     }
 
     #[test]
+    fn like_escape_character() {
+        let ci = Collation::Utf8mb4GeneralCi;
+        assert!(like_escape(b"a%b", b"a|%b", Some('|'), ci));
+        assert!(!like_escape(b"axb", b"a|%b", Some('|'), ci));
+        assert!(like_escape(b"a\\b", b"a\\_", Some('|'), ci));
+        assert!(like_escape(b"a\\b", b"a\\b", None, ci));
+        assert!(like_escape(b"a_", b"a!_", Some('!'), ci));
+        assert!(!like_escape(b"ab", b"a!_", Some('!'), ci));
+    }
+
+    #[test]
+    fn decimal_arithmetic_is_exact() {
+        assert_eq!(
+            arith(ArithOp::Add, dec(110, 2), dec(2205, 3)),
+            Ok(dec(3305, 3))
+        );
+        assert_eq!(
+            arith(ArithOp::Div, dec(10, 1), Value::Int(3)),
+            Ok(dec(333_333_333, 9))
+        );
+        // Nested quotients keep MySQL's internal digits.
+        let q = arith(ArithOp::Div, dec(-4003, 2), Value::Int(3)).unwrap();
+        assert_eq!(q, dec(-13_343_333_333, 9));
+        assert_eq!(
+            arith(ArithOp::Div, q, Value::Int(-12)),
+            Ok(dec(1_111_944_444_416_666_666, 18))
+        );
+        assert_eq!(arith(ArithOp::Mul, dec(15, 1), dec(15, 1)), Ok(dec(225, 2)));
+        assert_eq!(
+            arith(ArithOp::Mod, dec(75, 1), Value::Int(2)),
+            Ok(dec(15, 1))
+        );
+        assert_eq!(
+            arith(ArithOp::IntDiv, dec(75, 1), Value::Int(2)),
+            Ok(Value::Int(3))
+        );
+        assert_eq!(
+            arith(ArithOp::Mod, Value::Int(1), Value::Int(0)),
+            Ok(Value::Null)
+        );
+        assert_eq!(
+            arith(ArithOp::IntDiv, Value::Int(1), Value::Int(0)),
+            Ok(Value::Null)
+        );
+        let e = arith(ArithOp::Mul, Value::Double(1e308), Value::Int(10)).unwrap_err();
+        assert_eq!(e.code, 1690);
+        let d = Value::Date(Date {
+            year: 2024,
+            month: 2,
+            day: 29,
+        });
+        assert_eq!(
+            arith(ArithOp::Add, d, Value::Int(1)),
+            Ok(Value::Int(20_240_230))
+        );
+    }
+
+    #[test]
     fn like_matches_percent_and_underscore() {
         let ci = Collation::Utf8mb4GeneralCi;
         assert!(like(b"hello", b"h%o", ci));
@@ -793,11 +1017,5 @@ mod tests {
         assert!(!like(b"abc", b"%b", ci));
         let long = "a".repeat(100_000);
         assert!(like(long.as_bytes(), b"%a%a", ci));
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
     }
 }

@@ -29,7 +29,7 @@ use crate::txn::Txn;
 use crate::types::Value;
 
 use super::compile::{self, Scope};
-use super::expr::{Ctx, Env};
+use super::expr::{Ctx, Env, StmtEnv, Warning};
 use super::plan::{Plan, SetItem, SetTarget};
 use super::{Column, Output, Prepared, SqlError, ddl, dml, select, show, vars};
 
@@ -53,6 +53,15 @@ struct State {
     vars: BTreeMap<String, Value>,
     user_vars: HashMap<String, Value>,
     last_insert_id: u64,
+    /// The running statement's clock and reports.
+    stmt: StmtEnv,
+    /// The last statement's conditions (SHOW WARNINGS), and their count
+    /// (which goes on past the ones kept).
+    warnings: Vec<Warning>,
+    warning_count: usize,
+    /// ROW_COUNT() and FOUND_ROWS() for the next statement.
+    row_count: i64,
+    found_rows: u64,
 }
 
 impl State {
@@ -64,6 +73,56 @@ impl State {
             last_insert_id: self.last_insert_id,
             sys_vars: &self.vars,
             user_vars: &self.user_vars,
+            stmt: &self.stmt,
+        }
+    }
+
+    /// What a finished statement leaves for the next: its warnings (an
+    /// error is one too), ROW_COUNT(), FOUND_ROWS(), LAST_INSERT_ID(n), and
+    /// the OK packet's warning count.
+    fn finish(&mut self, out: &mut Result<Output, SqlError>, diagnostic: bool, tableless: bool) {
+        let (mut warnings, mut count) = self.stmt.take_warnings();
+        if let Some(id) = self.stmt.insert_id_set() {
+            self.last_insert_id = id;
+        }
+        let keep = diagnostic || (tableless && count == 0 && out.is_ok());
+        match out {
+            Ok(Output::Ok {
+                affected_rows,
+                warnings: shown,
+                ..
+            }) => {
+                self.row_count = i64::try_from(*affected_rows).unwrap_or(i64::MAX);
+                *shown = u16::try_from(count).unwrap_or(u16::MAX);
+            }
+            Ok(Output::Rows { rows, .. }) => {
+                self.row_count = -1;
+                self.found_rows = rows.len() as u64;
+            }
+            Err(e) => {
+                self.row_count = -1;
+                count += 1;
+                warnings.push(Warning {
+                    level: "Error",
+                    code: e.code,
+                    message: e.message.clone(),
+                });
+            }
+        }
+        if keep {
+            return;
+        }
+        self.warnings = warnings;
+        self.warning_count = count;
+        let errors = self.warnings.iter().filter(|w| w.level == "Error").count();
+        for (name, n) in [("warning_count", count), ("error_count", errors)] {
+            let v = Value::UInt(n as u64);
+            match self.vars.get_mut(name) {
+                Some(slot) => *slot = v,
+                None => {
+                    self.vars.insert(name.to_string(), v);
+                }
+            }
         }
     }
 
@@ -100,6 +159,11 @@ impl Session {
                 vars: vars::defaults(),
                 user_vars: HashMap::new(),
                 last_insert_id: 0,
+                stmt: StmtEnv::starting(0, 0),
+                warnings: Vec::new(),
+                warning_count: 0,
+                row_count: 0,
+                found_rows: 0,
             },
             txn: None,
             explicit: false,
@@ -126,10 +190,10 @@ impl Session {
         if is_consistent_snapshot(sql) {
             return self.begin().await;
         }
-        let stmts = parse(sql)?;
+        let stmts = parse(sql).map_err(|e| self.failed(e))?;
         let mut last = None;
         for stmt in &stmts {
-            let plan = self.compile(stmt)?;
+            let plan = self.compile(stmt).map_err(|e| self.failed(e))?;
             last = Some(self.run(Arc::new(plan), &[]).await?);
         }
         last.ok_or_else(|| SqlError::new(1065, "42000", "Query was empty"))
@@ -137,13 +201,13 @@ impl Session {
 
     /// COM_STMT_PREPARE.
     pub async fn prepare(&mut self, sql: &str) -> Result<Prepared, SqlError> {
-        let mut stmts = parse(sql)?;
+        let mut stmts = parse(sql).map_err(|e| self.failed(e))?;
         if stmts.len() != 1 {
-            return Err(SqlError::syntax(sql, 1));
+            return Err(self.failed(SqlError::syntax(sql, 1)));
         }
         let ast = stmts.pop().expect("one statement");
         let params = count_params(sql)?;
-        let plan = self.compile(&ast)?;
+        let plan = self.compile(&ast).map_err(|e| self.failed(e))?;
         let id = self.next_stmt;
         self.next_stmt = self.next_stmt.wrapping_add(1).max(1);
         let columns = compile::columns_of(&plan);
@@ -182,7 +246,7 @@ impl Session {
             true => stmt.plan.clone(),
             false => {
                 let ast = stmt.ast.clone();
-                let plan = Arc::new(self.compile(&ast)?);
+                let plan = Arc::new(self.compile(&ast).map_err(|e| self.failed(e))?);
                 if let Some(s) = self.prepared.get_mut(&id) {
                     s.plan = plan.clone();
                 }
@@ -211,6 +275,17 @@ impl Session {
         show::field_list(&self.engine.catalog(), &db, table)
     }
 
+    /// A statement that failed before it ran (parse, compile): its error
+    /// is the one condition SHOW ERRORS lists.
+    fn failed(&mut self, e: SqlError) -> SqlError {
+        let mut out = Err(e);
+        self.state.finish(&mut out, false, false);
+        match out {
+            Err(e) => e,
+            Ok(_) => SqlError::new(1105, "HY000", "unknown error"),
+        }
+    }
+
     fn compile(&self, stmt: &Statement) -> Result<Plan, SqlError> {
         let catalog = self.engine.catalog();
         let scope = Scope {
@@ -221,6 +296,29 @@ impl Session {
     }
 
     async fn run(&mut self, plan: Arc<Plan>, params: &[Value]) -> Result<Output, SqlError> {
+        self.state.stmt = StmtEnv::starting(self.state.row_count, self.state.found_rows);
+        self.state.stmt.strict = match self.state.vars.get("sql_mode") {
+            // Read without allocating: this runs for every statement.
+            Some(Value::Bytes(mode)) => [&b"STRICT_TRANS_TABLES"[..], b"STRICT_ALL_TABLES"]
+                .iter()
+                .any(|m| mode.windows(m.len()).any(|w| w.eq_ignore_ascii_case(m))),
+            _ => true,
+        };
+        let diagnostic = matches!(plan.as_ref(), Plan::Other(s) if show_warnings(s).is_some());
+        // As in MySQL, a statement that uses no table keeps the previous
+        // statement's conditions unless it has some of its own.
+        let tableless = matches!(plan.as_ref(), Plan::Set(_))
+            || matches!(plan.as_ref(), Plan::Select(s) if s.from.is_none());
+        let mut out = self.run_statement(plan, params).await;
+        self.state.finish(&mut out, diagnostic, tableless);
+        out
+    }
+
+    async fn run_statement(
+        &mut self,
+        plan: Arc<Plan>,
+        params: &[Value],
+    ) -> Result<Output, SqlError> {
         match plan.as_ref() {
             Plan::Select(s) if s.from.is_none() => {
                 let env = self.state.env(params);
@@ -324,6 +422,9 @@ impl Session {
             }
             _ => {}
         }
+        if let Some(what) = show_warnings(stmt) {
+            return Ok(self.show_warnings(what));
+        }
         let catalog = self.engine.catalog();
         match show::run(stmt, &catalog, self.state.db.as_deref(), &self.state.vars) {
             Some(r) => r,
@@ -383,6 +484,71 @@ impl Session {
         }
         self.state.vars.insert(name.to_string(), v);
         Ok(())
+    }
+}
+
+/// What a SHOW WARNINGS / ERRORS / COUNT(*) … statement asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ShowWarnings {
+    Warnings,
+    Errors,
+    CountWarnings,
+    CountErrors,
+}
+
+fn show_warnings(stmt: &Statement) -> Option<ShowWarnings> {
+    let Statement::ShowVariable { variable } = stmt else {
+        return None;
+    };
+    let words: Vec<String> = variable.iter().map(|i| i.value.to_lowercase()).collect();
+    match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["warnings", ..] => Some(ShowWarnings::Warnings),
+        ["errors", ..] => Some(ShowWarnings::Errors),
+        ["count", "warnings"] => Some(ShowWarnings::CountWarnings),
+        ["count", "errors"] => Some(ShowWarnings::CountErrors),
+        _ => None,
+    }
+}
+
+impl Session {
+    /// The last statement's conditions, as MySQL lists them.
+    fn show_warnings(&self, what: ShowWarnings) -> Output {
+        use super::meta::{Kind, expr_column};
+        let errors = || self.state.warnings.iter().filter(|w| w.level == "Error");
+        let count = |name: &str, n: usize| Output::Rows {
+            columns: vec![expr_column(name, Kind::UInt)],
+            rows: vec![vec![Value::UInt(n as u64)]],
+        };
+        let listed: Vec<&Warning> = match what {
+            ShowWarnings::CountWarnings => {
+                return count("@@session.warning_count", self.state.warning_count);
+            }
+            ShowWarnings::CountErrors => return count("@@session.error_count", errors().count()),
+            ShowWarnings::Warnings => self.state.warnings.iter().collect(),
+            ShowWarnings::Errors => errors().collect(),
+        };
+        Output::Rows {
+            columns: vec![
+                expr_column("Level", Kind::Text),
+                expr_column("Code", Kind::UInt),
+                expr_column("Message", Kind::Text),
+            ],
+            rows: listed
+                .into_iter()
+                .map(|w| {
+                    vec![
+                        Value::Bytes(w.level.as_bytes().to_vec()),
+                        Value::UInt(u64::from(w.code)),
+                        Value::Bytes(w.message.as_bytes().to_vec()),
+                    ]
+                })
+                .collect(),
+        }
     }
 }
 

@@ -200,3 +200,202 @@ pub(crate) fn to_datetime(v: &Value, timestamp: bool) -> Result<Value, ValueErro
         _ => Err(bad(what, v)),
     }
 }
+
+/// What non-strict `sql_mode` did to a value it stored anyway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Adjusted {
+    /// 1264: clamped to the column's range.
+    OutOfRange,
+    /// 1265: cut (a string too long, a number's trailing garbage).
+    Truncated,
+    /// 1366: not a number at all, stored as 0.
+    Incorrect,
+}
+
+/// A value made to fit `ty` as MySQL does outside strict mode: numbers
+/// out of range clamp to the nearest end, strings too long are cut, a
+/// string with a leading number stores that number and one without
+/// stores 0. Values no adjustment can fit (a bad date, invalid UTF-8)
+/// still fail.
+pub(crate) fn lenient(
+    ty: &super::ColumnType,
+    v: Value,
+) -> Result<(Value, Option<Adjusted>), ValueError> {
+    use super::ColumnType as T;
+    let error = match ty.coerce(v.clone()) {
+        Ok(stored) => return Ok((stored, None)),
+        Err(e) => e,
+    };
+    match (ty, error) {
+        (T::Int { .. } | T::Boolean | T::Decimal { .. } | T::Double, ValueError::OutOfRange) => {
+            Ok((clamp(ty, &v)?, Some(Adjusted::OutOfRange)))
+        }
+        (T::Int { .. } | T::Boolean | T::Decimal { .. } | T::Double, ValueError::BadValue(_)) => {
+            let Value::Bytes(b) = &v else {
+                return Err(bad("number", &v));
+            };
+            let (number, how) = match leading_number(b) {
+                Some(n) => (Value::Bytes(n.to_vec()), Adjusted::Truncated),
+                None => (Value::Int(0), Adjusted::Incorrect),
+            };
+            match lenient(ty, number)? {
+                (stored, Some(Adjusted::OutOfRange)) => Ok((stored, Some(Adjusted::OutOfRange))),
+                (stored, _) => Ok((stored, Some(how))),
+            }
+        }
+        (T::Char { max_chars, .. } | T::VarChar { max_chars, .. }, ValueError::TooLong) => {
+            let t = String::from_utf8_lossy(&text_of(v)).into_owned();
+            let cut: String = t
+                .chars()
+                .take(usize::try_from(*max_chars).unwrap_or(usize::MAX))
+                .collect();
+            Ok((
+                ty.coerce(Value::Bytes(cut.into_bytes()))?,
+                Some(Adjusted::Truncated),
+            ))
+        }
+        (T::Text { max_bytes, .. } | T::Blob { max_bytes }, ValueError::TooLong) => {
+            let mut b = text_of(v);
+            let mut end = usize::try_from(*max_bytes)
+                .unwrap_or(usize::MAX)
+                .min(b.len());
+            if matches!(ty, T::Text { .. }) {
+                // Cut at a character boundary.
+                while end > 0 && end < b.len() && (b[end] & 0xC0) == 0x80 {
+                    end -= 1;
+                }
+            }
+            b.truncate(end);
+            Ok((ty.coerce(Value::Bytes(b))?, Some(Adjusted::Truncated)))
+        }
+        (_, e) => Err(e),
+    }
+}
+
+/// The nearest end of a numeric column's range to `v`.
+fn clamp(ty: &super::ColumnType, v: &Value) -> Result<Value, ValueError> {
+    use super::ColumnType as T;
+    let negative = match v {
+        Value::Int(i) => *i < 0,
+        Value::Decimal(d) => d.mantissa < 0,
+        Value::Double(f) => *f < 0.0,
+        Value::Bytes(b) => b.trim_ascii_start().first() == Some(&b'-'),
+        _ => false,
+    };
+    Ok(match ty {
+        T::Int { width, unsigned } => {
+            let (min, max) = int_range(*width, *unsigned);
+            to_int(
+                *width,
+                *unsigned,
+                &Value::Decimal(Decimal {
+                    mantissa: if negative { min } else { max },
+                    scale: 0,
+                }),
+            )?
+        }
+        T::Boolean => Value::Int(if negative { -128 } else { 127 }),
+        T::Decimal { precision, scale } => {
+            let max = num::pow10(u32::from(*precision).min(MAX_PRECISION))
+                .and_then(|p| i128::try_from(p).ok())
+                .map_or(i128::MAX, |p| p - 1);
+            Value::Decimal(Decimal {
+                mantissa: if negative { -max } else { max },
+                scale: *scale,
+            })
+        }
+        _ => Value::Double(if negative { f64::MIN } else { f64::MAX }),
+    })
+}
+
+/// The number a string starts with (`'12abc'` → `12`, `' -1.5e3x'` →
+/// `-1.5e3`), if any.
+pub(crate) fn leading_number(b: &[u8]) -> Option<&[u8]> {
+    let t = b.trim_ascii_start();
+    let digits = |mut i: usize| {
+        while i < t.len() && t[i].is_ascii_digit() {
+            i += 1;
+        }
+        i
+    };
+    let sign = usize::from(matches!(t.first(), Some(b'+' | b'-')));
+    let mut end = digits(sign);
+    let int_digits = end - sign;
+    if t.get(end) == Some(&b'.') {
+        end = digits(end + 1);
+    }
+    if int_digits == 0 && end <= sign + 1 {
+        return None;
+    }
+    if matches!(t.get(end), Some(b'e' | b'E')) {
+        let mut j = end + 1;
+        j += usize::from(matches!(t.get(j), Some(b'+' | b'-')));
+        let exp_end = digits(j);
+        if exp_end > j {
+            end = exp_end;
+        }
+    }
+    Some(&t[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Collation, ColumnType};
+
+    fn s(t: &str) -> Value {
+        Value::Bytes(t.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn lenient_adjusts_as_mysql_outside_strict_mode() {
+        let tiny = ColumnType::Int {
+            width: IntWidth::Tiny,
+            unsigned: false,
+        };
+        assert_eq!(
+            lenient(&tiny, Value::Int(300)),
+            Ok((Value::Int(127), Some(Adjusted::OutOfRange)))
+        );
+        assert_eq!(
+            lenient(&tiny, s("-1000")),
+            Ok((Value::Int(-128), Some(Adjusted::OutOfRange)))
+        );
+        assert_eq!(
+            lenient(&tiny, s("12abc")),
+            Ok((Value::Int(12), Some(Adjusted::Truncated)))
+        );
+        assert_eq!(
+            lenient(&tiny, s("abc")),
+            Ok((Value::Int(0), Some(Adjusted::Incorrect)))
+        );
+        assert_eq!(lenient(&tiny, Value::Int(5)), Ok((Value::Int(5), None)));
+        let dec = ColumnType::Decimal {
+            precision: 4,
+            scale: 1,
+        };
+        assert_eq!(
+            lenient(&dec, Value::Int(12345)),
+            Ok((
+                Value::Decimal(Decimal {
+                    mantissa: 9999,
+                    scale: 1
+                }),
+                Some(Adjusted::OutOfRange)
+            ))
+        );
+        let vc = ColumnType::VarChar {
+            max_chars: 3,
+            collation: Collation::Utf8mb4GeneralCi,
+        };
+        assert_eq!(
+            lenient(&vc, s("héllo")),
+            Ok((s("hél"), Some(Adjusted::Truncated)))
+        );
+        assert!(lenient(&ColumnType::Date, s("nope")).is_err());
+        assert_eq!(leading_number(b" -1.5e3x"), Some(&b"-1.5e3"[..]));
+        assert_eq!(leading_number(b".5"), Some(&b".5"[..]));
+        assert_eq!(leading_number(b"-."), None);
+        assert_eq!(leading_number(b"x1"), None);
+    }
+}

@@ -245,6 +245,48 @@ pub(crate) fn rescale_exact(d: Decimal, scale: u8) -> Option<i128> {
     }
 }
 
+/// `d` at `scale`: exact when the scale grows, rounded half away from
+/// zero (`truncate`: towards zero) when it shrinks; `scale` may be
+/// negative (round to tens, hundreds…; the result then has scale 0).
+/// `None` on overflow.
+pub(crate) fn rescale(d: Decimal, scale: i32, truncate: bool) -> Option<Decimal> {
+    let target = u8::try_from(scale.max(0)).ok()?;
+    if scale >= i32::from(d.scale) {
+        return Some(Decimal {
+            mantissa: rescale_exact(d, target)?,
+            scale: target,
+        });
+    }
+    let drop = u32::try_from(i32::from(d.scale) - scale).ok()?;
+    let Some(f) = pow10(drop).and_then(|f| i128::try_from(f).ok()) else {
+        return Some(Decimal {
+            mantissa: 0,
+            scale: target,
+        });
+    };
+    let (q, r) = (d.mantissa / f, d.mantissa % f);
+    let bump = if !truncate && 2 * r.unsigned_abs() >= f.unsigned_abs() {
+        d.mantissa.signum()
+    } else {
+        0
+    };
+    let mut m = q.checked_add(bump)?;
+    if scale < 0 {
+        // Back to units: 125 rounded at -1 is 13 tens, 130.
+        let up = pow10(u32::try_from(-scale).ok()?).and_then(|f| i128::try_from(f).ok())?;
+        m = m.checked_mul(up)?;
+    }
+    Some(Decimal {
+        mantissa: m,
+        scale: target,
+    })
+}
+
+/// `d` rounded half away from zero to `scale` digits.
+pub(crate) fn round_decimal(d: Decimal, scale: u8) -> Option<Decimal> {
+    rescale(d, i32::from(scale), false)
+}
+
 /// The text of a decimal with exactly `scale` fractional digits.
 pub(crate) fn decimal_text(d: Decimal) -> String {
     let digits = d.mantissa.unsigned_abs().to_string();
@@ -315,5 +357,21 @@ mod tests {
         assert_eq!(rescale_exact(d(150, 2), 1), Some(15));
         assert_eq!(rescale_exact(d(151, 2), 1), None);
         assert_eq!(num("-0.0").cmp_num(&num("0")), Ordering::Equal);
+    }
+
+    #[test]
+    fn rescale_rounds_or_truncates() {
+        let d = |m, s| Decimal {
+            mantissa: m,
+            scale: s,
+        };
+        assert_eq!(rescale(d(1555, 3), 2, false), Some(d(156, 2)));
+        assert_eq!(rescale(d(1555, 3), 2, true), Some(d(155, 2)));
+        assert_eq!(rescale(d(-25, 1), 0, false), Some(d(-3, 0)));
+        assert_eq!(rescale(d(15, 1), 3, false), Some(d(1500, 3)));
+        assert_eq!(rescale(d(123456, 3), -1, false), Some(d(120, 0)));
+        assert_eq!(rescale(d(125, 0), -1, false), Some(d(130, 0)));
+        assert_eq!(rescale(d(-129, 0), -1, true), Some(d(-120, 0)));
+        assert_eq!(rescale(d(5, 0), -60, false), Some(d(0, 0)));
     }
 }
