@@ -222,7 +222,7 @@ impl Session {
 
     async fn run(&mut self, plan: Arc<Plan>, params: &[Value]) -> Result<Output, SqlError> {
         match plan.as_ref() {
-            Plan::Select(s) if s.from.is_none() => {
+            Plan::Select(s) if !s.reads_tables() => {
                 let env = self.state.env(params);
                 let mut none = None;
                 select::run(s, &mut none, &env).await
