@@ -631,6 +631,7 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
             table,
             columns,
             rows: vec![row],
+            select: None,
         });
     }
     let columns = match i.columns.is_empty() {
@@ -642,7 +643,10 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
             .collect::<Result<Vec<_>, _>>()?,
     };
     let Some(SetExpr::Values(values)) = i.source.as_ref().map(|q| q.body.as_ref()) else {
-        return Err(SqlError::unsupported("INSERT … SELECT"));
+        let Some(source) = &i.source else {
+            return Err(SqlError::unsupported("INSERT without values"));
+        };
+        return insert_select(table, columns, source, scope, cx.params);
     };
     let mut rows = Vec::with_capacity(values.rows.len());
     for r in &values.rows {
@@ -657,7 +661,50 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
         table,
         columns,
         rows,
+        select: None,
     })
+}
+
+/// `INSERT INTO t [(cols)] SELECT …`.
+fn insert_select(
+    table: TableRef,
+    columns: Vec<usize>,
+    source: &ast::Query,
+    scope: &Scope<'_>,
+    params: &mut Params,
+) -> Result<InsertPlan, SqlError> {
+    let select = super::query::query(source, scope, params, None)?;
+    if select.items.len() != columns.len() {
+        return Err(SqlError::new(
+            1136,
+            "21S01",
+            "Column count doesn't match value count at row 1",
+        ));
+    }
+    Ok(InsertPlan {
+        table,
+        columns,
+        rows: Vec::new(),
+        select: Some(Box::new(select)),
+    })
+}
+
+/// UPDATE / DELETE … ORDER BY over the one table.
+fn dml_order(
+    list: &[ast::OrderByExpr],
+    cx: &mut ExprCompiler<'_>,
+) -> Result<Vec<super::plan::OrderKey>, SqlError> {
+    cx.clause = "order clause";
+    list.iter()
+        .map(|o| {
+            let expr = cx.expr(&o.expr)?;
+            Ok(super::plan::OrderKey {
+                collation: collation_of(&[&expr]),
+                desc: matches!(o.options.sort, Some(ast::OrderBySort::Desc)),
+                expr,
+            })
+        })
+        .collect()
 }
 
 fn value_or_default(e: &ast::Expr, cx: &mut ExprCompiler<'_>) -> Result<Option<Expr>, SqlError> {
@@ -686,10 +733,8 @@ fn single_table(
 }
 
 fn update(u: &ast::Update, scope: &Scope<'_>, params: &mut Params) -> Result<UpdatePlan, SqlError> {
-    if u.from.is_some() || u.returning.is_some() || !u.order_by.is_empty() {
-        return Err(SqlError::unsupported(
-            "UPDATE with FROM, RETURNING or ORDER BY",
-        ));
+    if u.from.is_some() || u.returning.is_some() {
+        return Err(SqlError::unsupported("UPDATE with FROM or RETURNING"));
     }
     let (table, alias) = single_table(std::slice::from_ref(&u.table), scope)?;
     let def = table.def.clone();
@@ -711,6 +756,7 @@ fn update(u: &ast::Update, scope: &Scope<'_>, params: &mut Params) -> Result<Upd
     }
     cx.clause = "where clause";
     let filter = u.selection.as_ref().map(|e| cx.expr(e)).transpose()?;
+    let order = dml_order(&u.order_by, &mut cx)?;
     let limit = u
         .limit
         .as_ref()
@@ -722,16 +768,14 @@ fn update(u: &ast::Update, scope: &Scope<'_>, params: &mut Params) -> Result<Upd
         assignments,
         filter,
         access,
+        order,
         limit,
     })
 }
 
 fn delete(d: &ast::Delete, scope: &Scope<'_>, params: &mut Params) -> Result<DeletePlan, SqlError> {
-    if !d.tables.is_empty() || d.using.is_some() || d.returning.is_some() || !d.order_by.is_empty()
-    {
-        return Err(SqlError::unsupported(
-            "multi-table DELETE, RETURNING or ORDER BY",
-        ));
+    if !d.tables.is_empty() || d.using.is_some() || d.returning.is_some() {
+        return Err(SqlError::unsupported("multi-table DELETE or RETURNING"));
     }
     let from = match &d.from {
         ast::FromTable::WithFromKeyword(f) | ast::FromTable::WithoutKeyword(f) => f,
@@ -747,6 +791,7 @@ fn delete(d: &ast::Delete, scope: &Scope<'_>, params: &mut Params) -> Result<Del
         names: None,
     };
     let filter = d.selection.as_ref().map(|e| cx.expr(e)).transpose()?;
+    let order = dml_order(&d.order_by, &mut cx)?;
     let limit = d
         .limit
         .as_ref()
@@ -757,6 +802,7 @@ fn delete(d: &ast::Delete, scope: &Scope<'_>, params: &mut Params) -> Result<Del
         table,
         filter,
         access,
+        order,
         limit,
     })
 }

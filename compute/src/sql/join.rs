@@ -56,18 +56,17 @@ pub(crate) async fn rows(
             true => None,
         });
     }
-    let simple = from.steps.len() == 1
-        && from.subqueries.is_empty()
-        && from.steps[0].after.is_none()
-        && from.steps[0].on.is_none();
-    let limit = stop_after.filter(|_| simple);
+    // The last step may stop at the limit when nothing filters after it.
+    let limit = stop_after.filter(|_| from.subqueries.is_empty() && from.residual.is_none());
+    let last = from.steps.len().saturating_sub(1);
     let reverse = plan.index_order == Some(true);
     let mut partial = vec![init];
     for (i, step) in from.steps.iter().enumerate() {
         let read = Read {
             lock: plan.lock,
             reverse: reverse && step.ordered,
-            limit: if i == 0 { limit } else { None },
+            limit: if i == last { limit } else { None },
+            single: from.steps.len() == 1,
         };
         partial = join_step(from, step, partial, &read, txn, env).await?;
         if partial.is_empty() {
@@ -122,7 +121,10 @@ async fn fill(
 struct Read {
     lock: bool,
     reverse: bool,
+    /// Rows the step need not produce beyond.
     limit: Option<usize>,
+    /// The step is the only one (its source's rows are the output).
+    single: bool,
 }
 
 async fn join_step(
@@ -135,9 +137,13 @@ async fn join_step(
 ) -> Result<Rows, SqlError> {
     let src = &from.sources[step.source];
     let mut out = Vec::new();
+    let enough = |out: &Rows| read.limit.is_some_and(|n| out.len() >= n);
     match &step.method {
         Method::Lookup => {
             for p in partial {
+                if enough(&out) {
+                    break;
+                }
                 let found = read_source(src, step, &p, read, txn, env).await?;
                 emit(src, step, p, found.iter(), &mut out, env)?;
             }
@@ -145,6 +151,9 @@ async fn join_step(
         Method::Scan => {
             let found = read_source(src, step, &partial[0], read, txn, env).await?;
             for p in partial {
+                if enough(&out) {
+                    break;
+                }
                 emit(src, step, p, found.iter(), &mut out, env)?;
             }
         }
@@ -156,6 +165,9 @@ async fn join_step(
             let found = read_source(src, step, &partial[0], read, txn, env).await?;
             let table = HashTable::build(&found, build, types);
             for p in partial {
+                if enough(&out) {
+                    break;
+                }
                 let cx = Ctx {
                     env,
                     row: &p,
@@ -218,13 +230,17 @@ async fn read_source(
     let mut scratch = base.to_vec();
     let mut rows = Vec::new();
     let mut seen = 0u64;
+    // Reading may stop at the limit only for a lone step that nothing
+    // filters after the read.
+    let alone = step.on.is_none() && step.after.is_none() && step.kind == JoinKind::Inner;
+    let stop = read.limit.filter(|_| alone && read.single);
     let mut keep = |values: Vec<Value>| -> Result<bool, SqlError> {
         seen += 1;
         scratch[range.clone()].clone_from_slice(&values);
         if passes(step.pushed.as_ref(), &scratch, env)? {
             rows.push(values);
         }
-        Ok(read.limit.is_none_or(|n| rows.len() < n))
+        Ok(stop.is_none_or(|n| rows.len() < n))
     };
     match &src.kind {
         SourceKind::Table(t) => {
@@ -247,7 +263,7 @@ async fn read_source(
                 &mut found,
             )
             .await?;
-            if full && read.limit.is_none() {
+            if full && stop.is_none() {
                 stats::observe(&t.def, seen);
             }
         }

@@ -123,6 +123,8 @@ pub(crate) struct InsertPlan {
     pub columns: Vec<usize>,
     /// `None`: DEFAULT.
     pub rows: Vec<Vec<Option<Expr>>>,
+    /// INSERT … SELECT: the query whose rows are inserted (`rows` empty).
+    pub select: Option<Box<SelectPlan>>,
 }
 
 pub(crate) struct UpdatePlan {
@@ -130,6 +132,8 @@ pub(crate) struct UpdatePlan {
     pub assignments: Vec<(usize, Expr)>,
     pub filter: Option<Expr>,
     pub access: Access,
+    /// ORDER BY: the rows change in this order (and LIMIT takes the first).
+    pub order: Vec<OrderKey>,
     pub limit: Option<Expr>,
 }
 
@@ -137,6 +141,7 @@ pub(crate) struct DeletePlan {
     pub table: TableRef,
     pub filter: Option<Expr>,
     pub access: Access,
+    pub order: Vec<OrderKey>,
     pub limit: Option<Expr>,
 }
 
@@ -158,7 +163,11 @@ impl Plan {
     pub(crate) fn tables(&self) -> Vec<&TableRef> {
         match self {
             Plan::Select(s) => s.tables(),
-            Plan::Insert(i) => vec![&i.table],
+            Plan::Insert(i) => {
+                let mut v = vec![&i.table];
+                v.extend(i.select.iter().flat_map(|s| s.tables()));
+                v
+            }
             Plan::Update(u) => vec![&u.table],
             Plan::Delete(d) => vec![&d.table],
             Plan::Set(_) | Plan::Other(_) => Vec::new(),

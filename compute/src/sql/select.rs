@@ -408,16 +408,7 @@ fn group_concat(
         }
         items = seen;
     }
-    items.sort_by(|a, b| {
-        for (i, key) in c.order.iter().enumerate() {
-            let o = sort_cmp(&a.1[i], &b.1[i], key.collation);
-            let o = if key.desc { o.reverse() } else { o };
-            if o.is_ne() {
-                return o;
-            }
-        }
-        Ordering::Equal
-    });
+    items.sort_by(|a, b| order_cmp(&a.1, &b.1, &c.order));
     let max = match env.sys_vars.get("group_concat_max_len") {
         Some(Value::Int(n)) if *n >= 0 => *n as usize,
         Some(Value::UInt(n)) => usize::try_from(*n).unwrap_or(usize::MAX),
@@ -494,6 +485,29 @@ fn distinct(rows: Vec<Produced>, collations: &[Collation]) -> Vec<Produced> {
         .collect()
 }
 
+/// Rows an UPDATE or DELETE found, in its ORDER BY's order.
+pub(crate) fn sort_found(
+    rows: Vec<crate::txn::FoundRow>,
+    order: &[super::plan::OrderKey],
+    env: &Env<'_>,
+) -> Result<Vec<crate::txn::FoundRow>, SqlError> {
+    let mut keyed = Vec::with_capacity(rows.len());
+    for r in rows {
+        let cx = Ctx {
+            env,
+            row: &r.values,
+            aggs: &[],
+        };
+        let keys = order
+            .iter()
+            .map(|k| k.expr.eval(&cx))
+            .collect::<Result<Vec<_>, _>>()?;
+        keyed.push((keys, r));
+    }
+    keyed.sort_by(|a, b| order_cmp(&a.0, &b.0, order));
+    Ok(keyed.into_iter().map(|(_, r)| r).collect())
+}
+
 /// Sorts by the ORDER BY values: on memcomparable keys computed once per
 /// row ([`super::sortkey`]) when every key column has one encoding, else
 /// by comparing values.
@@ -507,16 +521,19 @@ fn sort(plan: &SelectPlan, rows: &mut Vec<Produced>) {
         rows.extend(order.into_iter().filter_map(|(_, i)| slots[i].take()));
         return;
     }
-    rows.sort_by(|a, b| {
-        for (i, key) in plan.order.iter().enumerate() {
-            let o = sort_cmp(&a.keys[i], &b.keys[i], key.collation);
-            let o = if key.desc { o.reverse() } else { o };
-            if o.is_ne() {
-                return o;
-            }
+    rows.sort_by(|a, b| order_cmp(&a.keys, &b.keys, &plan.order));
+}
+
+/// Two rows' ORDER BY values compared (NULL first; DESC reversed).
+fn order_cmp(a: &[Value], b: &[Value], order: &[super::plan::OrderKey]) -> Ordering {
+    for (i, key) in order.iter().enumerate() {
+        let o = sort_cmp(&a[i], &b[i], key.collation);
+        let o = if key.desc { o.reverse() } else { o };
+        if o.is_ne() {
+            return o;
         }
-        Ordering::Equal
-    });
+    }
+    Ordering::Equal
 }
 
 /// The result: columns whose kind was unknown take their first non-NULL

@@ -404,6 +404,11 @@ async fn exec(
     if let Plan::Select(s) = plan {
         return select::run(s, slot, env).await.map(|o| (o, None));
     }
+    if let Plan::Insert(i) = plan
+        && i.select.is_some()
+    {
+        return dml::insert_select(i, slot, env).await;
+    }
     let txn = slot.as_mut().expect("a transaction is given");
     match plan {
         Plan::Insert(i) => dml::insert(i, txn, env).await,
