@@ -317,9 +317,30 @@ async fn ddl_dml_types_and_access_paths() {
         .unwrap_err();
     assert!(e.message.contains("near '= 1' at line 1"), "{}", e.message);
     assert_eq!(
-        code(&mut s, "SELECT * FROM items a JOIN items b ON a.id = b.id").await,
+        code(
+            &mut s,
+            "SELECT * FROM items a FULL OUTER JOIN items b ON a.id = b.id"
+        )
+        .await,
         1235
     );
+    // A join's columns carry their table's alias and database.
+    match q(
+        &mut s,
+        "SELECT a.id, b.name FROM items a JOIN items b ON a.id = b.id WHERE a.id = 1",
+    )
+    .await
+    {
+        Output::Rows { columns, rows } => {
+            assert_eq!(rows.len(), 1);
+            assert_eq!(
+                (columns[0].table.as_str(), columns[1].table.as_str()),
+                ("a", "b")
+            );
+            assert!(!columns[0].db.is_empty() && columns[0].db == columns[1].db);
+        }
+        other => panic!("not rows: {other:?}"),
+    }
     assert_eq!(code(&mut s, "SELECT 9223372036854775807 + 1").await, 1690);
 
     // SHOW, DROP.

@@ -337,7 +337,7 @@ impl ExprCompiler<'_> {
         if f.over.is_some() || f.filter.is_some() {
             return Err(SqlError::unsupported(format!("{name} with OVER or FILTER")));
         }
-        if name == "GROUP_CONCAT" {
+        if name == "GROUP_CONCAT" || (name == "COUNT" && args.len() > 1) {
             return super::query::group_concat(self, f);
         }
         if let Some(func) = agg_func(&name, &args) {
@@ -883,11 +883,19 @@ pub(crate) fn columns_of(plan: &Plan) -> Vec<super::Column> {
 /// Whether a plan was compiled against the table definitions now in the
 /// catalog.
 pub(crate) fn is_current(plan: &Plan, catalog: &Catalog) -> bool {
-    plan.tables().into_iter().all(|t| {
+    let current = |t: &TableRef| {
         catalog
             .table_by_id(t.def.db_id, t.def.id)
             .is_some_and(|now| {
                 Arc::ptr_eq(&now, &t.def) || now.schema_version == t.def.schema_version
             })
-    })
+    };
+    // The common one-table plans without collecting their tables.
+    match plan {
+        Plan::Select(s) if s.sources.is_none() => s.from.as_ref().is_none_or(current),
+        Plan::Insert(i) if i.select.is_none() => current(&i.table),
+        Plan::Update(u) => current(&u.table),
+        Plan::Delete(d) => current(&d.table),
+        _ => plan.tables().into_iter().all(current),
+    }
 }

@@ -171,17 +171,15 @@ fn factor(
             let qualifier = alias
                 .as_ref()
                 .map_or_else(|| def.name.clone(), |a| a.name.value.clone());
-            let db = alias.is_none().then_some(db);
+            // An aliased table is named by its alias alone (no `db.`).
+            let qualifying_db = alias.is_none().then(|| db.clone());
             let columns = def.columns.clone();
             j.kinds_sources
                 .push(SourceKind::Table(super::plan::TableRef {
-                    db: db
-                        .clone()
-                        .unwrap_or_else(|| scope.db.unwrap_or("").to_string()),
+                    db: db.clone(),
                     def: def.clone(),
                 }));
-            let n = names.add(qualifier, db, Some(def), columns)?;
-            Ok(n)
+            names.add(qualifier, qualifying_db, Some((db, def)), columns)
         }
         TableFactor::Derived {
             lateral: false,

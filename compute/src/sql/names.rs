@@ -25,8 +25,8 @@ pub(crate) struct NamedSource {
     pub qualifier: String,
     /// The database of a base table (for `db.t.c`).
     pub db: Option<String>,
-    /// The base table, if the source is one.
-    pub table: Option<Arc<TableDef>>,
+    /// The base table and its database, if the source is one.
+    pub table: Option<(String, Arc<TableDef>)>,
     pub columns: Vec<String>,
     pub offset: usize,
     /// Columns a USING join merged into an earlier source's: skipped by
@@ -86,7 +86,7 @@ impl<'a> Names<'a> {
         &mut self,
         qualifier: String,
         db: Option<String>,
-        table: Option<Arc<TableDef>>,
+        table: Option<(String, Arc<TableDef>)>,
         columns: Vec<ColumnDef>,
     ) -> Result<usize, SqlError> {
         if self

@@ -199,7 +199,16 @@ impl SelectPlan {
 
     /// Whether running the query needs a transaction.
     pub(crate) fn reads_tables(&self) -> bool {
-        !self.tables().is_empty()
+        self.from.is_some()
+            || self.sources.as_ref().is_some_and(|f| {
+                f.subqueries.iter().any(|s| s.plan.reads_tables())
+                    || f.sources.iter().any(|s| match &s.kind {
+                        SourceKind::Table(_) => true,
+                        SourceKind::Query(q) => q.reads_tables(),
+                        SourceKind::Union(parts) => parts.iter().any(|(_, p)| p.reads_tables()),
+                        SourceKind::Values(_) => false,
+                    })
+            })
     }
 }
 

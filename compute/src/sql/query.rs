@@ -299,10 +299,12 @@ fn select(
     let group_by = group_by(&s.group_by, &mut cx, &items)?;
     cx.clause = "having clause";
     cx.aggs = Some(&mut aggs);
-    *names.aliases.borrow_mut() = items
-        .iter()
-        .map(|i| (i.column.name.clone(), i.expr.clone()))
-        .collect();
+    if s.having.is_some() || tail.order.is_some() {
+        *names.aliases.borrow_mut() = items
+            .iter()
+            .map(|i| (i.column.name.clone(), i.expr.clone()))
+            .collect();
+    }
     let having = s
         .having
         .as_ref()
@@ -338,9 +340,9 @@ fn select(
         && names.extras.borrow().is_empty()
         && names.sources.len() == 1
         && joins.is_plain();
-    if simple && let Some(t) = &names.sources[0].table {
+    if simple && let Some((db, t)) = &names.sources[0].table {
         let tref = super::plan::TableRef {
-            db: names.sources[0].db.clone().unwrap_or_default(),
+            db: db.clone(),
             def: t.clone(),
         };
         super::access::choose_for_select(&mut plan, t);
@@ -443,9 +445,8 @@ fn column_item(names: &Names<'_>, p: usize, name: Option<String>) -> OutItem {
     let source = names.source_of(p).map(|s| &names.sources[s]);
     match source {
         Some(s) if s.table.is_some() => {
-            let t = s.table.as_ref().expect("checked");
-            let mut column =
-                meta::table_column(s.db.as_deref().unwrap_or(""), t, p - s.offset, &name);
+            let (db, t) = s.table.as_ref().expect("checked");
+            let mut column = meta::table_column(db, t, p - s.offset, &name);
             column.table = s.qualifier.clone();
             OutItem {
                 expr,
@@ -606,7 +607,8 @@ fn output_ref(
     Ok(None)
 }
 
-/// `GROUP_CONCAT([DISTINCT] e, … [ORDER BY …] [SEPARATOR 's'])`.
+/// `GROUP_CONCAT([DISTINCT] e, … [ORDER BY …] [SEPARATOR 's'])`, and
+/// `COUNT(DISTINCT e, …)` (the number of distinct tuples without NULL).
 pub(crate) fn group_concat(cx: &mut ExprCompiler<'_>, f: &ast::Function) -> Result<Expr, SqlError> {
     let ast::FunctionArguments::List(list) = &f.args else {
         return Err(SqlError::unsupported("GROUP_CONCAT without arguments"));
@@ -615,6 +617,10 @@ pub(crate) fn group_concat(cx: &mut ExprCompiler<'_>, f: &ast::Function) -> Resu
         list.duplicate_treatment,
         Some(ast::DuplicateTreatment::Distinct)
     );
+    let count = super::compile::last_name(&f.name)?.eq_ignore_ascii_case("COUNT");
+    if count && !distinct {
+        return Err(SqlError::syntax(&f.to_string(), 1));
+    }
     let mut inner = ExprCompiler {
         table: cx.table,
         alias: cx.alias,
@@ -679,7 +685,10 @@ pub(crate) fn group_concat(cx: &mut ExprCompiler<'_>, f: &ast::Function) -> Resu
         ));
     };
     aggs.push(AggSpec {
-        func: super::plan::AggFunc::GroupConcat,
+        func: match count {
+            true => super::plan::AggFunc::Count,
+            false => super::plan::AggFunc::GroupConcat,
+        },
         arg: Some(first),
         distinct,
         collation,

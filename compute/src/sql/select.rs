@@ -392,6 +392,9 @@ fn group_concat(
             .collect::<Result<Vec<_>, _>>()?;
         items.push((text, keys));
     }
+    if spec.func == AggFunc::Count {
+        return Ok(Value::Int(count_distinct(spec, c, rows, env)?));
+    }
     if items.is_empty() {
         return Ok(Value::Null);
     }
@@ -426,6 +429,40 @@ fn group_concat(
         }
     }
     Ok(Value::Bytes(out))
+}
+
+/// COUNT(DISTINCT a, b, …): distinct tuples with no NULL.
+fn count_distinct(
+    spec: &AggSpec,
+    c: &super::plan::ConcatSpec,
+    rows: &[Vec<Value>],
+    env: &Env<'_>,
+) -> Result<i64, SqlError> {
+    let args: Vec<&super::expr::Expr> = spec.arg.iter().chain(&c.more).collect();
+    let collations: Vec<Collation> = args
+        .iter()
+        .map(|e| super::compile::collation_of(&[e]))
+        .collect();
+    let mut tuples = Vec::new();
+    'rows: for r in rows {
+        let cx = Ctx {
+            env,
+            row: r,
+            aggs: &[],
+        };
+        let mut out = Vec::with_capacity(args.len());
+        for e in &args {
+            match e.eval(&cx)? {
+                Value::Null => continue 'rows,
+                v => out.push(v),
+            }
+        }
+        tuples.push(Produced {
+            out,
+            keys: Vec::new(),
+        });
+    }
+    Ok(distinct(tuples, &collations).len() as i64)
 }
 
 /// Drops repeated rows, keeping the first of each (UNION).
