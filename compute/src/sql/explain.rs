@@ -133,7 +133,7 @@ impl Explainer {
             return;
         }
         let Some(from) = &plan.sources else {
-            self.push_none(id, select_type, plan);
+            self.push_none(id, select_type);
             return;
         };
         if let [s] = from.sources.as_slice()
@@ -156,7 +156,7 @@ impl Explainer {
             self.push(id, select_type, line);
         }
         if from.steps.is_empty() {
-            self.push_none(id, select_type, plan);
+            self.push_none(id, select_type);
         } else if from.residual.is_some()
             && let Some(last) = self.rows.last_mut()
         {
@@ -182,21 +182,14 @@ impl Explainer {
     }
 
     /// A query without tables.
-    fn push_none(&mut self, id: i64, select_type: &str, _plan: &SelectPlan) {
-        self.rows.push(vec![
+    fn push_none(&mut self, id: i64, select_type: &str) {
+        self.rows.push(bare_row(
             Value::Int(id),
-            text(select_type),
+            select_type,
             Value::Null,
             Value::Null,
-            Value::Null,
-            Value::Null,
-            Value::Null,
-            Value::Null,
-            Value::Null,
-            Value::Null,
-            Value::Null,
-            text("No tables used"),
-        ]);
+            "No tables used",
+        ));
     }
 
     fn union(&mut self, parts: &[(bool, SelectPlan)], plan: &SelectPlan) {
@@ -212,22 +205,26 @@ impl Explainer {
             if !plan.order.is_empty() {
                 extra.push("Using filesort");
             }
-            self.rows.push(vec![
+            self.rows.push(bare_row(
                 Value::Null,
-                text("UNION RESULT"),
+                "UNION RESULT",
                 text(&format!("<union{}>", ids.join(","))),
-                Value::Null,
                 text("ALL"),
-                Value::Null,
-                Value::Null,
-                Value::Null,
-                Value::Null,
-                Value::Null,
-                Value::Null,
-                text(&extra.join("; ")),
-            ]);
+                &extra.join("; "),
+            ));
         }
     }
+}
+
+/// A row naming no index: NULL but for these columns.
+fn bare_row(id: Value, select_type: &str, table: Value, ty: Value, extra: &str) -> Vec<Value> {
+    let mut row = vec![Value::Null; COLUMNS.len()];
+    row[0] = id;
+    row[1] = text(select_type);
+    row[2] = table;
+    row[4] = ty;
+    row[11] = text(extra);
+    row
 }
 
 fn sort_extra(plan: &SelectPlan) -> Vec<&'static str> {
