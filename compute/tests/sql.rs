@@ -611,8 +611,36 @@ async fn sysbench_statements_prepared() {
         s.execute(point.id, vec![int(1)]).await.unwrap_err().code,
         1243
     );
+    // A prepared join with a subquery: `?` counted in text order through
+    // the subquery, the uncorrelated subquery run once per execution.
+    let join = s
+        .prepare(
+            "SELECT a.id, b.id FROM sbtest1 a JOIN sbtest1 b ON b.id = a.id + ? \
+             WHERE a.id = ? AND b.k > (SELECT MIN(k) FROM sbtest1 WHERE id < ?)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(join.params, 3);
+    assert_eq!(
+        ex(s.execute(join.id, vec![int(1), int(3), int(100)])
+            .await
+            .unwrap()),
+        vec![texts(&["3", "4"])]
+    );
+    assert!(
+        ex(s.execute(join.id, vec![int(1), int(3), int(5)])
+            .await
+            .unwrap())
+        .is_empty()
+    );
     // A plan follows its table's definition.
     q(&mut s, "CREATE INDEX c_1 ON sbtest1(c)").await;
+    assert_eq!(
+        ex(s.execute(join.id, vec![int(3), int(3), int(100)])
+            .await
+            .unwrap()),
+        vec![texts(&["3", "6"])]
+    );
     assert_eq!(
         ex(s.execute(range.id, vec![int(3), int(4)]).await.unwrap()),
         vec![texts(&["097-c"]), texts(&["095-c"])]
