@@ -412,7 +412,7 @@ fn key_bytes(ty: &ColumnType) -> u32 {
         ColumnType::Decimal { precision, scale } => {
             let digits =
                 |d: u8| u32::from(d / 9) * 4 + [0, 1, 1, 2, 2, 3, 3, 4, 4][usize::from(d % 9)];
-            digits(precision - scale) + digits(*scale)
+            digits(precision.saturating_sub(*scale)) + digits(*scale)
         }
         ColumnType::Char { max_chars, .. } => max_chars * 4,
         ColumnType::VarChar { max_chars, .. } => max_chars * 4 + 2,

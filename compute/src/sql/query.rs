@@ -649,17 +649,21 @@ pub(crate) fn group_concat(cx: &mut ExprCompiler<'_>, f: &ast::Function) -> Resu
             ast::FunctionArgumentClause::OrderBy(list) => {
                 for o in list {
                     let desc = matches!(o.options.sort, Some(OrderBySort::Desc));
-                    let expr = match &o.expr {
-                        ast::Expr::Value(v) if matches!(v.value, AstValue::Number(..)) => {
-                            let AstValue::Number(n, _) = &v.value else {
-                                unreachable!()
-                            };
+                    let position = match &o.expr {
+                        ast::Expr::Value(v) => match &v.value {
+                            AstValue::Number(n, _) => Some(n),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    let expr = match position {
+                        Some(n) => {
                             let pos: usize = n.parse().unwrap_or(0);
                             args.get(pos.wrapping_sub(1))
                                 .cloned()
                                 .ok_or_else(|| SqlError::unknown_column(n, "order clause"))?
                         }
-                        e => inner.expr(e)?,
+                        None => inner.expr(&o.expr)?,
                     };
                     let collation = collation_of(&[&expr]);
                     order.push(OrderKey {
