@@ -6,8 +6,11 @@
 //! Module tree: [`session`] (state, variables, transactions, prepared
 //! statements, the `Handler`), `vars` (system variables), `expr` (the
 //! expression tree and its evaluation), `compile` (sqlparser's AST into
-//! plans), `access` (index choice), `select`, `dml`, `ddl`, `show`, and
-//! `meta` (result column descriptions).
+//! plans; `query` and `from` for SELECT and UNION, `names` for column
+//! names over several sources, `subquery`), `access` (index choice),
+//! `planner` (join order, join methods, where conditions go), `stats`
+//! (row-count estimates), `select` and `join` (running queries), `dml`,
+//! `ddl`, `show`, and `meta` (result column descriptions).
 //!
 //! Invariants: nothing here panics on a client's input; every engine error
 //! reaches the client through [`SqlError::from`] (its one MySQL mapping);
@@ -18,14 +21,22 @@ mod access;
 mod compile;
 mod ddl;
 mod dml;
+mod explain;
 mod expr;
+mod from;
 mod func;
+mod join;
 mod meta;
+mod names;
 mod plan;
+mod planner;
+mod query;
 mod select;
 mod session;
 mod show;
 mod sortkey;
+mod stats;
+mod subquery;
 mod vars;
 
 use crate::error::EngineError;

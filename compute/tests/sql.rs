@@ -317,9 +317,30 @@ async fn ddl_dml_types_and_access_paths() {
         .unwrap_err();
     assert!(e.message.contains("near '= 1' at line 1"), "{}", e.message);
     assert_eq!(
-        code(&mut s, "SELECT * FROM items a JOIN items b ON a.id = b.id").await,
+        code(
+            &mut s,
+            "SELECT * FROM items a FULL OUTER JOIN items b ON a.id = b.id"
+        )
+        .await,
         1235
     );
+    // A join's columns carry their table's alias and database.
+    match q(
+        &mut s,
+        "SELECT a.id, b.name FROM items a JOIN items b ON a.id = b.id WHERE a.id = 1",
+    )
+    .await
+    {
+        Output::Rows { columns, rows } => {
+            assert_eq!(rows.len(), 1);
+            assert_eq!(
+                (columns[0].table.as_str(), columns[1].table.as_str()),
+                ("a", "b")
+            );
+            assert!(!columns[0].db.is_empty() && columns[0].db == columns[1].db);
+        }
+        other => panic!("not rows: {other:?}"),
+    }
     assert_eq!(code(&mut s, "SELECT 9223372036854775807 + 1").await, 1690);
 
     // SHOW, DROP.
@@ -590,8 +611,36 @@ async fn sysbench_statements_prepared() {
         s.execute(point.id, vec![int(1)]).await.unwrap_err().code,
         1243
     );
+    // A prepared join with a subquery: `?` counted in text order through
+    // the subquery, the uncorrelated subquery run once per execution.
+    let join = s
+        .prepare(
+            "SELECT a.id, b.id FROM sbtest1 a JOIN sbtest1 b ON b.id = a.id + ? \
+             WHERE a.id = ? AND b.k > (SELECT MIN(k) FROM sbtest1 WHERE id < ?)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(join.params, 3);
+    assert_eq!(
+        ex(s.execute(join.id, vec![int(1), int(3), int(100)])
+            .await
+            .unwrap()),
+        vec![texts(&["3", "4"])]
+    );
+    assert!(
+        ex(s.execute(join.id, vec![int(1), int(3), int(5)])
+            .await
+            .unwrap())
+        .is_empty()
+    );
     // A plan follows its table's definition.
     q(&mut s, "CREATE INDEX c_1 ON sbtest1(c)").await;
+    assert_eq!(
+        ex(s.execute(join.id, vec![int(3), int(3), int(100)])
+            .await
+            .unwrap()),
+        vec![texts(&["3", "6"])]
+    );
     assert_eq!(
         ex(s.execute(range.id, vec![int(3), int(4)]).await.unwrap()),
         vec![texts(&["097-c"]), texts(&["095-c"])]

@@ -37,7 +37,7 @@ struct ColumnFacts {
     upper: Option<(Expr, bool)>,
 }
 
-fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+pub(crate) fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
     match e {
         Expr::And(a, b) => {
             conjuncts(a, out);
@@ -48,22 +48,36 @@ fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
 }
 
 fn facts(filter: Option<&Expr>, ncols: usize) -> Vec<ColumnFacts> {
-    let mut facts = vec![ColumnFacts::default(); ncols];
     let mut list = Vec::new();
     if let Some(f) = filter {
         conjuncts(f, &mut list);
     }
+    facts_at(&list, 0, ncols, &Expr::is_constant)
+}
+
+/// What the conjuncts say about the columns `offset..offset + ncols` of a
+/// row, comparing them with values `usable` accepts (constants; for a
+/// join, expressions over the sources already read).
+fn facts_at(
+    list: &[&Expr],
+    offset: usize,
+    ncols: usize,
+    usable: &dyn Fn(&Expr) -> bool,
+) -> Vec<ColumnFacts> {
+    let mut facts = vec![ColumnFacts::default(); ncols];
+    let local = |e: &Expr| match e {
+        Expr::Column(i, _) if *i >= offset && *i < offset + ncols => Some(*i - offset),
+        _ => None,
+    };
     for c in list {
         match c {
             Expr::Cmp(op, a, b, _) => {
-                let (col, value, op) = match (a.as_ref(), b.as_ref()) {
-                    (Expr::Column(i, _), v) if v.is_constant() => (*i, v, *op),
-                    (v, Expr::Column(i, _)) if v.is_constant() => (*i, v, flip(*op)),
+                let (col, value, op) = match (local(a), local(b)) {
+                    (Some(i), _) if usable(b) => (i, b.as_ref(), *op),
+                    (_, Some(i)) if usable(a) => (i, a.as_ref(), flip(*op)),
                     _ => continue,
                 };
-                let Some(f) = facts.get_mut(col) else {
-                    continue;
-                };
+                let f = &mut facts[col];
                 let v = value.clone();
                 match op {
                     CmpOp::Eq => f.eq = Some(vec![v]),
@@ -75,20 +89,16 @@ fn facts(filter: Option<&Expr>, ncols: usize) -> Vec<ColumnFacts> {
                 }
             }
             Expr::In(e, list, false, _) => {
-                if let (Expr::Column(i, _), true) = (e.as_ref(), list.iter().all(Expr::is_constant))
-                    && let Some(f) = facts.get_mut(*i)
-                    && f.eq.is_none()
+                if let (Some(i), true) = (local(e), list.iter().all(usable))
+                    && facts[i].eq.is_none()
                 {
-                    f.eq = Some(list.clone());
+                    facts[i].eq = Some(list.clone());
                 }
             }
             Expr::Between(e, lo, hi, false, _) => {
-                if let (Expr::Column(i, _), true, true) =
-                    (e.as_ref(), lo.is_constant(), hi.is_constant())
-                    && let Some(f) = facts.get_mut(*i)
-                {
-                    f.lower = Some((lo.as_ref().clone(), true));
-                    f.upper = Some((hi.as_ref().clone(), true));
+                if let (Some(i), true, true) = (local(e), usable(lo), usable(hi)) {
+                    facts[i].lower = Some((lo.as_ref().clone(), true));
+                    facts[i].upper = Some((hi.as_ref().clone(), true));
                 }
             }
             _ => {}
@@ -115,7 +125,11 @@ fn indexes(t: &TableDef) -> impl Iterator<Item = (usize, &IndexDef)> {
 }
 
 /// The access path through `idx` the facts allow, and its score.
-fn path(idx: &IndexDef, facts: &[ColumnFacts], number: usize) -> (Access, (u8, usize, u8, u8)) {
+fn path(
+    idx: &IndexDef,
+    facts: &[ColumnFacts],
+    number: usize,
+) -> (Access, (u8, usize, u8, u8, std::cmp::Reverse<usize>)) {
     let mut access = Access {
         index: number,
         ..Default::default()
@@ -141,25 +155,63 @@ fn path(idx: &IndexDef, facts: &[ColumnFacts], number: usize) -> (Access, (u8, u
         access.eq.len(),
         ranged,
         u8::from(number == 0),
+        // On a tie, the narrower index (cheaper to read).
+        std::cmp::Reverse(idx.columns.len()),
     );
     (access, score)
 }
 
 /// The best access path for a WHERE clause.
 pub(crate) fn choose(t: &TableDef, filter: Option<&Expr>) -> Access {
-    let facts = facts(filter, t.columns.len());
-    indexes(t)
-        .map(|(n, idx)| path(idx, &facts, n))
-        .filter(|(_, (_, eq, ranged, _))| *eq > 0 || *ranged > 0)
+    best(t, &facts(filter, t.columns.len())).0
+}
+
+fn best(t: &TableDef, facts: &[ColumnFacts]) -> (Access, Vec<usize>) {
+    let paths: Vec<_> = indexes(t)
+        .map(|(n, idx)| path(idx, facts, n))
+        .filter(|(_, (_, eq, ranged, _, _))| *eq > 0 || *ranged > 0)
+        .collect();
+    let possible = paths.iter().map(|(a, _)| a.index).collect();
+    let access = paths
+        .into_iter()
         .max_by_key(|(_, score)| *score)
         .map(|(a, _)| a)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    (access, possible)
+}
+
+/// The best access path to source columns `offset..` of a join's row
+/// (table `t`), with the indexes that could serve (EXPLAIN's
+/// possible_keys).
+pub(crate) fn choose_at(
+    t: &TableDef,
+    list: &[&Expr],
+    offset: usize,
+    usable: &dyn Fn(&Expr) -> bool,
+) -> (Access, Vec<usize>) {
+    best(t, &facts_at(list, offset, t.columns.len(), usable))
+}
+
+/// The index definition behind access number `n` (0: primary).
+pub(crate) fn index_def(t: &TableDef, n: usize) -> &IndexDef {
+    if n == 0 {
+        &t.primary
+    } else {
+        &t.secondary[n - 1]
+    }
 }
 
 /// [`choose`], then whether the path gives the ORDER BY's order (or a full
 /// scan of an index that does when nothing narrows the read).
 pub(crate) fn choose_for_select(plan: &mut SelectPlan, t: &TableDef) {
     plan.access = choose(t, plan.filter.as_ref());
+    let full = plan.access.is_full_scan();
+    order_for(plan, t, full);
+}
+
+/// Whether the plan's access path gives the ORDER BY's order (or, when
+/// `full`, a full scan of an index that does); sets `index_order`.
+pub(crate) fn order_for(plan: &mut SelectPlan, t: &TableDef, full: bool) {
     if plan.order.is_empty() || plan.grouped {
         return;
     }
@@ -168,7 +220,7 @@ pub(crate) fn choose_for_select(plan: &mut SelectPlan, t: &TableDef) {
         plan.index_order = Some(dir);
         return;
     }
-    if plan.access.is_full_scan() {
+    if full {
         for (n, _) in indexes(t) {
             if let Some(dir) = gives_order(plan, t, n) {
                 plan.access.index = n;
@@ -215,7 +267,7 @@ pub(crate) enum Keys {
 
 /// `v` in the column's stored form, if that changes nothing a comparison
 /// would see; `None` otherwise (or for NULL).
-fn exact(ty: &ColumnType, v: Value) -> Option<Value> {
+pub(crate) fn exact(ty: &ColumnType, v: Value) -> Option<Value> {
     if matches!(v, Value::Null) {
         return None;
     }
@@ -235,14 +287,20 @@ fn exact(ty: &ColumnType, v: Value) -> Option<Value> {
 
 /// The keys an access path reads, for these parameters.
 pub(crate) fn resolve(access: &Access, t: &TableDef, env: &Env<'_>) -> Result<Keys, SqlError> {
-    let idx = if access.index == 0 {
-        &t.primary
-    } else {
-        &t.secondary[access.index - 1]
-    };
+    resolve_at(access, t, env, &[])
+}
+
+/// [`resolve`] with key expressions over `row` (a join's bound sources).
+pub(crate) fn resolve_at(
+    access: &Access,
+    t: &TableDef,
+    env: &Env<'_>,
+    row: &[Value],
+) -> Result<Keys, SqlError> {
+    let idx = index_def(t, access.index);
     let cx = Ctx {
         env,
-        row: &[],
+        row,
         aggs: &[],
     };
     let full = Keys::Range(Bound::Unbounded, Bound::Unbounded);

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use sqlparser::ast::{
     self, AssignmentTarget, BinaryOperator, DuplicateTreatment, FunctionArg, FunctionArgExpr,
-    FunctionArguments, GroupByExpr, LimitClause, ObjectName, OrderByKind, OrderBySort, SelectItem,
-    SetExpr, Statement, TableFactor, TableObject, UnaryOperator, Value as AstValue,
+    FunctionArguments, ObjectName, SetExpr, Statement, TableFactor, TableObject, UnaryOperator,
+    Value as AstValue,
 };
 
 use crate::catalog::{Catalog, TableDef};
@@ -20,8 +20,8 @@ use super::SqlError;
 use super::expr::{ArithOp, CmpOp, Expr};
 use super::meta::{self, Kind};
 use super::plan::{
-    AggFunc, AggSpec, DeletePlan, InsertPlan, OrderKey, OutItem, Plan, SelectPlan, SetItem,
-    SetTarget, TableRef, UpdatePlan,
+    AggFunc, AggSpec, DeletePlan, InsertPlan, Plan, SetItem, SetTarget, SubqueryTest, TableRef,
+    UpdatePlan,
 };
 
 /// What names resolve against.
@@ -42,11 +42,27 @@ pub(crate) fn compile(stmt: &Statement, scope: &Scope<'_>) -> Result<Plan, SqlEr
 fn compile_statement(stmt: &Statement, scope: &Scope<'_>) -> Result<Plan, SqlError> {
     let mut params = Params::default();
     match stmt {
-        Statement::Query(q) => Ok(Plan::Select(Box::new(select(q, scope, &mut params)?))),
+        Statement::Query(q) => Ok(Plan::Select(Box::new(super::query::query(
+            q,
+            scope,
+            &mut params,
+            None,
+        )?))),
         Statement::Insert(i) => Ok(Plan::Insert(Box::new(insert(i, scope, &mut params)?))),
         Statement::Update(u) => Ok(Plan::Update(Box::new(update(u, scope, &mut params)?))),
         Statement::Delete(d) => Ok(Plan::Delete(Box::new(delete(d, scope, &mut params)?))),
         Statement::Set(s) => set(s, &mut params).map(Plan::Set),
+        Statement::Explain {
+            statement,
+            analyze: false,
+            ..
+        } if matches!(statement.as_ref(), Statement::Query(_)) => {
+            let Statement::Query(q) = statement.as_ref() else {
+                return Err(SqlError::unsupported("EXPLAIN of this statement"));
+            };
+            let plan = super::explain::explain(q, scope, &mut params)?;
+            Ok(Plan::Select(Box::new(plan)))
+        }
         other => Ok(Plan::Other(Box::new(other.clone()))),
     }
 }
@@ -112,6 +128,9 @@ pub(crate) struct ExprCompiler<'a> {
     pub params: &'a mut Params,
     /// Where aggregates go, when the clause may hold them.
     pub aggs: Option<&'a mut Vec<AggSpec>>,
+    /// The names of a query's sources (joins, subqueries); `None`: the one
+    /// `table`.
+    pub names: Option<&'a super::names::Names<'a>>,
 }
 
 impl ExprCompiler<'_> {
@@ -224,6 +243,29 @@ impl ExprCompiler<'_> {
             E::Position { expr, r#in } => self.position(expr, r#in)?,
             E::Ceil { expr, field } => self.ceil_floor(expr, field, true)?,
             E::Floor { expr, field } => self.ceil_floor(expr, field, false)?,
+            E::Subquery(q) => super::subquery::compile(self, q, None, SubqueryTest::Scalar)?,
+            E::Exists { subquery, negated } => {
+                super::subquery::compile(self, subquery, None, SubqueryTest::Exists(*negated))?
+            }
+            E::InSubquery {
+                expr,
+                subquery,
+                negated,
+            } => {
+                let test = SubqueryTest::Quantified(CmpOp::Eq, false, *negated);
+                super::subquery::compile(self, subquery, Some(expr), test)?
+            }
+            E::AnyOp {
+                left,
+                compare_op,
+                right,
+                ..
+            } => super::subquery::quantified(self, left, compare_op, right, false)?,
+            E::AllOp {
+                left,
+                compare_op,
+                right,
+            } => super::subquery::quantified(self, left, compare_op, right, true)?,
             other => return Err(SqlError::unsupported(other)),
         })
     }
@@ -276,6 +318,9 @@ impl ExprCompiler<'_> {
         }
         let shown = parts.join(".");
         let unknown = || SqlError::unknown_column(&shown, self.clause);
+        if let Some(names) = self.names {
+            return names.resolve(parts, self.clause)?.ok_or_else(unknown);
+        }
         let Some(table) = self.table else {
             return Err(unknown());
         };
@@ -355,6 +400,9 @@ impl ExprCompiler<'_> {
         if f.over.is_some() || f.filter.is_some() {
             return Err(SqlError::unsupported(format!("{name} with OVER or FILTER")));
         }
+        if name == "GROUP_CONCAT" || (name == "COUNT" && args.len() > 1) {
+            return super::query::group_concat(self, f);
+        }
         if let Some(func) = agg_func(&name, &args) {
             return self.aggregate(func, &args, distinct, &name);
         }
@@ -390,6 +438,7 @@ impl ExprCompiler<'_> {
                     clause: self.clause,
                     params: self.params,
                     aggs: None,
+                    names: self.names,
                 };
                 Some(inner.expr(e)?)
             }
@@ -414,6 +463,7 @@ impl ExprCompiler<'_> {
             arg,
             distinct,
             collation,
+            concat: None,
         });
         Ok(Expr::Agg(aggs.len() - 1))
     }
@@ -520,6 +570,7 @@ fn agg_kind(a: &AggSpec, table: Option<&TableDef>, aggs: &[AggSpec]) -> Kind {
     match a.func {
         AggFunc::CountStar | AggFunc::Count => Kind::Int,
         AggFunc::Min | AggFunc::Max => arg,
+        AggFunc::GroupConcat => Kind::Text,
         AggFunc::Sum => match arg {
             Kind::Int | Kind::UInt => Kind::Decimal(0),
             Kind::Decimal(s) => Kind::Decimal(s),
@@ -557,233 +608,19 @@ pub(crate) fn arith_kind(op: ArithOp, a: Kind, b: Kind) -> Kind {
 }
 
 /// A LIMIT/OFFSET expression: a literal or a `?`.
-fn limit_expr(e: &ast::Expr, params: &mut Params) -> Result<Expr, SqlError> {
+pub(crate) fn limit_expr(e: &ast::Expr, params: &mut Params) -> Result<Expr, SqlError> {
     let mut c = ExprCompiler {
         table: None,
         alias: None,
         clause: "limit clause",
         params,
         aggs: None,
+        names: None,
     };
     match c.expr(e)? {
         x @ (Expr::Lit(_) | Expr::Param(_)) => Ok(x),
         _ => Err(SqlError::syntax(&e.to_string(), 1)),
     }
-}
-
-fn select(q: &ast::Query, scope: &Scope<'_>, params: &mut Params) -> Result<SelectPlan, SqlError> {
-    if q.with.is_some() || q.fetch.is_some() {
-        return Err(SqlError::unsupported("WITH or FETCH"));
-    }
-    let SetExpr::Select(s) = q.body.as_ref() else {
-        return Err(SqlError::unsupported(
-            "this query form (UNION, VALUES, subqueries)",
-        ));
-    };
-    let from = from_table(&s.from, scope)?;
-    let (tref, alias) = match &from {
-        Some((t, a)) => (Some(t), a.as_deref()),
-        None => (None, None),
-    };
-    let table = tref.map(|t| t.def.as_ref());
-    let mut aggs = Vec::new();
-    let items = projection(&s.projection, table, alias, params, &mut aggs, tref)?;
-    let mut cx = ExprCompiler {
-        table,
-        alias,
-        clause: "where clause",
-        params,
-        aggs: None,
-    };
-    let filter = s.selection.as_ref().map(|e| cx.expr(e)).transpose()?;
-    cx.clause = "group statement";
-    let group_by = match &s.group_by {
-        GroupByExpr::Expressions(list, mods) if mods.is_empty() => list
-            .iter()
-            .map(|e| cx.expr(e))
-            .collect::<Result<Vec<_>, _>>()?,
-        other => return Err(SqlError::unsupported(other)),
-    };
-    cx.clause = "having clause";
-    cx.aggs = Some(&mut aggs);
-    let having = s.having.as_ref().map(|e| cx.expr(e)).transpose()?;
-    cx.clause = "order clause";
-    let order = order_by(q, &mut cx, &items)?;
-    let (limit, offset) = limits(q, params)?;
-    let grouped = !aggs.is_empty() || !group_by.is_empty();
-    let lock = !q.locks.is_empty();
-    let distinct = matches!(s.distinct, Some(ast::Distinct::Distinct));
-    let mut plan = SelectPlan {
-        from: tref.cloned(),
-        items,
-        filter,
-        access: Default::default(),
-        aggs,
-        grouped,
-        group_by,
-        having,
-        order,
-        index_order: None,
-        distinct,
-        limit,
-        offset,
-        lock,
-    };
-    if let Some(t) = table {
-        super::access::choose_for_select(&mut plan, t);
-    }
-    Ok(plan)
-}
-
-fn limits(q: &ast::Query, params: &mut Params) -> Result<(Option<Expr>, Option<Expr>), SqlError> {
-    Ok(match &q.limit_clause {
-        None => (None, None),
-        Some(LimitClause::LimitOffset {
-            limit,
-            offset,
-            limit_by,
-        }) if limit_by.is_empty() => {
-            let l = limit.as_ref().map(|e| limit_expr(e, params)).transpose()?;
-            let o = offset
-                .as_ref()
-                .map(|o| limit_expr(&o.value, params))
-                .transpose()?;
-            (l, o)
-        }
-        Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
-            let o = limit_expr(offset, params)?;
-            (Some(limit_expr(limit, params)?), Some(o))
-        }
-        Some(other) => return Err(SqlError::unsupported(other)),
-    })
-}
-
-fn projection(
-    list: &[SelectItem],
-    table: Option<&TableDef>,
-    alias: Option<&str>,
-    params: &mut Params,
-    aggs: &mut Vec<AggSpec>,
-    tref: Option<&TableRef>,
-) -> Result<Vec<OutItem>, SqlError> {
-    let mut items = Vec::new();
-    for item in list {
-        let (e, name) = match item {
-            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
-                let (Some(t), Some(r)) = (table, tref) else {
-                    return Err(SqlError::new(1096, "HY000", "No tables used"));
-                };
-                for (i, c) in t.columns.iter().enumerate() {
-                    items.push(OutItem {
-                        expr: Expr::Column(i, c.ty.collation()),
-                        column: meta::table_column(&r.db, t, i, &c.name),
-                        kind: meta::column_kind(c),
-                    });
-                }
-                continue;
-            }
-            SelectItem::UnnamedExpr(e) => (e, unnamed(e)),
-            SelectItem::ExprWithAlias { expr, alias } => (expr, alias.value.clone()),
-            other => return Err(SqlError::unsupported(other)),
-        };
-        let mut cx = ExprCompiler {
-            table,
-            alias,
-            clause: "field list",
-            params,
-            aggs: Some(aggs),
-        };
-        let expr = cx.expr(e)?;
-        let (column, kind) = match (&expr, table, tref) {
-            (Expr::Column(i, _), Some(t), Some(r)) => (
-                meta::table_column(&r.db, t, *i, &name),
-                meta::column_kind(&t.columns[*i]),
-            ),
-            _ => {
-                let kind = kind_of(&expr, table, aggs);
-                (meta::expr_column(&name, kind), kind)
-            }
-        };
-        items.push(OutItem { expr, column, kind });
-    }
-    Ok(items)
-}
-
-/// The name MySQL gives an unaliased expression: its text (a column: the
-/// name as written).
-fn unnamed(e: &ast::Expr) -> String {
-    match e {
-        ast::Expr::Identifier(id) => id.value.clone(),
-        ast::Expr::CompoundIdentifier(ids) => ids.last().map_or(String::new(), |i| {
-            if ids.first().is_some_and(|f| f.value.starts_with("@@")) {
-                e.to_string()
-            } else {
-                i.value.clone()
-            }
-        }),
-        ast::Expr::Value(v) => match &v.value {
-            AstValue::SingleQuotedString(s) | AstValue::DoubleQuotedString(s) => s.clone(),
-            other => other.to_string(),
-        },
-        other => other.to_string(),
-    }
-}
-
-fn order_by(
-    q: &ast::Query,
-    cx: &mut ExprCompiler<'_>,
-    items: &[OutItem],
-) -> Result<Vec<OrderKey>, SqlError> {
-    let Some(ob) = &q.order_by else {
-        return Ok(Vec::new());
-    };
-    let OrderByKind::Expressions(list) = &ob.kind else {
-        return Err(SqlError::unsupported("ORDER BY ALL"));
-    };
-    let mut keys = Vec::new();
-    for o in list {
-        let desc = match &o.options.sort {
-            None | Some(OrderBySort::Asc) => false,
-            Some(OrderBySort::Desc) => true,
-            Some(_) => return Err(SqlError::unsupported("ORDER BY … USING")),
-        };
-        let expr = order_expr(&o.expr, cx, items)?;
-        let collation = collation_of(&[&expr]);
-        keys.push(OrderKey {
-            expr,
-            desc,
-            collation,
-        });
-    }
-    Ok(keys)
-}
-
-/// An ORDER BY term: a position (`ORDER BY 2`), an output alias, or an
-/// expression over the row.
-fn order_expr(
-    e: &ast::Expr,
-    cx: &mut ExprCompiler<'_>,
-    items: &[OutItem],
-) -> Result<Expr, SqlError> {
-    if let ast::Expr::Value(v) = e
-        && let AstValue::Number(n, _) = &v.value
-    {
-        let pos: usize = n.parse().unwrap_or(0);
-        return match items.get(pos.wrapping_sub(1)) {
-            Some(item) => Ok(item.expr.clone()),
-            None => Err(SqlError::unknown_column(n, "order clause")),
-        };
-    }
-    if let ast::Expr::Identifier(id) = e {
-        let by_alias = items
-            .iter()
-            .find(|i| i.column.name.eq_ignore_ascii_case(&id.value));
-        let is_column = cx.table.and_then(|t| t.column_index(&id.value)).is_some();
-        if let (Some(item), false) = (by_alias, is_column) {
-            return Ok(item.expr.clone());
-        }
-    }
-    cx.expr(e)
 }
 
 fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<InsertPlan, SqlError> {
@@ -807,6 +644,7 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
         clause: "field list",
         params,
         aggs: None,
+        names: None,
     };
     if !i.assignments.is_empty() {
         let mut columns = Vec::new();
@@ -819,6 +657,7 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
             table,
             columns,
             rows: vec![row],
+            select: None,
         });
     }
     let columns = match i.columns.is_empty() {
@@ -830,7 +669,10 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
             .collect::<Result<Vec<_>, _>>()?,
     };
     let Some(SetExpr::Values(values)) = i.source.as_ref().map(|q| q.body.as_ref()) else {
-        return Err(SqlError::unsupported("INSERT … SELECT"));
+        let Some(source) = &i.source else {
+            return Err(SqlError::unsupported("INSERT without values"));
+        };
+        return insert_select(table, columns, source, scope, cx.params);
     };
     let mut rows = Vec::with_capacity(values.rows.len());
     for r in &values.rows {
@@ -845,7 +687,50 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
         table,
         columns,
         rows,
+        select: None,
     })
+}
+
+/// `INSERT INTO t [(cols)] SELECT …`.
+fn insert_select(
+    table: TableRef,
+    columns: Vec<usize>,
+    source: &ast::Query,
+    scope: &Scope<'_>,
+    params: &mut Params,
+) -> Result<InsertPlan, SqlError> {
+    let select = super::query::query(source, scope, params, None)?;
+    if select.items.len() != columns.len() {
+        return Err(SqlError::new(
+            1136,
+            "21S01",
+            "Column count doesn't match value count at row 1",
+        ));
+    }
+    Ok(InsertPlan {
+        table,
+        columns,
+        rows: Vec::new(),
+        select: Some(Box::new(select)),
+    })
+}
+
+/// UPDATE / DELETE … ORDER BY over the one table.
+fn dml_order(
+    list: &[ast::OrderByExpr],
+    cx: &mut ExprCompiler<'_>,
+) -> Result<Vec<super::plan::OrderKey>, SqlError> {
+    cx.clause = "order clause";
+    list.iter()
+        .map(|o| {
+            let expr = cx.expr(&o.expr)?;
+            Ok(super::plan::OrderKey {
+                collation: collation_of(&[&expr]),
+                desc: matches!(o.options.sort, Some(ast::OrderBySort::Desc)),
+                expr,
+            })
+        })
+        .collect()
 }
 
 fn value_or_default(e: &ast::Expr, cx: &mut ExprCompiler<'_>) -> Result<Option<Expr>, SqlError> {
@@ -874,10 +759,8 @@ fn single_table(
 }
 
 fn update(u: &ast::Update, scope: &Scope<'_>, params: &mut Params) -> Result<UpdatePlan, SqlError> {
-    if u.from.is_some() || u.returning.is_some() || !u.order_by.is_empty() {
-        return Err(SqlError::unsupported(
-            "UPDATE with FROM, RETURNING or ORDER BY",
-        ));
+    if u.from.is_some() || u.returning.is_some() {
+        return Err(SqlError::unsupported("UPDATE with FROM or RETURNING"));
     }
     let (table, alias) = single_table(std::slice::from_ref(&u.table), scope)?;
     let def = table.def.clone();
@@ -887,6 +770,7 @@ fn update(u: &ast::Update, scope: &Scope<'_>, params: &mut Params) -> Result<Upd
         clause: "field list",
         params,
         aggs: None,
+        names: None,
     };
     let mut assignments = Vec::new();
     for a in &u.assignments {
@@ -898,6 +782,7 @@ fn update(u: &ast::Update, scope: &Scope<'_>, params: &mut Params) -> Result<Upd
     }
     cx.clause = "where clause";
     let filter = u.selection.as_ref().map(|e| cx.expr(e)).transpose()?;
+    let order = dml_order(&u.order_by, &mut cx)?;
     let limit = u
         .limit
         .as_ref()
@@ -909,16 +794,14 @@ fn update(u: &ast::Update, scope: &Scope<'_>, params: &mut Params) -> Result<Upd
         assignments,
         filter,
         access,
+        order,
         limit,
     })
 }
 
 fn delete(d: &ast::Delete, scope: &Scope<'_>, params: &mut Params) -> Result<DeletePlan, SqlError> {
-    if !d.tables.is_empty() || d.using.is_some() || d.returning.is_some() || !d.order_by.is_empty()
-    {
-        return Err(SqlError::unsupported(
-            "multi-table DELETE, RETURNING or ORDER BY",
-        ));
+    if !d.tables.is_empty() || d.using.is_some() || d.returning.is_some() {
+        return Err(SqlError::unsupported("multi-table DELETE or RETURNING"));
     }
     let from = match &d.from {
         ast::FromTable::WithFromKeyword(f) | ast::FromTable::WithoutKeyword(f) => f,
@@ -931,8 +814,10 @@ fn delete(d: &ast::Delete, scope: &Scope<'_>, params: &mut Params) -> Result<Del
         clause: "where clause",
         params,
         aggs: None,
+        names: None,
     };
     let filter = d.selection.as_ref().map(|e| cx.expr(e)).transpose()?;
+    let order = dml_order(&d.order_by, &mut cx)?;
     let limit = d
         .limit
         .as_ref()
@@ -943,6 +828,7 @@ fn delete(d: &ast::Delete, scope: &Scope<'_>, params: &mut Params) -> Result<Del
         table,
         filter,
         access,
+        order,
         limit,
     })
 }
@@ -954,6 +840,7 @@ fn set(s: &ast::Set, params: &mut Params) -> Result<Vec<SetItem>, SqlError> {
         clause: "field list",
         params,
         aggs: None,
+        names: None,
     };
     match s {
         ast::Set::SingleAssignment {
@@ -1022,12 +909,19 @@ pub(crate) fn columns_of(plan: &Plan) -> Vec<super::Column> {
 /// Whether a plan was compiled against the table definitions now in the
 /// catalog.
 pub(crate) fn is_current(plan: &Plan, catalog: &Catalog) -> bool {
-    match plan.table() {
-        None => true,
-        Some(t) => catalog
+    let current = |t: &TableRef| {
+        catalog
             .table_by_id(t.def.db_id, t.def.id)
             .is_some_and(|now| {
                 Arc::ptr_eq(&now, &t.def) || now.schema_version == t.def.schema_version
-            }),
+            })
+    };
+    // The common one-table plans without collecting their tables.
+    match plan {
+        Plan::Select(s) if s.sources.is_none() => s.from.as_ref().is_none_or(current),
+        Plan::Insert(i) if i.select.is_none() => current(&i.table),
+        Plan::Update(u) => current(&u.table),
+        Plan::Delete(d) => current(&d.table),
+        _ => plan.tables().into_iter().all(current),
     }
 }

@@ -317,6 +317,7 @@ fn default_value(e: &ast::Expr) -> Result<Value, SqlError> {
         clause: "field list",
         params: &mut params,
         aggs: None,
+        names: None,
     };
     let expr = cx.expr(e)?;
     let mut literal = true;

@@ -13,7 +13,7 @@ use crate::types::Value;
 
 use super::access::{read_rows, resolve};
 use super::expr::{Ctx, Env, Expr};
-use super::plan::{Access, DeletePlan, InsertPlan, UpdatePlan};
+use super::plan::{Access, DeletePlan, InsertPlan, OrderKey, UpdatePlan};
 use super::select::passes;
 use super::{Output, SqlError};
 
@@ -67,6 +67,48 @@ pub(crate) async fn insert(
     Ok((ok(n, first.unwrap_or(0), info), first))
 }
 
+/// INSERT … SELECT: the query runs to the end first (so it may read the
+/// table it inserts into), then its rows are inserted as literal rows.
+pub(crate) async fn insert_select(
+    plan: &InsertPlan,
+    slot: &mut Option<Txn>,
+    env: &Env<'_>,
+) -> Result<(Output, Option<u64>), SqlError> {
+    let Some(select) = &plan.select else {
+        return Err(SqlError::unsupported("INSERT … SELECT without a query"));
+    };
+    let rows = super::select::rows_of(select, slot, env, &[]).await?;
+    let n = rows.len();
+    let literal = InsertPlan {
+        table: plan.table.clone(),
+        columns: plan.columns.clone(),
+        rows: rows
+            .into_iter()
+            .map(|r| r.into_iter().map(|v| Some(Expr::Lit(v))).collect())
+            .collect(),
+        select: None,
+    };
+    let Some(txn) = slot.as_mut() else {
+        return Err(SqlError::unsupported("INSERT outside a transaction"));
+    };
+    let (out, first) = insert(&literal, txn, env).await?;
+    let out = match out {
+        Output::Ok {
+            affected_rows,
+            last_insert_id,
+            warnings,
+            ..
+        } => Output::Ok {
+            affected_rows,
+            last_insert_id,
+            warnings,
+            info: format!("Records: {n}  Duplicates: 0  Warnings: 0"),
+        },
+        other => other,
+    };
+    Ok((out, first))
+}
+
 /// Every column's value: given, else the default, else NULL (1364 for a
 /// NOT NULL column without a default; the auto-increment column generates).
 fn fill_defaults(t: &TableDef, row: Vec<Option<Value>>) -> Result<Vec<Value>, SqlError> {
@@ -91,6 +133,7 @@ async fn locked_matches(
     access: &Access,
     filter: Option<&Expr>,
     limit: Option<&Expr>,
+    order: &[OrderKey],
     env: &Env<'_>,
 ) -> Result<Vec<FoundRow>, SqlError> {
     let limit = match limit.map(|l| {
@@ -118,13 +161,19 @@ async fn locked_matches(
     if limit == 0 {
         return Ok(rows);
     }
+    // With ORDER BY every match is read, then sorted, then cut.
+    let stop = if order.is_empty() { limit } else { usize::MAX };
     let mut keep = |row: FoundRow| -> Result<bool, SqlError> {
         if passes(filter, &row.values, env)? {
             rows.push(row);
         }
-        Ok(rows.len() < limit)
+        Ok(rows.len() < stop)
     };
     read_rows(txn, t, access.index, keys, false, true, &mut keep).await?;
+    if !order.is_empty() {
+        rows = super::select::sort_found(rows, order, env)?;
+        rows.truncate(limit);
+    }
     Ok(rows)
 }
 
@@ -140,6 +189,7 @@ pub(crate) async fn update(
         &plan.access,
         plan.filter.as_ref(),
         plan.limit.as_ref(),
+        &plan.order,
         env,
     )
     .await?;
@@ -184,6 +234,7 @@ pub(crate) async fn delete(
         &plan.access,
         plan.filter.as_ref(),
         plan.limit.as_ref(),
+        &plan.order,
         env,
     )
     .await?;

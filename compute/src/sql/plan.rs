@@ -12,7 +12,7 @@ use crate::catalog::TableDef;
 use crate::types::Collation;
 
 use super::Column;
-use super::expr::Expr;
+use super::expr::{CmpOp, Expr};
 use super::meta::Kind;
 
 pub(crate) enum Plan {
@@ -47,6 +47,7 @@ pub(crate) enum AggFunc {
     Avg,
     Min,
     Max,
+    GroupConcat,
 }
 
 pub(crate) struct AggSpec {
@@ -55,6 +56,15 @@ pub(crate) struct AggSpec {
     pub distinct: bool,
     /// The argument's collation (MIN/MAX of strings).
     pub collation: Collation,
+    /// GROUP_CONCAT: the further arguments (concatenated with `arg`), the
+    /// ORDER BY, and the separator.
+    pub concat: Option<Box<ConcatSpec>>,
+}
+
+pub(crate) struct ConcatSpec {
+    pub more: Vec<Expr>,
+    pub order: Vec<OrderKey>,
+    pub separator: Vec<u8>,
 }
 
 /// How rows are found: through index `index` (0: primary), with values
@@ -81,7 +91,13 @@ pub(crate) struct OrderKey {
 }
 
 pub(crate) struct SelectPlan {
+    /// The one table of a plain single-table query (the fast path);
+    /// `None` with `sources` for joins, derived tables and subqueries.
     pub from: Option<TableRef>,
+    /// Several sources (joins, derived tables, UNION, subqueries): the rows
+    /// [`super::join`] assembles. Items and the filter then evaluate over
+    /// its row layout.
+    pub sources: Option<Box<FromPlan>>,
     pub items: Vec<OutItem>,
     pub filter: Option<Expr>,
     pub access: Access,
@@ -107,6 +123,8 @@ pub(crate) struct InsertPlan {
     pub columns: Vec<usize>,
     /// `None`: DEFAULT.
     pub rows: Vec<Vec<Option<Expr>>>,
+    /// INSERT … SELECT: the query whose rows are inserted (`rows` empty).
+    pub select: Option<Box<SelectPlan>>,
 }
 
 pub(crate) struct UpdatePlan {
@@ -114,6 +132,8 @@ pub(crate) struct UpdatePlan {
     pub assignments: Vec<(usize, Expr)>,
     pub filter: Option<Expr>,
     pub access: Access,
+    /// ORDER BY: the rows change in this order (and LIMIT takes the first).
+    pub order: Vec<OrderKey>,
     pub limit: Option<Expr>,
 }
 
@@ -121,6 +141,7 @@ pub(crate) struct DeletePlan {
     pub table: TableRef,
     pub filter: Option<Expr>,
     pub access: Access,
+    pub order: Vec<OrderKey>,
     pub limit: Option<Expr>,
 }
 
@@ -139,13 +160,173 @@ pub(crate) struct SetItem {
 impl Plan {
     /// The tables (definition ids and versions) the plan was compiled
     /// against: a change to any makes it stale.
-    pub(crate) fn table(&self) -> Option<&TableRef> {
+    pub(crate) fn tables(&self) -> Vec<&TableRef> {
         match self {
-            Plan::Select(s) => s.from.as_ref(),
-            Plan::Insert(i) => Some(&i.table),
-            Plan::Update(u) => Some(&u.table),
-            Plan::Delete(d) => Some(&d.table),
-            Plan::Set(_) | Plan::Other(_) => None,
+            Plan::Select(s) => s.tables(),
+            Plan::Insert(i) => {
+                let mut v = vec![&i.table];
+                v.extend(i.select.iter().flat_map(|s| s.tables()));
+                v
+            }
+            Plan::Update(u) => vec![&u.table],
+            Plan::Delete(d) => vec![&d.table],
+            Plan::Set(_) | Plan::Other(_) => Vec::new(),
         }
     }
+}
+
+impl SelectPlan {
+    /// Every table the query reads, subqueries and derived tables included.
+    pub(crate) fn tables(&self) -> Vec<&TableRef> {
+        let mut out: Vec<&TableRef> = self.from.iter().collect();
+        if let Some(f) = &self.sources {
+            for s in &f.sources {
+                match &s.kind {
+                    SourceKind::Table(t) => out.push(t),
+                    SourceKind::Query(q) => out.extend(q.tables()),
+                    SourceKind::Union(parts) => {
+                        out.extend(parts.iter().flat_map(|(_, p)| p.tables()))
+                    }
+                    SourceKind::Values(_) => {}
+                }
+            }
+            for sub in &f.subqueries {
+                out.extend(sub.plan.tables());
+            }
+        }
+        out
+    }
+
+    /// Whether running the query needs a transaction.
+    pub(crate) fn reads_tables(&self) -> bool {
+        self.from.is_some()
+            || self.sources.as_ref().is_some_and(|f| {
+                f.subqueries.iter().any(|s| s.plan.reads_tables())
+                    || f.sources.iter().any(|s| match &s.kind {
+                        SourceKind::Table(_) => true,
+                        SourceKind::Query(q) => q.reads_tables(),
+                        SourceKind::Union(parts) => parts.iter().any(|(_, p)| p.reads_tables()),
+                        SourceKind::Values(_) => false,
+                    })
+            })
+    }
+}
+
+/// The FROM clause of a query that is not a plain single-table read.
+///
+/// Row layout: every source's columns in FROM order (`Source::offset`),
+/// then the `extras`: values from the enclosing query's row (correlated
+/// references) and subquery results, each at `width + k`. Expressions of
+/// the query index into that layout whatever order the joins run in.
+pub(crate) struct FromPlan {
+    pub sources: Vec<Source>,
+    /// Where the extras start (the sum of the sources' widths).
+    pub width: usize,
+    pub extras: Vec<Extra>,
+    /// The subqueries the `Extra::Subquery` entries name.
+    pub subqueries: Vec<Subquery>,
+    /// The joins in the order they run.
+    pub steps: Vec<Step>,
+    /// WHERE conjuncts that read subquery results: applied last.
+    pub residual: Option<Expr>,
+}
+
+pub(crate) struct Source {
+    /// The alias, or the table's name.
+    pub name: String,
+    pub kind: SourceKind,
+    pub offset: usize,
+    pub columns: usize,
+    /// The column names (EXPLAIN).
+    pub names: Vec<String>,
+}
+
+pub(crate) enum SourceKind {
+    Table(TableRef),
+    /// A derived table.
+    Query(Box<SelectPlan>),
+    /// UNION of queries: `true` for UNION ALL (keep duplicates) before each
+    /// part but the first.
+    Union(Vec<(bool, SelectPlan)>),
+    /// Rows given at compile time (EXPLAIN's answer).
+    Values(Vec<Vec<crate::types::Value>>),
+}
+
+/// One value of the row beyond the sources.
+pub(crate) enum Extra {
+    /// A correlated reference: this expression over the enclosing
+    /// query's row, fixed while the subquery runs.
+    Outer(Expr),
+    /// The result of subquery `i` of [`FromPlan::subqueries`].
+    Subquery(usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SubqueryTest {
+    /// `(SELECT …)`: its one value (NULL without rows; 1242 with several).
+    Scalar,
+    /// `[NOT] EXISTS`.
+    Exists(bool),
+    /// `lhs [NOT] IN (SELECT …)`, `lhs op ANY/ALL (SELECT …)`.
+    Quantified(CmpOp, bool /* all */, bool /* negated */),
+}
+
+pub(crate) struct Subquery {
+    pub test: SubqueryTest,
+    /// The left-hand side of IN / ANY / ALL, over the enclosing row.
+    pub lhs: Option<Expr>,
+    pub collation: Collation,
+    pub plan: Box<SelectPlan>,
+    /// Whether it reads the enclosing row (run again for each row).
+    pub correlated: bool,
+    /// Whether WHERE reads it (computed before filtering).
+    pub in_where: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JoinKind {
+    /// The first source, or an inner join.
+    Inner,
+    /// LEFT JOIN: a row of NULLs when nothing matches.
+    Left,
+}
+
+/// How a step finds its source's rows for a partial row.
+#[derive(Clone, Debug)]
+pub(crate) enum Method {
+    /// Read once through the access path (constants only), then every row
+    /// is a candidate (a nested loop over the buffered rows).
+    Scan,
+    /// Read once, hashed on `build` (the source's columns); each partial
+    /// row probes with `probe` (over the bound sources).
+    Hash {
+        build: Vec<usize>,
+        probe: Vec<Expr>,
+        /// The build columns' types (how both sides' keys are encoded).
+        types: Vec<crate::types::ColumnType>,
+    },
+    /// The access path read again for every partial row: its key
+    /// expressions read the bound sources (index nested-loop join).
+    Lookup,
+}
+
+pub(crate) struct Step {
+    pub source: usize,
+    pub kind: JoinKind,
+    pub access: Access,
+    pub method: Method,
+    /// Conjuncts over this source alone (and constants): checked on each
+    /// row read, before the join.
+    pub pushed: Option<Expr>,
+    /// The join condition, over the whole row (a LEFT JOIN's ON).
+    pub on: Option<Expr>,
+    /// WHERE conjuncts that can be checked once this source is joined
+    /// (after a LEFT JOIN's NULL row).
+    pub after: Option<Expr>,
+    /// The estimate of rows each partial row meets (EXPLAIN's `rows`).
+    pub rows: u64,
+    /// The indexes that could have served (EXPLAIN's `possible_keys`).
+    pub possible: Vec<usize>,
+    /// The index gives the query's order (EXPLAIN; first step only).
+    pub ordered: bool,
 }

@@ -15,7 +15,6 @@ use super::access::{read_rows, resolve};
 use super::expr::{ArithOp, Ctx, Env, arith, sort_cmp};
 use super::meta::{self, Kind};
 use super::plan::{AggFunc, AggSpec, SelectPlan};
-use super::sortkey::{Prepared, prepare_row};
 use super::{Output, SqlError};
 
 /// One result row before the final projection: its output values and the
@@ -31,12 +30,64 @@ pub(crate) async fn run(
     txn: &mut Option<Txn>,
     env: &Env<'_>,
 ) -> Result<Output, SqlError> {
-    let (limit, offset) = limits(plan, env)?;
-    let rows = match (&plan.from, txn) {
-        (None, _) => vec![Vec::new()],
-        (Some(t), Some(txn)) => read(plan, txn, &t.def, env, limit.map(|l| l + offset)).await?,
-        (Some(_), None) => return Err(SqlError::unsupported("a table read outside a transaction")),
-    };
+    run_in(plan, txn, env, &[]).await
+}
+
+/// The result rows of a query inside another (`outer`: the enclosing
+/// row, which a correlated subquery reads).
+pub(crate) async fn rows_of(
+    plan: &SelectPlan,
+    txn: &mut Option<Txn>,
+    env: &Env<'_>,
+    outer: &[Value],
+) -> Result<Vec<Vec<Value>>, SqlError> {
+    match run_in(plan, txn, env, outer).await? {
+        Output::Rows { rows, .. } => Ok(rows),
+        Output::Ok { .. } => Ok(Vec::new()),
+    }
+}
+
+type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// [`run`] for a query inside another; boxed, as queries nest.
+fn run_in<'a>(
+    plan: &'a SelectPlan,
+    txn: &'a mut Option<Txn>,
+    env: &'a Env<'_>,
+    outer: &'a [Value],
+) -> Boxed<'a, Result<Output, SqlError>> {
+    Box::pin(async move {
+        let (limit, offset) = limits(plan, env)?;
+        let stop_after = limit
+            .map(|l| l.saturating_add(offset))
+            .filter(|_| streams(plan));
+        let rows = match (&plan.from, &plan.sources, txn) {
+            (_, Some(from), txn) => {
+                super::join::rows(plan, from, txn, env, outer, stop_after).await?
+            }
+            (None, None, _) => vec![Vec::new()],
+            (Some(t), None, Some(txn)) => read(plan, txn, &t.def, env, stop_after).await?,
+            (Some(_), None, None) => {
+                return Err(SqlError::unsupported("a table read outside a transaction"));
+            }
+        };
+        finish_rows(plan, rows, env, limit, offset)
+    })
+}
+
+/// Whether rows can stop at the limit (nothing after the filter needs
+/// every row).
+fn streams(plan: &SelectPlan) -> bool {
+    !plan.grouped && !plan.distinct && (plan.order.is_empty() || plan.index_order.is_some())
+}
+
+fn finish_rows(
+    plan: &SelectPlan,
+    rows: Vec<Vec<Value>>,
+    env: &Env<'_>,
+    limit: Option<usize>,
+    offset: usize,
+) -> Result<Output, SqlError> {
     let mut produced = if plan.grouped {
         grouped(plan, rows, env)?
     } else {
@@ -45,7 +96,12 @@ pub(crate) async fn run(
             .collect::<Result<Vec<_>, _>>()?
     };
     if plan.distinct {
-        produced = distinct(produced);
+        let collations: Vec<Collation> = plan
+            .items
+            .iter()
+            .map(|i| super::compile::collation_of(&[&i.expr]))
+            .collect();
+        produced = distinct(produced, &collations);
     }
     if !plan.order.is_empty() && plan.index_order.is_none() {
         sort(plan, &mut produced);
@@ -89,16 +145,19 @@ async fn read(
     env: &Env<'_>,
     stop_after: Option<usize>,
 ) -> Result<Vec<Vec<Value>>, SqlError> {
-    let streams =
-        !plan.grouped && !plan.distinct && (plan.order.is_empty() || plan.index_order.is_some());
-    let stop_after = stop_after.filter(|_| streams);
     let keys = resolve(&plan.access, t, env)?;
     let mut rows = Vec::new();
     if stop_after == Some(0) {
         return Ok(rows);
     }
     let reverse = plan.index_order == Some(true);
+    let full = matches!(
+        keys,
+        super::access::Keys::Range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
+    ) && stop_after.is_none();
+    let mut seen = 0u64;
     let mut keep = |row: crate::txn::FoundRow| -> Result<bool, SqlError> {
+        seen += 1;
         if passes(plan.filter.as_ref(), &row.values, env)? {
             rows.push(row.values);
         }
@@ -114,6 +173,9 @@ async fn read(
         &mut keep,
     )
     .await?;
+    if full {
+        super::stats::observe(t, seen);
+    }
     Ok(rows)
 }
 
@@ -234,6 +296,9 @@ fn aggregate(
     specs
         .iter()
         .map(|spec| {
+            if let Some(c) = &spec.concat {
+                return group_concat(spec, c, rows, env);
+            }
             let mut values = Vec::new();
             for r in rows {
                 let v = match &spec.arg {
@@ -261,6 +326,7 @@ fn fold(spec: &AggSpec, values: Vec<Value>) -> Result<Value, SqlError> {
     let n = values.len();
     Ok(match spec.func {
         AggFunc::CountStar | AggFunc::Count => Value::Int(n as i64),
+        AggFunc::GroupConcat => return Err(SqlError::unsupported("GROUP_CONCAT here")),
         AggFunc::Min | AggFunc::Max => {
             let pick = |a: Value, b: Value| {
                 let o = sort_cmp(&a, &b, spec.collation);
@@ -296,62 +362,215 @@ fn fold(spec: &AggSpec, values: Vec<Value>) -> Result<Value, SqlError> {
     })
 }
 
-/// Drops repeated output rows, keeping the first of each.
-fn distinct(rows: Vec<Produced>) -> Vec<Produced> {
-    const COLL: Collation = Collation::Utf8mb4GeneralCi;
-    let keep = {
-        let prepared: Vec<Vec<Prepared<'_>>> = rows
-            .iter()
-            .map(|r| prepare_row(&r.out, std::iter::repeat(COLL)))
-            .collect();
-        let cmp = |a: &[Prepared<'_>], b: &[Prepared<'_>]| {
-            a.iter()
-                .zip(b)
-                .map(|(x, y)| x.cmp(y, COLL))
-                .find(|o| o.is_ne())
-                .unwrap_or(Ordering::Equal)
+/// GROUP_CONCAT over one group: the non-NULL argument tuples (distinct
+/// ones with DISTINCT), in its ORDER BY, joined by the separator, cut at
+/// `group_concat_max_len` bytes.
+fn group_concat(
+    spec: &AggSpec,
+    c: &super::plan::ConcatSpec,
+    rows: &[Vec<Value>],
+    env: &Env<'_>,
+) -> Result<Value, SqlError> {
+    let mut items: Vec<(Vec<u8>, Vec<Value>)> = Vec::new();
+    'rows: for r in rows {
+        let cx = Ctx {
+            env,
+            row: r,
+            aggs: &[],
         };
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_by(|&a, &b| cmp(&prepared[a], &prepared[b]).then(a.cmp(&b)));
-        let mut keep = vec![false; rows.len()];
-        let mut prev: Option<usize> = None;
-        for i in order {
-            if prev.is_none_or(|p| cmp(&prepared[p], &prepared[i]).is_ne()) {
-                keep[i] = true;
-                prev = Some(i);
+        let mut text = Vec::new();
+        for e in spec.arg.iter().chain(&c.more) {
+            match e.eval(&cx)? {
+                Value::Null => continue 'rows,
+                v => text.extend_from_slice(&super::expr::text_bytes(&v)),
             }
         }
-        keep
+        let keys = c
+            .order
+            .iter()
+            .map(|k| k.expr.eval(&cx))
+            .collect::<Result<Vec<_>, _>>()?;
+        items.push((text, keys));
+    }
+    if spec.func == AggFunc::Count {
+        return Ok(Value::Int(count_distinct(spec, c, rows, env)?));
+    }
+    if items.is_empty() {
+        return Ok(Value::Null);
+    }
+    if spec.distinct {
+        let coll = spec.collation;
+        let mut seen: Vec<(Vec<u8>, Vec<Value>)> = Vec::new();
+        for it in items {
+            if !seen
+                .iter()
+                .any(|s| crate::types::collation::compare(coll, &s.0, &it.0).is_eq())
+            {
+                seen.push(it);
+            }
+        }
+        items = seen;
+    }
+    items.sort_by(|a, b| order_cmp(&a.1, &b.1, &c.order));
+    let max = match env.sys_vars.get("group_concat_max_len") {
+        Some(Value::Int(n)) if *n >= 0 => *n as usize,
+        Some(Value::UInt(n)) => usize::try_from(*n).unwrap_or(usize::MAX),
+        _ => 1024,
     };
+    let mut out = Vec::new();
+    for (i, (text, _)) in items.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(&c.separator);
+        }
+        out.extend_from_slice(text);
+        if out.len() >= max {
+            out.truncate(max);
+            break;
+        }
+    }
+    Ok(Value::Bytes(out))
+}
+
+/// COUNT(DISTINCT a, b, …): distinct tuples with no NULL.
+fn count_distinct(
+    spec: &AggSpec,
+    c: &super::plan::ConcatSpec,
+    rows: &[Vec<Value>],
+    env: &Env<'_>,
+) -> Result<i64, SqlError> {
+    let args: Vec<&super::expr::Expr> = spec.arg.iter().chain(&c.more).collect();
+    let collations: Vec<Collation> = args
+        .iter()
+        .map(|e| super::compile::collation_of(&[e]))
+        .collect();
+    let mut tuples = Vec::new();
+    'rows: for r in rows {
+        let cx = Ctx {
+            env,
+            row: r,
+            aggs: &[],
+        };
+        let mut out = Vec::with_capacity(args.len());
+        for e in &args {
+            match e.eval(&cx)? {
+                Value::Null => continue 'rows,
+                v => out.push(v),
+            }
+        }
+        tuples.push(Produced {
+            out,
+            keys: Vec::new(),
+        });
+    }
+    Ok(distinct(tuples, &collations).len() as i64)
+}
+
+/// Drops repeated rows, keeping the first of each (UNION).
+pub(crate) fn dedup(rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
+    let produced = rows
+        .into_iter()
+        .map(|out| Produced {
+            out,
+            keys: Vec::new(),
+        })
+        .collect();
+    distinct(produced, &[]).into_iter().map(|p| p.out).collect()
+}
+
+/// Drops repeated output rows, keeping the first of each (strings equal
+/// under `collations`, one per column; the connection's by default).
+fn distinct(rows: Vec<Produced>, collations: &[Collation]) -> Vec<Produced> {
+    let coll = |i: usize| {
+        collations
+            .get(i)
+            .copied()
+            .unwrap_or(Collation::Utf8mb4GeneralCi)
+    };
+    let width = rows.first().map_or(0, |r| r.out.len());
+    let specs: Vec<(Collation, bool)> = (0..width).map(|i| (coll(i), false)).collect();
+    let outs: Vec<&[Value]> = rows.iter().map(|r| r.out.as_slice()).collect();
+    if let Some(keys) = super::sortkey::keys(&outs, &specs) {
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        let keep: Vec<bool> = keys.into_iter().map(|k| seen.insert(k)).collect();
+        return rows
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(r, k)| k.then_some(r))
+            .collect();
+    }
+    let cmp = |a: &[Value], b: &[Value]| {
+        a.iter()
+            .zip(b)
+            .enumerate()
+            .map(|(i, (x, y))| sort_cmp(x, y, coll(i)))
+            .find(|o| o.is_ne())
+            .unwrap_or(Ordering::Equal)
+    };
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| cmp(&rows[a].out, &rows[b].out).then(a.cmp(&b)));
+    let mut keep = vec![false; rows.len()];
+    let mut prev: Option<usize> = None;
+    for i in order {
+        if prev.is_none_or(|p| cmp(&rows[p].out, &rows[i].out).is_ne()) {
+            keep[i] = true;
+            prev = Some(i);
+        }
+    }
     rows.into_iter()
         .zip(keep)
         .filter_map(|(r, k)| k.then_some(r))
         .collect()
 }
 
-/// Sorts by the ORDER BY keys, each string key's weights computed once
-/// per row rather than in every comparison.
-fn sort(plan: &SelectPlan, rows: &mut Vec<Produced>) {
-    let order = {
-        let prepared: Vec<Vec<Prepared<'_>>> = rows
+/// Rows an UPDATE or DELETE found, in its ORDER BY's order.
+pub(crate) fn sort_found(
+    rows: Vec<crate::txn::FoundRow>,
+    order: &[super::plan::OrderKey],
+    env: &Env<'_>,
+) -> Result<Vec<crate::txn::FoundRow>, SqlError> {
+    let mut keyed = Vec::with_capacity(rows.len());
+    for r in rows {
+        let cx = Ctx {
+            env,
+            row: &r.values,
+            aggs: &[],
+        };
+        let keys = order
             .iter()
-            .map(|r| prepare_row(&r.keys, plan.order.iter().map(|k| k.collation)))
-            .collect();
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_by(|&a, &b| {
-            for (i, key) in plan.order.iter().enumerate() {
-                let o = prepared[a][i].cmp(&prepared[b][i], key.collation);
-                let o = if key.desc { o.reverse() } else { o };
-                if o.is_ne() {
-                    return o;
-                }
-            }
-            Ordering::Equal
-        });
-        order
-    };
-    let mut slots: Vec<Option<Produced>> = std::mem::take(rows).into_iter().map(Some).collect();
-    rows.extend(order.into_iter().filter_map(|i| slots[i].take()));
+            .map(|k| k.expr.eval(&cx))
+            .collect::<Result<Vec<_>, _>>()?;
+        keyed.push((keys, r));
+    }
+    keyed.sort_by(|a, b| order_cmp(&a.0, &b.0, order));
+    Ok(keyed.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Sorts by the ORDER BY values: on memcomparable keys computed once per
+/// row ([`super::sortkey`]) when every key column has one encoding, else
+/// by comparing values.
+fn sort(plan: &SelectPlan, rows: &mut Vec<Produced>) {
+    let specs: Vec<(Collation, bool)> = plan.order.iter().map(|k| (k.collation, k.desc)).collect();
+    let values: Vec<&[Value]> = rows.iter().map(|r| r.keys.as_slice()).collect();
+    if let Some(keys) = super::sortkey::keys(&values, &specs) {
+        let mut order: Vec<(Vec<u8>, usize)> = keys.into_iter().zip(0..).collect();
+        order.sort_unstable();
+        let mut slots: Vec<Option<Produced>> = rows.drain(..).map(Some).collect();
+        rows.extend(order.into_iter().filter_map(|(_, i)| slots[i].take()));
+        return;
+    }
+    rows.sort_by(|a, b| order_cmp(&a.keys, &b.keys, &plan.order));
+}
+
+/// Two rows' ORDER BY values compared (NULL first; DESC reversed).
+fn order_cmp(a: &[Value], b: &[Value], order: &[super::plan::OrderKey]) -> Ordering {
+    for (i, key) in order.iter().enumerate() {
+        let o = sort_cmp(&a[i], &b[i], key.collation);
+        let o = if key.desc { o.reverse() } else { o };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    Ordering::Equal
 }
 
 /// The result: columns whose kind was unknown take their first non-NULL

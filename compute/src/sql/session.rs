@@ -320,7 +320,7 @@ impl Session {
         params: &[Value],
     ) -> Result<Output, SqlError> {
         match plan.as_ref() {
-            Plan::Select(s) if s.from.is_none() => {
+            Plan::Select(s) if !s.reads_tables() => {
                 let env = self.state.env(params);
                 let mut none = None;
                 select::run(s, &mut none, &env).await
@@ -569,6 +569,11 @@ async fn exec(
 ) -> Result<(Output, Option<u64>), SqlError> {
     if let Plan::Select(s) = plan {
         return select::run(s, slot, env).await.map(|o| (o, None));
+    }
+    if let Plan::Insert(i) = plan
+        && i.select.is_some()
+    {
+        return dml::insert_select(i, slot, env).await;
     }
     let txn = slot.as_mut().expect("a transaction is given");
     match plan {

@@ -1,119 +1,199 @@
-//! Values prepared once for the many comparisons of a sort.
+//! Memcomparable sort keys: each row's ORDER BY (or DISTINCT) values
+//! encoded once into bytes whose plain byte order is the order
+//! [`super::expr::sort_cmp`] gives, so sorting compares byte strings
+//! instead of re-deriving collation weights and decoding UTF-8 in every
+//! comparison.
 //!
-//! Comparing two strings under utf8mb4_general_ci decodes both as UTF-8
-//! and folds every character to its weight; a sort of n rows does that
-//! about n·log n times per key. A [`Prepared`] value holds a string's
-//! weights, computed once, and compares them as [`sort_cmp`] would compare
-//! the strings: the same order exactly (a property test holds the two to
-//! it), at the cost of one weight vector per string per sort.
+//! A key column is encoded by the class of its values: integers (as i128,
+//! sign flipped), decimals (integers too, rescaled to the column's largest
+//! scale), doubles, strings (the collation's weights, as index keys:
+//! [`crate::key::encode_key_part`]) or dates and datetimes. NULL sorts
+//! first (marker 0 before a value's 1); DESC inverts the part's bytes
+//! (every part is prefix-free, so inversion reverses its order). A column
+//! mixing classes that compare by other rules (a string and a number)
+//! gets no key: the caller falls back to comparing values.
 
-use std::cmp::Ordering;
+use crate::types::{Collation, ColumnType, Value};
 
-use crate::types::Collation;
-use crate::types::Value;
-use crate::types::collation;
-
-use super::expr::sort_cmp;
-
-/// A value and, for a string under a PAD SPACE collation, its weights.
-pub(crate) struct Prepared<'a> {
-    value: &'a Value,
-    weights: Option<Vec<u16>>,
+/// How a key column's values are encoded.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Class {
+    Empty,
+    Int,
+    Decimal(u8),
+    Double,
+    Text,
+    Temporal,
 }
 
-impl<'a> Prepared<'a> {
-    pub fn new(value: &'a Value, coll: Collation) -> Prepared<'a> {
-        let weights = match (value, coll) {
-            (Value::Bytes(b), Collation::Utf8mb4GeneralCi) => {
-                Some(collation::general_ci_weights(b.as_slice()).collect())
-            }
-            (Value::Bytes(b), Collation::Utf8mb4Bin) => {
-                Some(b.iter().map(|&x| u16::from(x)).collect())
-            }
-            _ => None,
-        };
-        Prepared { value, weights }
-    }
+fn class_of(v: &Value) -> Option<Class> {
+    Some(match v {
+        Value::Null => Class::Empty,
+        Value::Int(_) | Value::UInt(_) => Class::Int,
+        Value::Decimal(d) => Class::Decimal(d.scale),
+        Value::Double(_) => Class::Double,
+        Value::Bytes(_) => Class::Text,
+        Value::Date(_) | Value::DateTime(_) => Class::Temporal,
+    })
+}
 
-    /// The order [`sort_cmp`] gives the two values under `coll` (the
-    /// collation both were prepared with).
-    pub fn cmp(&self, other: &Prepared<'_>, coll: Collation) -> Ordering {
-        match (&self.weights, &other.weights) {
-            (Some(a), Some(b)) => cmp_padded(a, b),
-            _ => sort_cmp(self.value, other.value, coll),
+fn join(a: Class, b: Class) -> Option<Class> {
+    use Class::*;
+    Some(match (a, b) {
+        (Empty, x) | (x, Empty) => x,
+        (Int, Int) => Int,
+        (Decimal(s), Int) | (Int, Decimal(s)) => Decimal(s),
+        (Decimal(s), Decimal(t)) => Decimal(s.max(t)),
+        (Double, Double) => Double,
+        (Text, Text) => Text,
+        (Temporal, Temporal) => Temporal,
+        _ => return None,
+    })
+}
+
+/// The class of column `i` over every row, if one encoding fits them all.
+fn column_class(rows: &[&[Value]], i: usize) -> Option<Class> {
+    rows.iter()
+        .try_fold(Class::Empty, |c, r| join(c, class_of(&r[i])?))
+}
+
+fn encode(out: &mut Vec<u8>, class: Class, v: &Value, collation: Collation) -> Option<()> {
+    if matches!(v, Value::Null) {
+        out.push(0);
+        return Some(());
+    }
+    out.push(1);
+    match class {
+        Class::Empty => {}
+        Class::Int => {
+            let n = crate::types::int_of(v)?;
+            out.extend_from_slice(&((n as u128) ^ (1 << 127)).to_be_bytes());
+        }
+        Class::Decimal(scale) => {
+            let (m, s) = match v {
+                Value::Decimal(d) => (d.mantissa, d.scale),
+                other => (crate::types::int_of(other)?, 0),
+            };
+            let m = m.checked_mul(10i128.checked_pow(u32::from(scale - s))?)?;
+            out.extend_from_slice(&((m as u128) ^ (1 << 127)).to_be_bytes());
+        }
+        Class::Double => {
+            out.pop();
+            crate::key::encode_key_part(out, &ColumnType::Double, v).ok()?;
+        }
+        Class::Text => {
+            out.pop();
+            let ty = ColumnType::Text {
+                max_bytes: u32::MAX,
+                collation,
+            };
+            crate::key::encode_key_part(out, &ty, v).ok()?;
+        }
+        Class::Temporal => {
+            out.pop();
+            let dt = crate::types::datetime_of(v)?;
+            crate::key::encode_key_part(out, &ColumnType::DateTime, &Value::DateTime(dt)).ok()?;
         }
     }
+    Some(())
 }
 
-/// Weight sequences in order, the shorter padded with spaces (PAD SPACE).
-fn cmp_padded(a: &[u16], b: &[u16]) -> Ordering {
-    let common = a.len().min(b.len());
-    match a[..common].cmp(&b[..common]) {
-        Ordering::Equal => {}
-        o => return o,
+/// One memcomparable key per row over its key values (`specs`: each key
+/// column's collation and whether it sorts descending); `None` when some
+/// column's values share no encoding.
+pub(crate) fn keys(rows: &[&[Value]], specs: &[(Collation, bool)]) -> Option<Vec<Vec<u8>>> {
+    let classes = (0..specs.len())
+        .map(|i| column_class(rows, i))
+        .collect::<Option<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut key = Vec::new();
+        for (i, ((coll, desc), class)) in specs.iter().zip(&classes).enumerate() {
+            let start = key.len();
+            encode(&mut key, *class, &r[i], *coll)?;
+            if *desc {
+                key[start..].iter_mut().for_each(|b| *b = !*b);
+            }
+        }
+        out.push(key);
     }
-    let (rest, flip) = if a.len() > common {
-        (&a[common..], false)
-    } else {
-        (&b[common..], true)
-    };
-    let o = rest
-        .iter()
-        .map(|&w| w.cmp(&collation::SPACE))
-        .find(|o| o.is_ne())
-        .unwrap_or(Ordering::Equal);
-    if flip { o.reverse() } else { o }
-}
-
-/// Prepares a row's values, one collation per value.
-pub(crate) fn prepare_row<'a>(
-    values: &'a [Value],
-    colls: impl Iterator<Item = Collation>,
-) -> Vec<Prepared<'a>> {
-    values
-        .iter()
-        .zip(colls)
-        .map(|(v, c)| Prepared::new(v, c))
-        .collect()
+    Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::expr::sort_cmp;
+    use crate::types::Decimal;
     use proptest::prelude::*;
 
     fn value() -> impl Strategy<Value = Value> {
         prop_oneof![
             Just(Value::Null),
             any::<i64>().prop_map(Value::Int),
-            "[ aAbBéÉß\t😀zZ]{0,6}".prop_map(|s| Value::Bytes(s.into_bytes())),
-            proptest::collection::vec(any::<u8>(), 0..5).prop_map(Value::Bytes),
+            "[a-cA-C \u{e9}]{0,4}".prop_map(|s| Value::Bytes(s.into_bytes())),
         ]
     }
 
-    fn collation() -> impl Strategy<Value = Collation> {
-        prop_oneof![
-            Just(Collation::Utf8mb4GeneralCi),
-            Just(Collation::Utf8mb4Bin),
-            Just(Collation::Binary),
-        ]
+    fn check(values: &[Value], coll: Collation, desc: bool) {
+        let rows: Vec<Vec<Value>> = values.iter().map(|v| vec![v.clone()]).collect();
+        let refs: Vec<&[Value]> = rows.iter().map(Vec::as_slice).collect();
+        let Some(keys) = keys(&refs, &[(coll, desc)]) else {
+            return;
+        };
+        for i in 0..values.len() {
+            for j in 0..values.len() {
+                let want = sort_cmp(&values[i], &values[j], coll);
+                let want = if desc { want.reverse() } else { want };
+                assert_eq!(
+                    keys[i].cmp(&keys[j]),
+                    want,
+                    "{:?} vs {:?}",
+                    values[i],
+                    values[j]
+                );
+            }
+        }
     }
 
     proptest! {
         #[test]
-        fn prepared_order_is_sort_cmp(a in value(), b in value(), coll in collation()) {
-            let (pa, pb) = (Prepared::new(&a, coll), Prepared::new(&b, coll));
-            prop_assert_eq!(pa.cmp(&pb, coll), sort_cmp(&a, &b, coll));
+        fn key_order_is_sort_cmp_order(
+            values in proptest::collection::vec(value(), 0..12),
+            desc in any::<bool>(),
+            which in 0..3usize,
+        ) {
+            let coll = [Collation::Utf8mb4GeneralCi, Collation::Utf8mb4Bin, Collation::Binary][which];
+            check(&values, coll, desc);
         }
     }
 
     #[test]
-    fn padding_is_compared_as_spaces() {
-        let c = Collation::Utf8mb4GeneralCi;
-        let (a, b) = (Value::Bytes(b"ab".to_vec()), Value::Bytes(b"ab\t".to_vec()));
-        let (pa, pb) = (Prepared::new(&a, c), Prepared::new(&b, c));
-        assert_eq!(pa.cmp(&pb, c), Ordering::Greater);
-        let d = Value::Bytes(b"AB  ".to_vec());
-        assert_eq!(pa.cmp(&Prepared::new(&d, c), c), Ordering::Equal);
+    fn decimals_and_integers_share_a_scale() {
+        let d = |m, s| {
+            Value::Decimal(Decimal {
+                mantissa: m,
+                scale: s,
+            })
+        };
+        check(
+            &[
+                d(150, 2),
+                Value::Int(1),
+                d(-5, 1),
+                Value::Null,
+                d(10, 1),
+                Value::Int(-1),
+            ],
+            Collation::Binary,
+            false,
+        );
+    }
+
+    #[test]
+    fn mixed_strings_and_numbers_get_no_key() {
+        let rows = [vec![Value::Int(1)], vec![Value::Bytes(b"x".to_vec())]];
+        let refs: Vec<&[Value]> = rows.iter().map(Vec::as_slice).collect();
+        assert!(keys(&refs, &[(Collation::Binary, false)]).is_none());
     }
 }

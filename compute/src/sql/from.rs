@@ -1,0 +1,300 @@
+//! The FROM clause: its sources (tables, derived tables) added to the
+//! query's [`Names`] in FROM order, and its joins: INNER / CROSS / comma
+//! joins, LEFT and RIGHT [OUTER] JOIN with ON, USING or NATURAL.
+//!
+//! A RIGHT JOIN runs as a LEFT JOIN with its sides swapped, so it must be
+//! the first join of its chain (`a RIGHT JOIN b …`); anything else with a
+//! RIGHT JOIN, and parenthesized joins, are refused (1235). The execution
+//! order of a query with outer joins is fixed here; inner joins are
+//! ordered by the planner.
+
+use sqlparser::ast::{self, JoinConstraint, JoinOperator, TableFactor};
+
+use crate::types::Collation;
+
+use super::SqlError;
+use super::compile::{ExprCompiler, Params, Scope, table_name};
+use super::expr::{CmpOp, Expr};
+use super::names::Names;
+use super::plan::{JoinKind, SourceKind};
+
+/// A join's condition before compilation.
+enum Cond<'q> {
+    None,
+    On(&'q ast::Expr),
+    /// Pairs of layout positions (left, right) USING / NATURAL equates.
+    Using(Vec<(usize, usize)>),
+}
+
+/// The joins of a FROM clause, per source (FROM order).
+pub(crate) struct Joins<'q> {
+    kinds: Vec<JoinKind>,
+    conds: Vec<Cond<'q>>,
+    /// The order the sources must run in (outer joins); `None`: any.
+    fixed: Option<Vec<usize>>,
+    pub(crate) kinds_sources: Vec<SourceKind>,
+}
+
+/// The compiled joins.
+pub(crate) struct CompiledJoins {
+    pub kinds: Vec<JoinKind>,
+    /// Per source, the ON condition (a LEFT JOIN's: its match condition;
+    /// an inner join's: part of WHERE).
+    pub on: Vec<Option<Expr>>,
+    pub fixed: Option<Vec<usize>>,
+    pub sources: Vec<SourceKind>,
+}
+
+impl CompiledJoins {
+    /// A single source, no join.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.on.len() <= 1 && self.on.iter().all(Option::is_none)
+    }
+}
+
+impl<'q> Joins<'q> {
+    pub(crate) fn compile(self, cx: &mut ExprCompiler<'_>) -> Result<CompiledJoins, SqlError> {
+        let mut on = Vec::with_capacity(self.conds.len());
+        for c in self.conds {
+            on.push(match c {
+                Cond::None => None,
+                Cond::On(e) => Some(cx.expr(e)?),
+                Cond::Using(pairs) => pairs
+                    .into_iter()
+                    .map(|(l, r)| {
+                        let coll = cx
+                            .names
+                            .map_or(Collation::Binary, |n| n.joined.columns[l].ty.collation());
+                        Expr::Cmp(
+                            CmpOp::Eq,
+                            Box::new(Expr::Column(l, coll)),
+                            Box::new(Expr::Column(r, coll)),
+                            coll,
+                        )
+                    })
+                    .reduce(|a, b| Expr::And(Box::new(a), Box::new(b))),
+            });
+        }
+        Ok(CompiledJoins {
+            kinds: self.kinds,
+            on,
+            fixed: self.fixed,
+            sources: self.kinds_sources,
+        })
+    }
+}
+
+/// Adds every source of `from` to `names`.
+pub(crate) fn sources<'q>(
+    from: &'q [ast::TableWithJoins],
+    names: &mut Names<'_>,
+    scope: &Scope<'_>,
+    params: &mut Params,
+) -> Result<Joins<'q>, SqlError> {
+    let mut j = Joins {
+        kinds: Vec::new(),
+        conds: Vec::new(),
+        fixed: None,
+        kinds_sources: Vec::new(),
+    };
+    let mut order = Vec::new();
+    let mut outer = false;
+    for twj in from {
+        let first = factor(&twj.relation, names, scope, params, &mut j)?;
+        j.kinds.push(JoinKind::Inner);
+        j.conds.push(Cond::None);
+        let chain_start = order.len();
+        order.push(first);
+        for (n, join) in twj.joins.iter().enumerate() {
+            let right = factor(&join.relation, names, scope, params, &mut j)?;
+            let (kind, constraint, swap) = match &join.join_operator {
+                JoinOperator::Join(c) | JoinOperator::Inner(c) | JoinOperator::CrossJoin(c) => {
+                    (JoinKind::Inner, c, false)
+                }
+                JoinOperator::StraightJoin(c) => (JoinKind::Inner, c, false),
+                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, c, false),
+                JoinOperator::Right(c) | JoinOperator::RightOuter(c) if n == 0 => {
+                    (JoinKind::Left, c, true)
+                }
+                JoinOperator::Right(_) | JoinOperator::RightOuter(_) => {
+                    return Err(SqlError::unsupported("RIGHT JOIN after another join"));
+                }
+                other => {
+                    return Err(SqlError::unsupported(
+                        format!("{other:?}")
+                            .split('(')
+                            .next()
+                            .unwrap_or("this join")
+                            .to_string(),
+                    ));
+                }
+            };
+            let cond = condition(constraint, names, right, swap)?;
+            outer |= kind == JoinKind::Left;
+            if swap {
+                // `a RIGHT JOIN b ON c`: b, then a LEFT JOINed on c.
+                j.kinds.push(JoinKind::Inner);
+                j.conds.push(Cond::None);
+                j.kinds[first] = JoinKind::Left;
+                j.conds[first] = cond;
+                order.insert(chain_start, right);
+            } else {
+                j.kinds.push(kind);
+                j.conds.push(cond);
+                order.push(right);
+            }
+        }
+    }
+    if outer {
+        j.fixed = Some(order);
+    }
+    Ok(j)
+}
+
+/// One table or derived table; its source number.
+fn factor(
+    f: &TableFactor,
+    names: &mut Names<'_>,
+    scope: &Scope<'_>,
+    params: &mut Params,
+    j: &mut Joins<'_>,
+) -> Result<usize, SqlError> {
+    match f {
+        TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } => {
+            let (db, table) = table_name(name, scope.db)?;
+            let def = scope.catalog.table(&db, &table)?;
+            let qualifier = alias
+                .as_ref()
+                .map_or_else(|| def.name.clone(), |a| a.name.value.clone());
+            // An aliased table is named by its alias alone (no `db.`).
+            let qualifying_db = alias.is_none().then(|| db.clone());
+            let columns = def.columns.clone();
+            j.kinds_sources
+                .push(SourceKind::Table(super::plan::TableRef {
+                    db: db.clone(),
+                    def: def.clone(),
+                }));
+            names.add(qualifier, qualifying_db, Some((db, def)), columns)
+        }
+        TableFactor::Derived {
+            lateral: false,
+            subquery,
+            alias,
+            ..
+        } => {
+            let Some(alias) = alias else {
+                return Err(SqlError::new(
+                    1248,
+                    "42000",
+                    "Every derived table must have its own alias",
+                ));
+            };
+            let plan = super::query::query(subquery, scope, params, None)?;
+            let mut columns: Vec<_> = plan
+                .items
+                .iter()
+                .map(|i| super::query::column_def(i.column.name.clone(), i.kind))
+                .collect();
+            for (c, a) in columns.iter_mut().zip(&alias.columns) {
+                c.name = a.name.value.clone();
+            }
+            check_duplicates(&columns)?;
+            j.kinds_sources.push(SourceKind::Query(Box::new(plan)));
+            names.add(alias.name.value.clone(), None, None, columns)
+        }
+        TableFactor::NestedJoin { .. } => Err(SqlError::unsupported("parenthesized joins")),
+        other => Err(SqlError::unsupported(other)),
+    }
+}
+
+fn check_duplicates(columns: &[crate::catalog::ColumnDef]) -> Result<(), SqlError> {
+    for (i, c) in columns.iter().enumerate() {
+        if columns[..i]
+            .iter()
+            .any(|d| d.name.eq_ignore_ascii_case(&c.name))
+        {
+            return Err(SqlError::new(
+                1060,
+                "42S21",
+                format!("Duplicate column name '{}'", c.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A join's condition; USING and NATURAL resolve their columns now (the
+/// right source's copies are merged away from `*` and plain names).
+fn condition<'q>(
+    c: &'q JoinConstraint,
+    names: &mut Names<'_>,
+    right: usize,
+    swap: bool,
+) -> Result<Cond<'q>, SqlError> {
+    let columns: Vec<String> = match c {
+        JoinConstraint::None => return Ok(Cond::None),
+        JoinConstraint::On(e) => return Ok(Cond::On(e)),
+        JoinConstraint::Using(list) => list
+            .iter()
+            .map(super::compile::last_name)
+            .collect::<Result<_, _>>()?,
+        JoinConstraint::Natural => {
+            let r = &names.sources[right];
+            r.columns
+                .iter()
+                .filter(|c| {
+                    names.sources[..right]
+                        .iter()
+                        .any(|s| s.columns.iter().any(|x| x.eq_ignore_ascii_case(c)))
+                })
+                .cloned()
+                .collect()
+        }
+    };
+    let mut pairs = Vec::new();
+    for c in &columns {
+        let unknown = || SqlError::unknown_column(c, "from clause");
+        let left: Vec<usize> = names.sources[..right]
+            .iter()
+            .filter_map(|s| {
+                s.columns
+                    .iter()
+                    .position(|x| x.eq_ignore_ascii_case(c))
+                    .filter(|&i| !s.merged[i])
+                    .map(|i| s.offset + i)
+            })
+            .collect();
+        let l = match left.as_slice() {
+            [l] => *l,
+            [] => return Err(unknown()),
+            _ => {
+                return Err(SqlError::new(
+                    1052,
+                    "23000",
+                    format!("Column '{c}' in from clause is ambiguous"),
+                ));
+            }
+        };
+        let s = &names.sources[right];
+        let i = s
+            .columns
+            .iter()
+            .position(|x| x.eq_ignore_ascii_case(c))
+            .ok_or_else(unknown)?;
+        pairs.push((l, s.offset + i));
+    }
+    for &(l, r) in &pairs {
+        // The preserved side's column is the one `c` and `*` mean.
+        let drop = if swap { l } else { r };
+        if let Some(s) = names.source_of(drop) {
+            let off = names.sources[s].offset;
+            names.sources[s].merged[drop - off] = true;
+        }
+    }
+    Ok(Cond::Using(pairs))
+}

@@ -1,0 +1,706 @@
+//! SELECT and UNION into a [`SelectPlan`]: the FROM clause's sources and
+//! joins ([`super::from`]), the select list, WHERE, GROUP BY (expressions,
+//! output aliases, positions), HAVING, ORDER BY (expressions, aliases,
+//! positions), LIMIT.
+//!
+//! A plain read of one table becomes the single-table plan
+//! (`SelectPlan::from`, the access path chosen by [`super::access`]); any
+//! other query gets a [`FromPlan`] whose joins [`super::planner`] orders.
+//! UNION becomes a query over one source (the union), so its ORDER BY and
+//! LIMIT run like any other query's.
+
+use sqlparser::ast::{
+    self, GroupByExpr, LimitClause, OrderByKind, OrderBySort, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, Value as AstValue,
+};
+
+use crate::catalog::ColumnDef;
+use crate::types::{Collation, ColumnType, IntWidth};
+
+use super::SqlError;
+use super::compile::{ExprCompiler, Params, Scope, collation_of, kind_of, limit_expr};
+use super::expr::Expr;
+use super::meta::{self, Kind};
+use super::names::Names;
+use super::plan::{AggSpec, FromPlan, OrderKey, OutItem, SelectPlan, Source, SourceKind};
+
+/// A query, perhaps inside another (`outer`: the enclosing query's names,
+/// for correlated references).
+pub(crate) fn query(
+    q: &ast::Query,
+    scope: &Scope<'_>,
+    params: &mut Params,
+    outer: Option<&Names<'_>>,
+) -> Result<SelectPlan, SqlError> {
+    if q.with.is_some() || q.fetch.is_some() {
+        return Err(SqlError::unsupported("WITH or FETCH"));
+    }
+    let tail = Tail {
+        order: q.order_by.as_ref(),
+        limit: q.limit_clause.as_ref(),
+        lock: !q.locks.is_empty(),
+    };
+    match q.body.as_ref() {
+        SetExpr::Select(s) => select(s, &tail, scope, params, outer),
+        SetExpr::Query(inner) if tail.is_empty() => query(inner, scope, params, outer),
+        body @ (SetExpr::SetOperation { .. } | SetExpr::Query(_)) => {
+            union(body, &tail, scope, params, outer)
+        }
+        other => Err(SqlError::unsupported(format!("this query form ({other})"))),
+    }
+}
+
+/// What follows a query's body.
+pub(crate) struct Tail<'q> {
+    order: Option<&'q ast::OrderBy>,
+    limit: Option<&'q LimitClause>,
+    lock: bool,
+}
+
+impl Tail<'_> {
+    pub(crate) fn none() -> Tail<'static> {
+        Tail {
+            order: None,
+            limit: None,
+            lock: false,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_none() && self.limit.is_none() && !self.lock
+    }
+}
+
+/// One part of a UNION: a query body without ORDER BY or LIMIT of its own.
+fn part(
+    body: &SetExpr,
+    scope: &Scope<'_>,
+    params: &mut Params,
+    outer: Option<&Names<'_>>,
+) -> Result<SelectPlan, SqlError> {
+    let none = Tail {
+        order: None,
+        limit: None,
+        lock: false,
+    };
+    match body {
+        SetExpr::Select(s) => select(s, &none, scope, params, outer),
+        SetExpr::Query(q) => query(q, scope, params, outer),
+        other => Err(SqlError::unsupported(format!("this query form ({other})"))),
+    }
+}
+
+/// The parts of a (left-deep) UNION, each with whether it keeps
+/// duplicates (UNION ALL).
+fn union_parts<'b>(body: &'b SetExpr, out: &mut Vec<(bool, &'b SetExpr)>) -> Result<(), SqlError> {
+    match body {
+        SetExpr::SetOperation {
+            op: SetOperator::Union,
+            set_quantifier,
+            left,
+            right,
+        } => {
+            union_parts(left, out)?;
+            let all = match set_quantifier {
+                SetQuantifier::All => true,
+                SetQuantifier::Distinct | SetQuantifier::None => false,
+                other => return Err(SqlError::unsupported(format!("UNION {other}"))),
+            };
+            out.push((all, right));
+            Ok(())
+        }
+        SetExpr::SetOperation { op, .. } => Err(SqlError::unsupported(op)),
+        other => {
+            out.push((true, other));
+            Ok(())
+        }
+    }
+}
+
+fn union(
+    body: &SetExpr,
+    tail: &Tail<'_>,
+    scope: &Scope<'_>,
+    params: &mut Params,
+    outer: Option<&Names<'_>>,
+) -> Result<SelectPlan, SqlError> {
+    let mut bodies = Vec::new();
+    union_parts(body, &mut bodies)?;
+    let mut parts = Vec::with_capacity(bodies.len());
+    for (all, b) in bodies {
+        parts.push((all, part(b, scope, params, outer)?));
+    }
+    let first = &parts[0].1;
+    let n = first.items.len();
+    if parts.iter().any(|(_, p)| p.items.len() != n) {
+        return Err(SqlError::new(
+            1222,
+            "21000",
+            "The used SELECT statements have a different number of columns",
+        ));
+    }
+    let columns: Vec<ColumnDef> = (0..n)
+        .map(|i| {
+            let kinds: Vec<Kind> = parts.iter().map(|(_, p)| p.items[i].kind).collect();
+            let name = first.items[i].column.name.clone();
+            let kind = unify(&kinds);
+            column_def(name, kind)
+        })
+        .collect();
+    let source = SourceKind::Union(parts);
+    wrap(source, "union".into(), columns, tail, scope, params)
+}
+
+/// The kind of a column several queries give.
+fn unify(kinds: &[Kind]) -> Kind {
+    let mut it = kinds.iter().copied().filter(|k| *k != Kind::Null);
+    let Some(first) = it.next() else {
+        return Kind::Null;
+    };
+    it.fold(first, |a, b| match (a, b) {
+        _ if a == b => a,
+        (Kind::Int | Kind::UInt, Kind::Int | Kind::UInt) => Kind::Int,
+        (Kind::Decimal(x), Kind::Decimal(y)) => Kind::Decimal(x.max(y)),
+        (Kind::Int | Kind::UInt, Kind::Decimal(s)) | (Kind::Decimal(s), Kind::Int | Kind::UInt) => {
+            Kind::Decimal(s)
+        }
+        (Kind::Int | Kind::UInt | Kind::Decimal(_) | Kind::Double, Kind::Double)
+        | (Kind::Double, Kind::Int | Kind::UInt | Kind::Decimal(_)) => Kind::Double,
+        _ => Kind::Any,
+    })
+}
+
+/// A column of a derived table (or union) for values of `kind`.
+pub(crate) fn column_def(name: String, kind: Kind) -> ColumnDef {
+    let ty = match kind {
+        Kind::Int => ColumnType::Int {
+            width: IntWidth::Big,
+            unsigned: false,
+        },
+        Kind::UInt => ColumnType::Int {
+            width: IntWidth::Big,
+            unsigned: true,
+        },
+        Kind::Decimal(s) => ColumnType::Decimal {
+            precision: 38,
+            scale: s,
+        },
+        Kind::Double => ColumnType::Double,
+        Kind::Date => ColumnType::Date,
+        Kind::DateTime => ColumnType::DateTime,
+        Kind::Text | Kind::Null | Kind::Any => ColumnType::Text {
+            max_bytes: u32::MAX,
+            collation: Collation::Utf8mb4GeneralCi,
+        },
+    };
+    ColumnDef {
+        name,
+        ty,
+        nullable: true,
+        default: None,
+        auto_increment: false,
+    }
+}
+
+/// `SELECT * FROM (source) ORDER BY … LIMIT …`: a query over one source
+/// made at compile time (a union's rows, EXPLAIN's answer).
+pub(crate) fn wrap(
+    kind: SourceKind,
+    name: String,
+    columns: Vec<ColumnDef>,
+    tail: &Tail<'_>,
+    scope: &Scope<'_>,
+    params: &mut Params,
+) -> Result<SelectPlan, SqlError> {
+    let mut names = Names::new(scope, None);
+    names.add(name.clone(), None, None, columns.clone())?;
+    let items: Vec<OutItem> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let kind = meta::column_kind(c);
+            OutItem {
+                expr: Expr::Column(i, c.ty.collation()),
+                column: meta::expr_column(&c.name, kind),
+                kind,
+            }
+        })
+        .collect();
+    let mut cx = compiler(&names, params, "order clause", None);
+    let order = order_by(tail.order, &mut cx, &items)?;
+    let (limit, offset) = limits(tail.limit, params)?;
+    let width = names.width();
+    let sources = vec![Source {
+        name,
+        kind,
+        offset: 0,
+        columns: width,
+        names: columns.iter().map(|c| c.name.clone()).collect(),
+    }];
+    let from = FromPlan {
+        sources,
+        width,
+        extras: Vec::new(),
+        subqueries: Vec::new(),
+        steps: super::planner::single(),
+        residual: None,
+    };
+    Ok(SelectPlan {
+        from: None,
+        sources: Some(Box::new(from)),
+        items,
+        filter: None,
+        access: Default::default(),
+        aggs: Vec::new(),
+        grouped: false,
+        group_by: Vec::new(),
+        having: None,
+        order,
+        index_order: None,
+        distinct: false,
+        limit,
+        offset,
+        lock: tail.lock,
+    })
+}
+
+fn compiler<'c>(
+    names: &'c Names<'c>,
+    params: &'c mut Params,
+    clause: &'static str,
+    aggs: Option<&'c mut Vec<AggSpec>>,
+) -> ExprCompiler<'c> {
+    ExprCompiler {
+        table: Some(&names.joined),
+        alias: None,
+        clause,
+        params,
+        aggs,
+        names: Some(names),
+    }
+}
+
+fn select(
+    s: &ast::Select,
+    tail: &Tail<'_>,
+    scope: &Scope<'_>,
+    params: &mut Params,
+    outer: Option<&Names<'_>>,
+) -> Result<SelectPlan, SqlError> {
+    let mut names = Names::new(scope, outer);
+    let joins = super::from::sources(&s.from, &mut names, scope, params)?;
+    let mut aggs = Vec::new();
+    let items = projection(&s.projection, &names, params, &mut aggs)?;
+    let mut cx = compiler(&names, params, "on clause", None);
+    let joins = joins.compile(&mut cx)?;
+    cx.clause = "where clause";
+    let filter = s.selection.as_ref().map(|e| cx.expr(e)).transpose()?;
+    cx.clause = "group statement";
+    let group_by = group_by(&s.group_by, &mut cx, &items)?;
+    cx.clause = "having clause";
+    cx.aggs = Some(&mut aggs);
+    if s.having.is_some() || tail.order.is_some() {
+        *names.aliases.borrow_mut() = items
+            .iter()
+            .map(|i| (i.column.name.clone(), i.expr.clone()))
+            .collect();
+    }
+    let having = s
+        .having
+        .as_ref()
+        .map(|e| having_expr(e, &mut cx, &items))
+        .transpose()?;
+    cx.clause = "order clause";
+    let order = order_by(tail.order, &mut cx, &items)?;
+    let (limit, offset) = limits(tail.limit, params)?;
+    let grouped = !aggs.is_empty() || !group_by.is_empty();
+    let distinct = match &s.distinct {
+        None | Some(ast::Distinct::All) => false,
+        Some(ast::Distinct::Distinct) => true,
+        Some(other) => return Err(SqlError::unsupported(other)),
+    };
+    let mut plan = SelectPlan {
+        from: None,
+        sources: None,
+        items,
+        filter,
+        access: Default::default(),
+        aggs,
+        grouped,
+        group_by,
+        having,
+        order,
+        index_order: None,
+        distinct,
+        limit,
+        offset,
+        lock: tail.lock,
+    };
+    let simple = outer.is_none()
+        && names.extras.borrow().is_empty()
+        && names.sources.len() == 1
+        && joins.is_plain();
+    if simple && let Some((db, t)) = &names.sources[0].table {
+        let tref = super::plan::TableRef {
+            db: db.clone(),
+            def: t.clone(),
+        };
+        super::access::choose_for_select(&mut plan, t);
+        plan.from = Some(tref);
+        return Ok(plan);
+    }
+    if names.sources.is_empty() && names.extras.borrow().is_empty() {
+        return Ok(plan);
+    }
+    let from = super::planner::plan(&mut plan, names, joins)?;
+    plan.sources = Some(Box::new(from));
+    Ok(plan)
+}
+
+pub(crate) fn limits(
+    limit: Option<&LimitClause>,
+    params: &mut Params,
+) -> Result<(Option<Expr>, Option<Expr>), SqlError> {
+    Ok(match limit {
+        None => (None, None),
+        Some(LimitClause::LimitOffset {
+            limit,
+            offset,
+            limit_by,
+        }) if limit_by.is_empty() => {
+            let l = limit.as_ref().map(|e| limit_expr(e, params)).transpose()?;
+            let o = offset
+                .as_ref()
+                .map(|o| limit_expr(&o.value, params))
+                .transpose()?;
+            (l, o)
+        }
+        Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+            let o = limit_expr(offset, params)?;
+            (Some(limit_expr(limit, params)?), Some(o))
+        }
+        Some(other) => return Err(SqlError::unsupported(other)),
+    })
+}
+
+fn projection(
+    list: &[SelectItem],
+    names: &Names<'_>,
+    params: &mut Params,
+    aggs: &mut Vec<AggSpec>,
+) -> Result<Vec<OutItem>, SqlError> {
+    let mut items = Vec::new();
+    for item in list {
+        let (e, name) = match item {
+            SelectItem::Wildcard(_) => {
+                for p in names.wildcard(None)? {
+                    items.push(column_item(names, p, None));
+                }
+                continue;
+            }
+            SelectItem::QualifiedWildcard(kind, _) => {
+                let SelectItemQualifiedWildcardKind::ObjectName(name) = kind else {
+                    return Err(SqlError::unsupported(item));
+                };
+                let parts: Vec<&str> = name
+                    .0
+                    .iter()
+                    .filter_map(|p| p.as_ident().map(|i| i.value.as_str()))
+                    .collect();
+                let q = match parts.as_slice() {
+                    [t] => (*t, None),
+                    [d, t] => (*t, Some(*d)),
+                    _ => return Err(SqlError::unsupported(name)),
+                };
+                for p in names.wildcard(Some(q))? {
+                    items.push(column_item(names, p, None));
+                }
+                continue;
+            }
+            SelectItem::UnnamedExpr(e) => (e, unnamed(e)),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, alias.value.clone()),
+            other => return Err(SqlError::unsupported(other)),
+        };
+        let mut cx = compiler(names, params, "field list", Some(aggs));
+        let expr = cx.expr(e)?;
+        match expr {
+            Expr::Column(p, _) if p < names.width() => {
+                items.push(column_item(names, p, Some(name)));
+            }
+            expr => {
+                let kind = kind_of(&expr, Some(&names.joined), aggs);
+                let column = meta::expr_column(&name, kind);
+                items.push(OutItem { expr, column, kind });
+            }
+        }
+    }
+    Ok(items)
+}
+
+/// The output item of layout column `p`.
+fn column_item(names: &Names<'_>, p: usize, name: Option<String>) -> OutItem {
+    let c = &names.joined.columns[p];
+    let name = name.unwrap_or_else(|| c.name.clone());
+    let expr = Expr::Column(p, c.ty.collation());
+    let source = names.source_of(p).map(|s| &names.sources[s]);
+    match source {
+        Some(s) if s.table.is_some() => {
+            let (db, t) = s.table.as_ref().expect("checked");
+            let mut column = meta::table_column(db, t, p - s.offset, &name);
+            column.table = s.qualifier.clone();
+            OutItem {
+                expr,
+                column,
+                kind: meta::column_kind(c),
+            }
+        }
+        _ => {
+            let kind = match c.ty {
+                ColumnType::Text { .. } => Kind::Any,
+                _ => meta::column_kind(c),
+            };
+            OutItem {
+                expr,
+                column: meta::expr_column(&name, kind),
+                kind,
+            }
+        }
+    }
+}
+
+/// The name MySQL gives an unaliased expression: its text (a column: the
+/// name as written).
+fn unnamed(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Identifier(id) => id.value.clone(),
+        ast::Expr::CompoundIdentifier(ids) => ids.last().map_or(String::new(), |i| {
+            if ids.first().is_some_and(|f| f.value.starts_with("@@")) {
+                e.to_string()
+            } else {
+                i.value.clone()
+            }
+        }),
+        ast::Expr::Value(v) => match &v.value {
+            AstValue::SingleQuotedString(s) | AstValue::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn group_by(
+    g: &GroupByExpr,
+    cx: &mut ExprCompiler<'_>,
+    items: &[OutItem],
+) -> Result<Vec<Expr>, SqlError> {
+    match g {
+        GroupByExpr::Expressions(list, mods) if mods.is_empty() => list
+            .iter()
+            .map(|e| {
+                let x = output_ref(e, cx, items, "group statement")?;
+                if x.as_ref().is_some_and(has_agg) {
+                    return Err(SqlError::new(
+                        1056,
+                        "42000",
+                        format!("Can't group on '{e}'"),
+                    ));
+                }
+                x.map_or_else(|| cx.expr(e), Ok)
+            })
+            .collect(),
+        other => Err(SqlError::unsupported(other)),
+    }
+}
+
+fn has_agg(e: &Expr) -> bool {
+    let mut found = false;
+    e.walk(&mut |x| found |= matches!(x, Expr::Agg(_)));
+    found
+}
+
+/// HAVING may name output aliases.
+fn having_expr(
+    e: &ast::Expr,
+    cx: &mut ExprCompiler<'_>,
+    items: &[OutItem],
+) -> Result<Expr, SqlError> {
+    if let ast::Expr::Identifier(id) = e
+        && cx.names.is_some_and(|n| {
+            n.resolve(&[id.value.as_str()], "having clause")
+                .ok()
+                .flatten()
+                .is_none()
+        })
+        && let Some(item) = items
+            .iter()
+            .find(|i| i.column.name.eq_ignore_ascii_case(&id.value))
+    {
+        return Ok(item.expr.clone());
+    }
+    cx.expr(e)
+}
+
+fn order_by(
+    ob: Option<&ast::OrderBy>,
+    cx: &mut ExprCompiler<'_>,
+    items: &[OutItem],
+) -> Result<Vec<OrderKey>, SqlError> {
+    let Some(ob) = ob else {
+        return Ok(Vec::new());
+    };
+    let OrderByKind::Expressions(list) = &ob.kind else {
+        return Err(SqlError::unsupported("ORDER BY ALL"));
+    };
+    let mut keys = Vec::new();
+    for o in list {
+        let desc = match &o.options.sort {
+            None | Some(OrderBySort::Asc) => false,
+            Some(OrderBySort::Desc) => true,
+            Some(_) => return Err(SqlError::unsupported("ORDER BY … USING")),
+        };
+        let expr = match output_ref(&o.expr, cx, items, "order clause")? {
+            Some(x) => x,
+            None => cx.expr(&o.expr)?,
+        };
+        let collation = collation_of(&[&expr]);
+        keys.push(OrderKey {
+            expr,
+            desc,
+            collation,
+        });
+    }
+    Ok(keys)
+}
+
+/// An ORDER BY / GROUP BY term that names an output column: a position
+/// (`ORDER BY 2`) or an output alias that is not a column of the sources.
+fn output_ref(
+    e: &ast::Expr,
+    cx: &mut ExprCompiler<'_>,
+    items: &[OutItem],
+    clause: &str,
+) -> Result<Option<Expr>, SqlError> {
+    if let ast::Expr::Value(v) = e
+        && let AstValue::Number(n, _) = &v.value
+    {
+        let pos: usize = n.parse().unwrap_or(0);
+        return match items.get(pos.wrapping_sub(1)) {
+            Some(item) => Ok(Some(item.expr.clone())),
+            None => Err(SqlError::unknown_column(n, clause)),
+        };
+    }
+    if let ast::Expr::Identifier(id) = e {
+        let by_alias = items
+            .iter()
+            .find(|i| i.column.name.eq_ignore_ascii_case(&id.value));
+        let is_column = match cx.names {
+            Some(n) => n
+                .sources
+                .iter()
+                .any(|s| s.columns.iter().any(|c| c.eq_ignore_ascii_case(&id.value))),
+            None => cx.table.and_then(|t| t.column_index(&id.value)).is_some(),
+        };
+        if let (Some(item), false) = (by_alias, is_column) {
+            return Ok(Some(item.expr.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// `GROUP_CONCAT([DISTINCT] e, … [ORDER BY …] [SEPARATOR 's'])`, and
+/// `COUNT(DISTINCT e, …)` (the number of distinct tuples without NULL).
+pub(crate) fn group_concat(cx: &mut ExprCompiler<'_>, f: &ast::Function) -> Result<Expr, SqlError> {
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return Err(SqlError::unsupported("GROUP_CONCAT without arguments"));
+    };
+    let distinct = matches!(
+        list.duplicate_treatment,
+        Some(ast::DuplicateTreatment::Distinct)
+    );
+    let count = super::compile::last_name(&f.name)?.eq_ignore_ascii_case("COUNT");
+    if count && !distinct {
+        return Err(SqlError::syntax(&f.to_string(), 1));
+    }
+    let mut inner = ExprCompiler {
+        table: cx.table,
+        alias: cx.alias,
+        clause: cx.clause,
+        params: cx.params,
+        aggs: None,
+        names: cx.names,
+    };
+    let mut args = Vec::new();
+    for a in &list.args {
+        match a {
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => args.push(inner.expr(e)?),
+            other => return Err(SqlError::unsupported(format!("GROUP_CONCAT({other})"))),
+        }
+    }
+    let mut separator = b",".to_vec();
+    let mut order = Vec::new();
+    for c in &list.clauses {
+        match c {
+            ast::FunctionArgumentClause::Separator(v) => match &v.value {
+                AstValue::SingleQuotedString(s) | AstValue::DoubleQuotedString(s) => {
+                    separator = s.as_bytes().to_vec()
+                }
+                other => return Err(SqlError::unsupported(format!("SEPARATOR {other}"))),
+            },
+            ast::FunctionArgumentClause::OrderBy(list) => {
+                for o in list {
+                    let desc = matches!(o.options.sort, Some(OrderBySort::Desc));
+                    let position = match &o.expr {
+                        ast::Expr::Value(v) => match &v.value {
+                            AstValue::Number(n, _) => Some(n),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    let expr = match position {
+                        Some(n) => {
+                            let pos: usize = n.parse().unwrap_or(0);
+                            args.get(pos.wrapping_sub(1))
+                                .cloned()
+                                .ok_or_else(|| SqlError::unknown_column(n, "order clause"))?
+                        }
+                        None => inner.expr(&o.expr)?,
+                    };
+                    let collation = collation_of(&[&expr]);
+                    order.push(OrderKey {
+                        expr,
+                        desc,
+                        collation,
+                    });
+                }
+            }
+            other => return Err(SqlError::unsupported(format!("GROUP_CONCAT … {other}"))),
+        }
+    }
+    let mut args = args.into_iter();
+    let Some(first) = args.next() else {
+        return Err(SqlError::unsupported("GROUP_CONCAT()"));
+    };
+    let collation = collation_of(&[&first]);
+    let Some(aggs) = cx.aggs.as_deref_mut() else {
+        return Err(SqlError::new(
+            1111,
+            "HY000",
+            "Invalid use of group function",
+        ));
+    };
+    aggs.push(AggSpec {
+        func: match count {
+            true => super::plan::AggFunc::Count,
+            false => super::plan::AggFunc::GroupConcat,
+        },
+        arg: Some(first),
+        distinct,
+        collation,
+        concat: Some(Box::new(super::plan::ConcatSpec {
+            more: args.collect(),
+            order,
+            separator,
+        })),
+    });
+    Ok(Expr::Agg(aggs.len() - 1))
+}
