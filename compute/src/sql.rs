@@ -15,6 +15,7 @@
 //! Must not depend on the MySQL protocol beyond the `Handler` trait.
 
 mod access;
+mod alter;
 mod compile;
 mod ddl;
 mod dml;

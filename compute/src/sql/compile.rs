@@ -795,16 +795,19 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
             rows: vec![row],
         });
     }
+    let Some(SetExpr::Values(values)) = i.source.as_ref().map(|q| q.body.as_ref()) else {
+        return Err(SqlError::unsupported("INSERT … SELECT"));
+    };
+    // `VALUES ()`: every column at its default.
+    let all_default = values.rows.iter().all(|r| r.content.is_empty());
     let columns = match i.columns.is_empty() {
+        true if all_default => Vec::new(),
         true => (0..def.columns.len()).collect(),
         false => i
             .columns
             .iter()
             .map(|c| column(&last_name(c)?))
             .collect::<Result<Vec<_>, _>>()?,
-    };
-    let Some(SetExpr::Values(values)) = i.source.as_ref().map(|q| q.body.as_ref()) else {
-        return Err(SqlError::unsupported("INSERT … SELECT"));
     };
     let mut rows = Vec::with_capacity(values.rows.len());
     for r in &values.rows {
