@@ -20,8 +20,10 @@ mod compile;
 mod ddl;
 mod dml;
 mod expr;
+mod information_schema;
 mod meta;
 mod plan;
+mod process;
 mod select;
 mod session;
 mod show;
@@ -30,6 +32,7 @@ mod vars;
 use crate::error::EngineError;
 use crate::types::Value;
 
+pub use process::Processes;
 pub use session::{Session, SessionFactory};
 
 /// MySQL field types (the protocol's `enum_field_types`).

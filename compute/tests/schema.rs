@@ -126,3 +126,89 @@ async fn schema_changes_survive_a_reopen_and_a_failed_rebuild_leaves_the_old_tab
     assert_eq!(rows(&mut s, "SELECT id FROM e").await, vec!["1"]);
     engine.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processlist_kill_status_and_show_create_table() {
+    use strata_compute::mysql::HandlerFactory;
+    use strata_compute::sql::SessionFactory;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = StorageCluster::start(dir.path(), "schema-kill")
+        .await
+        .unwrap();
+    let mut cfg = cluster.engine_config();
+    cfg.lock_wait_timeout = Duration::from_secs(60);
+    let engine = Engine::open(cfg).await.unwrap();
+    let factory = SessionFactory::new(engine.clone());
+    let mut a = factory.make(1);
+    let mut b = factory.make(2);
+    let mut c = factory.make(3);
+    q(&mut a, "CREATE DATABASE d").await;
+    q(&mut a, "USE d").await;
+    q(&mut b, "USE d").await;
+    q(
+        &mut a,
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT DEFAULT '7', s VARCHAR(5) COLLATE utf8mb4_bin, UNIQUE KEY uv (v))",
+    )
+    .await;
+    assert_eq!(
+        rows(&mut a, "SHOW CREATE TABLE t").await,
+        vec![
+            "t CREATE TABLE `t` (\n  `id` int NOT NULL,\n  `v` int DEFAULT '7',\n  \
+             `s` varchar(5) COLLATE utf8mb4_bin DEFAULT NULL,\n  PRIMARY KEY (`id`),\n  \
+             UNIQUE KEY `uv` (`v`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 \
+             COLLATE=utf8mb4_general_ci"
+        ]
+    );
+    q(&mut a, "INSERT INTO t (id) VALUES (1)").await;
+    q(&mut a, "BEGIN").await;
+    q(&mut a, "SELECT * FROM t WHERE id = 1 FOR UPDATE").await;
+
+    // b waits on a's row lock until c kills its query.
+    let waiting = tokio::spawn(async move {
+        let r = b.query("UPDATE t SET v = 2 WHERE id = 1").await;
+        (b, r)
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = rows(&mut c, "SHOW FULL PROCESSLIST").await;
+        if list
+            .iter()
+            .any(|r| r.starts_with("2 ") && r.contains("UPDATE t SET"))
+        {
+            assert!(
+                list.iter()
+                    .any(|r| r.starts_with("1 root localhost d Sleep")),
+                "{list:?}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b never waits: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    q(&mut c, "KILL QUERY 2").await;
+    let (mut b, r) = waiting.await.unwrap();
+    assert_eq!(r.unwrap_err().code, 1317);
+    q(&mut a, "COMMIT").await;
+    // The killed statement changed nothing; the connection goes on.
+    assert_eq!(rows(&mut b, "SELECT v FROM t").await, vec!["7"]);
+    q(&mut c, "KILL 2").await;
+    assert_eq!(code(&mut b, "SELECT 1").await, 1317);
+
+    let status = rows(&mut c, "SHOW STATUS").await;
+    assert!(
+        status.contains(&"Threads_connected 3".to_string()),
+        "{status:?}"
+    );
+    assert!(
+        status.iter().any(|r| r.starts_with("Questions ")),
+        "{status:?}"
+    );
+    drop(b);
+    let list = rows(&mut c, "SHOW PROCESSLIST").await;
+    assert_eq!(list.len(), 2, "{list:?}");
+    engine.close();
+}

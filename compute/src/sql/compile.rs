@@ -78,6 +78,9 @@ pub(crate) fn table_name(
 
 pub(crate) fn resolve_table(name: &ObjectName, scope: &Scope<'_>) -> Result<TableRef, SqlError> {
     let (db, table) = table_name(name, scope.db)?;
+    if db.eq_ignore_ascii_case(super::information_schema::NAME) {
+        return super::information_schema::table_ref(&table);
+    }
     let def = scope.catalog.table(&db, &table)?;
     Ok(TableRef { db, def })
 }

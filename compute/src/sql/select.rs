@@ -36,6 +36,34 @@ pub(crate) async fn run(
         (Some(t), Some(txn)) => read(plan, txn, &t.def, env, limit.map(|l| l + offset)).await?,
         (Some(_), None) => return Err(SqlError::unsupported("a table read outside a transaction")),
     };
+    shape(plan, rows, limit, offset, env)
+}
+
+/// A SELECT over rows given whole (a virtual table's scan, e.g.
+/// information_schema's): the WHERE clause, then the rest as [`run`].
+pub(crate) fn run_over(
+    plan: &SelectPlan,
+    rows: Vec<Vec<Value>>,
+    env: &Env<'_>,
+) -> Result<Output, SqlError> {
+    let (limit, offset) = limits(plan, env)?;
+    let mut kept = Vec::with_capacity(rows.len());
+    for row in rows {
+        if passes(plan.filter.as_ref(), &row, env)? {
+            kept.push(row);
+        }
+    }
+    shape(plan, kept, limit, offset, env)
+}
+
+/// Grouping, DISTINCT, ORDER BY and LIMIT over the rows read.
+fn shape(
+    plan: &SelectPlan,
+    rows: Vec<Vec<Value>>,
+    limit: Option<usize>,
+    offset: usize,
+    env: &Env<'_>,
+) -> Result<Output, SqlError> {
     let mut produced = if plan.grouped {
         grouped(plan, rows, env)?
     } else {

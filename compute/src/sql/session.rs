@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures::future::BoxFuture;
 use sqlparser::ast::{Statement, Use};
@@ -30,19 +31,31 @@ use crate::types::Value;
 
 use super::compile::{self, Scope};
 use super::expr::{Ctx, Env};
+use super::information_schema::is_virtual;
 use super::plan::{Plan, SetItem, SetTarget};
+use super::process::{Process, Processes, interrupted};
 use super::{Column, Output, Prepared, SqlError, ddl, dml, select, show, vars};
 
-/// Makes a [`Session`] per connection.
+/// Makes a [`Session`] per connection; they share one process list.
 pub struct SessionFactory {
-    pub engine: Engine,
+    engine: Engine,
+    processes: Arc<Processes>,
+}
+
+impl SessionFactory {
+    pub fn new(engine: Engine) -> SessionFactory {
+        SessionFactory {
+            engine,
+            processes: Arc::new(Processes::default()),
+        }
+    }
 }
 
 impl crate::mysql::HandlerFactory for SessionFactory {
     type H = Session;
 
     fn make(&self, connection_id: u32) -> Session {
-        Session::new(self.engine.clone(), connection_id)
+        Session::with_processes(self.engine.clone(), connection_id, self.processes.clone())
     }
 }
 
@@ -73,6 +86,7 @@ impl State {
 }
 
 struct Stmt {
+    text: Arc<str>,
     ast: Statement,
     plan: Arc<Plan>,
     params: u16,
@@ -88,10 +102,31 @@ pub struct Session {
     explicit: bool,
     prepared: HashMap<u32, Stmt>,
     next_stmt: u32,
+    processes: Arc<Processes>,
+    process: Arc<Process>,
+    /// The running statement's token (KILL QUERY cancels it).
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.processes.unregister(&self.process);
+    }
 }
 
 impl Session {
+    /// A session with a process list of its own.
     pub fn new(engine: Engine, connection_id: u32) -> Session {
+        Session::with_processes(engine, connection_id, Arc::new(Processes::default()))
+    }
+
+    /// A session registered in `processes` (SHOW PROCESSLIST, KILL).
+    pub fn with_processes(
+        engine: Engine,
+        connection_id: u32,
+        processes: Arc<Processes>,
+    ) -> Session {
+        let process = processes.register(connection_id);
         Session {
             engine,
             state: State {
@@ -105,6 +140,9 @@ impl Session {
             explicit: false,
             prepared: HashMap::new(),
             next_stmt: 1,
+            processes,
+            process,
+            cancel: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -125,6 +163,17 @@ impl Session {
     pub async fn query(&mut self, sql: &str) -> Result<Output, SqlError> {
         if is_consistent_snapshot(sql) {
             return self.begin().await;
+        }
+        self.processes.questions.fetch_add(1, Ordering::Relaxed);
+        self.cancel = self.process.begin_statement(Arc::from(sql))?;
+        let result = self.query_all(sql).await;
+        self.process.end_statement();
+        result
+    }
+
+    async fn query_all(&mut self, sql: &str) -> Result<Output, SqlError> {
+        if let Some(r) = show::run_text(sql, &self.engine.catalog(), self.state.db.as_deref()) {
+            return r;
         }
         let stmts = parse(sql)?;
         let mut last = None;
@@ -150,6 +199,7 @@ impl Session {
         self.prepared.insert(
             id,
             Stmt {
+                text: Arc::from(sql),
                 ast,
                 plan: Arc::new(plan),
                 params,
@@ -178,18 +228,34 @@ impl Session {
                 "Incorrect arguments to mysqld_stmt_execute",
             ));
         }
-        let plan = match compile::is_current(&stmt.plan, &self.engine.catalog()) {
-            true => stmt.plan.clone(),
-            false => {
-                let ast = stmt.ast.clone();
-                let plan = Arc::new(self.compile(&ast)?);
-                if let Some(s) = self.prepared.get_mut(&id) {
-                    s.plan = plan.clone();
-                }
-                plan
-            }
+        self.processes.questions.fetch_add(1, Ordering::Relaxed);
+        self.cancel = self.process.begin_statement(stmt.text.clone())?;
+        let result = match self.execute_plan(id) {
+            Ok(plan) => self.run(plan, &params).await,
+            Err(e) => Err(e),
         };
-        self.run(plan, &params).await
+        self.process.end_statement();
+        result
+    }
+
+    /// The prepared statement's plan, compiled again if its table changed.
+    fn execute_plan(&mut self, id: u32) -> Result<Arc<Plan>, SqlError> {
+        let Some(stmt) = self.prepared.get(&id) else {
+            return Err(SqlError::unsupported("a closed statement"));
+        };
+        Ok(
+            match compile::is_current(&stmt.plan, &self.engine.catalog()) {
+                true => stmt.plan.clone(),
+                false => {
+                    let ast = stmt.ast.clone();
+                    let plan = Arc::new(self.compile(&ast)?);
+                    if let Some(s) = self.prepared.get_mut(&id) {
+                        s.plan = plan.clone();
+                    }
+                    plan
+                }
+            },
+        )
     }
 
     /// COM_STMT_CLOSE.
@@ -200,8 +266,12 @@ impl Session {
     /// COM_INIT_DB / USE.
     pub async fn init_db(&mut self, db: &str) -> Result<(), SqlError> {
         let cat = self.engine.catalog();
-        let d = cat.database(db)?;
-        self.state.db = Some(d.name.clone());
+        let name = match db.eq_ignore_ascii_case(super::information_schema::NAME) {
+            true => super::information_schema::NAME.to_string(),
+            false => cat.database(db)?.name.clone(),
+        };
+        self.process.set_db(Some(name.clone()));
+        self.state.db = Some(name);
         Ok(())
     }
 
@@ -221,7 +291,13 @@ impl Session {
     }
 
     async fn run(&mut self, plan: Arc<Plan>, params: &[Value]) -> Result<Output, SqlError> {
+        self.count(&plan);
         match plan.as_ref() {
+            Plan::Select(s) if s.from.as_ref().is_some_and(|t| is_virtual(&t.def)) => {
+                let def = &s.from.as_ref().expect("checked by the guard").def;
+                let rows = super::information_schema::rows(def, &self.engine.catalog());
+                select::run_over(s, rows, &self.state.env(params))
+            }
             Plan::Select(s) if s.from.is_none() => {
                 let env = self.state.env(params);
                 let mut none = None;
@@ -235,6 +311,18 @@ impl Session {
         }
     }
 
+    fn count(&self, plan: &Plan) {
+        let p = &self.processes;
+        let counter = match plan {
+            Plan::Select(_) => &p.com_select,
+            Plan::Insert(_) => &p.com_insert,
+            Plan::Update(_) => &p.com_update,
+            Plan::Delete(_) => &p.com_delete,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Runs a statement that reads or writes tables, in the open
     /// transaction or (autocommit) its own.
     async fn run_in_txn(&mut self, plan: &Plan, params: &[Value]) -> Result<Output, SqlError> {
@@ -246,7 +334,10 @@ impl Session {
         let result = {
             let env = self.state.env(params);
             let mut slot = Some(txn);
-            let r = exec(plan, &mut slot, &env).await;
+            let r = tokio::select! {
+                r = exec(plan, &mut slot, &env) => r,
+                _ = self.cancel.cancelled() => Err(interrupted()),
+            };
             txn = slot.expect("exec gives the transaction back");
             r
         };
@@ -321,6 +412,20 @@ impl Session {
                 let db = compile::last_name(name)?;
                 self.init_db(&db).await?;
                 return Ok(ok());
+            }
+            Statement::Kill { modifier, id } => {
+                let id = u32::try_from(*id).map_err(|_| {
+                    SqlError::new(1094, "HY000", format!("Unknown thread id: {id}"))
+                })?;
+                let connection = !matches!(modifier, Some(sqlparser::ast::KillType::Query));
+                self.processes.kill(id, connection)?;
+                return Ok(ok());
+            }
+            Statement::ShowProcessList { full } => {
+                return Ok(show::processlist(&self.processes, *full));
+            }
+            Statement::ShowStatus { filter, .. } => {
+                return Ok(show::status(&self.processes, filter.as_ref()));
             }
             _ => {}
         }
@@ -524,5 +629,9 @@ impl crate::mysql::Handler for Session {
 
     fn autocommit(&self) -> bool {
         Session::autocommit(self)
+    }
+
+    fn attach(&mut self, connection: tokio_util::sync::CancellationToken) {
+        self.process.attach(connection);
     }
 }
