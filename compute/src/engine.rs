@@ -51,6 +51,7 @@ use crate::source::{Fetcher, PageServerSource, PageSource};
 use crate::txn::Txn;
 use stage::{Stage, Staged};
 
+pub(crate) use ddl::zero_of;
 pub use ddl::{
     AlterKind, ColumnChange, ColumnSpec, IndexChange, IndexSpec, TableChange, TableSpec,
 };

@@ -27,6 +27,7 @@ mod process;
 mod select;
 mod session;
 mod show;
+mod upsert;
 mod vars;
 
 use crate::error::EngineError;

@@ -34,6 +34,7 @@ use crate::lock::{LockKey, LockMode, TxnId};
 use crate::space::{create_space, read_header, set_counters};
 use crate::types::{ColumnType, Value};
 
+pub(crate) use alter::zero_of;
 pub use alter::{AlterKind, ColumnChange, IndexChange, TableChange};
 
 /// Pages written per batch while building an index.

@@ -764,11 +764,6 @@ fn order_expr(
 }
 
 fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<InsertPlan, SqlError> {
-    if i.on.is_some() || i.replace_into || i.ignore || i.returning.is_some() {
-        return Err(SqlError::unsupported(
-            "INSERT IGNORE, REPLACE, ON DUPLICATE KEY UPDATE or RETURNING",
-        ));
-    }
     let TableObject::TableName(name) = &i.table else {
         return Err(SqlError::unsupported("INSERT INTO a table function"));
     };
@@ -796,6 +791,8 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
             table,
             columns,
             rows: vec![row],
+            // After the values: `?` are numbered in the text's order.
+            conflict: super::upsert::compile(i, &def, cx.params)?,
         });
     }
     let Some(SetExpr::Values(values)) = i.source.as_ref().map(|q| q.body.as_ref()) else {
@@ -825,6 +822,7 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
         table,
         columns,
         rows,
+        conflict: super::upsert::compile(i, &def, cx.params)?,
     })
 }
 

@@ -107,6 +107,8 @@ pub(crate) struct InsertPlan {
     pub columns: Vec<usize>,
     /// `None`: DEFAULT.
     pub rows: Vec<Vec<Option<Expr>>>,
+    /// IGNORE, REPLACE or ON DUPLICATE KEY UPDATE.
+    pub conflict: super::upsert::Conflict,
 }
 
 pub(crate) struct UpdatePlan {

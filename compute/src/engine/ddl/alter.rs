@@ -410,7 +410,7 @@ fn reshape(def: &TableDef, change: &TableChange, old: &Row, max_auto: &mut u64) 
 }
 
 /// The implicit default of a NOT NULL column without one.
-fn zero_of(ty: &ColumnType) -> Value {
+pub(crate) fn zero_of(ty: &ColumnType) -> Value {
     let date = Date {
         year: 0,
         month: 0,
