@@ -20,7 +20,7 @@ use crate::error::EngineError;
 use crate::types::Value;
 
 use super::compile::table_name;
-use super::ddl::{column, constraint, default_value};
+use super::ddl::{column, constraint, default_value, ok};
 use super::{Output, SqlError};
 
 fn done() -> Output {
@@ -29,15 +29,6 @@ fn done() -> Output {
         last_insert_id: 0,
         warnings: 0,
         info: "Records: 0  Duplicates: 0  Warnings: 0".into(),
-    }
-}
-
-fn plain_ok() -> Output {
-    Output::Ok {
-        affected_rows: 0,
-        last_insert_id: 0,
-        warnings: 0,
-        info: String::new(),
     }
 }
 
@@ -71,7 +62,7 @@ async fn truncate(
         let (d, name) = table_name(&target.name, db)?;
         engine.truncate_table(&d, &name).await?;
     }
-    Ok(plain_ok())
+    Ok(ok())
 }
 
 async fn rename(
@@ -84,7 +75,7 @@ async fn rename(
         resolved.push((table_name(&p.old_name, db)?, table_name(&p.new_name, db)?));
     }
     engine.rename_tables(&resolved).await?;
-    Ok(plain_ok())
+    Ok(ok())
 }
 
 async fn alter(engine: &Engine, a: &ast::AlterTable, db: Option<&str>) -> Result<Output, SqlError> {

@@ -19,7 +19,7 @@ use super::compile::{ExprCompiler, Params, last_name, table_name};
 use super::expr::{Ctx, Env, Expr};
 use super::{Output, SqlError};
 
-fn ok() -> Output {
+pub(super) fn ok() -> Output {
     Output::Ok {
         affected_rows: 0,
         last_insert_id: 0,

@@ -257,7 +257,7 @@ pub(crate) fn rows(def: &TableDef, catalog: &Catalog) -> Vec<Vec<Value>> {
     out
 }
 
-fn table_row(db: &str, name: &str, kind: &str) -> Vec<Value> {
+pub(crate) fn table_row(db: &str, name: &str, kind: &str) -> Vec<Value> {
     let base = kind == "BASE TABLE";
     let when = |v: Value| if base { v } else { Value::Null };
     let mut row = vec![

@@ -172,16 +172,33 @@ impl Session {
     }
 
     async fn query_all(&mut self, sql: &str) -> Result<Output, SqlError> {
-        if let Some(r) = show::run_text(sql, &self.engine.catalog(), self.state.db.as_deref()) {
+        if show::is_show(sql)
+            && let Some(r) = show::run_text(sql, &self.engine.catalog(), self.state.db.as_deref())
+        {
             return r;
         }
         let stmts = parse(sql)?;
         let mut last = None;
         for stmt in &stmts {
-            let plan = self.compile(stmt)?;
-            last = Some(self.run(Arc::new(plan), &[]).await?);
+            last = Some(self.run_statement(stmt).await?);
         }
         last.ok_or_else(|| SqlError::new(1065, "42000", "Query was empty"))
+    }
+
+    /// Compiles and runs one statement. A statement in its own transaction
+    /// that met a table changed by DDL since it was compiled (1412: the
+    /// ALTER it waited for rebuilt the table) is compiled and run once
+    /// more, as MySQL, which holds the statement until the DDL is done.
+    async fn run_statement(&mut self, stmt: &Statement) -> Result<Output, SqlError> {
+        let plan = self.compile(stmt)?;
+        let own_txn = self.txn.is_none() && !self.explicit && self.state.autocommit();
+        match self.run(Arc::new(plan), &[]).await {
+            Err(e) if e.code == 1412 && own_txn => {
+                let plan = self.compile(stmt)?;
+                self.run(Arc::new(plan), &[]).await
+            }
+            other => other,
+        }
     }
 
     /// COM_STMT_PREPARE.
@@ -533,7 +550,36 @@ fn is_consistent_snapshot(sql: &str) -> bool {
 
 /// Parses `sql` with MySQL's dialect; a parse error becomes 1064.
 fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
-    Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| syntax_error(sql, &e.to_string()))
+    match Parser::parse_sql(&MySqlDialect {}, sql) {
+        Ok(stmts) => Ok(stmts),
+        Err(e) => match drop_key_as_drop_index(sql) {
+            Some(again) => Parser::parse_sql(&MySqlDialect {}, &again)
+                .map_err(|_| syntax_error(sql, &e.to_string())),
+            None => Err(syntax_error(sql, &e.to_string())),
+        },
+    }
+}
+
+/// `ALTER TABLE … DROP KEY k`, which sqlparser reads only as DROP INDEX,
+/// in those words (`None`: no DROP KEY in the text).
+fn drop_key_as_drop_index(sql: &str) -> Option<String> {
+    let mut tokens = Tokenizer::new(&MySqlDialect {}, sql).tokenize().ok()?;
+    let mut changed = false;
+    let mut after_drop = false;
+    for t in &mut tokens {
+        match t {
+            Token::Whitespace(_) => continue,
+            Token::Word(w)
+                if after_drop && w.quote_style.is_none() && w.value.eq_ignore_ascii_case("KEY") =>
+            {
+                *t = Token::make_keyword("INDEX");
+                changed = true;
+            }
+            _ => {}
+        }
+        after_drop = matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("DROP"));
+    }
+    changed.then(|| tokens.iter().map(|t| t.to_string()).collect())
 }
 
 /// 1064 at the position the parser names ("… at Line: L, Column: C"),

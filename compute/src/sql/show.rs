@@ -153,14 +153,24 @@ fn show_tables(
 }
 
 fn show_variables(vars: &BTreeMap<String, Value>, filter: Option<&ShowStatementFilter>) -> Output {
+    name_values(
+        vars.iter().map(|(k, v)| (k.as_str(), v.to_string())),
+        filter,
+    )
+}
+
+/// Variable_name, Value rows (SHOW VARIABLES, SHOW STATUS), LIKE-filtered.
+fn name_values<'a>(
+    pairs: impl Iterator<Item = (&'a str, String)>,
+    filter: Option<&ShowStatementFilter>,
+) -> Output {
     let pattern = match filter {
         Some(ShowStatementFilter::Like(p)) => Some(p.as_str()),
         _ => None,
     };
-    let rows = vars
-        .iter()
+    let rows = pairs
         .filter(|(k, _)| matches(pattern, k))
-        .map(|(k, v)| vec![text(k), text(&v.to_string())])
+        .map(|(k, v)| vec![text(k), text(&v)])
         .collect();
     Output::Rows {
         columns: text_columns(&["Variable_name", "Value"]),
@@ -393,13 +403,19 @@ pub(crate) fn run_text(
     })
 }
 
+/// Whether `sql` starts with SHOW (cheap: no parsing, no allocation).
+pub(crate) fn is_show(sql: &str) -> bool {
+    sql.trim_start()
+        .get(..4)
+        .is_some_and(|w| w.eq_ignore_ascii_case("SHOW"))
+}
+
 /// The words after SHOW (a quoted string as its text), if `sql` is one
 /// SHOW statement.
 fn show_words(sql: &str) -> Option<Vec<String>> {
     use sqlparser::dialect::MySqlDialect;
     use sqlparser::tokenizer::{Token, Tokenizer};
-    let head = sql.trim_start();
-    if !head.get(..4)?.eq_ignore_ascii_case("SHOW") {
+    if !is_show(sql) {
         return None;
     }
     let tokens = Tokenizer::new(&MySqlDialect {}, sql).tokenize().ok()?;
@@ -559,26 +575,17 @@ fn show_table_status(
     ];
     let mut columns = text_columns(&names);
     for i in [2, 4, 5, 6, 7, 8, 9, 10, 15] {
-        columns[i] = expr_column(names[i], Kind::Int);
+        columns[i] = expr_column(names[i], Kind::UInt);
     }
     let rows = catalog
         .tables_in(d.id)
         .filter(|t| matches(pattern, &t.name))
         .map(|t| {
-            let mut row = vec![
-                text(&t.name),
-                text("InnoDB"),
-                Value::Int(10),
-                text("Dynamic"),
-            ];
-            row.extend([0, 0, 16384, 0, 0, 0].map(Value::Int));
-            row.extend([Value::Null, Value::Null, Value::Null, Value::Null]);
-            row.extend([
-                text(Collation::Utf8mb4GeneralCi.name()),
-                Value::Null,
-                text(""),
-                text(""),
-            ]);
+            // information_schema.TABLES' row from TABLE_NAME on, less
+            // TABLE_TYPE.
+            let mut row = information_schema::table_row(&d.name, &t.name, "BASE TABLE");
+            row.drain(..2);
+            row.remove(1);
             row
         })
         .collect();
@@ -622,18 +629,8 @@ pub(crate) fn processlist(p: &super::Processes, full: bool) -> Output {
 
 /// SHOW [GLOBAL | SESSION] STATUS [LIKE].
 pub(crate) fn status(p: &super::Processes, filter: Option<&ShowStatementFilter>) -> Output {
-    let pattern = match filter {
-        Some(ShowStatementFilter::Like(p)) => Some(p.as_str()),
-        _ => None,
-    };
-    let rows = p
-        .status()
-        .into_iter()
-        .filter(|(k, _)| matches(pattern, k))
-        .map(|(k, v)| vec![text(k), text(&v.to_string())])
-        .collect();
-    Output::Rows {
-        columns: text_columns(&["Variable_name", "Value"]),
-        rows,
-    }
+    name_values(
+        p.status().into_iter().map(|(k, v)| (k, v.to_string())),
+        filter,
+    )
 }
