@@ -360,6 +360,13 @@ fn column_rows(db: &str, t: &TableDef, out: &mut Vec<Vec<Value>>) {
     }
 }
 
+/// STATISTICS' rows of one table.
+pub(crate) fn statistics(db: &str, t: &TableDef) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    statistics_rows(db, t, &mut out);
+    out
+}
+
 fn statistics_rows(db: &str, t: &TableDef, out: &mut Vec<Vec<Value>>) {
     for r in index_rows(t) {
         out.push(vec![

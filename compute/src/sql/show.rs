@@ -482,29 +482,17 @@ fn show_index(
         "Expression",
     ];
     let mut columns = text_columns(&names);
-    for i in [1, 3, 6] {
-        columns[i] = expr_column(names[i], Kind::Int);
+    for i in [1, 3, 6, 7] {
+        columns[i] = expr_column(names[i], Kind::UInt);
     }
-    let rows = index_rows(&t)
+    // information_schema.STATISTICS' rows, less the catalog, schema and
+    // index schema.
+    let rows = information_schema::statistics(&d, &t)
         .into_iter()
-        .map(|r| {
-            vec![
-                text(&t.name),
-                Value::Int(i64::from(!r.unique)),
-                text(&r.name),
-                Value::Int(r.seq as i64),
-                text(&r.column),
-                text("A"),
-                Value::Int(0),
-                Value::Null,
-                Value::Null,
-                text(if r.nullable { "YES" } else { "" }),
-                text("BTREE"),
-                text(""),
-                text(""),
-                text("YES"),
-                Value::Null,
-            ]
+        .map(|mut r| {
+            r.remove(4);
+            r.drain(..2);
+            r
         })
         .collect();
     Ok(Output::Rows { columns, rows })
