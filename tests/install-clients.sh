@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real MySQL clients the tests drive, if they are missing:
-# the Debian mariadb CLI and sysbench (apt), PyMySQL and
-# mysql-connector-python (pip, into the machine's Python 3).
+# the Debian mariadb CLI and sysbench (apt), PyMySQL,
+# mysql-connector-python and SQLAlchemy (pip, into the machine's Python 3).
 set -euo pipefail
 if ! command -v mariadb >/dev/null || ! command -v sysbench >/dev/null; then
     SUDO=""
@@ -20,6 +20,6 @@ if ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server
     $SUDO rm -f /usr/sbin/policy-rc.d
 fi
-if ! python3 -c "import pymysql, mysql.connector" 2>/dev/null; then
-    python3 -m pip install -q pymysql mysql-connector-python
+if ! python3 -c "import pymysql, mysql.connector, sqlalchemy" 2>/dev/null; then
+    python3 -m pip install -q pymysql mysql-connector-python sqlalchemy
 fi

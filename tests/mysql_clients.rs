@@ -1,10 +1,11 @@
 //! Real MySQL clients against `strata up`: the Debian `mariadb` CLI,
-//! PyMySQL (text protocol) and mysql-connector-python with `use_pure=True`
-//! and prepared cursors (binary protocol). Then SIGKILL and restart keep
+//! PyMySQL (text protocol), mysql-connector-python with `use_pure=True`
+//! and prepared cursors (binary protocol), and SQLAlchemy's ORM over PyMySQL
+//! (models, create_all, a migration, reflection). Then SIGKILL and restart keep
 //! every acknowledged commit, and SIGTERM stops cleanly and keeps them too.
 //!
 //! The clients are installed by `.ci/run` (apt `mariadb-client`, pip
-//! `pymysql mysql-connector-python`).
+//! `pymysql mysql-connector-python sqlalchemy`).
 
 mod common;
 
@@ -97,6 +98,7 @@ fn real_clients_work_and_commits_survive_sigkill() {
 
     python("pymysql_check.py", port, None);
     python("connector_check.py", port, None);
+    python("sqlalchemy_check.py", port, None);
 
     // SIGKILL, restart: every acknowledged commit is there.
     server.kill();

@@ -51,7 +51,10 @@ use crate::source::{Fetcher, PageServerSource, PageSource};
 use crate::txn::Txn;
 use stage::{Stage, Staged};
 
-pub use ddl::{ColumnSpec, IndexSpec, TableSpec};
+pub(crate) use ddl::zero_of;
+pub use ddl::{
+    AlterKind, ColumnChange, ColumnSpec, IndexChange, IndexSpec, TableChange, TableSpec,
+};
 
 /// Pages a transaction fetched and holds for its commit.
 pub(crate) type PinnedPages = HashMap<strata_wal::PageId, Arc<strata_wal::page::Page>>;

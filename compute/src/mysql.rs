@@ -54,6 +54,8 @@ pub trait Handler: Send + 'static {
     /// Server status flags for OK/EOF packets.
     fn in_transaction(&self) -> bool;
     fn autocommit(&self) -> bool;
+    /// The connection's token: cancelling it closes the connection (KILL).
+    fn attach(&mut self, _connection: CancellationToken) {}
 }
 
 /// Makes a handler for each new connection (its connection id given).

@@ -69,9 +69,7 @@ pub async fn serve_on(
     };
     let addr = listener.local_addr().ok();
     info!(mysql = ?addr, "compute node serving MySQL clients");
-    let factory = Arc::new(SessionFactory {
-        engine: engine.clone(),
-    });
+    let factory = Arc::new(SessionFactory::new(engine.clone()));
     let served = mysql::serve(listener, mysql_config, factory, shutdown).await;
     engine.close();
     served.map_err(|e| EngineError::Unavailable(format!("the MySQL listener failed: {e}")))

@@ -18,6 +18,7 @@
 //! Must not depend on the MySQL protocol beyond the `Handler` trait.
 
 mod access;
+mod alter;
 mod compile;
 mod ddl;
 mod dml;
@@ -25,11 +26,13 @@ mod explain;
 mod expr;
 mod from;
 mod func;
+mod information_schema;
 mod join;
 mod meta;
 mod names;
 mod plan;
 mod planner;
+mod process;
 mod query;
 mod select;
 mod session;
@@ -37,11 +40,13 @@ mod show;
 mod sortkey;
 mod stats;
 mod subquery;
+mod upsert;
 mod vars;
 
 use crate::error::EngineError;
 use crate::types::Value;
 
+pub use process::Processes;
 pub use session::{Session, SessionFactory};
 
 /// MySQL field types (the protocol's `enum_field_types`).

@@ -596,7 +596,7 @@ pub(crate) fn encode_prefix(table: &TableDef, idx: &IndexDef, values: &[Value]) 
     Ok(key)
 }
 
-fn duplicate(table: &TableDef, idx: &IndexDef, row: &Row) -> EngineError {
+pub(crate) fn duplicate(table: &TableDef, idx: &IndexDef, row: &Row) -> EngineError {
     let key = idx
         .columns
         .iter()
@@ -609,7 +609,7 @@ fn duplicate(table: &TableDef, idx: &IndexDef, row: &Row) -> EngineError {
     }
 }
 
-fn auto_inc_value(v: &Value) -> u64 {
+pub(crate) fn auto_inc_value(v: &Value) -> u64 {
     match v {
         Value::Int(i) => (*i).max(0) as u64,
         Value::UInt(u) => *u,

@@ -14,7 +14,9 @@
 //! unreachable pages in a space no one names.
 //!
 //! The SQL layer commits a session's open transaction before calling here,
-//! as MySQL does.
+//! as MySQL does. ALTER, RENAME and TRUNCATE TABLE are in [`alter`].
+
+mod alter;
 
 use std::sync::Arc;
 
@@ -30,8 +32,10 @@ use crate::engine::stage::Stage;
 use crate::error::{EngineError, Result};
 use crate::lock::{LockKey, LockMode, TxnId};
 use crate::space::{create_space, read_header, set_counters};
-use crate::txn::index_key;
 use crate::types::{ColumnType, Value};
+
+pub(crate) use alter::zero_of;
+pub use alter::{AlterKind, ColumnChange, IndexChange, TableChange};
 
 /// Pages written per batch while building an index.
 const BUILD_CHUNK_BYTES: usize = 4 << 20;
@@ -180,7 +184,8 @@ impl Engine {
             columns,
             unique: spec.unique,
         };
-        let entries = index_entries(s, &table, &idx).await?;
+        let rows = self.current_rows(&table).await?;
+        let entries = alter::sorted_entries(&table, &idx, &rows)?;
         let (space, root) = bulk_build(s, &entries).await?;
         idx.space = space;
         idx.root_page = root;
@@ -392,40 +397,6 @@ fn allocate_spaces(st: &mut Stage<'_>, n: u32) -> TreeResult<u32> {
 fn new_tree(st: &mut Stage<'_>, space: u32) -> TreeResult<PageId> {
     create_space(st, space)?;
     Ok(BTree::create(st, space)?.root)
-}
-
-/// The index's entries over every row, sorted; duplicates of a unique
-/// index are an error.
-async fn index_entries(
-    s: &Shared,
-    table: &TableDef,
-    idx: &IndexDef,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let rows = s
-        .collect(s.current(), BTree::open(table.primary.root()))
-        .await?;
-    let mut probe = table.clone();
-    probe.secondary = vec![idx.clone()];
-    let mut entries = Vec::with_capacity(rows.len());
-    for (pk, bytes) in rows {
-        let values = crate::txn::decode_stored(table, &bytes)?;
-        let key = index_key(&probe, &probe.secondary[0], &values, &pk)?;
-        entries.push((key, pk, values));
-    }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    if let Some(w) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
-        let key = idx
-            .columns
-            .iter()
-            .map(|&c| w[1].2[c].to_string())
-            .collect::<Vec<_>>()
-            .join("-");
-        return Err(EngineError::DuplicateKey {
-            index: format!("{}.{}", table.name, idx.name),
-            key,
-        });
-    }
-    Ok(entries.into_iter().map(|(k, pk, _)| (k, pk)).collect())
 }
 
 /// Writes `entries` into a new space in chunked batches; returns the space

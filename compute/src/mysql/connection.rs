@@ -94,7 +94,8 @@ where
         max_allowed_packet: u32,
         shutdown: CancellationToken,
     ) -> Self {
-        let handler = factory.make(id);
+        let mut handler = factory.make(id);
+        handler.attach(shutdown.clone());
         Connection {
             stream,
             rbuf: Vec::new(),
@@ -514,6 +515,7 @@ where
     /// transaction) in the same database.
     async fn com_reset_connection(&mut self) {
         self.handler = self.factory.make(self.id);
+        self.handler.attach(self.shutdown.clone());
         self.stmts.clear();
         if let Some(db) = self.current_db.take()
             && let Err(e) = self.use_database(&db).await

@@ -98,6 +98,9 @@ pub(crate) fn table_name(
 
 pub(crate) fn resolve_table(name: &ObjectName, scope: &Scope<'_>) -> Result<TableRef, SqlError> {
     let (db, table) = table_name(name, scope.db)?;
+    if db.eq_ignore_ascii_case(super::information_schema::NAME) {
+        return super::information_schema::table_ref(&table);
+    }
     let def = scope.catalog.table(&db, &table)?;
     Ok(TableRef { db, def })
 }
@@ -624,11 +627,6 @@ pub(crate) fn limit_expr(e: &ast::Expr, params: &mut Params) -> Result<Expr, Sql
 }
 
 fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<InsertPlan, SqlError> {
-    if i.on.is_some() || i.replace_into || i.ignore || i.returning.is_some() {
-        return Err(SqlError::unsupported(
-            "INSERT IGNORE, REPLACE, ON DUPLICATE KEY UPDATE or RETURNING",
-        ));
-    }
     let TableObject::TableName(name) = &i.table else {
         return Err(SqlError::unsupported("INSERT INTO a table function"));
     };
@@ -658,21 +656,37 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
             columns,
             rows: vec![row],
             select: None,
+            // After the values: `?` are numbered in the text's order.
+            conflict: super::upsert::compile(i, &def, cx.params)?,
         });
     }
-    let columns = match i.columns.is_empty() {
-        true => (0..def.columns.len()).collect(),
-        false => i
-            .columns
+    let named = || {
+        i.columns
             .iter()
             .map(|c| column(&last_name(c)?))
-            .collect::<Result<Vec<_>, _>>()?,
+            .collect::<Result<Vec<_>, _>>()
     };
     let Some(SetExpr::Values(values)) = i.source.as_ref().map(|q| q.body.as_ref()) else {
         let Some(source) = &i.source else {
             return Err(SqlError::unsupported("INSERT without values"));
         };
+        if i.ignore || i.replace_into || i.on.is_some() {
+            return Err(SqlError::unsupported(
+                "INSERT … SELECT with IGNORE, REPLACE or ON DUPLICATE KEY UPDATE",
+            ));
+        }
+        let columns = match i.columns.is_empty() {
+            true => (0..def.columns.len()).collect(),
+            false => named()?,
+        };
         return insert_select(table, columns, source, scope, cx.params);
+    };
+    // `VALUES ()`: every column at its default.
+    let all_default = values.rows.iter().all(|r| r.content.is_empty());
+    let columns = match i.columns.is_empty() {
+        true if all_default => Vec::new(),
+        true => (0..def.columns.len()).collect(),
+        false => named()?,
     };
     let mut rows = Vec::with_capacity(values.rows.len());
     for r in &values.rows {
@@ -688,6 +702,7 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
         columns,
         rows,
         select: None,
+        conflict: super::upsert::compile(i, &def, cx.params)?,
     })
 }
 
@@ -712,6 +727,7 @@ fn insert_select(
         columns,
         rows: Vec::new(),
         select: Some(Box::new(select)),
+        conflict: super::upsert::Conflict::Error,
     })
 }
 

@@ -19,7 +19,7 @@ use super::compile::{ExprCompiler, Params, last_name, table_name};
 use super::expr::{Ctx, Env, Expr};
 use super::{Output, SqlError};
 
-fn ok() -> Output {
+pub(super) fn ok() -> Output {
     Output::Ok {
         affected_rows: 0,
         last_insert_id: 0,
@@ -50,7 +50,7 @@ pub(crate) async fn run(
             table,
             ..
         } => drop(engine, *object_type, *if_exists, names, table.as_ref(), db).await,
-        _ => return None,
+        other => return super::alter::run(engine, other, db).await,
     })
 }
 
@@ -62,7 +62,7 @@ pub(crate) fn is_ddl(stmt: &Statement) -> bool {
             | Statement::CreateTable(_)
             | Statement::CreateIndex(_)
             | Statement::Drop { .. }
-    )
+    ) || super::alter::is_alter(stmt)
 }
 
 async fn create_database(
@@ -243,7 +243,7 @@ fn name_indexes(indexes: &mut [IndexSpec]) {
     }
 }
 
-fn column(col: &ast::ColumnDef, spec: &mut TableSpec) -> Result<(), SqlError> {
+pub(super) fn column(col: &ast::ColumnDef, spec: &mut TableSpec) -> Result<(), SqlError> {
     let name = col.name.value.clone();
     let mut collation = None;
     let mut out = ColumnSpec {
@@ -309,7 +309,7 @@ pub(crate) fn collation_named(name: &str) -> Result<Collation, SqlError> {
 }
 
 /// A DEFAULT: a literal (possibly negated) or NULL.
-fn default_value(e: &ast::Expr) -> Result<Value, SqlError> {
+pub(super) fn default_value(e: &ast::Expr) -> Result<Value, SqlError> {
     let mut params = Params::default();
     let mut cx = ExprCompiler {
         table: None,
@@ -347,11 +347,16 @@ fn default_value(e: &ast::Expr) -> Result<Value, SqlError> {
     })
 }
 
-fn constraint(con: &TableConstraint, spec: &mut TableSpec) -> Result<(), SqlError> {
+pub(super) fn constraint(con: &TableConstraint, spec: &mut TableSpec) -> Result<(), SqlError> {
     match con {
         TableConstraint::PrimaryKey(pk) => spec.primary_key = index_columns(&pk.columns)?,
         TableConstraint::Unique(u) => spec.indexes.push(IndexSpec {
-            name: u.name.as_ref().map(|n| n.value.clone()).unwrap_or_default(),
+            name: u
+                .index_name
+                .as_ref()
+                .or(u.name.as_ref())
+                .map(|n| n.value.clone())
+                .unwrap_or_default(),
             columns: index_columns(&u.columns)?,
             unique: true,
         }),

@@ -125,6 +125,8 @@ pub(crate) struct InsertPlan {
     pub rows: Vec<Vec<Option<Expr>>>,
     /// INSERT … SELECT: the query whose rows are inserted (`rows` empty).
     pub select: Option<Box<SelectPlan>>,
+    /// IGNORE, REPLACE or ON DUPLICATE KEY UPDATE.
+    pub conflict: super::upsert::Conflict,
 }
 
 pub(crate) struct UpdatePlan {

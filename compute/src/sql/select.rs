@@ -81,6 +81,24 @@ fn streams(plan: &SelectPlan) -> bool {
     !plan.grouped && !plan.distinct && (plan.order.is_empty() || plan.index_order.is_some())
 }
 
+/// A SELECT over rows given whole (a virtual table's scan, e.g.
+/// information_schema's): the WHERE clause, then the rest as [`run`].
+pub(crate) fn run_over(
+    plan: &SelectPlan,
+    rows: Vec<Vec<Value>>,
+    env: &Env<'_>,
+) -> Result<Output, SqlError> {
+    let (limit, offset) = limits(plan, env)?;
+    let mut kept = Vec::with_capacity(rows.len());
+    for row in rows {
+        if passes(plan.filter.as_ref(), &row, env)? {
+            kept.push(row);
+        }
+    }
+    finish_rows(plan, kept, env, limit, offset)
+}
+
+/// Grouping, DISTINCT, ORDER BY and LIMIT over the rows read.
 fn finish_rows(
     plan: &SelectPlan,
     rows: Vec<Vec<Value>>,

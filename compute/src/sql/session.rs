@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures::future::BoxFuture;
 use sqlparser::ast::{Statement, Use};
@@ -30,19 +31,31 @@ use crate::types::Value;
 
 use super::compile::{self, Scope};
 use super::expr::{Ctx, Env, StmtEnv, Warning};
+use super::information_schema::is_virtual;
 use super::plan::{Plan, SetItem, SetTarget};
+use super::process::{Process, Processes, interrupted};
 use super::{Column, Output, Prepared, SqlError, ddl, dml, select, show, vars};
 
-/// Makes a [`Session`] per connection.
+/// Makes a [`Session`] per connection; they share one process list.
 pub struct SessionFactory {
-    pub engine: Engine,
+    engine: Engine,
+    processes: Arc<Processes>,
+}
+
+impl SessionFactory {
+    pub fn new(engine: Engine) -> SessionFactory {
+        SessionFactory {
+            engine,
+            processes: Arc::new(Processes::default()),
+        }
+    }
 }
 
 impl crate::mysql::HandlerFactory for SessionFactory {
     type H = Session;
 
     fn make(&self, connection_id: u32) -> Session {
-        Session::new(self.engine.clone(), connection_id)
+        Session::with_processes(self.engine.clone(), connection_id, self.processes.clone())
     }
 }
 
@@ -132,6 +145,7 @@ impl State {
 }
 
 struct Stmt {
+    text: Arc<str>,
     ast: Statement,
     plan: Arc<Plan>,
     params: u16,
@@ -147,10 +161,31 @@ pub struct Session {
     explicit: bool,
     prepared: HashMap<u32, Stmt>,
     next_stmt: u32,
+    processes: Arc<Processes>,
+    process: Arc<Process>,
+    /// The running statement's token (KILL QUERY cancels it).
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.processes.unregister(&self.process);
+    }
 }
 
 impl Session {
+    /// A session with a process list of its own.
     pub fn new(engine: Engine, connection_id: u32) -> Session {
+        Session::with_processes(engine, connection_id, Arc::new(Processes::default()))
+    }
+
+    /// A session registered in `processes` (SHOW PROCESSLIST, KILL).
+    pub fn with_processes(
+        engine: Engine,
+        connection_id: u32,
+        processes: Arc<Processes>,
+    ) -> Session {
+        let process = processes.register(connection_id);
         Session {
             engine,
             state: State {
@@ -169,6 +204,9 @@ impl Session {
             explicit: false,
             prepared: HashMap::new(),
             next_stmt: 1,
+            processes,
+            process,
+            cancel: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -190,13 +228,41 @@ impl Session {
         if is_consistent_snapshot(sql) {
             return self.begin().await;
         }
+        self.processes.questions.fetch_add(1, Ordering::Relaxed);
+        self.cancel = self.process.begin_statement(Arc::from(sql))?;
+        let result = self.query_all(sql).await;
+        self.process.end_statement();
+        result
+    }
+
+    async fn query_all(&mut self, sql: &str) -> Result<Output, SqlError> {
+        if show::is_show(sql)
+            && let Some(r) = show::run_text(sql, &self.engine.catalog(), self.state.db.as_deref())
+        {
+            return r;
+        }
         let stmts = parse(sql).map_err(|e| self.failed(e))?;
         let mut last = None;
         for stmt in &stmts {
-            let plan = self.compile(stmt).map_err(|e| self.failed(e))?;
-            last = Some(self.run(Arc::new(plan), &[]).await?);
+            last = Some(self.compile_and_run(stmt).await?);
         }
         last.ok_or_else(|| SqlError::new(1065, "42000", "Query was empty"))
+    }
+
+    /// Compiles and runs one statement. A statement in its own transaction
+    /// that met a table changed by DDL since it was compiled (1412: the
+    /// ALTER it waited for rebuilt the table) is compiled and run once
+    /// more, as MySQL, which holds the statement until the DDL is done.
+    async fn compile_and_run(&mut self, stmt: &Statement) -> Result<Output, SqlError> {
+        let plan = self.compile(stmt).map_err(|e| self.failed(e))?;
+        let own_txn = self.txn.is_none() && !self.explicit && self.state.autocommit();
+        match self.run(Arc::new(plan), &[]).await {
+            Err(e) if e.code == 1412 && own_txn => {
+                let plan = self.compile(stmt).map_err(|e| self.failed(e))?;
+                self.run(Arc::new(plan), &[]).await
+            }
+            other => other,
+        }
     }
 
     /// COM_STMT_PREPARE.
@@ -214,6 +280,7 @@ impl Session {
         self.prepared.insert(
             id,
             Stmt {
+                text: Arc::from(sql),
                 ast,
                 plan: Arc::new(plan),
                 params,
@@ -242,18 +309,34 @@ impl Session {
                 "Incorrect arguments to mysqld_stmt_execute",
             ));
         }
-        let plan = match compile::is_current(&stmt.plan, &self.engine.catalog()) {
-            true => stmt.plan.clone(),
-            false => {
-                let ast = stmt.ast.clone();
-                let plan = Arc::new(self.compile(&ast).map_err(|e| self.failed(e))?);
-                if let Some(s) = self.prepared.get_mut(&id) {
-                    s.plan = plan.clone();
-                }
-                plan
-            }
+        self.processes.questions.fetch_add(1, Ordering::Relaxed);
+        self.cancel = self.process.begin_statement(stmt.text.clone())?;
+        let result = match self.execute_plan(id) {
+            Ok(plan) => self.run(plan, &params).await,
+            Err(e) => Err(e),
         };
-        self.run(plan, &params).await
+        self.process.end_statement();
+        result
+    }
+
+    /// The prepared statement's plan, compiled again if its table changed.
+    fn execute_plan(&mut self, id: u32) -> Result<Arc<Plan>, SqlError> {
+        let Some(stmt) = self.prepared.get(&id) else {
+            return Err(SqlError::unsupported("a closed statement"));
+        };
+        Ok(
+            match compile::is_current(&stmt.plan, &self.engine.catalog()) {
+                true => stmt.plan.clone(),
+                false => {
+                    let ast = stmt.ast.clone();
+                    let plan = Arc::new(self.compile(&ast).map_err(|e| self.failed(e))?);
+                    if let Some(s) = self.prepared.get_mut(&id) {
+                        s.plan = plan.clone();
+                    }
+                    plan
+                }
+            },
+        )
     }
 
     /// COM_STMT_CLOSE.
@@ -264,8 +347,12 @@ impl Session {
     /// COM_INIT_DB / USE.
     pub async fn init_db(&mut self, db: &str) -> Result<(), SqlError> {
         let cat = self.engine.catalog();
-        let d = cat.database(db)?;
-        self.state.db = Some(d.name.clone());
+        let name = match db.eq_ignore_ascii_case(super::information_schema::NAME) {
+            true => super::information_schema::NAME.to_string(),
+            false => cat.database(db)?.name.clone(),
+        };
+        self.process.set_db(Some(name.clone()));
+        self.state.db = Some(name);
         Ok(())
     }
 
@@ -319,7 +406,13 @@ impl Session {
         plan: Arc<Plan>,
         params: &[Value],
     ) -> Result<Output, SqlError> {
+        self.count(&plan);
         match plan.as_ref() {
+            Plan::Select(s) if s.from.as_ref().is_some_and(|t| is_virtual(&t.def)) => {
+                let def = &s.from.as_ref().expect("checked by the guard").def;
+                let rows = super::information_schema::rows(def, &self.engine.catalog());
+                select::run_over(s, rows, &self.state.env(params))
+            }
             Plan::Select(s) if !s.reads_tables() => {
                 let env = self.state.env(params);
                 let mut none = None;
@@ -333,6 +426,18 @@ impl Session {
         }
     }
 
+    fn count(&self, plan: &Plan) {
+        let p = &self.processes;
+        let counter = match plan {
+            Plan::Select(_) => &p.com_select,
+            Plan::Insert(_) => &p.com_insert,
+            Plan::Update(_) => &p.com_update,
+            Plan::Delete(_) => &p.com_delete,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Runs a statement that reads or writes tables, in the open
     /// transaction or (autocommit) its own.
     async fn run_in_txn(&mut self, plan: &Plan, params: &[Value]) -> Result<Output, SqlError> {
@@ -344,7 +449,10 @@ impl Session {
         let result = {
             let env = self.state.env(params);
             let mut slot = Some(txn);
-            let r = exec(plan, &mut slot, &env).await;
+            let r = tokio::select! {
+                r = exec(plan, &mut slot, &env) => r,
+                _ = self.cancel.cancelled() => Err(interrupted()),
+            };
             txn = slot.expect("exec gives the transaction back");
             r
         };
@@ -419,6 +527,20 @@ impl Session {
                 let db = compile::last_name(name)?;
                 self.init_db(&db).await?;
                 return Ok(ok());
+            }
+            Statement::Kill { modifier, id } => {
+                let id = u32::try_from(*id).map_err(|_| {
+                    SqlError::new(1094, "HY000", format!("Unknown thread id: {id}"))
+                })?;
+                let connection = !matches!(modifier, Some(sqlparser::ast::KillType::Query));
+                self.processes.kill(id, connection)?;
+                return Ok(ok());
+            }
+            Statement::ShowProcessList { full } => {
+                return Ok(show::processlist(&self.processes, *full));
+            }
+            Statement::ShowStatus { filter, .. } => {
+                return Ok(show::status(&self.processes, filter.as_ref()));
             }
             _ => {}
         }
@@ -599,7 +721,36 @@ fn is_consistent_snapshot(sql: &str) -> bool {
 
 /// Parses `sql` with MySQL's dialect; a parse error becomes 1064.
 fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
-    Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| syntax_error(sql, &e.to_string()))
+    match Parser::parse_sql(&MySqlDialect {}, sql) {
+        Ok(stmts) => Ok(stmts),
+        Err(e) => match drop_key_as_drop_index(sql) {
+            Some(again) => Parser::parse_sql(&MySqlDialect {}, &again)
+                .map_err(|_| syntax_error(sql, &e.to_string())),
+            None => Err(syntax_error(sql, &e.to_string())),
+        },
+    }
+}
+
+/// `ALTER TABLE … DROP KEY k`, which sqlparser reads only as DROP INDEX,
+/// in those words (`None`: no DROP KEY in the text).
+fn drop_key_as_drop_index(sql: &str) -> Option<String> {
+    let mut tokens = Tokenizer::new(&MySqlDialect {}, sql).tokenize().ok()?;
+    let mut changed = false;
+    let mut after_drop = false;
+    for t in &mut tokens {
+        match t {
+            Token::Whitespace(_) => continue,
+            Token::Word(w)
+                if after_drop && w.quote_style.is_none() && w.value.eq_ignore_ascii_case("KEY") =>
+            {
+                *t = Token::make_keyword("INDEX");
+                changed = true;
+            }
+            _ => {}
+        }
+        after_drop = matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("DROP"));
+    }
+    changed.then(|| tokens.iter().map(|t| t.to_string()).collect())
 }
 
 /// 1064 at the position the parser names ("… at Line: L, Column: C"),
@@ -695,5 +846,9 @@ impl crate::mysql::Handler for Session {
 
     fn autocommit(&self) -> bool {
         Session::autocommit(self)
+    }
+
+    fn attach(&mut self, connection: tokio_util::sync::CancellationToken) {
+        self.process.attach(connection);
     }
 }
