@@ -13,7 +13,7 @@ use sqlparser::ast::{self, JoinConstraint, JoinOperator, TableFactor};
 use crate::types::Collation;
 
 use super::SqlError;
-use super::compile::{ExprCompiler, Params, Scope, table_name};
+use super::compile::{ExprCompiler, Params, Scope};
 use super::expr::{CmpOp, Expr};
 use super::names::Names;
 use super::plan::{JoinKind, SourceKind};
@@ -166,8 +166,7 @@ fn factor(
             args: None,
             ..
         } => {
-            let (db, table) = table_name(name, scope.db)?;
-            let def = scope.catalog.table(&db, &table)?;
+            let super::plan::TableRef { db, def } = super::compile::resolve_table(name, scope)?;
             let qualifier = alias
                 .as_ref()
                 .map_or_else(|| def.name.clone(), |a| a.name.value.clone());
