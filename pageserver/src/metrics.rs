@@ -33,6 +33,7 @@ pub struct Metrics {
     pub compactions: u64,
     pub image_layers_written: u64,
     pub layers_deleted: u64,
+    pub compaction_running: bool,
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub cache_hit_rate: f64,
@@ -75,6 +76,7 @@ impl Metrics {
             compactions: stats.compactions.load(Ordering::Relaxed),
             image_layers_written: stats.image_layers_written.load(Ordering::Relaxed),
             layers_deleted: stats.layers_deleted.load(Ordering::Relaxed),
+            compaction_running: tl.compaction_running(),
             cache_hits: cache.hits,
             cache_misses: cache.misses,
             cache_hit_rate: cache.hit_rate(),
@@ -229,6 +231,13 @@ impl Metrics {
             "Layer files deleted by compaction and GC.",
             "",
             self.layers_deleted as f64,
+        );
+        put(
+            "compaction_running",
+            g,
+            "1 while a compaction or GC step runs.",
+            "",
+            f64::from(u8::from(self.compaction_running)),
         );
         put(
             "cache_hits_total",

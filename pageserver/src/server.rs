@@ -292,6 +292,7 @@ impl PageServer for Grpc {
             compaction_bytes_written: m.compaction_bytes_written,
             wal_bytes_ingested: m.wal_bytes_ingested,
             layers_deleted: m.layers_deleted,
+            compaction_running: m.compaction_running,
         }))
     }
 

@@ -93,6 +93,11 @@ impl Timeline {
         *self.fail_point.lock() = fail_point;
     }
 
+    /// Whether a compaction or GC step is running now.
+    pub fn compaction_running(&self) -> bool {
+        self.compacting.try_lock().is_none()
+    }
+
     fn fail_at(&self, at: FailPoint) -> Result<()> {
         if *self.fail_point.lock() == Some(at) {
             self.crashed.store(true, Ordering::Release);
