@@ -39,6 +39,27 @@ pub struct PageserverArgs {
     /// How long a GetPage waits for ingest to reach its LSN.
     #[arg(long)]
     wait_lsn_timeout_ms: Option<u64>,
+    /// Serve Prometheus text on http://ADDR/metrics (e.g. 127.0.0.1:7290).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// History kept readable, in bytes of WAL (0: no byte window).
+    #[arg(long)]
+    gc_history_bytes: Option<u64>,
+    /// History kept readable, in seconds (0: no time window). With both
+    /// windows, the one that keeps more wins; with neither, nothing is
+    /// collected.
+    #[arg(long)]
+    gc_history_secs: Option<u64>,
+    /// How far below the durable LSN a compute's oldest snapshot may hold
+    /// the GC horizon back.
+    #[arg(long)]
+    gc_snapshot_cap_bytes: Option<u64>,
+    /// L0 layers are compacted into an L1 run once this many wait.
+    #[arg(long)]
+    compaction_l0_threshold: Option<usize>,
+    /// L1 and image layer files are cut at about this size.
+    #[arg(long)]
+    compaction_target_file_bytes: Option<u64>,
 }
 
 /// `strata pageserver`'s config file. Every field has a default.
@@ -54,6 +75,12 @@ pub struct PageserverFile {
     image_after_records: u32,
     cache_bytes: u64,
     wait_lsn_timeout_ms: u64,
+    metrics_listen: Option<SocketAddr>,
+    gc_history_bytes: u64,
+    gc_history_secs: u64,
+    gc_snapshot_cap_bytes: u64,
+    compaction_l0_threshold: usize,
+    compaction_target_file_bytes: u64,
 }
 
 impl Default for PageserverFile {
@@ -73,6 +100,12 @@ impl Default for PageserverFile {
             image_after_records: d.image_after_records,
             cache_bytes: d.cache_bytes,
             wait_lsn_timeout_ms: d.wait_lsn_timeout.as_millis() as u64,
+            metrics_listen: None,
+            gc_history_bytes: d.gc.history_bytes.unwrap_or(0),
+            gc_history_secs: d.gc.history.map_or(0, |t| t.as_secs()),
+            gc_snapshot_cap_bytes: d.gc.snapshot_cap_bytes,
+            compaction_l0_threshold: d.compaction.l0_threshold,
+            compaction_target_file_bytes: d.compaction.target_file_bytes,
         }
     }
 }
@@ -98,6 +131,18 @@ impl PageserverArgs {
         f.image_after_records = self.image_after_records.unwrap_or(f.image_after_records);
         f.cache_bytes = self.cache_bytes.unwrap_or(f.cache_bytes);
         f.wait_lsn_timeout_ms = self.wait_lsn_timeout_ms.unwrap_or(f.wait_lsn_timeout_ms);
+        f.metrics_listen = self.metrics_listen.or(f.metrics_listen);
+        f.gc_history_bytes = self.gc_history_bytes.unwrap_or(f.gc_history_bytes);
+        f.gc_history_secs = self.gc_history_secs.unwrap_or(f.gc_history_secs);
+        f.gc_snapshot_cap_bytes = self
+            .gc_snapshot_cap_bytes
+            .unwrap_or(f.gc_snapshot_cap_bytes);
+        f.compaction_l0_threshold = self
+            .compaction_l0_threshold
+            .unwrap_or(f.compaction_l0_threshold);
+        f.compaction_target_file_bytes = self
+            .compaction_target_file_bytes
+            .unwrap_or(f.compaction_target_file_bytes);
         f.validate()?;
         let mut c = ServerConfig::new(f.cluster_id, f.data_dir, f.log);
         c.listen = f.listen;
@@ -106,6 +151,12 @@ impl PageserverArgs {
         c.image_after_records = f.image_after_records;
         c.cache_bytes = f.cache_bytes;
         c.wait_lsn_timeout = Duration::from_millis(f.wait_lsn_timeout_ms);
+        c.metrics_listen = f.metrics_listen;
+        c.gc.history_bytes = (f.gc_history_bytes > 0).then_some(f.gc_history_bytes);
+        c.gc.history = (f.gc_history_secs > 0).then(|| Duration::from_secs(f.gc_history_secs));
+        c.gc.snapshot_cap_bytes = f.gc_snapshot_cap_bytes;
+        c.compaction.l0_threshold = f.compaction_l0_threshold;
+        c.compaction.target_file_bytes = f.compaction_target_file_bytes;
         Ok(c)
     }
 }
@@ -132,6 +183,12 @@ impl PageserverFile {
         if self.cache_bytes < 8192 {
             bail!("--cache-bytes must hold at least one 8 KiB page");
         }
+        if self.compaction_l0_threshold == 0 {
+            bail!("--compaction-l0-threshold must be at least 1");
+        }
+        if self.compaction_target_file_bytes < 64 << 10 {
+            bail!("--compaction-target-file-bytes must be at least 64 KiB");
+        }
         Ok(())
     }
 }
@@ -152,6 +209,12 @@ mod tests {
             image_after_records: None,
             cache_bytes: None,
             wait_lsn_timeout_ms: None,
+            metrics_listen: None,
+            gc_history_bytes: None,
+            gc_history_secs: None,
+            gc_snapshot_cap_bytes: None,
+            compaction_l0_threshold: None,
+            compaction_target_file_bytes: None,
         }
     }
 
@@ -190,5 +253,22 @@ mod tests {
         let mut a = args(None);
         a.layer_size_bytes = Some(10);
         assert!(a.into_config().is_err());
+        let mut a = args(None);
+        a.compaction_l0_threshold = Some(0);
+        assert!(a.into_config().is_err());
+    }
+
+    #[test]
+    fn gc_and_metrics_flags_reach_the_config() {
+        let (_d, path) = file("gc_history_bytes = 0\ngc_history_secs = 600\n");
+        let mut a = args(Some(path));
+        a.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 9999)));
+        let c = a.into_config().unwrap();
+        assert_eq!(c.gc.history_bytes, None);
+        assert_eq!(c.gc.history, Some(Duration::from_secs(600)));
+        assert_eq!(c.metrics_listen.map(|a| a.port()), Some(9999));
+        let c = args(None).into_config().unwrap();
+        assert_eq!(c.gc.history_bytes, Some(1 << 30));
+        assert_eq!(c.metrics_listen, None);
     }
 }

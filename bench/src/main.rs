@@ -2,7 +2,8 @@
 //! is measured against.
 //!
 //! `cargo run --release -p strata-bench -- log` runs the log-service
-//! workload, `-- pageserver` the page server's, `-- engine` the compute
+//! workload, `-- pageserver` the page server's, `-- pageserver-soak` the page
+//! server under sustained ingest with compaction and GC, `-- engine` the compute
 //! engine's; every workload is a subcommand with its own module. All files a run writes go to a fresh
 //! temporary directory (removed at the end) under `--data-dir`, which should
 //! sit on the disk being measured.
@@ -11,6 +12,7 @@ mod engine;
 mod floor;
 mod log;
 mod pageserver;
+mod pageserver_soak;
 mod report;
 mod stats;
 mod sysbench;
@@ -38,6 +40,9 @@ enum Workload {
     /// The page server: ingest catch-up against the log's commit rate, and
     /// GetPage latency for cache hits and rebuilds.
     Pageserver(pageserver::PageserverArgs),
+    /// The page server under sustained ingest and GetPage load: layer
+    /// count, write amplification and GetPage p99 while compaction runs.
+    PageserverSoak(pageserver_soak::SoakArgs),
     /// The compute engine through its library API on an embedded cluster:
     /// point selects, range scans, index updates and inserts.
     Engine(engine::EngineArgs),
@@ -66,6 +71,7 @@ fn main() -> anyhow::Result<()> {
     match &cli.workload {
         Workload::Log(args) => log::run(args, dir.path()),
         Workload::Pageserver(args) => pageserver::run(args, dir.path()),
+        Workload::PageserverSoak(args) => pageserver_soak::run(args, dir.path()),
         Workload::Engine(args) => engine::run(args, dir.path()),
         Workload::Sysbench(args) => sysbench::run(args, dir.path()),
     }

@@ -39,11 +39,11 @@ use crate::report::{Table, per_sec, times, us};
 use crate::stats::Latency;
 use crate::watchdog::Watchdog;
 
-const CLUSTER_ID: &str = "strata-bench-ps";
+pub(crate) const CLUSTER_ID: &str = "strata-bench-ps";
 const FILL_WRITERS: usize = 64;
-const RECORDS_PER_BATCH: usize = 16;
+pub(crate) const RECORDS_PER_BATCH: usize = 16;
 const HOT_PAGES: u32 = 256;
-const SPACE: u32 = 1;
+pub(crate) const SPACE: u32 = 1;
 const RTT_SAMPLES: usize = 20_000;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -71,14 +71,7 @@ pub fn run(args: &PageserverArgs, dir: &Path) -> anyhow::Result<()> {
 async fn run_async(args: &PageserverArgs, dir: &Path) -> anyhow::Result<()> {
     // The floor under a GetPage: one loopback round trip, no Strata code.
     let rtt = crate::floor::loopback_rtt(RTT_SAMPLES).context("measuring loopback RTT")?;
-    let log = Cluster::start(&dir.join("log"), CLUSTER_ID).await?;
-    let writer = LogClient::connect(LogClientConfig::new(
-        CLUSTER_ID,
-        "bench-writer",
-        log.endpoints().to_vec(),
-    ))
-    .await
-    .context("connecting the writer")?;
+    let (log, writer) = start_log(dir).await?;
     println!(
         "filling {} MiB of WAL over {} pages ...",
         args.backlog_mib, args.pages
@@ -157,6 +150,19 @@ async fn run_async(args: &PageserverArgs, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Three log replicas in this process and a writer.
+pub(crate) async fn start_log(dir: &Path) -> anyhow::Result<(Cluster, LogClient)> {
+    let log = Cluster::start(&dir.join("log"), CLUSTER_ID).await?;
+    let writer = LogClient::connect(LogClientConfig::new(
+        CLUSTER_ID,
+        "bench-writer",
+        log.endpoints().to_vec(),
+    ))
+    .await
+    .context("connecting the writer")?;
+    Ok((log, writer))
+}
+
 /// The backlog written.
 struct Fill {
     /// All of it, from LSN 0 (what the page server ingests).
@@ -177,7 +183,7 @@ impl Fill {
 /// A batch of `RECORDS_PER_BATCH` records starting at page `first`: an
 /// `Init` and an `Insert` the first time a page is written, a `Replace` of
 /// its one item after that.
-fn batch(first: u64, args: &PageserverArgs, fill_byte: u8) -> anyhow::Result<Batch> {
+pub(crate) fn batch(first: u64, args: &PageserverArgs, fill_byte: u8) -> anyhow::Result<Batch> {
     let mut b = BatchBuilder::new();
     for i in 0..RECORDS_PER_BATCH as u64 {
         let n = first + i;
@@ -239,7 +245,7 @@ async fn fill(writer: &LogClient, args: &PageserverArgs) -> anyhow::Result<Fill>
 }
 
 /// A page server in this process, on its own directory.
-struct PageServer {
+pub(crate) struct PageServer {
     endpoint: String,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<strata_pageserver::Result<()>>,
@@ -247,9 +253,12 @@ struct PageServer {
 
 impl PageServer {
     async fn start(dir: &Path, log: &[String]) -> anyhow::Result<PageServer> {
+        PageServer::start_with(ServerConfig::new(CLUSTER_ID, dir, log.to_vec())).await
+    }
+
+    pub(crate) async fn start_with(config: ServerConfig) -> anyhow::Result<PageServer> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
-        let config = ServerConfig::new(CLUSTER_ID, dir, log.to_vec());
         let stop = CancellationToken::new();
         let task = tokio::spawn(serve_on(listener, config, stop.clone()));
         Ok(PageServer {
@@ -259,7 +268,7 @@ impl PageServer {
         })
     }
 
-    async fn client(&self) -> anyhow::Result<PageServerClient> {
+    pub(crate) async fn client(&self) -> anyhow::Result<PageServerClient> {
         for _ in 0..200 {
             if let Ok(c) = PageServerClient::connect(&self.endpoint, CLUSTER_ID).await {
                 return Ok(c);
@@ -269,7 +278,7 @@ impl PageServer {
         anyhow::bail!("the page server does not answer")
     }
 
-    async fn stop(self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
         self.stop.cancel();
         self.task.await??;
         Ok(())

@@ -21,6 +21,8 @@ pub enum PageServerError {
     PageNotFound { page: PageId, lsn: Lsn },
     #[error("page {page} is in space {} which was dropped at LSN {dropped_at}", page.space)]
     SpaceDropped { page: PageId, dropped_at: Lsn },
+    #[error("snapshot too old: LSN {lsn} is below the GC horizon {horizon}; its history is gone")]
+    SnapshotTooOld { lsn: Lsn, horizon: Lsn },
     #[error("LSN {lsn} is above what the log has committed ({committed}); waited {waited_ms} ms")]
     LsnNotCommitted {
         lsn: Lsn,
@@ -99,7 +101,9 @@ impl PageServerError {
     pub fn code(&self) -> tonic::Code {
         use tonic::Code;
         match self {
-            PageServerError::WrongCluster { .. } => Code::FailedPrecondition,
+            PageServerError::WrongCluster { .. } | PageServerError::SnapshotTooOld { .. } => {
+                Code::FailedPrecondition
+            }
             PageServerError::BadRequest(_) => Code::InvalidArgument,
             PageServerError::PageNotFound { .. } | PageServerError::SpaceDropped { .. } => {
                 Code::NotFound

@@ -13,11 +13,16 @@
 //!   through the channel);
 //! - the **flusher** writes frozen layers to files on the blocking pool;
 //! - the **reporter** tells the log service the durable LSN whenever it
-//!   moves, and again every few seconds (a restarted replica forgets).
+//!   moves, and again every few seconds (a restarted replica forgets);
+//! - the **compactor** runs compaction and GC steps on the blocking pool,
+//!   one at a time, until none is due, then waits for a flush (or a
+//!   second: the GC horizon also moves with time and snapshot reports).
 //!
 //! Shutdown: the token stops the reader and applier at once; the applier
 //! then freezes what it holds, and the flusher writes every frozen layer
-//! before it exits, so a clean stop leaves nothing to re-ingest.
+//! before it exits, so a clean stop leaves nothing to re-ingest. The
+//! compactor stops between steps (a step in flight finishes: it is bounded,
+//! and stopping halfway would be safe but wasteful).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,7 +83,8 @@ impl Ingest {
                 failed.clone(),
             )),
             tokio::spawn(flush_layers(timeline.clone(), flush_wanted, applier_done)),
-            tokio::spawn(report_safe_lsn(timeline, config, stop)),
+            tokio::spawn(report_safe_lsn(timeline.clone(), config, stop.clone())),
+            tokio::spawn(compact(timeline, stop)),
         ];
         Ingest { handles, failed }
     }
@@ -245,6 +251,38 @@ async fn report_safe_lsn(
             _ = stop.cancelled() => return Ok(()),
             _ = durable.changed() => {}
             _ = tokio::time::sleep(config.safe_lsn_report_interval) => {}
+        }
+    }
+}
+
+/// Pause between compaction steps that failed.
+const COMPACTION_RETRY: Duration = Duration::from_secs(5);
+
+async fn compact(timeline: Arc<Timeline>, stop: CancellationToken) -> Result<()> {
+    loop {
+        let tl = timeline.clone();
+        let step = tokio::task::spawn_blocking(move || tl.compact_step()).await;
+        let pause = match step {
+            Ok(Ok(crate::timeline::Step::Idle)) => Duration::from_secs(1),
+            Ok(Ok(_)) => Duration::ZERO,
+            Ok(Err(e)) => {
+                error!(error = %e, "compaction step failed; retrying later");
+                COMPACTION_RETRY
+            }
+            Err(e) => {
+                return Err(PageServerError::Unavailable(format!(
+                    "compaction task failed: {e}"
+                )));
+            }
+        };
+        if stop.is_cancelled() {
+            return Ok(());
+        }
+        if !pause.is_zero() {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = timeline.wait_flushed(pause) => {}
+            }
         }
     }
 }

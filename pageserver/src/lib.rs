@@ -7,15 +7,20 @@
 //! replaced [`manifest`], and rebuilds pages by replaying records over the
 //! newest image with `strata_wal::redo::apply`; [`cache`] keeps rebuilt
 //! pages under a memory budget; [`server`] is the gRPC edge and [`client`]
-//! its client.
+//! its client. In the background the timeline compacts layers and drops
+//! history below the GC horizon ([`timeline::compact`], [`timeline::gc`]);
+//! [`metrics`] gathers figures for the status RPC and [`http`]'s
+//! `/metrics`.
 
 pub mod cache;
 pub mod client;
 pub mod durable;
 pub mod error;
+pub mod http;
 pub mod ingest;
 pub mod layer;
 pub mod manifest;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod timeline;

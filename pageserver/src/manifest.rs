@@ -11,19 +11,29 @@
 //!
 //! ```text
 //! magic          8   b"STRATMAN"
-//! version        u32 MANIFEST_FORMAT_VERSION (1)
+//! version        u32 MANIFEST_FORMAT_VERSION (2)
 //! cluster_id     u32 length + UTF-8 bytes
 //! durable_lsn    u64
+//! gc_cutoff      u64 (version 2 only; 0 when read from version 1)
 //! layers         u32 count, then count x (file_name: u32 length + UTF-8,
-//!                    range.start u64, range.end u64, file_bytes u64)
+//!                    kind u8 (version 2 only: 0 L0, 1 L1, 2 image),
+//!                    range.start u64, range.end u64,
+//!                    keys.first u64, keys.last u64 (version 2 only),
+//!                    file_bytes u64)
 //! dropped_spaces u32 count, then count x (space u32, lsn u64)
 //! crc32          u32 of every byte before it
 //! ```
 //!
+//! Version 1 (before compaction) is still read: its layers are L0 deltas
+//! over every page, and nothing was ever collected.
+//!
 //! Invariants ([`Manifest::validate`], checked before every store and after
-//! every load): layers are in LSN order and do not overlap, each covers a
-//! non-empty range, their file names are unique plain names, and
-//! `durable_lsn` is at or past the last layer's end. Decoding never trusts a
+//! every load): layers are in [`LayerDesc::order`]; delta runs (the deltas
+//! sharing one LSN range) do not overlap in LSN, and within a run the page
+//! ranges are disjoint; an L0 covers every page; an image layer's LSN is
+//! never inside a delta run; each range is non-empty; file names are unique
+//! plain names; `durable_lsn` is at or past every layer's end and the GC
+//! cutoff is at or below it. Decoding never trusts a
 //! byte before the crc has vouched for it, never panics and never allocates
 //! more than the file holds; anything wrong with the file, including another
 //! cluster's id, is [`PageServerError::Corrupt`] naming it.
@@ -39,26 +49,27 @@ use crate::durable;
 use crate::error::{PageServerError, Result};
 use crate::layer::LsnRange;
 use crate::layer::delta_file::ByteReader;
+use crate::layer::desc::{KeyRange, LayerDesc, LayerKind};
 
 pub const MANIFEST_FILE_NAME: &str = "manifest";
 /// Where a new manifest is written before it is renamed over the old one.
 pub const MANIFEST_TMP_FILE_NAME: &str = "manifest.tmp";
 pub const MANIFEST_MAGIC: [u8; 8] = *b"STRATMAN";
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// The format before compaction, still read.
+const MANIFEST_V1: u32 = 1;
 /// Magic, version and crc: the smallest file worth decoding.
 const MIN_FILE_BYTES: usize = 8 + 4 + 4;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ManifestLayer {
-    pub file_name: String,
-    pub range: LsnRange,
-    pub file_bytes: u64,
-}
+/// One live layer file, as the manifest names it.
+pub type ManifestLayer = LayerDesc;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
     pub cluster_id: String,
     pub durable_lsn: Lsn,
+    /// Reads below it are refused: the history under it may be gone.
+    pub gc_cutoff: Lsn,
     pub layers: Vec<ManifestLayer>,
     pub dropped_spaces: Vec<(u32, Lsn)>,
 }
@@ -68,6 +79,7 @@ impl Manifest {
         Manifest {
             cluster_id: cluster_id.to_string(),
             durable_lsn: Lsn::ZERO,
+            gc_cutoff: Lsn::ZERO,
             layers: Vec::new(),
             dropped_spaces: Vec::new(),
         }
@@ -126,32 +138,73 @@ impl Manifest {
     /// Checks the invariants every stored manifest keeps; says what is wrong.
     pub fn validate(&self) -> std::result::Result<(), String> {
         let mut names = HashSet::new();
+        let mut run: Option<(LsnRange, u64)> = None;
         let mut prev_end: Option<Lsn> = None;
+        let mut last_end = Lsn::ZERO;
         for (i, layer) in self.layers.iter().enumerate() {
-            let (name, range) = (&layer.file_name, layer.range);
+            let name = &layer.file_name;
+            let at = |e: String| format!("layer {i} ({name}): {e}");
             check_file_name(name).map_err(|e| format!("layer {i}: {e}"))?;
             if !names.insert(name.as_str()) {
                 return Err(format!("layer {i}: file name {name:?} appears twice"));
             }
-            if range.start >= range.end {
-                return Err(format!(
-                    "layer {i} ({name}): empty range ({}, {}]",
-                    range.start, range.end
-                ));
+            check_layer(layer).map_err(at)?;
+            if i > 0 && layer.order() <= self.layers[i - 1].order() {
+                return Err(at("out of order".into()));
             }
-            if let Some(end) = prev_end.filter(|end| range.start < *end) {
-                return Err(format!(
-                    "layer {i} ({name}): starts at {} before the previous layer's end {end}",
-                    range.start
-                ));
+            last_end = last_end.max(layer.range.end);
+            let range = layer.range;
+            if !layer.kind.is_delta() {
+                continue;
             }
+            match run {
+                Some((r, last_key)) if r == range => {
+                    if layer.keys.first <= last_key {
+                        return Err(at("its pages overlap the previous layer's".into()));
+                    }
+                }
+                _ => {
+                    if let Some(end) = prev_end.filter(|end| range.start < *end) {
+                        return Err(at(format!(
+                            "starts at {} before the previous layer's end {end}",
+                            range.start
+                        )));
+                    }
+                }
+            }
+            run = Some((range, layer.keys.last));
             prev_end = Some(range.end);
         }
-        if let Some(end) = prev_end.filter(|end| self.durable_lsn < *end) {
+        self.check_image_lsns()?;
+        if self.durable_lsn < last_end {
             return Err(format!(
-                "durable LSN {} is below the last layer's end {end}",
+                "durable LSN {} is below the last layer's end {last_end}",
                 self.durable_lsn
             ));
+        }
+        if self.gc_cutoff > self.durable_lsn {
+            return Err(format!(
+                "GC cutoff {} is above the durable LSN {}",
+                self.gc_cutoff, self.durable_lsn
+            ));
+        }
+        Ok(())
+    }
+
+    /// No image layer's LSN lies strictly inside a delta layer's range.
+    fn check_image_lsns(&self) -> std::result::Result<(), String> {
+        let deltas: Vec<_> = self.layers.iter().filter(|l| l.kind.is_delta()).collect();
+        for image in self.layers.iter().filter(|l| !l.kind.is_delta()) {
+            let at = image.range.end;
+            if let Some(d) = deltas
+                .iter()
+                .find(|d| d.range.start < at && at < d.range.end)
+            {
+                return Err(format!(
+                    "image layer {}: its LSN {at} is inside the delta run ({}, {}]",
+                    image.file_name, d.range.start, d.range.end
+                ));
+            }
         }
         Ok(())
     }
@@ -163,6 +216,7 @@ impl Manifest {
         let Manifest {
             cluster_id,
             durable_lsn,
+            gc_cutoff,
             layers,
             dropped_spaces,
         } = self;
@@ -171,12 +225,17 @@ impl Manifest {
         out.extend_from_slice(&MANIFEST_FORMAT_VERSION.to_le_bytes());
         put_str(&mut out, cluster_id)?;
         out.extend_from_slice(&durable_lsn.0.to_le_bytes());
+        out.extend_from_slice(&gc_cutoff.0.to_le_bytes());
         put_len(&mut out, layers.len())?;
         for layer in layers {
             put_str(&mut out, &layer.file_name)?;
-            out.extend_from_slice(&layer.range.start.0.to_le_bytes());
-            out.extend_from_slice(&layer.range.end.0.to_le_bytes());
-            out.extend_from_slice(&layer.file_bytes.to_le_bytes());
+            out.push(layer.kind.code());
+            for v in [layer.range.start.0, layer.range.end.0] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            for v in [layer.keys.first, layer.keys.last, layer.file_bytes] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
         }
         put_len(&mut out, dropped_spaces.len())?;
         for (space, lsn) in dropped_spaces {
@@ -186,6 +245,27 @@ impl Manifest {
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         Ok(out)
+    }
+}
+
+/// The rules one layer keeps on its own.
+fn check_layer(layer: &LayerDesc) -> std::result::Result<(), String> {
+    let (range, keys) = (layer.range, layer.keys);
+    if range.start >= range.end {
+        return Err(format!("empty range ({}, {}]", range.start, range.end));
+    }
+    if keys.first > keys.last {
+        return Err(format!(
+            "empty page range [{:#x}, {:#x}]",
+            keys.first, keys.last
+        ));
+    }
+    match layer.kind {
+        LayerKind::L0 if keys != KeyRange::ALL => Err("an L0 layer must cover every page".into()),
+        LayerKind::Image if range.start != Lsn::ZERO => {
+            Err("an image layer's range must start at 0".into())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -218,12 +298,12 @@ fn decode(bytes: &[u8]) -> std::result::Result<Manifest, String> {
     }
     let mut r = ByteReader::new(&body[8..]);
     let version = r.u32()?;
-    if version != MANIFEST_FORMAT_VERSION {
+    if version != MANIFEST_FORMAT_VERSION && version != MANIFEST_V1 {
         return Err(format!(
             "unsupported format version {version} (this build reads {MANIFEST_FORMAT_VERSION})"
         ));
     }
-    let manifest = decode_fields(&mut r)?;
+    let manifest = decode_fields(&mut r, version)?;
     if !r.is_empty() {
         return Err(format!(
             "{} unexpected bytes after the last field",
@@ -234,21 +314,16 @@ fn decode(bytes: &[u8]) -> std::result::Result<Manifest, String> {
 }
 
 /// The fields after the version, in file order.
-fn decode_fields(r: &mut ByteReader<'_>) -> std::result::Result<Manifest, String> {
+fn decode_fields(r: &mut ByteReader<'_>, version: u32) -> std::result::Result<Manifest, String> {
+    let v2 = version >= MANIFEST_FORMAT_VERSION;
     let cluster_id = get_str(r)?;
     let durable_lsn = Lsn(r.u64()?);
+    let gc_cutoff = if v2 { Lsn(r.u64()?) } else { Lsn::ZERO };
     // No capacity from the counts: a count is only believed as far as the
     // bytes after it go.
     let mut layers = Vec::new();
     for _ in 0..r.u32()? {
-        layers.push(ManifestLayer {
-            file_name: get_str(r)?,
-            range: LsnRange {
-                start: Lsn(r.u64()?),
-                end: Lsn(r.u64()?),
-            },
-            file_bytes: r.u64()?,
-        });
+        layers.push(decode_layer(r, v2)?);
     }
     let mut dropped_spaces = Vec::new();
     for _ in 0..r.u32()? {
@@ -257,8 +332,38 @@ fn decode_fields(r: &mut ByteReader<'_>) -> std::result::Result<Manifest, String
     Ok(Manifest {
         cluster_id,
         durable_lsn,
+        gc_cutoff,
         layers,
         dropped_spaces,
+    })
+}
+
+fn decode_layer(r: &mut ByteReader<'_>, v2: bool) -> std::result::Result<LayerDesc, String> {
+    let file_name = get_str(r)?;
+    let kind = match v2 {
+        true => {
+            let code = r.u8()?;
+            LayerKind::from_code(code).ok_or_else(|| format!("unknown layer kind {code}"))?
+        }
+        false => LayerKind::L0,
+    };
+    let range = LsnRange {
+        start: Lsn(r.u64()?),
+        end: Lsn(r.u64()?),
+    };
+    let keys = match v2 {
+        true => KeyRange {
+            first: r.u64()?,
+            last: r.u64()?,
+        },
+        false => KeyRange::ALL,
+    };
+    Ok(LayerDesc {
+        file_name,
+        kind,
+        range,
+        keys,
+        file_bytes: r.u64()?,
     })
 }
 
@@ -293,6 +398,8 @@ mod tests {
     fn layer(name: &str, start: u64, end: u64) -> ManifestLayer {
         ManifestLayer {
             file_name: name.to_string(),
+            kind: LayerKind::L0,
+            keys: KeyRange::ALL,
             range: LsnRange {
                 start: Lsn(start),
                 end: Lsn(end),
@@ -305,6 +412,7 @@ mod tests {
         Manifest {
             cluster_id: CLUSTER.to_string(),
             durable_lsn: Lsn(300),
+            gc_cutoff: Lsn(120),
             layers: vec![
                 layer("a", 0, 100),
                 layer("b", 100, 250),
@@ -312,6 +420,65 @@ mod tests {
             ],
             dropped_spaces: vec![(7, Lsn(120)), (9, Lsn(280))],
         }
+    }
+
+    /// An L0 turned into a run of two L1 files split at page key 9.
+    fn split_run(l0: &ManifestLayer) -> (ManifestLayer, ManifestLayer) {
+        let mut a = l0.clone();
+        a.kind = LayerKind::L1;
+        a.keys = KeyRange { first: 0, last: 9 };
+        let mut b = a.clone();
+        b.file_name.push_str("-b");
+        b.keys = KeyRange {
+            first: 10,
+            last: u64::MAX,
+        };
+        (a, b)
+    }
+
+    #[test]
+    fn runs_and_images_are_valid_and_round_trip() {
+        let dir = TempDir::new().unwrap();
+        let mut m = sample();
+        let (a, b) = split_run(&m.layers[1]);
+        m.layers[1] = a;
+        m.layers.insert(2, b);
+        let mut img = m.layers[1].clone();
+        img.kind = LayerKind::Image;
+        img.file_name = "img".into();
+        img.range = LsnRange {
+            start: Lsn(0),
+            end: Lsn(250),
+        };
+        m.layers.insert(3, img);
+        assert_eq!(m.validate(), Ok(()));
+        m.store(dir.path()).unwrap();
+        assert_eq!(Manifest::load(dir.path(), CLUSTER).unwrap(), Some(m));
+    }
+
+    #[test]
+    fn a_version_1_manifest_reads_as_l0_layers_never_collected() {
+        let dir = TempDir::new().unwrap();
+        let m = sample();
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&MANIFEST_MAGIC);
+        v1.extend_from_slice(&MANIFEST_V1.to_le_bytes());
+        put_str(&mut v1, CLUSTER).unwrap();
+        v1.extend_from_slice(&m.durable_lsn.0.to_le_bytes());
+        put_len(&mut v1, m.layers.len()).unwrap();
+        for l in &m.layers {
+            put_str(&mut v1, &l.file_name).unwrap();
+            for v in [l.range.start.0, l.range.end.0, l.file_bytes] {
+                v1.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        put_len(&mut v1, 0).unwrap();
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        std::fs::write(dir.path().join(MANIFEST_FILE_NAME), v1).unwrap();
+        let loaded = Manifest::load(dir.path(), CLUSTER).unwrap().unwrap();
+        assert_eq!(loaded.gc_cutoff, Lsn::ZERO);
+        assert_eq!(loaded.layers, m.layers);
     }
 
     fn assert_corrupt<T: std::fmt::Debug>(r: Result<T>, needle: &str) {
@@ -375,14 +542,14 @@ mod tests {
         let clean = std::fs::read(&path).unwrap();
 
         let mut bytes = clean.clone();
-        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
         let n = bytes.len() - 4;
         let crc = crc32fast::hash(&bytes[..n]);
         bytes[n..].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(&path, &bytes).unwrap();
         assert_corrupt(
             Manifest::load(dir.path(), CLUSTER),
-            "unsupported format version 2",
+            "unsupported format version 3",
         );
 
         let mut bytes = clean.clone();
@@ -425,7 +592,35 @@ mod tests {
                 |m| m.layers[1].range.start = Lsn(99),
                 "before the previous layer's end",
             ),
-            (|m| m.layers.swap(1, 2), "before the previous layer's end"),
+            (|m| m.layers.swap(1, 2), "out of order"),
+            (|m| m.layers[1].keys.last = 7, "must cover every page"),
+            (|m| m.gc_cutoff = Lsn(301), "above the durable LSN"),
+            (
+                |m| {
+                    let (a, b) = split_run(&m.layers[1]);
+                    m.layers[1] = a;
+                    m.layers.insert(2, b);
+                    m.layers[2].keys.first = 5;
+                },
+                "overlap the previous layer's",
+            ),
+            (
+                |m| {
+                    let mut img = m.layers[1].clone();
+                    img.kind = LayerKind::Image;
+                    img.file_name = "img".into();
+                    img.range = LsnRange {
+                        start: Lsn(0),
+                        end: Lsn(270),
+                    };
+                    m.layers.insert(2, img);
+                },
+                "inside the delta run",
+            ),
+            (
+                |m| m.layers[1].kind = LayerKind::Image,
+                "image layer's range must start at 0",
+            ),
             (|m| m.layers[2].range.end = Lsn(260), "empty range"),
             (
                 |m| m.layers[0].range.start = Lsn(150), // start > end
@@ -489,6 +684,8 @@ mod tests {
                     end = start + len;
                     ManifestLayer {
                         file_name: format!("layer-{i:04}-{start:016X}"),
+                        kind: LayerKind::L0,
+                        keys: KeyRange::ALL,
                         range: LsnRange {
                             start: Lsn(start),
                             end: Lsn(end),
@@ -500,6 +697,7 @@ mod tests {
             Manifest {
                 cluster_id: CLUSTER.to_string(),
                 durable_lsn: Lsn(end + extra),
+                gc_cutoff: Lsn(end / 2),
                 layers,
                 dropped_spaces: dropped.into_iter().map(|(s, l)| (s, Lsn(l))).collect(),
             }

@@ -25,8 +25,9 @@ use tracing::info;
 
 use crate::error::{PageServerError, Result};
 use crate::ingest::{Ingest, IngestConfig};
+use crate::metrics::Metrics;
 use crate::service::{PageService, PageVersion};
-use crate::timeline::{Timeline, TimelineConfig};
+use crate::timeline::{CompactionConfig, GcConfig, Timeline, TimelineConfig};
 
 /// The most pages one `GetPages` request may ask for.
 pub const MAX_BATCH_PAGES: usize = 256;
@@ -48,6 +49,10 @@ pub struct ServerConfig {
     pub wait_lsn_timeout: Duration,
     pub max_frozen_layers: usize,
     pub safe_lsn_report_interval: Duration,
+    pub compaction: CompactionConfig,
+    pub gc: GcConfig,
+    /// Where `/metrics` is served (None: not served).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -69,6 +74,9 @@ impl ServerConfig {
             wait_lsn_timeout: Duration::from_secs(5),
             max_frozen_layers: 4,
             safe_lsn_report_interval: Duration::from_secs(5),
+            compaction: CompactionConfig::default(),
+            gc: GcConfig::default(),
+            metrics_listen: None,
         }
     }
 
@@ -78,6 +86,8 @@ impl ServerConfig {
             dir: self.data_dir.clone(),
             layer_size_bytes: usize::try_from(self.layer_size_bytes).unwrap_or(usize::MAX),
             image_after_records: self.image_after_records.max(1),
+            compaction: self.compaction.clone(),
+            gc: self.gc.clone(),
         }
     }
 
@@ -118,10 +128,24 @@ pub async fn serve_on(
         config.cache_bytes,
         config.wait_lsn_timeout,
     ));
+    let metrics_stop = CancellationToken::new();
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(PageServerError::io(format!("binding {addr} for /metrics")))?;
+            info!(listen = ?listener.local_addr().ok(), "serving /metrics");
+            Some(tokio::spawn(crate::http::serve_metrics(
+                listener,
+                service.clone(),
+                metrics_stop.clone(),
+            )))
+        }
+        None => None,
+    };
     let grpc = Grpc {
         cluster_id: config.cluster_id.clone(),
         service,
-        snapshots: Default::default(),
     };
     let addr = listener.local_addr().ok();
     info!(listen = ?addr, data_dir = %config.data_dir.display(), "page server serving");
@@ -139,6 +163,10 @@ pub async fn serve_on(
         .add_service(PageServerServer::new(grpc))
         .serve_with_incoming_shutdown(incoming, stop_serving)
         .await;
+    metrics_stop.cancel();
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     ingest_stop.cancel();
     let ingested = ingest.join().await;
     served.map_err(|e| PageServerError::Unavailable(format!("gRPC server: {e}")))?;
@@ -148,10 +176,6 @@ pub async fn serve_on(
 struct Grpc {
     cluster_id: String,
     service: Arc<PageService>,
-    /// Each compute's last reported oldest snapshot. A compute that stopped
-    /// reporting keeps its entry until it reports again under the same id
-    /// (GC's cap bounds what a stale entry can hold back).
-    snapshots: parking_lot::Mutex<std::collections::HashMap<String, Lsn>>,
 }
 
 impl Grpc {
@@ -242,23 +266,33 @@ impl PageServer for Grpc {
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         self.check_cluster(&req.into_inner().cluster_id)?;
-        let tl = self.service.timeline();
-        let map = tl.snapshot();
-        let cache = self.service.cache_stats();
+        let m = Metrics::read(&self.service);
         Ok(Response::new(pb::StatusResponse {
-            ingested_lsn: tl.ingested().0,
-            durable_lsn: tl.durable().0,
-            log_commit_lsn: tl.log_commit().0,
-            layer_count: map.files.len() as u64,
-            layer_bytes: map.file_bytes(),
-            open_layer_bytes: map.open.bytes() as u64,
-            cache_hits: cache.hits,
-            cache_misses: cache.misses,
-            cache_hit_rate: cache.hit_rate(),
-            cached_pages: cache.pages,
-            reconstructions: cache.rebuilds,
-            records_ingested: tl.records_ingested(),
-            oldest_snapshot_lsn: self.snapshots.lock().values().min().map_or(0, |l| l.0),
+            ingested_lsn: m.ingested_lsn,
+            durable_lsn: m.durable_lsn,
+            log_commit_lsn: m.log_commit_lsn,
+            layer_count: m.layer_count(),
+            layer_bytes: m.layer_bytes,
+            open_layer_bytes: m.open_layer_bytes,
+            cache_hits: m.cache_hits,
+            cache_misses: m.cache_misses,
+            cache_hit_rate: m.cache_hit_rate,
+            cached_pages: m.cached_pages,
+            reconstructions: m.reconstructions,
+            records_ingested: m.records_ingested,
+            oldest_snapshot_lsn: m.oldest_snapshot_lsn,
+            gc_cutoff_lsn: m.gc_cutoff_lsn,
+            l0_layer_count: m.l0_layers,
+            l1_layer_count: m.l1_layers,
+            image_layer_count: m.image_layers,
+            frozen_layer_count: m.frozen_layers,
+            ingest_lag_bytes: m.ingest_lag_bytes,
+            compaction_debt_bytes: m.compaction_debt_bytes,
+            flush_bytes_written: m.flush_bytes_written,
+            compaction_bytes_written: m.compaction_bytes_written,
+            wal_bytes_ingested: m.wal_bytes_ingested,
+            layers_deleted: m.layers_deleted,
+            compaction_running: m.compaction_running,
         }))
     }
 
@@ -273,9 +307,11 @@ impl PageServer for Grpc {
                 PageServerError::BadRequest("a snapshot report names no compute".into()).into(),
             );
         }
-        self.snapshots
-            .lock()
-            .insert(req.compute_id, Lsn(req.oldest_snapshot_lsn));
+        // A compute that stops reporting keeps its entry until it reports
+        // again under the same id (GC's cap bounds what it holds back).
+        self.service
+            .timeline()
+            .report_snapshot(&req.compute_id, Lsn(req.oldest_snapshot_lsn));
         Ok(Response::new(pb::ReportSnapshotResponse {}))
     }
 }

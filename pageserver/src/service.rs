@@ -2,7 +2,8 @@
 //! wire.
 //!
 //! Order of a read: wait (bounded) until ingest reaches the LSN; refuse a
-//! dropped space; take one layer map; find the version's `from` (the page's
+//! dropped space; take one layer map and refuse an LSN below its GC
+//! cutoff (snapshot too old); find the version's `from` (the page's
 //! last record at or below the LSN) and `to` (its next record, or the
 //! ingested LSN + 1); then the page from the cache, or rebuilt once from the
 //! same map and verified (checksum and layout) before it is cached or sent.
@@ -57,6 +58,12 @@ impl PageService {
             return Err(PageServerError::SpaceDropped { page, dropped_at });
         }
         let map = self.timeline.snapshot();
+        if lsn < map.gc_cutoff {
+            return Err(PageServerError::SnapshotTooOld {
+                lsn,
+                horizon: map.gc_cutoff,
+            });
+        }
         let from = read::last_record(&map, page, lsn)?
             .ok_or(PageServerError::PageNotFound { page, lsn })?;
         let to = read::next_record(&map, page, lsn)?;

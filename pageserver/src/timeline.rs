@@ -13,17 +13,26 @@
 //!    and only then publishes a map with the file in place of the frozen
 //!    layer.
 //!
+//! 4. [`Timeline::compact_step`] (in [`compact`] and [`gc`]) merges L0
+//!    deltas into L1 runs, writes image layers and deletes layers the GC
+//!    horizon no longer needs, each step writing its new files before the
+//!    manifest names them and deleting old ones only after it no longer
+//!    does.
+//!
 //! After a crash the manifest names exactly the files that were complete;
-//! any other layer file is a leftover of an interrupted flush and is
-//! deleted; ingest resumes at the durable LSN, so no record is lost and
-//! none is added twice.
+//! any other layer file is a leftover of an interrupted flush or compaction
+//! and is deleted; ingest resumes at the durable LSN, so no record is lost
+//! and none is added twice.
 
+pub mod compact;
+pub mod gc;
 mod images;
 pub mod read;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -37,10 +46,13 @@ use tracing::{info, warn};
 use crate::durable;
 use crate::error::{PageServerError, Result};
 use crate::layer::delta_file::{DeltaFile, DeltaFileWriter};
+use crate::layer::desc::{KeyRange, LayerDesc, LayerKind, layer_file_name};
 use crate::layer::inmem::{ChunkRecords, InMemoryLayer};
 use crate::layer::{LsnRange, Value};
-use crate::manifest::{Manifest, ManifestLayer};
-pub use read::LayerMap;
+use crate::manifest::Manifest;
+pub use compact::{CompactionConfig, FailPoint, Step};
+pub use gc::GcConfig;
+pub use read::{LayerFile, LayerMap};
 
 /// What a timeline needs to know.
 #[derive(Clone, Debug)]
@@ -54,10 +66,40 @@ pub struct TimelineConfig {
     /// piled up on it since its last image (or `Init`/`FullImage`), so a
     /// rebuild replays at most about this many.
     pub image_after_records: u32,
+    pub compaction: CompactionConfig,
+    pub gc: GcConfig,
 }
 
-/// The extension of delta layer files.
+impl TimelineConfig {
+    /// A config with every knob at its default.
+    pub fn new(cluster_id: impl Into<String>, dir: impl Into<PathBuf>) -> TimelineConfig {
+        TimelineConfig {
+            cluster_id: cluster_id.into(),
+            dir: dir.into(),
+            layer_size_bytes: 64 << 20,
+            image_after_records: 32,
+            compaction: CompactionConfig::default(),
+            gc: GcConfig::default(),
+        }
+    }
+}
+
+/// The extension of every layer file (stray files are found by it).
 const DELTA_EXT: &str = "delta";
+
+/// Counters for the status API and `/metrics`.
+#[derive(Default)]
+pub struct TimelineStats {
+    /// Bytes of layer files written by flushes.
+    pub flush_bytes_written: AtomicU64,
+    /// Bytes of layer files written by compaction (L1 deltas and images).
+    pub compaction_bytes_written: AtomicU64,
+    /// Bytes of WAL taken in (page records or not).
+    pub wal_bytes_ingested: AtomicU64,
+    pub compactions: AtomicU64,
+    pub image_layers_written: AtomicU64,
+    pub layers_deleted: AtomicU64,
+}
 
 pub struct Timeline {
     config: TimelineConfig,
@@ -79,6 +121,18 @@ pub struct Timeline {
     /// Woken when a flush has finished (ingest waits on it when too many
     /// layers are frozen).
     flushed: Notify,
+    /// Held by a compaction or GC step: one at a time.
+    compacting: Mutex<()>,
+    /// Each compute's last reported oldest snapshot.
+    snapshots: Mutex<HashMap<String, Lsn>>,
+    /// (when, durable LSN) samples: the time side of the history window.
+    lsn_times: Mutex<gc::LsnTimes>,
+    stats: TimelineStats,
+    /// A test's fail point for the next compaction step.
+    fail_point: Mutex<Option<FailPoint>>,
+    /// Set when a fail point fired: the timeline stands for a crashed
+    /// process and refuses to change anything on disk again.
+    crashed: AtomicBool,
 }
 
 impl Timeline {
@@ -104,6 +158,7 @@ impl Timeline {
             files,
             frozen: Vec::new(),
             open: Arc::new(InMemoryLayer::new(durable)),
+            gc_cutoff: manifest.gc_cutoff,
         };
         Ok(Arc::new(Timeline {
             map: RwLock::new(Arc::new(map)),
@@ -115,6 +170,12 @@ impl Timeline {
             manifest: Mutex::new(manifest),
             chain_lens: images::ChainLens::default(),
             flushed: Notify::new(),
+            compacting: Mutex::new(()),
+            snapshots: Mutex::new(HashMap::new()),
+            lsn_times: Mutex::new(gc::LsnTimes::default()),
+            stats: TimelineStats::default(),
+            fail_point: Mutex::new(None),
+            crashed: AtomicBool::new(false),
             config,
         }))
     }
@@ -142,6 +203,15 @@ impl Timeline {
 
     pub fn log_commit(&self) -> Lsn {
         Lsn(self.log_commit.load(Ordering::Acquire))
+    }
+
+    pub fn stats(&self) -> &TimelineStats {
+        &self.stats
+    }
+
+    /// Reads below this LSN are refused.
+    pub fn gc_cutoff(&self) -> Lsn {
+        self.map.read().gc_cutoff
     }
 
     pub fn records_ingested(&self) -> u64 {
@@ -199,6 +269,9 @@ impl Timeline {
                 .extend(chunk.dropped_spaces.iter().copied());
         }
         let end = chunk.end;
+        self.stats
+            .wal_bytes_ingested
+            .fetch_add(end.bytes_since(start), Ordering::Relaxed);
         self.map.read().open.put(chunk);
         self.records_ingested.fetch_add(records, Ordering::Relaxed);
         self.ingested.send_replace(end);
@@ -238,6 +311,7 @@ impl Timeline {
     /// one flush runs at a time (the manifest lock is held throughout).
     pub fn flush_frozen(&self) -> Result<bool> {
         let mut manifest = self.manifest.lock();
+        self.check_not_crashed()?;
         let Some(layer) = self.map.read().frozen.first().cloned() else {
             return Ok(false);
         };
@@ -249,11 +323,10 @@ impl Timeline {
         };
         let mut next = manifest.clone();
         if let Some(file) = &file {
-            next.layers.push(ManifestLayer {
-                file_name: layer_file_name(range),
-                range,
-                file_bytes: file.file_bytes(),
-            });
+            next.layers.push(file.desc.clone());
+            self.stats
+                .flush_bytes_written
+                .fetch_add(file.file.file_bytes(), Ordering::Relaxed);
         }
         next.durable_lsn = range.end;
         next.dropped_spaces.extend(layer.dropped_spaces());
@@ -261,12 +334,15 @@ impl Timeline {
         *manifest = next;
         self.publish_flushed(&layer, file);
         self.durable.send_replace(range.end);
+        self.lsn_times
+            .lock()
+            .record(std::time::Instant::now(), range.end);
         self.flushed.notify_waiters();
         Ok(true)
     }
 
     /// Replaces the flushed frozen layer with its file in the map.
-    fn publish_flushed(&self, layer: &Arc<InMemoryLayer>, file: Option<Arc<DeltaFile>>) {
+    fn publish_flushed(&self, layer: &Arc<InMemoryLayer>, file: Option<Arc<LayerFile>>) {
         let mut map = self.map.write();
         let mut next = (**map).clone();
         let first = next.frozen.remove(0);
@@ -275,15 +351,26 @@ impl Timeline {
             "only the flusher removes frozen layers"
         );
         next.files.extend(file);
+        debug_assert!(next.files.is_sorted_by_key(|f| f.desc.order()));
         *map = Arc::new(next);
+    }
+
+    fn check_not_crashed(&self) -> Result<()> {
+        match self.crashed.load(Ordering::Acquire) {
+            true => Err(PageServerError::Unavailable(
+                "a fail point stopped this timeline as a crash would".into(),
+            )),
+            false => Ok(()),
+        }
     }
 
     fn write_layer_file(
         &self,
         range: LsnRange,
         pages: Vec<(PageId, Vec<(Lsn, Bytes)>)>,
-    ) -> Result<Arc<DeltaFile>> {
-        let path = self.config.dir.join(layer_file_name(range));
+    ) -> Result<Arc<LayerFile>> {
+        let file_name = layer_file_name(LayerKind::L0, range, KeyRange::ALL);
+        let path = self.config.dir.join(&file_name);
         if path.exists() {
             // Left by a flush that failed before its manifest was stored.
             std::fs::remove_file(&path)
@@ -319,13 +406,15 @@ impl Timeline {
             total_ms = started.elapsed().as_millis() as u64,
             "layer file written"
         );
-        Ok(Arc::new(file))
+        let desc = LayerDesc {
+            file_name,
+            kind: LayerKind::L0,
+            range,
+            keys: KeyRange::ALL,
+            file_bytes: file.file_bytes(),
+        };
+        Ok(Arc::new(LayerFile { desc, file }))
     }
-}
-
-/// The file name of the delta layer covering `range`.
-pub fn layer_file_name(range: LsnRange) -> String {
-    format!("{:016X}-{:016X}.{DELTA_EXT}", range.start.0, range.end.0)
 }
 
 /// Splits a chunk of log into the records an in-memory layer keeps.
@@ -350,24 +439,38 @@ fn parse_chunk(start: Lsn, data: &Bytes) -> Result<ChunkRecords> {
     Ok(out)
 }
 
-fn open_layer_files(dir: &Path, cluster_id: &str, m: &Manifest) -> Result<Vec<Arc<DeltaFile>>> {
+fn open_layer_files(dir: &Path, cluster_id: &str, m: &Manifest) -> Result<Vec<Arc<LayerFile>>> {
     let mut files = Vec::with_capacity(m.layers.len());
     for layer in &m.layers {
-        let path = dir.join(&layer.file_name);
-        let file = DeltaFile::open(&path, cluster_id)?;
-        if file.range() != layer.range {
-            return Err(PageServerError::corrupt(
-                &path,
-                format!(
-                    "covers {:?} but the manifest says {:?}",
-                    file.range(),
-                    layer.range
-                ),
-            ));
-        }
-        files.push(Arc::new(file));
+        files.push(Arc::new(open_layer_file(dir, cluster_id, layer)?));
     }
     Ok(files)
+}
+
+/// Opens the file `desc` names and checks it holds what `desc` says: its
+/// LSN range, and pages only in its page range.
+pub(crate) fn open_layer_file(dir: &Path, cluster_id: &str, desc: &LayerDesc) -> Result<LayerFile> {
+    let path = dir.join(&desc.file_name);
+    let file = DeltaFile::open(&path, cluster_id)?;
+    let wrong = |what: String| Err(PageServerError::corrupt(&path, what));
+    if file.range() != desc.range {
+        return wrong(format!(
+            "covers {:?} but the manifest says {:?}",
+            file.range(),
+            desc.range
+        ));
+    }
+    if let Some((page, _)) = file
+        .pages()
+        .into_iter()
+        .find(|(p, _)| !desc.keys.contains(*p))
+    {
+        return wrong(format!("holds page {page}, outside its page range"));
+    }
+    Ok(LayerFile {
+        desc: desc.clone(),
+        file,
+    })
 }
 
 /// Deletes layer files the manifest does not name: leftovers of a flush

@@ -8,8 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use strata_pageserver::PageServerError;
 use strata_pageserver::layer::LsnRange;
+use strata_pageserver::layer::desc::{KeyRange, LayerKind, layer_file_name};
 use strata_pageserver::service::PageService;
-use strata_pageserver::timeline::{Timeline, TimelineConfig, layer_file_name};
+use strata_pageserver::timeline::{Timeline, TimelineConfig};
 use strata_wal::op::PageOp;
 use strata_wal::{BatchBuilder, Lsn, PageId, Record};
 
@@ -17,10 +18,9 @@ const CLUSTER: &str = "timeline-test";
 
 fn open(dir: &std::path::Path) -> Arc<Timeline> {
     Timeline::open(TimelineConfig {
-        cluster_id: CLUSTER.into(),
-        dir: dir.to_path_buf(),
         layer_size_bytes: 1 << 20,
         image_after_records: 4,
+        ..TimelineConfig::new(CLUSTER, dir)
     })
     .unwrap()
 }
@@ -148,10 +148,13 @@ fn a_layer_file_the_manifest_does_not_name_is_removed_at_open() {
     let durable = tl.durable();
     drop(tl);
     // As if a flush had written a file and crashed before its manifest.
-    let stray = dir.path().join(layer_file_name(LsnRange {
+    let range = LsnRange {
         start: durable,
         end: durable.advance(100),
-    }));
+    };
+    let stray = dir
+        .path()
+        .join(layer_file_name(LayerKind::L0, range, KeyRange::ALL));
     std::fs::write(&stray, b"half a layer").unwrap();
     let tl = open(dir.path());
     assert!(!stray.exists());

@@ -1,8 +1,12 @@
 //! Property test of the page server's core: random page operations through
 //! the real ingest path (framed, stamped log bytes into
-//! `Timeline::ingest_chunk`), frozen and flushed at random points, reopened
-//! as after a crash; for sampled (page, LSN) pairs `GetPage` must equal the
-//! model (the records applied in order to one page) with the exact validity.
+//! `Timeline::ingest_chunk`), frozen, flushed, compacted and collected at
+//! random points, reopened as after a crash — including crashes in the
+//! middle of a compaction step (fail points after the new files and after
+//! the new manifest); for sampled (page, LSN) pairs `GetPage` must equal the
+//! model (the records applied in order to one page) with the exact
+//! validity at or above the GC cutoff, and be "snapshot too old" below it.
+//! The cutoff must never pass the history window.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +15,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use strata_pageserver::PageServerError;
 use strata_pageserver::service::PageService;
-use strata_pageserver::timeline::{Timeline, TimelineConfig};
+use strata_pageserver::timeline::{
+    CompactionConfig, FailPoint, GcConfig, Step, Timeline, TimelineConfig,
+};
 use strata_pageserver::workload::{Model, Rng, Workload};
 use strata_wal::{BatchBuilder, Lsn, PageId};
 
@@ -23,6 +29,11 @@ struct Case {
     pages: u32,
     image_after: u32,
     layer_bytes: usize,
+    /// Bytes of WAL history kept (None: no GC).
+    history: Option<u64>,
+    l0_threshold: usize,
+    target_file_bytes: u64,
+    image_after_runs: usize,
 }
 
 /// The committed log a case ingests: its bytes and where each batch ends.
@@ -55,24 +66,116 @@ fn make_log(case: &Case, model: &mut Model) -> Log {
 }
 
 fn open(dir: &std::path::Path, case: &Case) -> Arc<Timeline> {
-    Timeline::open(TimelineConfig {
-        cluster_id: CLUSTER.into(),
-        dir: dir.to_path_buf(),
+    let tl = Timeline::open(TimelineConfig {
         layer_size_bytes: case.layer_bytes,
         image_after_records: case.image_after,
+        compaction: CompactionConfig {
+            l0_threshold: case.l0_threshold,
+            max_l0_per_step: 4,
+            target_file_bytes: case.target_file_bytes,
+            image_after_delta_runs: case.image_after_runs,
+        },
+        gc: GcConfig {
+            history_bytes: case.history,
+            history: None,
+            snapshot_cap_bytes: u64::MAX,
+        },
+        ..TimelineConfig::new(CLUSTER, dir)
     })
-    .unwrap()
+    .unwrap();
+    // Every layer file in the directory is one the manifest names: what a
+    // crash left behind was removed.
+    let on_disk = std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".delta")
+        })
+        .count();
+    assert_eq!(on_disk, tl.snapshot().files.len(), "stray layer files");
+    tl
+}
+
+/// A timeline that can crash and be opened again.
+struct Harness<'a> {
+    dir: &'a std::path::Path,
+    case: &'a Case,
+    tl: Arc<Timeline>,
+    /// Steps that did something, by kind: L0 merges, image runs, GC.
+    did: [usize; 3],
+    crashes: usize,
+}
+
+impl Harness<'_> {
+    fn restart(&mut self) {
+        let durable = self.tl.durable();
+        self.tl = open(self.dir, self.case);
+        assert_eq!(self.tl.ingested(), durable);
+        // A crash after a GC's manifest may leave a cutoff the old process
+        // never published; it must still be outside the window.
+        self.check_window();
+    }
+
+    /// A few compaction steps; now and then one stopped by a fail point,
+    /// which is a crash: the timeline is opened again.
+    fn compact(&mut self, rng: &mut Rng) {
+        for _ in 0..1 + rng.below(4) {
+            let fail = match rng.below(10) {
+                0 => Some(FailPoint::AfterNewFiles),
+                1 => Some(FailPoint::AfterManifest),
+                _ => None,
+            };
+            self.tl.set_fail_point(fail);
+            match self.tl.compact_step() {
+                Ok(step) => self.count(step),
+                Err(e) => {
+                    assert!(fail.is_some(), "compaction failed: {e}");
+                    self.crashes += 1;
+                    self.restart();
+                }
+            }
+            self.tl.set_fail_point(None);
+            self.check_window();
+        }
+    }
+
+    fn count(&mut self, step: Step) {
+        match step {
+            Step::CompactedL0 { .. } => self.did[0] += 1,
+            Step::Images { .. } => self.did[1] += 1,
+            Step::Collected { .. } => self.did[2] += 1,
+            Step::Idle => {}
+        }
+    }
+
+    /// The cutoff never passes the window: history_bytes below durable.
+    fn check_window(&self) {
+        let cutoff = self.tl.gc_cutoff();
+        let durable = self.tl.durable();
+        match self.case.history {
+            None => assert_eq!(cutoff, Lsn::ZERO),
+            Some(h) => assert!(
+                cutoff.0 <= durable.0.saturating_sub(h),
+                "cutoff {cutoff} is inside the window ({h} bytes below {durable})"
+            ),
+        }
+    }
 }
 
 /// Ingests the log's batches from the timeline's ingested LSN to `upto`
-/// (a batch end), a few batches per chunk, freezing and flushing at random.
-fn ingest(tl: &Timeline, log: &Log, upto: Lsn, rng: &mut Rng) {
+/// (a batch end), a few batches per chunk, freezing, flushing and
+/// compacting at random.
+fn ingest(h: &mut Harness<'_>, log: &Log, upto: Lsn, rng: &mut Rng) {
     let ends = &log.batch_ends;
     let mut i = ends
         .iter()
-        .position(|l| *l == tl.ingested())
+        .position(|l| *l == h.tl.ingested())
         .expect("at a batch end");
     while ends[i] < upto {
+        let tl = h.tl.clone();
         let j = (i + 1 + rng.below(4) as usize).min(ends.iter().position(|l| *l == upto).unwrap());
         let (a, b) = (ends[i].0 as usize, ends[j].0 as usize);
         tl.ingest_chunk(ends[i], &log.bytes.slice(a..b), ends[j])
@@ -84,18 +187,43 @@ fn ingest(tl: &Timeline, log: &Log, upto: Lsn, rng: &mut Rng) {
             while tl.flush_frozen().unwrap() {}
         }
         i = j;
+        if rng.chance(25) {
+            h.compact(rng);
+            // A crash takes the timeline back to its durable LSN.
+            i = ends.iter().position(|l| *l == h.tl.ingested()).unwrap();
+        }
     }
 }
 
 /// Asks about `samples` (page, LSN) pairs and compares with the model.
 async fn check(service: &PageService, model: &Model, rng: &mut Rng, samples: usize) {
     let ingested = service.timeline().ingested();
+    let cutoff = service.timeline().gc_cutoff();
     for _ in 0..samples {
-        let (page, lsn) = model.sample(rng, ingested).expect("pages written");
+        let (page, mut lsn) = model.sample(rng, ingested).expect("pages written");
+        if lsn < cutoff && rng.chance(70) {
+            lsn = Lsn(cutoff.0 + rng.below(ingested.0 - cutoff.0 + 1));
+        }
         let got = service.get_page(page, lsn).await;
+        if lsn < cutoff {
+            match got {
+                Err(PageServerError::SnapshotTooOld { horizon, .. }) => {
+                    assert_eq!(horizon, cutoff)
+                }
+                other => panic!("{page} at {lsn} below the cutoff {cutoff}: {other:?}"),
+            }
+            continue;
+        }
         match model.expected(page, lsn, ingested) {
             Some(want) => {
-                let got = got.unwrap_or_else(|e| panic!("{page} at {lsn}: {e}"));
+                let got = got.unwrap_or_else(|e| {
+                    // The layers that hold the page, to tell what went wrong.
+                    for f in &service.timeline().snapshot().files {
+                        let summary = f.file.summary(page);
+                        eprintln!("{:?} {:?}: {summary:?}", f.desc.kind, f.desc.range);
+                    }
+                    panic!("{page} at {lsn}: {e}")
+                });
                 assert_eq!((got.from, got.to), (want.from, want.to), "{page} at {lsn}");
                 assert!(*got.page == want.page, "{page} at {lsn}: different bytes");
             }
@@ -124,28 +252,48 @@ fn run(case: Case) {
     let half = log.batch_ends[log.batch_ends.len() / 2];
     let end = *log.batch_ends.last().unwrap();
 
-    let tl = open(dir.path(), &case);
-    ingest(&tl, &log, half, &mut rng);
-    rt.block_on(check(&service(tl.clone()), &model, &mut rng, 40));
-    ingest(&tl, &log, end, &mut rng);
-    rt.block_on(check(&service(tl.clone()), &model, &mut rng, 40));
-    let durable = tl.durable();
-    drop(tl);
+    let mut h = Harness {
+        dir: dir.path(),
+        case: &case,
+        tl: open(dir.path(), &case),
+        did: [0; 3],
+        crashes: 0,
+    };
+    ingest(&mut h, &log, half, &mut rng);
+    rt.block_on(check(&service(h.tl.clone()), &model, &mut rng, 40));
+    ingest(&mut h, &log, end, &mut rng);
+    rt.block_on(check(&service(h.tl.clone()), &model, &mut rng, 40));
 
     // A restart: whatever was not flushed is gone; ingest resumes at the
     // durable LSN and takes in the rest again.
-    let tl = open(dir.path(), &case);
-    assert_eq!(tl.ingested(), durable);
-    ingest(&tl, &log, end, &mut rng);
-    assert_eq!(tl.ingested(), end);
-    rt.block_on(check(&service(tl.clone()), &model, &mut rng, 60));
-    tl.freeze();
-    while tl.flush_frozen().unwrap() {}
-    rt.block_on(check(&service(tl), &model, &mut rng, 60));
+    h.restart();
+    ingest(&mut h, &log, end, &mut rng);
+    assert_eq!(h.tl.ingested(), end);
+    rt.block_on(check(&service(h.tl.clone()), &model, &mut rng, 60));
+    h.tl.freeze();
+    while h.tl.flush_frozen().unwrap() {}
+    // Compaction and GC until nothing is due, then every answer again.
+    while h.tl.compact_step().unwrap() != Step::Idle {}
+    h.check_window();
+    rt.block_on(check(&service(h.tl.clone()), &model, &mut rng, 60));
+    TOTALS.with(|t| {
+        let mut t = t.borrow_mut();
+        for k in 0..3 {
+            t[k] += h.did[k];
+        }
+        t[3] += h.crashes;
+    });
+}
+
+thread_local! {
+    /// Steps that did something across cases (L0 merges, image runs, GC
+    /// deletions, crashes): the property is only worth something if the
+    /// cases reach each of them.
+    static TOTALS: std::cell::RefCell<[usize; 4]> = const { std::cell::RefCell::new([0; 4]) };
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
     fn get_page_matches_the_model(
@@ -154,7 +302,39 @@ proptest! {
         pages in 1u32..30,
         image_after in 2u32..10,
         layer_bytes in 2_000usize..40_000,
+        history in proptest::option::weighted(0.8, 0u64..30_000),
+        l0_threshold in 1usize..4,
+        target_file_bytes in 1_000u64..20_000,
+        image_after_runs in 1usize..6,
     ) {
-        run(Case { seed, batches, pages, image_after, layer_bytes });
+        run(Case {
+            seed, batches, pages, image_after, layer_bytes,
+            history, l0_threshold, target_file_bytes, image_after_runs,
+        });
     }
+}
+
+/// The cases above reach every kind of step and crash (checked on fixed
+/// seeds, so it cannot flake).
+#[test]
+fn the_cases_reach_compaction_images_gc_and_crashes() {
+    TOTALS.with(|t| *t.borrow_mut() = [0; 4]);
+    for seed in 0..12u64 {
+        run(Case {
+            seed,
+            batches: 140,
+            pages: 12,
+            image_after: 4,
+            layer_bytes: 3_000,
+            history: Some(4_000),
+            l0_threshold: 2,
+            target_file_bytes: 4_000,
+            image_after_runs: 3,
+        });
+    }
+    let totals = TOTALS.with(|t| *t.borrow());
+    assert!(
+        totals.iter().all(|n| *n > 0),
+        "L0 merges, image runs, GC, crashes: {totals:?}"
+    );
 }

@@ -283,6 +283,11 @@ impl DeltaFileWriter {
         )))
     }
 
+    /// Bytes written so far (blocks closed and the one being filled).
+    pub fn bytes_written(&self) -> u64 {
+        self.offset + self.block.len() as u64
+    }
+
     /// Writes the last block, the index and the header, fsyncs the file and
     /// returns it open for reading.
     pub fn finish(mut self) -> Result<DeltaFile> {
@@ -391,6 +396,12 @@ impl DeltaFile {
         &self.path
     }
 
+    /// Records that the file was renamed to `path` (by its writer, before
+    /// anything else knew it).
+    pub(crate) fn renamed(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
     pub fn range(&self) -> LsnRange {
         self.range
     }
@@ -473,8 +484,12 @@ impl DeltaFile {
         Ok(out)
     }
 
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
     /// Reads block `block_no`, checks its crc and decodes its entries.
-    fn read_block(&self, block_no: usize) -> Result<Vec<Entry>> {
+    pub fn read_block(&self, block_no: usize) -> Result<Vec<Entry>> {
         let meta = self.blocks[block_no];
         let mut buf = vec![0; meta.len as usize];
         read_exact_at(&self.file, &self.path, &mut buf, meta.offset)?;

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use strata_wal::op::PageOp;
+use strata_wal::page::Page;
 use strata_wal::{Lsn, PageId};
 use tracing::warn;
 
@@ -85,15 +86,18 @@ pub fn build(map: &LayerMap, pages: &[PageRecords], due: &[usize]) -> Vec<Option
     })
 }
 
+/// A page as an image value: lz4-compressed, as `PageOp::full_image` makes it.
+pub fn compress(page: &Page) -> Bytes {
+    let PageOp::FullImage { compressed } = PageOp::full_image(page) else {
+        unreachable!("full_image makes a FullImage")
+    };
+    Bytes::from(compressed)
+}
+
 fn image(map: &LayerMap, (page, records): &PageRecords) -> Option<Bytes> {
     let (lsn, _) = *records.last().expect("a page in a layer has records");
     match read::rebuild(map, *page, lsn) {
-        Ok(img) => {
-            let PageOp::FullImage { compressed } = PageOp::full_image(&img) else {
-                unreachable!("full_image makes a FullImage")
-            };
-            Some(Bytes::from(compressed))
-        }
+        Ok(img) => Some(compress(&img)),
         Err(e) => {
             warn!(%page, %lsn, error = %e, "cannot write an image for the page; keeping its records only");
             None

@@ -25,44 +25,49 @@ use strata_wal::redo::Replay;
 use strata_wal::{Lsn, PageId, op, record};
 
 use crate::error::{PageServerError, Result};
+use crate::layer::Value;
 use crate::layer::delta_file::DeltaFile;
+use crate::layer::desc::LayerDesc;
 use crate::layer::inmem::InMemoryLayer;
-use crate::layer::{LsnRange, Value};
+
+/// A layer file and what the manifest says of it.
+pub struct LayerFile {
+    pub desc: LayerDesc,
+    pub file: DeltaFile,
+}
 
 /// The layers of a timeline at one moment, oldest first.
 #[derive(Clone)]
 pub struct LayerMap {
-    pub files: Vec<Arc<DeltaFile>>,
+    /// In [`LayerDesc::order`].
+    pub files: Vec<Arc<LayerFile>>,
     pub frozen: Vec<Arc<InMemoryLayer>>,
     pub open: Arc<InMemoryLayer>,
+    /// Reads below it are refused: layers it made unnecessary may be gone
+    /// from this map (it travels with the map, so a reader that sees a map
+    /// without them also sees the cutoff that allowed it).
+    pub gc_cutoff: Lsn,
 }
 
 /// One layer of a map, whatever its kind.
 #[derive(Clone, Copy)]
 enum Layer<'a> {
-    File(&'a DeltaFile),
+    Delta(&'a LayerFile),
+    Image(&'a LayerFile),
     Mem(&'a InMemoryLayer),
 }
 
-impl Layer<'_> {
-    fn range(&self) -> LsnRange {
-        match self {
-            Layer::File(f) => f.range(),
-            Layer::Mem(m) => m.range(),
-        }
-    }
-
-    fn read_page(&self, page: PageId, upto: Lsn) -> Result<Vec<(Lsn, Value)>> {
-        match self {
-            Layer::File(f) => f.read_page(page, upto),
-            Layer::Mem(m) => Ok(m.read_page(page, upto)),
-        }
-    }
-}
-
 impl LayerMap {
-    fn oldest_first(&self) -> impl DoubleEndedIterator<Item = Layer<'_>> {
-        let files = self.files.iter().map(|f| Layer::File(f));
+    /// The layers that may hold `page`, oldest first.
+    fn layers_of(&self, page: PageId) -> impl DoubleEndedIterator<Item = Layer<'_>> {
+        let files = self
+            .files
+            .iter()
+            .filter(move |f| f.desc.keys.contains(page))
+            .map(|f| match f.desc.kind.is_delta() {
+                true => Layer::Delta(f),
+                false => Layer::Image(f),
+            });
         let mems = self
             .frozen
             .iter()
@@ -73,24 +78,24 @@ impl LayerMap {
 
     /// Bytes of all layer files.
     pub fn file_bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.file_bytes()).sum()
+        self.files.iter().map(|f| f.file.file_bytes()).sum()
     }
 }
 
 /// The LSN of `page`'s last record at or below `lsn`; `None` if it has none.
 pub fn last_record(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Option<Lsn>> {
-    for layer in map.oldest_first().rev() {
-        if layer.range().start >= lsn {
-            continue;
-        }
+    for layer in map.layers_of(page).rev() {
         let found = match layer {
-            Layer::Mem(m) => m.last_at_or_below(page, lsn),
-            Layer::File(f) => match f.summary(page) {
-                None => None,
-                Some(s) if s.last_lsn <= lsn => Some(s.last_lsn),
-                Some(s) if s.first_lsn > lsn => None,
-                Some(_) => f.read_page(page, lsn)?.last().map(|(l, _)| *l),
-            },
+            Layer::Mem(m) if m.range().start < lsn => m.last_at_or_below(page, lsn),
+            Layer::Delta(f) if f.desc.range.start < lsn => last_in_file(&f.file, page, lsn)?,
+            // An image's key is the page's own LSN (its last record at or
+            // below the layer's LSN), and the version holds until then.
+            Layer::Image(f) => f
+                .file
+                .summary(page)
+                .map(|s| s.last_lsn)
+                .filter(|l| *l <= lsn),
+            _ => None,
         };
         if found.is_some() {
             return Ok(found);
@@ -99,24 +104,24 @@ pub fn last_record(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Option<Lsn>
     Ok(None)
 }
 
+fn last_in_file(f: &DeltaFile, page: PageId, lsn: Lsn) -> Result<Option<Lsn>> {
+    Ok(match f.summary(page) {
+        None => None,
+        Some(s) if s.last_lsn <= lsn => Some(s.last_lsn),
+        Some(s) if s.first_lsn > lsn => None,
+        Some(_) => f.read_page(page, lsn)?.last().map(|(l, _)| *l),
+    })
+}
+
 /// The end of the validity of `page` as of `lsn`: the LSN of its first
 /// record above `lsn`, or the open layer's end + 1 if there is none yet.
 pub fn next_record(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Lsn> {
     for file in &map.files {
-        if file.range().end <= lsn {
+        let (desc, f) = (&file.desc, &file.file);
+        if !desc.kind.is_delta() || desc.range.end <= lsn || !desc.keys.contains(page) {
             continue;
         }
-        let next = match file.summary(page) {
-            None => None,
-            Some(s) if s.first_lsn > lsn => Some(s.first_lsn),
-            Some(s) if s.last_lsn <= lsn => None,
-            Some(_) => file
-                .read_page(page, Lsn::MAX)?
-                .into_iter()
-                .map(|(l, _)| l)
-                .find(|l| *l > lsn),
-        };
-        if let Some(next) = next {
+        if let Some(next) = next_in_file(f, page, lsn)? {
             return Ok(next);
         }
     }
@@ -125,20 +130,49 @@ pub fn next_record(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Lsn> {
             return Ok(next);
         }
     }
+    // The open layer's records and end, read together.
     let (next, end) = map.open.next_after(page, lsn);
     Ok(next.unwrap_or(end.advance(1)))
+}
+
+fn next_in_file(f: &DeltaFile, page: PageId, lsn: Lsn) -> Result<Option<Lsn>> {
+    Ok(match f.summary(page) {
+        None => None,
+        Some(s) if s.first_lsn > lsn => Some(s.first_lsn),
+        Some(s) if s.last_lsn <= lsn => None,
+        Some(_) => f
+            .read_page(page, Lsn::MAX)?
+            .into_iter()
+            .map(|(l, _)| l)
+            .find(|l| *l > lsn),
+    })
 }
 
 /// The values to replay for `page` as of `lsn`, oldest first, starting at
 /// the newest value that starts the page. Empty if the page has no record
 /// at or below `lsn`.
+///
+/// An image layer whose image of the page is at or below `lsn` ends the
+/// walk: an image layer at `L` is visited before the deltas ending at `L`,
+/// and its image (keyed at the page's LSN `P` ≤ `L`) is the page for every
+/// LSN in `[P, L]` — no record of the page lies between. One without such
+/// an image (the page did not exist then, was written after `lsn`, or its
+/// image could not be built) is passed over.
 fn chain(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Vec<(Lsn, Value)>> {
     let mut parts: Vec<Vec<(Lsn, Value)>> = Vec::new();
-    for layer in map.oldest_first().rev() {
-        if layer.range().start >= lsn {
-            continue;
-        }
-        let mut entries = layer.read_page(page, lsn)?;
+    for layer in map.layers_of(page).rev() {
+        let mut entries = match layer {
+            Layer::Mem(m) if m.range().start < lsn => m.read_page(page, lsn),
+            Layer::Delta(f) if f.desc.range.start < lsn => f.file.read_page(page, lsn)?,
+            Layer::Image(f) => {
+                let entries = f.file.read_page(page, lsn)?;
+                if entries.is_empty() {
+                    continue;
+                }
+                entries
+            }
+            _ => continue,
+        };
         if let Some(i) = entries.iter().rposition(|(_, v)| v.starts_page()) {
             parts.push(entries.split_off(i));
             return Ok(parts.into_iter().rev().flatten().collect());

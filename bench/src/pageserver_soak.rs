@@ -1,0 +1,321 @@
+//! The `pageserver-soak` workload: sustained WAL ingest with GetPage load
+//! for a fixed time, watching compaction and GC keep the page server small.
+//!
+//! Order of a run:
+//! 1. three log replicas and a page server in this process (16 MiB layers,
+//!    a 256 MiB history window by default, so compaction and GC both run
+//!    within a couple of minutes); every page formatted once;
+//! 2. **idle**: GetPage for a few seconds with no ingest and no compaction
+//!    running — the idle p99;
+//! 3. **soak**: writers append batches that replace each page's one item,
+//!    at `--rate-mib-s`, for `--seconds`, while `--clients` readers ask
+//!    for random pages at the latest ingested LSN. Each GetPage is counted
+//!    as *compacting* if a compaction or GC step was running when it was
+//!    sent (the status RPC's `compaction_running`, polled every 20 ms).
+//!    Every `--report-secs` a line: WAL ingested, live layers by kind,
+//!    bytes on disk, write amplification, compaction debt, p99.
+//!
+//! Last line: `RESULT write_amp=… max_layers=… getpage_p99_us_idle=…
+//! getpage_p99_us_compacting=… recover_from_bucket_s=na` (no object store
+//! yet). Targets from issue 7: `max_layers` ≤ 64, `write_amp` ≤ 6,
+//! compacting p99 ≤ 3× idle p99.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use strata_pageserver::client::{PageServerClient, Status};
+use strata_pageserver::server::ServerConfig;
+use strata_pageserver::workload::Rng;
+use strata_wal::{Lsn, PageId};
+
+use crate::pageserver::start_log;
+use crate::pageserver::{CLUSTER_ID, PageServer, PageserverArgs, RECORDS_PER_BATCH, SPACE, batch};
+use crate::report::us;
+use crate::stats::Latency;
+use crate::watchdog::Watchdog;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct SoakArgs {
+    /// Seconds of sustained ingest.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(5..))]
+    pub seconds: u64,
+    /// WAL written per second, in MiB (spread over the writers).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_mib_s: u64,
+    /// Pages the WAL updates.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pages: u32,
+    /// Concurrent GetPage clients.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub clients: u64,
+    /// The page server's layer size, in MiB.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub layer_size_mib: u64,
+    /// The page server's history window, in MiB of WAL.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_mib: u64,
+    /// Seconds between progress lines.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub report_secs: u64,
+}
+
+const WRITERS: usize = 8;
+const IDLE_SECS: u64 = 5;
+const POLL: Duration = Duration::from_millis(20);
+
+pub fn run(args: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
+    let budget = Duration::from_secs(args.seconds * 3 + 300);
+    let _watchdog = Watchdog::arm(budget, "the pageserver-soak workload".into());
+    let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+    runtime.block_on(run_async(args, dir))
+}
+
+/// GetPage latencies, split by whether compaction was running.
+#[derive(Default)]
+struct Samples {
+    idle: Vec<Duration>,
+    compacting: Vec<Duration>,
+    /// Neither idle nor compacting: ingest only (printed, not a target).
+    ingesting: Vec<Duration>,
+    /// Since the last progress line, all kinds.
+    interval: Vec<Duration>,
+}
+
+/// What the readers need to know, kept fresh by the poller.
+struct Shared {
+    lsn: AtomicU64,
+    compacting: AtomicBool,
+    soaking: AtomicBool,
+    stop: AtomicBool,
+    samples: Mutex<Samples>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Samples> {
+        // A reader that panicked holding it left whole samples behind.
+        self.samples.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+async fn run_async(args: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
+    let (log, writer) = start_log(dir).await?;
+    let fill = PageserverArgs {
+        backlog_mib: 1,
+        pages: args.pages,
+        item_bytes: 200,
+        seconds: 1,
+    };
+    let mut end = Lsn::ZERO;
+    let mut next = 0u64;
+    while next < u64::from(args.pages) {
+        end = end.max(writer.append(batch(next, &fill, 0)?).await?);
+        next += RECORDS_PER_BATCH as u64;
+    }
+    let mut config =
+        ServerConfig::new(CLUSTER_ID, dir.join("pageserver"), log.endpoints().to_vec());
+    config.layer_size_bytes = args.layer_size_mib << 20;
+    config.gc.history_bytes = Some(args.history_mib << 20);
+    let ps = PageServer::start_with(config).await?;
+    let mut status = ps.client().await?;
+    while Lsn(status.status().await?.ingested_lsn) < end {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let shared = Arc::new(Shared {
+        lsn: AtomicU64::new(end.0),
+        compacting: AtomicBool::new(false),
+        soaking: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+        samples: Mutex::new(Samples::default()),
+    });
+    let mut readers = tokio::task::JoinSet::new();
+    for c in 0..args.clients {
+        let client = ps.client().await?;
+        readers.spawn(read_pages(client, shared.clone(), args.pages, c));
+    }
+    println!(
+        "pageserver-soak: {} pages, {} MiB/s of WAL for {} s, {} GetPage clients, {} MiB layers, {} MiB history",
+        args.pages,
+        args.rate_mib_s,
+        args.seconds,
+        args.clients,
+        args.layer_size_mib,
+        args.history_mib
+    );
+    tokio::time::sleep(Duration::from_secs(IDLE_SECS)).await;
+    let idle = Latency::from_samples(std::mem::take(&mut shared.lock().idle))
+        .context("no idle GetPage samples")?;
+    println!(
+        "idle: GetPage p50 {} p99 {} ({} samples)",
+        us(idle.p50_us),
+        us(idle.p99_us),
+        idle.samples
+    );
+
+    shared.soaking.store(true, Ordering::Release);
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let written = Arc::new(AtomicU64::new(0));
+    let mut writers = tokio::task::JoinSet::new();
+    let counter = Arc::new(AtomicU64::new(next));
+    for w in 0..WRITERS {
+        let (writer, counter, fill, written) = (
+            writer.clone(),
+            counter.clone(),
+            fill.clone(),
+            written.clone(),
+        );
+        let per_writer = (args.rate_mib_s << 20) as f64 / WRITERS as f64;
+        writers.spawn(async move {
+            let started = Instant::now();
+            let mut bytes = 0u64;
+            while Instant::now() < deadline {
+                let first = counter.fetch_add(RECORDS_PER_BATCH as u64, Ordering::Relaxed);
+                let b = batch(first, &fill, w as u8)?;
+                let before = b.len() as u64;
+                writer.append(b).await?;
+                bytes += before;
+                written.fetch_add(before, Ordering::Relaxed);
+                let due = Duration::from_secs_f64(bytes as f64 / per_writer);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    let max_layers = watch(&mut status, &shared, args, deadline).await?;
+    while let Some(done) = writers.join_next().await {
+        done??;
+    }
+    shared.stop.store(true, Ordering::Release);
+    while let Some(done) = readers.join_next().await {
+        done??;
+    }
+    let last = status.status().await?;
+    writer.close();
+    ps.stop().await?;
+    log.stop().await?;
+
+    let samples = std::mem::take(&mut *shared.lock());
+    let compacting = Latency::from_samples(samples.compacting);
+    let ingesting = Latency::from_samples(samples.ingesting);
+    let write_amp = write_amp(&last);
+    println!();
+    if let Some(l) = &ingesting {
+        println!(
+            "ingesting, not compacting: GetPage p50 {} p99 {} ({} samples)",
+            us(l.p50_us),
+            us(l.p99_us),
+            l.samples
+        );
+    }
+    let compacting_p99 = match &compacting {
+        Some(l) => {
+            println!(
+                "compacting: GetPage p50 {} p99 {} ({} samples)",
+                us(l.p50_us),
+                us(l.p99_us),
+                l.samples
+            );
+            format!("{:.1}", l.p99_us)
+        }
+        None => "na".into(),
+    };
+    println!(
+        "WAL ingested {:.0} MiB; layer files written {:.0} MiB by flushes, {:.0} MiB by compaction; {} layers deleted",
+        mib(last.wal_bytes_ingested),
+        mib(last.flush_bytes_written),
+        mib(last.compaction_bytes_written),
+        last.layers_deleted
+    );
+    println!("targets: max_layers <= 64, write_amp <= 6, compacting p99 <= 3x idle p99");
+    println!(
+        "RESULT write_amp={write_amp:.2} max_layers={max_layers} getpage_p99_us_idle={:.1} \
+         getpage_p99_us_compacting={compacting_p99} recover_from_bucket_s=na",
+        idle.p99_us
+    );
+    Ok(())
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+fn write_amp(s: &Status) -> f64 {
+    (s.flush_bytes_written + s.compaction_bytes_written) as f64 / s.wal_bytes_ingested.max(1) as f64
+}
+
+/// Polls the status until `deadline`, keeping the readers' LSN and
+/// compaction flag fresh and printing a line every `report_secs`; returns
+/// the most live layers seen.
+async fn watch(
+    status: &mut PageServerClient,
+    shared: &Shared,
+    args: &SoakArgs,
+    deadline: Instant,
+) -> anyhow::Result<u64> {
+    let started = Instant::now();
+    let mut next_report = started + Duration::from_secs(args.report_secs);
+    let mut max_layers = 0;
+    println!(
+        "{:>5} {:>8} {:>4} {:>4} {:>4} {:>9} {:>9} {:>9} {:>10}",
+        "s", "WAL MiB", "L0", "L1", "img", "disk MiB", "debt MiB", "write amp", "p99"
+    );
+    while Instant::now() < deadline {
+        let s = status.status().await?;
+        shared.lsn.store(s.ingested_lsn, Ordering::Release);
+        shared
+            .compacting
+            .store(s.compaction_running, Ordering::Release);
+        max_layers = max_layers.max(s.layer_count);
+        if Instant::now() >= next_report {
+            next_report += Duration::from_secs(args.report_secs);
+            let interval = std::mem::take(&mut shared.lock().interval);
+            let p99 = Latency::from_samples(interval).map_or("-".into(), |l| us(l.p99_us));
+            println!(
+                "{:>5.0} {:>8.0} {:>4} {:>4} {:>4} {:>9.0} {:>9.0} {:>9.2} {:>10}",
+                started.elapsed().as_secs_f64(),
+                mib(s.wal_bytes_ingested),
+                s.l0_layer_count,
+                s.l1_layer_count,
+                s.image_layer_count,
+                mib(s.layer_bytes),
+                mib(s.compaction_debt_bytes),
+                write_amp(&s),
+                p99
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(max_layers)
+}
+
+async fn read_pages(
+    mut client: PageServerClient,
+    shared: Arc<Shared>,
+    pages: u32,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let mut rng = Rng::new(seed + 1);
+    while !shared.stop.load(Ordering::Acquire) {
+        let page = PageId::new(SPACE, rng.below(u64::from(pages)) as u32);
+        let lsn = Lsn(shared.lsn.load(Ordering::Acquire));
+        let soaking = shared.soaking.load(Ordering::Acquire);
+        let compacting = shared.compacting.load(Ordering::Acquire);
+        let t = Instant::now();
+        client.get_page(page, lsn).await?;
+        let took = t.elapsed();
+        let mut s = shared.lock();
+        match (soaking, compacting) {
+            (false, _) => s.idle.push(took),
+            (true, true) => s.compacting.push(took),
+            (true, false) => s.ingesting.push(took),
+        }
+        if soaking {
+            s.interval.push(took);
+        }
+    }
+    Ok(())
+}

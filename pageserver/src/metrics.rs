@@ -1,0 +1,279 @@
+//! The page server's figures, gathered once for both the status RPC and
+//! the Prometheus text on `/metrics` ([`crate::http`]).
+//!
+//! Counters (`*_total`) count since the process started; gauges are read
+//! from one layer map, so layer counts and bytes agree with each other.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use crate::layer::desc::LayerKind;
+use crate::service::PageService;
+
+/// One reading of every figure.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Metrics {
+    pub ingested_lsn: u64,
+    pub durable_lsn: u64,
+    pub log_commit_lsn: u64,
+    pub ingest_lag_bytes: u64,
+    pub gc_cutoff_lsn: u64,
+    pub oldest_snapshot_lsn: u64,
+    pub l0_layers: u64,
+    pub l1_layers: u64,
+    pub image_layers: u64,
+    pub frozen_layers: u64,
+    pub layer_bytes: u64,
+    pub open_layer_bytes: u64,
+    pub compaction_debt_bytes: u64,
+    pub flush_bytes_written: u64,
+    pub compaction_bytes_written: u64,
+    pub wal_bytes_ingested: u64,
+    pub records_ingested: u64,
+    pub compactions: u64,
+    pub image_layers_written: u64,
+    pub layers_deleted: u64,
+    pub compaction_running: bool,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_hit_rate: f64,
+    pub cached_pages: u64,
+    pub reconstructions: u64,
+}
+
+impl Metrics {
+    pub fn read(service: &PageService) -> Metrics {
+        let tl = service.timeline();
+        let map = tl.snapshot();
+        let count = |kind| map.files.iter().filter(|f| f.desc.kind == kind).count() as u64;
+        let debt = map
+            .files
+            .iter()
+            .filter(|f| f.desc.kind == LayerKind::L0)
+            .map(|f| f.desc.file_bytes)
+            .sum();
+        let stats = tl.stats();
+        let cache = service.cache_stats();
+        let (ingested, log_commit) = (tl.ingested(), tl.log_commit());
+        Metrics {
+            ingested_lsn: ingested.0,
+            durable_lsn: tl.durable().0,
+            log_commit_lsn: log_commit.0,
+            ingest_lag_bytes: log_commit.0.saturating_sub(ingested.0),
+            gc_cutoff_lsn: map.gc_cutoff.0,
+            oldest_snapshot_lsn: tl.oldest_snapshot().map_or(0, |l| l.0),
+            l0_layers: count(LayerKind::L0),
+            l1_layers: count(LayerKind::L1),
+            image_layers: count(LayerKind::Image),
+            frozen_layers: map.frozen.len() as u64,
+            layer_bytes: map.file_bytes(),
+            open_layer_bytes: map.open.bytes() as u64,
+            compaction_debt_bytes: debt,
+            flush_bytes_written: stats.flush_bytes_written.load(Ordering::Relaxed),
+            compaction_bytes_written: stats.compaction_bytes_written.load(Ordering::Relaxed),
+            wal_bytes_ingested: stats.wal_bytes_ingested.load(Ordering::Relaxed),
+            records_ingested: tl.records_ingested(),
+            compactions: stats.compactions.load(Ordering::Relaxed),
+            image_layers_written: stats.image_layers_written.load(Ordering::Relaxed),
+            layers_deleted: stats.layers_deleted.load(Ordering::Relaxed),
+            compaction_running: tl.compaction_running(),
+            cache_hits: cache.hits,
+            cache_misses: cache.misses,
+            cache_hit_rate: cache.hit_rate(),
+            cached_pages: cache.pages,
+            reconstructions: cache.rebuilds,
+        }
+    }
+
+    pub fn layer_count(&self) -> u64 {
+        self.l0_layers + self.l1_layers + self.image_layers
+    }
+
+    /// Bytes of layer files written per byte of WAL ingested.
+    pub fn write_amplification(&self) -> f64 {
+        let written = self.flush_bytes_written + self.compaction_bytes_written;
+        written as f64 / self.wal_bytes_ingested.max(1) as f64
+    }
+
+    /// The Prometheus text exposition format (version 0.0.4).
+    pub fn prometheus(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut put = |name: &str, kind: &str, help: &str, labels: &str, value: f64| {
+            let _ = writeln!(out, "# HELP strata_pageserver_{name} {help}");
+            let _ = writeln!(out, "# TYPE strata_pageserver_{name} {kind}");
+            let _ = writeln!(out, "strata_pageserver_{name}{labels} {value}");
+        };
+        let g = "gauge";
+        let c = "counter";
+        put(
+            "ingested_lsn",
+            g,
+            "Every record at or below it is in a layer.",
+            "",
+            self.ingested_lsn as f64,
+        );
+        put(
+            "durable_lsn",
+            g,
+            "Every record at or below it is in a durable layer file.",
+            "",
+            self.durable_lsn as f64,
+        );
+        put(
+            "log_commit_lsn",
+            g,
+            "The log's commit LSN as last reported to ingest.",
+            "",
+            self.log_commit_lsn as f64,
+        );
+        put(
+            "ingest_lag_bytes",
+            g,
+            "The log's commit LSN minus the ingested LSN.",
+            "",
+            self.ingest_lag_bytes as f64,
+        );
+        put(
+            "gc_cutoff_lsn",
+            g,
+            "Reads below it are refused (snapshot too old).",
+            "",
+            self.gc_cutoff_lsn as f64,
+        );
+        put(
+            "oldest_snapshot_lsn",
+            g,
+            "The oldest snapshot a compute reported (0: none).",
+            "",
+            self.oldest_snapshot_lsn as f64,
+        );
+        for (kind, n) in [
+            ("l0", self.l0_layers),
+            ("l1", self.l1_layers),
+            ("image", self.image_layers),
+        ] {
+            let labels = format!("{{kind=\"{kind}\"}}");
+            put("layers", g, "Live layer files by kind.", &labels, n as f64);
+        }
+        put(
+            "frozen_layers",
+            g,
+            "Frozen in-memory layers waiting to be written.",
+            "",
+            self.frozen_layers as f64,
+        );
+        put(
+            "layer_bytes",
+            g,
+            "Bytes of live layer files on disk.",
+            "",
+            self.layer_bytes as f64,
+        );
+        put(
+            "open_layer_bytes",
+            g,
+            "Bytes of records in the open in-memory layer.",
+            "",
+            self.open_layer_bytes as f64,
+        );
+        put(
+            "compaction_debt_bytes",
+            g,
+            "Bytes of L0 layer files waiting to be compacted.",
+            "",
+            self.compaction_debt_bytes as f64,
+        );
+        put(
+            "flush_bytes_written_total",
+            c,
+            "Bytes of layer files written by flushes.",
+            "",
+            self.flush_bytes_written as f64,
+        );
+        put(
+            "compaction_bytes_written_total",
+            c,
+            "Bytes of layer files written by compaction.",
+            "",
+            self.compaction_bytes_written as f64,
+        );
+        put(
+            "wal_bytes_ingested_total",
+            c,
+            "Bytes of WAL ingested.",
+            "",
+            self.wal_bytes_ingested as f64,
+        );
+        put(
+            "records_ingested_total",
+            c,
+            "Page records ingested.",
+            "",
+            self.records_ingested as f64,
+        );
+        put(
+            "compactions_total",
+            c,
+            "L0 compactions done.",
+            "",
+            self.compactions as f64,
+        );
+        put(
+            "image_layers_written_total",
+            c,
+            "Image layer files written.",
+            "",
+            self.image_layers_written as f64,
+        );
+        put(
+            "layers_deleted_total",
+            c,
+            "Layer files deleted by compaction and GC.",
+            "",
+            self.layers_deleted as f64,
+        );
+        put(
+            "compaction_running",
+            g,
+            "1 while a compaction or GC step runs.",
+            "",
+            f64::from(u8::from(self.compaction_running)),
+        );
+        put(
+            "cache_hits_total",
+            c,
+            "GetPage answers from the page cache.",
+            "",
+            self.cache_hits as f64,
+        );
+        put(
+            "cache_misses_total",
+            c,
+            "GetPage answers not in the page cache.",
+            "",
+            self.cache_misses as f64,
+        );
+        put(
+            "cache_hit_rate",
+            g,
+            "Cache hits over all lookups.",
+            "",
+            self.cache_hit_rate,
+        );
+        put(
+            "cached_pages",
+            g,
+            "Pages in the page cache.",
+            "",
+            self.cached_pages as f64,
+        );
+        put(
+            "reconstructions_total",
+            c,
+            "Pages rebuilt from layers.",
+            "",
+            self.reconstructions as f64,
+        );
+        out
+    }
+}
