@@ -63,6 +63,18 @@ pub struct IndexDef {
 }
 
 impl IndexDef {
+    /// A unique primary key not yet placed in a space and with no columns
+    /// yet (a table being defined, or a virtual table's).
+    pub fn unplaced_primary() -> IndexDef {
+        IndexDef {
+            name: "PRIMARY".into(),
+            space: 0,
+            root_page: 0,
+            columns: Vec::new(),
+            unique: true,
+        }
+    }
+
     pub fn root(&self) -> PageId {
         PageId::new(self.space, self.root_page)
     }

@@ -338,13 +338,7 @@ fn table_template(db_id: u32, spec: &TableSpec) -> Result<TableDef> {
         schema_version: 1,
         created_lsn: Default::default(),
         columns,
-        primary: IndexDef {
-            name: "PRIMARY".into(),
-            space: 0,
-            root_page: 0,
-            columns: Vec::new(),
-            unique: true,
-        },
+        primary: IndexDef::unplaced_primary(),
         secondary: Vec::new(),
     };
     table.primary.columns = column_positions(&table, &spec.primary_key)?;

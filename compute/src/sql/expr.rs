@@ -538,7 +538,7 @@ pub(crate) fn sort_cmp(a: &Value, b: &Value, coll: Collation) -> Ordering {
 }
 
 /// An exact number (integer or decimal) as a decimal.
-fn exact_of(v: &Value) -> Option<Decimal> {
+pub(crate) fn exact_of(v: &Value) -> Option<Decimal> {
     match v {
         Value::Int(i) => Some(Decimal {
             mantissa: i128::from(*i),

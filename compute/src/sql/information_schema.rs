@@ -193,13 +193,7 @@ pub(crate) fn table_ref(name: &str) -> Result<TableRef, SqlError> {
         schema_version: 1,
         created_lsn: Default::default(),
         columns,
-        primary: IndexDef {
-            name: "PRIMARY".into(),
-            space: 0,
-            root_page: 0,
-            columns: Vec::new(),
-            unique: true,
-        },
+        primary: IndexDef::unplaced_primary(),
         secondary: Vec::new(),
     };
     Ok(TableRef {

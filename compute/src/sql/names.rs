@@ -58,13 +58,7 @@ impl<'a> Names<'a> {
             schema_version: 0,
             created_lsn: Default::default(),
             columns: Vec::new(),
-            primary: IndexDef {
-                name: "PRIMARY".into(),
-                space: 0,
-                root_page: 0,
-                columns: Vec::new(),
-                unique: true,
-            },
+            primary: IndexDef::unplaced_primary(),
             secondary: Vec::new(),
         }
     }

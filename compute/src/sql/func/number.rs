@@ -109,18 +109,7 @@ fn abs(v: Value) -> Result<Value, SqlError> {
 /// ROUND(x, d) or (`truncate`) TRUNCATE(x, d).
 fn round(v: Value, d: i64, truncate: bool) -> Value {
     let d = d.clamp(-64, MAX_SCALE) as i32;
-    let exact = match &v {
-        Value::Int(i) => Some(Decimal {
-            mantissa: i128::from(*i),
-            scale: 0,
-        }),
-        Value::UInt(u) => Some(Decimal {
-            mantissa: i128::from(*u),
-            scale: 0,
-        }),
-        Value::Decimal(x) => Some(*x),
-        _ => None,
-    };
+    let exact = super::super::expr::exact_of(&v);
     match exact {
         Some(x) => {
             let Some(r) = num::rescale(x, d, truncate) else {
