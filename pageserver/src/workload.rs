@@ -311,3 +311,13 @@ impl Model {
         Some((page, lsn))
     }
 }
+
+/// How many layer files (`*.delta`) are in `dir`: after a restart, tests
+/// compare it with the files the manifest names (strays must be gone).
+pub fn layer_files_in(dir: &std::path::Path) -> std::io::Result<usize> {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir)? {
+        n += usize::from(e?.file_name().to_string_lossy().ends_with(".delta"));
+    }
+    Ok(n)
+}

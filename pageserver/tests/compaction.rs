@@ -205,16 +205,7 @@ async fn a_crash_at_either_fail_point_changes_no_answer() {
                 )
             }
         }
-        let on_disk = std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".delta")
-            })
-            .count();
+        let on_disk = strata_pageserver::workload::layer_files_in(dir.path()).unwrap();
         assert_eq!(on_disk, files_after.len(), "{fail:?}: stray files left");
         assert_eq!(answers(&tl, &lsns).await, before, "{fail:?}");
         // And the compaction completes after the restart, same answers.

@@ -85,16 +85,7 @@ fn open(dir: &std::path::Path, case: &Case) -> Arc<Timeline> {
     .unwrap();
     // Every layer file in the directory is one the manifest names: what a
     // crash left behind was removed.
-    let on_disk = std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".delta")
-        })
-        .count();
+    let on_disk = strata_pageserver::workload::layer_files_in(dir).unwrap();
     assert_eq!(on_disk, tl.snapshot().files.len(), "stray layer files");
     tl
 }
