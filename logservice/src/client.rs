@@ -54,6 +54,9 @@ pub struct LogClientConfig {
     /// How long `append` waits for a quorum. On timeout the batch's fate is
     /// unknown (it may still commit), as with any database's lost reply.
     pub commit_timeout: Duration,
+    /// How long a closing writer keeps telling replicas its last commit
+    /// LSN (one may be down, so not forever).
+    pub close_patience: Duration,
     pub writer: WriterConfig,
 }
 
@@ -72,6 +75,7 @@ impl LogClientConfig {
             endpoints,
             election_timeout: Duration::from_secs(10),
             commit_timeout: Duration::from_secs(30),
+            close_patience: Duration::from_secs(1),
         }
     }
 }
@@ -112,6 +116,10 @@ pub struct WriterState {
 pub struct LogClient {
     cmds: mpsc::Sender<Cmd>,
     state: watch::Receiver<WriterState>,
+    /// Asks the driver to finish: tell every replica the last commit LSN,
+    /// then stop.
+    closing: CancellationToken,
+    /// Cancelled when the driver has stopped.
     stop: CancellationToken,
     commit_timeout: Duration,
 }
@@ -125,6 +133,7 @@ impl LogClient {
             ));
         }
         let stop = CancellationToken::new();
+        let closing = CancellationToken::new();
         let (cmd_tx, cmd_rx) = mpsc::channel(4096);
         let initial = WriterState {
             phase: Phase::Idle,
@@ -134,7 +143,7 @@ impl LogClient {
         };
         let (state_tx, mut state_rx) = watch::channel(initial);
         let driver = Driver::start(&cfg, state_tx, stop.clone()).await?;
-        tokio::spawn(driver.run(cmd_rx));
+        tokio::spawn(driver.run(cmd_rx, closing.clone(), cfg.close_patience));
         let won = tokio::time::timeout(cfg.election_timeout, async {
             loop {
                 let s = *state_rx.borrow_and_update();
@@ -168,6 +177,7 @@ impl LogClient {
         Ok(LogClient {
             cmds: cmd_tx,
             state: state_rx,
+            closing,
             stop,
             commit_timeout: cfg.commit_timeout,
         })
@@ -210,8 +220,20 @@ impl LogClient {
         *self.state.borrow()
     }
 
+    /// Stops the writer without waiting. Batches already enqueued still
+    /// commit, and the last commit LSN is sent to every replica (for up to
+    /// `close_patience`, since one may be down) before the driver stops:
+    /// a reader following a replica that was outside the last quorum must
+    /// still see the last commit, and a writer that closes right after it
+    /// would otherwise leave it unknown there until the next writer comes.
+    /// [`LogClient::closed`] waits for the end.
     pub fn close(&self) {
-        self.stop.cancel();
+        self.closing.cancel();
+    }
+
+    /// Resolves when the driver has stopped.
+    pub async fn closed(&self) {
+        self.stop.cancelled().await
     }
 }
 
@@ -274,19 +296,33 @@ impl Driver {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>) {
+    async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<Cmd>,
+        closing: CancellationToken,
+        patience: Duration,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_millis(5));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut give_up: Option<Instant> = None;
         loop {
             tokio::select! {
-                cmd = cmds.recv() => match cmd {
+                _ = closing.cancelled(), if give_up.is_none() => {
+                    give_up = Some(Instant::now() + patience);
+                    while let Ok(c) = cmds.try_recv() {
+                        self.queued.push_back(c);
+                    }
+                    cmds.close();
+                }
+                cmd = cmds.recv(), if give_up.is_none() => match cmd {
                     Some(c) => {
                         self.queued.push_back(c);
                         while let Ok(c) = cmds.try_recv() {
                             self.queued.push_back(c);
                         }
                     }
-                    None => break,
+                    // Every handle dropped: finish as `close` does.
+                    None => give_up = Some(Instant::now() + patience),
                 },
                 Some(ev) = self.events.recv() => {
                     self.handle(ev);
@@ -298,6 +334,14 @@ impl Driver {
                 _ = self.stop.cancelled() => break,
             }
             self.step();
+            if let Some(give_up) = give_up {
+                let finished = self.waiting.is_empty()
+                    && self.queued.is_empty()
+                    && self.writer.all_told_commit();
+                if finished || Instant::now() >= give_up {
+                    break;
+                }
+            }
         }
         self.stop.cancel();
         self.fail_all(|| LogError::Shutdown);
@@ -543,6 +587,10 @@ pub async fn replica_status(endpoint: &str, cluster_id: &str) -> Result<ReplicaS
     })
 }
 
+/// How long a reader's stream may stay silent before it asks the other
+/// replicas whether they know a later commit.
+const READER_QUIET: Duration = Duration::from_secs(1);
+
 /// Follows the committed log from an LSN, failing over between replicas.
 pub struct LogReader {
     cluster_id: String,
@@ -597,21 +645,29 @@ impl LogReader {
     }
 
     async fn try_next(&mut self) -> Result<ReadChunk> {
-        if self.stream.is_none() {
-            let endpoint = &self.endpoints[self.turn % self.endpoints.len()];
-            let mut client = connect_replica(endpoint).await?;
-            let req = pb::ReadRequest {
-                cluster_id: self.cluster_id.clone(),
-                consumer_id: self.consumer_id.clone(),
-                start_lsn: self.next.0,
-            };
-            self.stream = Some(client.read(req).await?.into_inner());
+        let msg = loop {
+            if self.stream.is_none() {
+                let endpoint = &self.endpoints[self.turn % self.endpoints.len()];
+                let mut client = connect_replica(endpoint).await?;
+                let req = pb::ReadRequest {
+                    cluster_id: self.cluster_id.clone(),
+                    consumer_id: self.consumer_id.clone(),
+                    start_lsn: self.next.0,
+                };
+                self.stream = Some(client.read(req).await?.into_inner());
+            }
+            let stream = self.stream.as_mut().expect("just set");
+            // `message` is cancel-safe: a timeout loses nothing.
+            if let Ok(msg) = tokio::time::timeout(READER_QUIET, stream.message()).await {
+                break msg?;
+            }
+            if let Some(turn) = self.peer_ahead().await {
+                debug!(to = %self.endpoints[turn], next = %self.next, "a peer knows a later commit; switching replicas");
+                self.turn = turn;
+                self.stream = None;
+            }
         }
-        let stream = self.stream.as_mut().expect("just set");
-        let msg = stream
-            .message()
-            .await?
-            .ok_or_else(|| LogError::Unavailable("read stream ended".into()))?;
+        .ok_or_else(|| LogError::Unavailable("read stream ended".into()))?;
         if msg.start_lsn != self.next.0 {
             return Err(LogError::BadRequest(format!(
                 "read stream jumped to {} from {}",
@@ -626,6 +682,28 @@ impl LogReader {
         };
         self.next = self.next.advance(chunk.data.len() as u64);
         Ok(chunk)
+    }
+
+    /// Another replica whose commit LSN is past what this reader has read,
+    /// when its own went quiet. A replica learns the commit LSN from the
+    /// writer; one outside the last quorum of a writer that crashed right
+    /// after a commit keeps an older one until the next writer is elected.
+    async fn peer_ahead(&self) -> Option<usize> {
+        let n = self.endpoints.len();
+        for step in 1..n {
+            let turn = (self.turn + step) % n;
+            let status = tokio::time::timeout(
+                READER_QUIET,
+                replica_status(&self.endpoints[turn], &self.cluster_id),
+            )
+            .await;
+            if let Ok(Ok(s)) = status
+                && s.commit_lsn > self.next
+            {
+                return Some(turn);
+            }
+        }
+        None
     }
 
     /// Tells every reachable replica this consumer needs nothing below `safe`.

@@ -205,6 +205,16 @@ impl Writer {
         self.commit
     }
 
+    /// Every replica has acknowledged everything sent to it, the current
+    /// commit LSN included (or this writer does not lead: nothing to tell).
+    pub fn all_told_commit(&self) -> bool {
+        self.phase != Phase::Leading
+            || self
+                .progress
+                .values()
+                .all(|p| p.inflight.is_empty() && p.commit_sent >= self.commit)
+    }
+
     pub fn end(&self) -> Lsn {
         self.end
     }

@@ -241,6 +241,56 @@ async fn a_replica_restarted_behind_catches_up_from_peers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closing_writer_tells_every_replica_its_last_commit() {
+    let cluster = Cluster::start(3).await;
+    let mut cfg = LogClientConfig::new(CLUSTER, "w1", cluster.endpoints.clone());
+    cfg.close_patience = Duration::from_secs(30);
+    let client = LogClient::connect(cfg).await.unwrap();
+    let mut last = Lsn::ZERO;
+    for i in 0..50 {
+        last = client.append(batch(i, 500)).await.unwrap();
+    }
+    // Closing right after the last commit: its acknowledgement came from
+    // a quorum, and no replica had been told it was committed yet.
+    client.close();
+    tokio::time::timeout(Duration::from_secs(60), client.closed())
+        .await
+        .expect("the writer finishes closing");
+    for endpoint in &cluster.endpoints {
+        let s = replica_status(endpoint, CLUSTER).await.unwrap();
+        assert_eq!(s.commit_lsn, last, "{endpoint}");
+    }
+    assert!(
+        client.append(batch(50, 10)).await.is_err(),
+        "a closed writer takes no more batches"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_on_a_replica_that_missed_the_last_commits_moves_to_a_peer() {
+    let mut cluster = Cluster::start(3).await;
+    let client = cluster.writer("w1").await;
+    client.append(batch(0, 100)).await.unwrap();
+    cluster.stop(0).await;
+    let mut last = Lsn::ZERO;
+    for i in 1..20 {
+        last = client.append(batch(i, 300)).await.unwrap();
+    }
+    // The writer goes away before replica 1 is back: nobody tells it.
+    client.close();
+    client.closed().await;
+    cluster.restart(0).await;
+    let mut reader = LogReader::new(CLUSTER, "r", cluster.endpoints.clone(), Lsn::ZERO);
+    while reader.position() < last {
+        tokio::time::timeout(Duration::from_secs(30), reader.next_chunk())
+            .await
+            .expect("the reader finds a replica that has the commits")
+            .unwrap();
+    }
+    assert_eq!(reader.position(), last);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_typed_statuses() {
     let cluster = Cluster::start(3).await;
     let client = cluster.writer("w1").await;
