@@ -172,7 +172,7 @@ fn encode_datetime(out: &mut Vec<u8>, dt: &DateTime) {
 fn encode_string(out: &mut Vec<u8>, collation: Collation, bytes: &[u8]) {
     match collation {
         Collation::Utf8mb4GeneralCi => {
-            let weights: Vec<u16> = collation::general_ci_weights(bytes).collect();
+            let weights = collation::general_ci_weight_vec(bytes);
             encode_padded(out, &weights);
         }
         Collation::Utf8mb4Bin => encode_padded(out, bytes),

@@ -26,6 +26,9 @@ const REPLACEMENT: u16 = 0xFFFD;
 
 /// A character's weight under utf8mb4_general_ci.
 pub(crate) fn general_ci_weight(c: char) -> u16 {
+    if c.is_ascii() {
+        return u16::from(c.to_ascii_uppercase() as u8);
+    }
     let mut upper = c.to_uppercase();
     let mapped = match (upper.next(), upper.next()) {
         (Some(u), None) => u,
@@ -49,6 +52,19 @@ fn fold_latin1(c: char) -> char {
         'Ý' | 'Ÿ' => 'Y',
         'ß' => 'S',
         _ => c,
+    }
+}
+
+/// The general_ci weights of a string's characters, collected: ASCII
+/// (sysbench's strings, most keys) without decoding UTF-8.
+pub(crate) fn general_ci_weight_vec(bytes: &[u8]) -> Vec<u16> {
+    if bytes.is_ascii() {
+        bytes
+            .iter()
+            .map(|b| u16::from(b.to_ascii_uppercase()))
+            .collect()
+    } else {
+        general_ci_weights(bytes).collect()
     }
 }
 
@@ -113,6 +129,28 @@ mod tests {
         assert_eq!(ci("a\t", "a"), Ordering::Less);
         assert_eq!(ci("a\u{0}", "a"), Ordering::Less);
         assert_eq!(ci("a", "a!"), Ordering::Less);
+    }
+
+    #[test]
+    fn the_ascii_shortcut_weighs_as_the_unicode_rule() {
+        for b in 0u8..128 {
+            let c = char::from(b);
+            let mut upper = c.to_uppercase();
+            let rule = match (upper.next(), upper.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            };
+            assert_eq!(
+                general_ci_weight(c),
+                u16::try_from(u32::from(rule)).unwrap()
+            );
+        }
+        let ascii: Vec<u8> = (0u8..128).collect();
+        let collected: Vec<u16> = general_ci_weights(&ascii).collect();
+        assert_eq!(general_ci_weight_vec(&ascii), collected);
+        let mixed = "abc-Ñandú-XYZ".as_bytes();
+        let collected: Vec<u16> = general_ci_weights(mixed).collect();
+        assert_eq!(general_ci_weight_vec(mixed), collected);
     }
 
     #[test]
