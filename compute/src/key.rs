@@ -171,11 +171,16 @@ fn encode_datetime(out: &mut Vec<u8>, dt: &DateTime) {
 
 fn encode_string(out: &mut Vec<u8>, collation: Collation, bytes: &[u8]) {
     match collation {
+        // ASCII (most keys) weighs its uppercase byte: no UTF-8 decoding,
+        // no weights collected first.
+        Collation::Utf8mb4GeneralCi if bytes.is_ascii() => {
+            encode_padded(out, bytes, |b| u16::from(b.to_ascii_uppercase()))
+        }
         Collation::Utf8mb4GeneralCi => {
             let weights = collation::general_ci_weight_vec(bytes);
-            encode_padded(out, &weights);
+            encode_padded(out, &weights, |w| w);
         }
-        Collation::Utf8mb4Bin => encode_padded(out, bytes),
+        Collation::Utf8mb4Bin => encode_padded(out, bytes, |b| b),
         Collation::Binary => encode_escaped(out, bytes),
     }
 }
@@ -183,11 +188,13 @@ fn encode_string(out: &mut Vec<u8>, collation: Collation, bytes: &[u8]) {
 /// One unit of a PAD SPACE string's weights: a byte or a 2-byte weight.
 trait Unit: Copy + Into<u16> {
     const PAD: Self;
+    const BYTES: usize;
     fn put(self, out: &mut Vec<u8>);
 }
 
 impl Unit for u8 {
     const PAD: u8 = b' ';
+    const BYTES: usize = 1;
     fn put(self, out: &mut Vec<u8>) {
         out.push(self);
     }
@@ -195,42 +202,46 @@ impl Unit for u8 {
 
 impl Unit for u16 {
     const PAD: u16 = SPACE;
+    const BYTES: usize = 2;
     fn put(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_be_bytes());
     }
 }
 
-/// The grouped PAD SPACE encoding described in the module doc.
-fn encode_padded<U: Unit>(out: &mut Vec<u8>, units: &[U]) {
+/// The grouped PAD SPACE encoding described in the module doc, of the
+/// units `weigh` gives for `chars`.
+fn encode_padded<C: Copy, U: Unit>(out: &mut Vec<u8>, chars: &[C], weigh: impl Fn(C) -> U) {
     let pad: u16 = U::PAD.into();
-    let len = units
+    let len = chars
         .iter()
-        .rposition(|&u| u.into() != pad)
+        .rposition(|&c| weigh(c).into() != pad)
         .map_or(0, |i| i + 1);
-    let units = &units[..len];
-    let mut groups = units.chunks(GROUP_UNITS).peekable();
-    if groups.peek().is_none() {
+    let chars = &chars[..len];
+    let groups = len.div_ceil(GROUP_UNITS).max(1);
+    out.reserve(groups * (GROUP_UNITS * U::BYTES + 1));
+    if chars.is_empty() {
         // The empty string: one group of pad.
         (0..GROUP_UNITS).for_each(|_| U::PAD.put(out));
         out.push(END);
         return;
     }
     let mut done = 0;
-    while let Some(group) = groups.next() {
-        group.iter().for_each(|u| u.put(out));
+    for group in chars.chunks(GROUP_UNITS) {
+        group.iter().for_each(|&c| weigh(c).put(out));
         (group.len()..GROUP_UNITS).for_each(|_| U::PAD.put(out));
         done += group.len();
-        out.push(match groups.peek() {
-            None => END,
-            Some(_) => rest_marker(&units[done..], pad),
+        out.push(if done == len {
+            END
+        } else {
+            rest_marker(chars[done..].iter().map(|&c| weigh(c).into()), pad)
         });
     }
 }
 
 /// Whether a non-empty rest (which ends in a non-pad unit) sorts below or
 /// above an endless run of pad: decided by its first non-pad unit.
-fn rest_marker<U: Unit>(rest: &[U], pad: u16) -> u8 {
-    match rest.iter().map(|&u| u.into()).find(|&u| u != pad) {
+fn rest_marker(mut rest: impl Iterator<Item = u16>, pad: u16) -> u8 {
+    match rest.find(|&u| u != pad) {
         Some(u) if u < pad => BELOW_PAD,
         _ => ABOVE_PAD,
     }
