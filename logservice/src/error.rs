@@ -42,6 +42,15 @@ impl LogError {
         move |source| LogError::Io { context, source }
     }
 
+    /// As [`LogError::io`], the context built only on an error (for the
+    /// hot paths: a write or read per append).
+    pub fn io_with(context: impl FnOnce() -> String) -> impl FnOnce(std::io::Error) -> LogError {
+        move |source| LogError::Io {
+            context: context(),
+            source,
+        }
+    }
+
     /// Whether trying again (perhaps elsewhere) may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, LogError::Unavailable(_) | LogError::Io { .. })

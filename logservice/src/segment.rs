@@ -451,7 +451,7 @@ impl SegmentStorage {
             .expect("a chunk is planned into a segment");
         last.file
             .write_all_at(bytes, SEGMENT_HEADER_BYTES + last.data_bytes)
-            .map_err(LogError::io(format!("writing {}", last.what())))?;
+            .map_err(LogError::io_with(|| format!("writing {}", last.what())))?;
         last.data_bytes += bytes.len() as u64;
         last.unsynced = true;
         self.maybe_start_spare();
@@ -500,7 +500,7 @@ impl SegmentStorage {
                     &mut out[filled..filled + take],
                     SEGMENT_HEADER_BYTES + offset,
                 )
-                .map_err(LogError::io(format!("reading {}", seg.what())))?;
+                .map_err(LogError::io_with(|| format!("reading {}", seg.what())))?;
             filled += take;
             pos = pos.advance(take as u64);
             i += 1;
