@@ -72,33 +72,73 @@ impl Cursor {
     /// The next entry in the cursor's direction, `None` past the range.
     /// On error the cursor is unchanged.
     pub fn next(&mut self, r: &mut impl PageRead) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let mut one = Vec::with_capacity(1);
+        self.next_batch(r, 1, &mut one)?;
+        Ok(one.pop())
+    }
+
+    /// Up to `max` (≥ 1) next entries, appended to `out`: the next one and
+    /// those after it on the same leaf, read from one look at that leaf.
+    /// None are appended past the range. On error neither the cursor nor
+    /// `out` has changed.
+    pub fn next_batch(
+        &mut self,
+        r: &mut impl PageRead,
+        max: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<()> {
+        let before = out.len();
+        let result = self.read_batch(r, max.max(1), out);
+        if result.is_err() {
+            out.truncate(before);
+        }
+        let pos = result?;
+        self.pos = pos;
+        Ok(())
+    }
+
+    /// Appends the entries of [`Cursor::next_batch`]; returns the position
+    /// after them (committed by the caller only on success).
+    fn read_batch(
+        &self,
+        r: &mut impl PageRead,
+        max: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Pos> {
         let hit = match (&self.pos, self.dir) {
-            (Pos::Done, _) => return Ok(None),
+            (Pos::Done, _) => return Ok(Pos::Done),
             (Pos::Start, Direction::Forward) => self.seek_forward(r, as_ref(&self.lower))?,
             (Pos::Start, Direction::Reverse) => self.seek_reverse(r, as_ref(&self.upper))?,
             (Pos::After { leaf, key }, Direction::Forward) => self.step_forward(r, *leaf, key)?,
             (Pos::After { leaf, key }, Direction::Reverse) => self.step_reverse(r, *leaf, key)?,
         };
-        let Some(hit) = hit else {
-            self.pos = Pos::Done;
-            return Ok(None);
+        let Some(Hit { id, page, mut slot }) = hit else {
+            return Ok(Pos::Done);
         };
-        let key = node::leaf_key(&hit.page, hit.id, hit.slot)?;
-        let inside = match self.dir {
-            Direction::Forward => below(key, as_ref(&self.upper)),
-            Direction::Reverse => above(key, as_ref(&self.lower)),
-        };
-        if !inside {
-            self.pos = Pos::Done;
-            return Ok(None);
+        let mut taken = 0;
+        loop {
+            let key = node::leaf_key(&page, id, slot)?;
+            let inside = match self.dir {
+                Direction::Forward => below(key, as_ref(&self.upper)),
+                Direction::Reverse => above(key, as_ref(&self.lower)),
+            };
+            if !inside {
+                return Ok(Pos::Done);
+            }
+            let value = self.tree.read_value(r, &page, id, slot)?.0;
+            out.push((key.to_vec(), value));
+            taken += 1;
+            let next = match self.dir {
+                Direction::Forward => Some(slot + 1).filter(|s| *s < page.slot_count()),
+                Direction::Reverse => slot.checked_sub(1),
+            };
+            match next {
+                Some(s) if taken < max => slot = s,
+                _ => break,
+            }
         }
-        let key = key.to_vec();
-        let value = self.tree.read_value(r, &hit.page, hit.id, hit.slot)?.0;
-        self.pos = Pos::After {
-            leaf: hit.id,
-            key: key.clone(),
-        };
-        Ok(Some((key, value)))
+        let key = out.last().expect("taken ≥ 1").0.clone();
+        Ok(Pos::After { leaf: id, key })
     }
 
     /// The first entry at or past `bound`.

@@ -122,7 +122,8 @@ enum Op {
     Put(u16, u8, u8),
     Delete(u16),
     Get(u16),
-    Scan(u16, u16, bool, Direction, u8),
+    /// Lower, upper, upper inclusive, direction, how many, batch size.
+    Scan(u16, u16, bool, Direction, u8, u8),
 }
 
 fn arb_op(keys: u16) -> impl Strategy<Value = Op> {
@@ -132,8 +133,8 @@ fn arb_op(keys: u16) -> impl Strategy<Value = Op> {
         8 => (0..keys, class, any::<u8>()).prop_map(|(k, c, s)| Op::Put(k, c, s)),
         4 => (0..keys).prop_map(Op::Delete),
         1 => (0..keys).prop_map(Op::Get),
-        1 => (0..keys, 0..keys, any::<bool>(), dir, 0..40u8)
-            .prop_map(|(a, b, incl, d, n)| Op::Scan(a.min(b), a.max(b), incl, d, n)),
+        1 => (0..keys, 0..keys, any::<bool>(), dir, 0..40u8, 1..12u8)
+            .prop_map(|(a, b, incl, d, n, batch)| Op::Scan(a.min(b), a.max(b), incl, d, n, batch)),
     ]
 }
 
@@ -156,19 +157,20 @@ fn run(s: &mut MemStore, tree: BTree, model: &mut Model, ops: &[Op]) {
                 let k = key(*k);
                 assert_eq!(tree.get(s, &k).unwrap().as_ref(), model.get(&k), "{op:?}");
             }
-            Op::Scan(a, b, incl, dir, n) => {
+            Op::Scan(a, b, incl, dir, n, batch) => {
                 let lower = Bound::Included(key(*a));
                 let upper = match incl {
                     true => Bound::Included(key(*b)),
                     false => Bound::Excluded(key(*b)),
                 };
-                let got = scan(s, tree, lower.clone(), upper.clone(), *dir, usize::from(*n));
+                let (n, batch) = (usize::from(*n), usize::from(*batch));
+                let got = scan(s, tree, lower.clone(), upper.clone(), *dir, n, batch);
                 let range = model
                     .range((lower, upper))
                     .map(|(k, v)| (k.clone(), v.clone()));
                 let want: Vec<_> = match dir {
-                    Direction::Forward => range.take(usize::from(*n)).collect(),
-                    Direction::Reverse => range.rev().take(usize::from(*n)).collect(),
+                    Direction::Forward => range.take(n).collect(),
+                    Direction::Reverse => range.rev().take(n).collect(),
                 };
                 assert_eq!(got, want, "{op:?}");
             }
@@ -176,6 +178,8 @@ fn run(s: &mut MemStore, tree: BTree, model: &mut Model, ops: &[Op]) {
     }
 }
 
+/// Up to `limit` entries of a range, read `batch` at a time (1: through
+/// `Cursor::next`).
 fn scan(
     r: &mut impl PageRead,
     tree: BTree,
@@ -183,24 +187,43 @@ fn scan(
     upper: Bound<Vec<u8>>,
     dir: Direction,
     limit: usize,
+    batch: usize,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut c = tree.cursor(lower, upper, dir);
     let mut out = Vec::new();
     while out.len() < limit {
-        match c.next(r).unwrap() {
-            Some(e) => out.push(e),
-            None => break,
+        let before = out.len();
+        if batch == 1 {
+            out.extend(c.next(r).unwrap());
+        } else {
+            c.next_batch(r, batch, &mut out).unwrap();
+            assert!(out.len() - before <= batch, "a batch larger than asked");
+        }
+        if out.len() == before {
+            break;
         }
     }
+    out.truncate(limit);
     out
 }
 
 /// Full scans both ways equal the model; the tree's structure is sound.
 fn check(s: &mut MemStore, tree: BTree, model: &Model) {
-    let mut all = |dir| scan(s, tree, Bound::Unbounded, Bound::Unbounded, dir, usize::MAX);
+    let mut all = |dir, batch| {
+        scan(
+            s,
+            tree,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            dir,
+            usize::MAX,
+            batch,
+        )
+    };
     let want: Vec<_> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    assert_eq!(all(Direction::Forward), want);
-    let mut back = all(Direction::Reverse);
+    assert_eq!(all(Direction::Forward, 1), want);
+    assert_eq!(all(Direction::Forward, 64), want);
+    let mut back = all(Direction::Reverse, 7);
     back.reverse();
     assert_eq!(back, want);
     check_structure(s, tree);
@@ -353,9 +376,9 @@ fn clamp(op: Op, keys: u16) -> Op {
         Op::Put(k, c, v) => Op::Put(k % keys, c, v),
         Op::Delete(k) => Op::Delete(k % keys),
         Op::Get(k) => Op::Get(k % keys),
-        Op::Scan(a, b, i, d, n) => {
+        Op::Scan(a, b, i, d, n, batch) => {
             let (a, b) = (a % keys, b % keys);
-            Op::Scan(a.min(b), a.max(b), i, d, n)
+            Op::Scan(a.min(b), a.max(b), i, d, n, batch)
         }
     }
 }

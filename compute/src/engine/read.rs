@@ -122,6 +122,18 @@ impl Shared {
         self.read_at(at, |r| cursor.next(r)).await
     }
 
+    /// Up to `max` next entries of `cursor` at `at` (see
+    /// [`crate::btree::Cursor::next_batch`]), appended to `out`.
+    pub async fn next_entries(
+        &self,
+        at: ReadAt,
+        cursor: &mut crate::btree::Cursor,
+        max: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<()> {
+        self.read_at(at, |r| cursor.next_batch(r, max, out)).await
+    }
+
     /// Every entry of `tree` at `at`, in key order.
     pub async fn collect(
         &self,

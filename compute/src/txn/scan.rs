@@ -45,9 +45,19 @@ pub struct RowScan {
     dir: Direction,
     cursor: Cursor,
     tree_head: Option<(Vec<u8>, Vec<u8>)>,
+    /// Entries read ahead from the tree (snapshot reads only), in order.
+    tree_ahead: std::vec::IntoIter<(Vec<u8>, Vec<u8>)>,
+    /// How many entries the next read-ahead takes: doubling from
+    /// [`FIRST_READ_AHEAD`] so a scan stopped early by a LIMIT reads little.
+    read_ahead: usize,
     tree_done: bool,
     own: VecDeque<(Vec<u8>, Option<Vec<u8>>)>,
 }
+
+/// Entries the first read-ahead of a snapshot scan takes from one leaf.
+const FIRST_READ_AHEAD: usize = 8;
+/// The most a read-ahead takes.
+const MAX_READ_AHEAD: usize = 128;
 
 impl Txn {
     /// Rows through index `index` (0: primary, i: secondary i - 1) whose
@@ -128,6 +138,8 @@ impl Txn {
             at,
             dir,
             tree_head: None,
+            tree_ahead: Vec::new().into_iter(),
+            read_ahead: FIRST_READ_AHEAD,
             tree_done: false,
             own,
         })
@@ -157,6 +169,8 @@ impl RowScan {
             at,
             dir,
             tree_head: None,
+            tree_ahead: Vec::new().into_iter(),
+            read_ahead: FIRST_READ_AHEAD,
             tree_done: true,
             own: VecDeque::new(),
         }
@@ -185,17 +199,33 @@ impl RowScan {
             })
     }
 
+    /// The tree's next entry. A snapshot read takes several from a leaf at
+    /// once (the snapshot cannot change under them); a current read takes
+    /// one at a time, each as of the moment it is read.
+    async fn next_tree_entry(&mut self, txn: &mut Txn) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        if let Some(e) = self.tree_ahead.next() {
+            return Ok(Some(e));
+        }
+        if let ReadAt::Current(_) = self.at {
+            let e = txn.shared.next_entry(self.at, &mut self.cursor).await?;
+            txn.saw_current();
+            return Ok(e);
+        }
+        let mut batch = Vec::with_capacity(self.read_ahead);
+        (txn.shared)
+            .next_entries(self.at, &mut self.cursor, self.read_ahead, &mut batch)
+            .await?;
+        self.read_ahead = (self.read_ahead * 2).min(MAX_READ_AHEAD);
+        self.tree_ahead = batch.into_iter();
+        Ok(self.tree_ahead.next())
+    }
+
     /// The next live entry of the merge of tree and own writes.
     async fn next_entry(&mut self, txn: &mut Txn) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         loop {
             if self.tree_head.is_none() && !self.tree_done {
-                match txn.shared.next_entry(self.at, &mut self.cursor).await? {
-                    Some(e) => self.tree_head = Some(e),
-                    None => self.tree_done = true,
-                }
-                if let ReadAt::Current(_) = self.at {
-                    txn.saw_current();
-                }
+                self.tree_head = self.next_tree_entry(txn).await?;
+                self.tree_done = self.tree_head.is_none();
             }
             let own_first = match (self.own.front(), &self.tree_head) {
                 (None, None) => return Ok(None),
