@@ -8,7 +8,17 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
+use strata_pageserver::remote::BucketConfig;
 use strata_pageserver::server::ServerConfig;
+
+/// `bucket` beside the data directory (`strata up`'s layout:
+/// `DATA/pageserver` and `DATA/bucket`).
+pub fn default_bucket(data_dir: &std::path::Path) -> PathBuf {
+    match data_dir.parent() {
+        Some(parent) => parent.join("bucket"),
+        None => data_dir.join("bucket"),
+    }
+}
 
 #[derive(Args)]
 pub struct PageserverArgs {
@@ -60,6 +70,14 @@ pub struct PageserverArgs {
     /// L1 and image layer files are cut at about this size.
     #[arg(long)]
     compaction_target_file_bytes: Option<u64>,
+    /// Where layer files are uploaded: a directory (default: `bucket` beside
+    /// the data directory), `s3://NAME` (endpoint, region and credentials
+    /// from the AWS_* environment variables), or `none`.
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Layer uploads and downloads in flight at most.
+    #[arg(long)]
+    upload_concurrency: Option<usize>,
 }
 
 /// `strata pageserver`'s config file. Every field has a default.
@@ -81,6 +99,9 @@ pub struct PageserverFile {
     gc_snapshot_cap_bytes: u64,
     compaction_l0_threshold: usize,
     compaction_target_file_bytes: u64,
+    /// Empty: `bucket` beside the data directory.
+    bucket: String,
+    upload_concurrency: usize,
 }
 
 impl Default for PageserverFile {
@@ -106,6 +127,8 @@ impl Default for PageserverFile {
             gc_snapshot_cap_bytes: d.gc.snapshot_cap_bytes,
             compaction_l0_threshold: d.compaction.l0_threshold,
             compaction_target_file_bytes: d.compaction.target_file_bytes,
+            bucket: String::new(),
+            upload_concurrency: d.upload_concurrency,
         }
     }
 }
@@ -143,7 +166,10 @@ impl PageserverArgs {
         f.compaction_target_file_bytes = self
             .compaction_target_file_bytes
             .unwrap_or(f.compaction_target_file_bytes);
+        f.bucket = self.bucket.unwrap_or(f.bucket);
+        f.upload_concurrency = self.upload_concurrency.unwrap_or(f.upload_concurrency);
         f.validate()?;
+        let bucket = f.bucket()?;
         let mut c = ServerConfig::new(f.cluster_id, f.data_dir, f.log);
         c.listen = f.listen;
         c.layer_size_bytes = f.layer_size_bytes;
@@ -157,11 +183,22 @@ impl PageserverArgs {
         c.gc.snapshot_cap_bytes = f.gc_snapshot_cap_bytes;
         c.compaction.l0_threshold = f.compaction_l0_threshold;
         c.compaction.target_file_bytes = f.compaction_target_file_bytes;
+        c.bucket = bucket;
+        c.upload_concurrency = f.upload_concurrency;
         Ok(c)
     }
 }
 
 impl PageserverFile {
+    /// The bucket: as given, `none`, or `bucket` beside the data directory.
+    fn bucket(&self) -> Result<Option<BucketConfig>> {
+        match self.bucket.as_str() {
+            "none" => Ok(None),
+            "" => Ok(Some(BucketConfig::Local(default_bucket(&self.data_dir)))),
+            given => Ok(Some(BucketConfig::parse(given)?)),
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         if self.cluster_id.is_empty() {
             bail!("--cluster-id must not be empty");
@@ -185,6 +222,9 @@ impl PageserverFile {
         }
         if self.compaction_l0_threshold == 0 {
             bail!("--compaction-l0-threshold must be at least 1");
+        }
+        if self.upload_concurrency == 0 {
+            bail!("--upload-concurrency must be at least 1");
         }
         if self.compaction_target_file_bytes < 64 << 10 {
             bail!("--compaction-target-file-bytes must be at least 64 KiB");
@@ -215,6 +255,8 @@ mod tests {
             gc_snapshot_cap_bytes: None,
             compaction_l0_threshold: None,
             compaction_target_file_bytes: None,
+            bucket: None,
+            upload_concurrency: None,
         }
     }
 
@@ -256,6 +298,24 @@ mod tests {
         let mut a = args(None);
         a.compaction_l0_threshold = Some(0);
         assert!(a.into_config().is_err());
+        let mut a = args(None);
+        a.bucket = Some("gs://x".into());
+        assert!(a.into_config().is_err());
+    }
+
+    #[test]
+    fn the_bucket_defaults_beside_the_data_dir_and_can_be_turned_off() {
+        let mut a = args(None);
+        a.data_dir = Some("/d/pageserver".into());
+        let c = a.into_config().unwrap();
+        assert_eq!(c.bucket, Some(BucketConfig::Local("/d/bucket".into())));
+        let mut a = args(None);
+        a.bucket = Some("none".into());
+        assert_eq!(a.into_config().unwrap().bucket, None);
+        let mut a = args(None);
+        a.bucket = Some("s3://b".into());
+        let want = BucketConfig::S3 { bucket: "b".into() };
+        assert_eq!(a.into_config().unwrap().bucket, Some(want));
     }
 
     #[test]

@@ -113,11 +113,15 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             tokio::spawn(async move { Ok(served.await?) }),
         ));
     }
-    let ps = strata_pageserver::server::ServerConfig::new(
+    let mut ps = strata_pageserver::server::ServerConfig::new(
         cluster_id.clone(),
         args.data_dir.join("pageserver"),
         log_endpoints.clone(),
     );
+    // The bucket: a local directory beside the page server's.
+    ps.bucket = Some(strata_pageserver::remote::BucketConfig::Local(
+        args.data_dir.join("bucket"),
+    ));
     let served = strata_pageserver::server::serve_on(ps_listener, ps, storage_stop.clone());
     roles.push((
         "page server",

@@ -53,6 +53,12 @@ pub enum PageServerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("object store: {0}")]
+    ObjectStore(String),
+    #[error(
+        "fenced: a page server of generation {newer} owns the bucket; this one ({ours}) stops writing to it"
+    )]
+    Fenced { ours: u32, newer: u32 },
     #[error("log service: {0}")]
     Log(#[from] LogError),
     #[error("unavailable: {0}")]
@@ -87,6 +93,7 @@ impl PageServerError {
             PageServerError::LsnTimeout { .. }
             | PageServerError::LsnNotCommitted { .. }
             | PageServerError::Unavailable(_)
+            | PageServerError::ObjectStore(_)
             | PageServerError::Io { .. } => true,
             PageServerError::Log(e) => e.is_retryable(),
             PageServerError::Remote { code, .. } => matches!(
@@ -101,9 +108,9 @@ impl PageServerError {
     pub fn code(&self) -> tonic::Code {
         use tonic::Code;
         match self {
-            PageServerError::WrongCluster { .. } | PageServerError::SnapshotTooOld { .. } => {
-                Code::FailedPrecondition
-            }
+            PageServerError::WrongCluster { .. }
+            | PageServerError::SnapshotTooOld { .. }
+            | PageServerError::Fenced { .. } => Code::FailedPrecondition,
             PageServerError::BadRequest(_) => Code::InvalidArgument,
             PageServerError::PageNotFound { .. } | PageServerError::SpaceDropped { .. } => {
                 Code::NotFound
@@ -114,7 +121,9 @@ impl PageServerError {
             | PageServerError::Wal(_)
             | PageServerError::Rebuild { .. } => Code::DataLoss,
             PageServerError::Io { .. } => Code::Internal,
-            PageServerError::Log(_) | PageServerError::Unavailable(_) => Code::Unavailable,
+            PageServerError::Log(_)
+            | PageServerError::Unavailable(_)
+            | PageServerError::ObjectStore(_) => Code::Unavailable,
             PageServerError::Shutdown => Code::Unavailable,
             PageServerError::Remote { code, .. } => *code,
             PageServerError::BadResponse(_) => Code::Internal,

@@ -12,8 +12,9 @@
 //!   frozen layers wait for the flusher (backpressure reaches the reader
 //!   through the channel);
 //! - the **flusher** writes frozen layers to files on the blocking pool;
-//! - the **reporter** tells the log service the durable LSN whenever it
-//!   moves, and again every few seconds (a restarted replica forgets);
+//! - the **reporter** tells the log service the safe LSN whenever it moves,
+//!   and again every few seconds (a restarted replica forgets): the LSN the
+//!   uploaded index covers when there is a bucket, else the durable LSN;
 //! - the **compactor** runs compaction and GC steps on the blocking pool,
 //!   one at a time, until none is due, then waits for a flush (or a
 //!   second: the GC horizon also moves with time and snapshot reports).
@@ -29,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use strata_logservice::client::LogReader;
 use strata_logservice::msg::ReadChunk;
-use tokio::sync::{Notify, mpsc};
+use strata_wal::Lsn;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -65,8 +67,14 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Starts the tasks; they stop when `stop` is cancelled.
-    pub fn spawn(timeline: Arc<Timeline>, config: IngestConfig, stop: CancellationToken) -> Ingest {
+    /// Starts the tasks; they stop when `stop` is cancelled. `safe_lsn` is
+    /// what the log service is told it may trim below.
+    pub fn spawn(
+        timeline: Arc<Timeline>,
+        config: IngestConfig,
+        safe_lsn: watch::Receiver<Lsn>,
+        stop: CancellationToken,
+    ) -> Ingest {
         let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
         let flush_wanted = Arc::new(Notify::new());
         let applier_done = CancellationToken::new();
@@ -83,7 +91,12 @@ impl Ingest {
                 failed.clone(),
             )),
             tokio::spawn(flush_layers(timeline.clone(), flush_wanted, applier_done)),
-            tokio::spawn(report_safe_lsn(timeline.clone(), config, stop.clone())),
+            tokio::spawn(report_safe_lsn(
+                timeline.clone(),
+                config,
+                safe_lsn,
+                stop.clone(),
+            )),
             tokio::spawn(compact(timeline, stop)),
         ];
         Ingest { handles, failed }
@@ -233,6 +246,7 @@ async fn flush_layers(
 async fn report_safe_lsn(
     timeline: Arc<Timeline>,
     config: IngestConfig,
+    mut safe_lsn: watch::Receiver<Lsn>,
     stop: CancellationToken,
 ) -> Result<()> {
     let reporter = LogReader::new(
@@ -241,15 +255,18 @@ async fn report_safe_lsn(
         config.log_endpoints.clone(),
         timeline.durable(),
     );
-    let mut durable = timeline.subscribe_durable();
     loop {
-        let safe = *durable.borrow_and_update();
+        let safe = *safe_lsn.borrow_and_update();
         if let Err(e) = reporter.report_safe_lsn(safe).await {
             warn!(%safe, error = %e, "cannot report the safe LSN to the log service");
         }
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            _ = durable.changed() => {}
+            changed = safe_lsn.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+            }
             _ = tokio::time::sleep(config.safe_lsn_report_interval) => {}
         }
     }

@@ -10,7 +10,9 @@
 //! its client. In the background the timeline compacts layers and drops
 //! history below the GC horizon ([`timeline::compact`], [`timeline::gc`]);
 //! [`metrics`] gathers figures for the status RPC and [`http`]'s
-//! `/metrics`.
+//! `/metrics`. With a bucket, [`remote`] uploads layer files and manifests
+//! under a fencing generation and rebuilds a wiped local directory from
+//! them.
 
 pub mod cache;
 pub mod client;
@@ -21,6 +23,7 @@ pub mod ingest;
 pub mod layer;
 pub mod manifest;
 pub mod metrics;
+pub mod remote;
 pub mod server;
 pub mod service;
 pub mod timeline;

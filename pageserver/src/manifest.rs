@@ -210,7 +210,7 @@ impl Manifest {
     }
 
     /// The file image. Fails only on a string or list too long to frame.
-    fn encode(&self) -> Result<Vec<u8>> {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
         // Destructured so that a field added to `Manifest` fails to compile
         // here until the format carries it.
         let Manifest {
@@ -281,7 +281,7 @@ fn check_file_name(name: &str) -> std::result::Result<(), String> {
 }
 
 /// Decodes a manifest file image: magic, crc, version, then the fields.
-fn decode(bytes: &[u8]) -> std::result::Result<Manifest, String> {
+pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<Manifest, String> {
     if bytes.len() < MIN_FILE_BYTES {
         return Err(format!("{} bytes is too short for a manifest", bytes.len()));
     }

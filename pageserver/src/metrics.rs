@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use crate::layer::desc::LayerKind;
+use crate::remote::upload::UploadFigures;
 use crate::service::PageService;
 
 /// One reading of every figure.
@@ -39,6 +40,8 @@ pub struct Metrics {
     pub cache_hit_rate: f64,
     pub cached_pages: u64,
     pub reconstructions: u64,
+    /// The uploader's figures (None: no bucket).
+    pub upload: Option<UploadFigures>,
 }
 
 impl Metrics {
@@ -82,6 +85,7 @@ impl Metrics {
             cache_hit_rate: cache.hit_rate(),
             cached_pages: cache.pages,
             reconstructions: cache.rebuilds,
+            upload: service.upload_state().map(|u| u.figures()),
         }
     }
 
@@ -274,6 +278,78 @@ impl Metrics {
             "",
             self.reconstructions as f64,
         );
+        if let Some(u) = &self.upload {
+            put_upload(u, self.durable_lsn, &mut put);
+        }
         out
+    }
+}
+
+/// The uploader's figures in Prometheus text.
+fn put_upload(
+    u: &UploadFigures,
+    durable_lsn: u64,
+    put: &mut impl FnMut(&str, &str, &str, &str, f64),
+) {
+    let (g, c) = ("gauge", "counter");
+    let gauges = [
+        (
+            "generation",
+            "This page server's generation in the bucket.",
+            u64::from(u.generation),
+        ),
+        (
+            "uploaded_lsn",
+            "The LSN the uploaded manifest covers (the safe LSN).",
+            u.uploaded_lsn,
+        ),
+        (
+            "upload_lag_bytes",
+            "The durable LSN minus the uploaded LSN.",
+            durable_lsn.saturating_sub(u.uploaded_lsn),
+        ),
+        (
+            "upload_pending_layers",
+            "Layer files waiting to be uploaded.",
+            u.pending_layers,
+        ),
+        (
+            "upload_pending_bytes",
+            "Bytes of layer files waiting to be uploaded.",
+            u.pending_bytes,
+        ),
+        (
+            "bucket_bytes",
+            "Bytes of layer objects the uploaded manifest names.",
+            u.bucket_bytes,
+        ),
+        (
+            "upload_fenced",
+            "1 once a newer generation has fenced this page server.",
+            u64::from(u.fenced),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        put(name, g, help, "", v as f64);
+    }
+    let counters = [
+        (
+            "layers_uploaded_total",
+            "Layer files uploaded.",
+            u.layers_uploaded,
+        ),
+        (
+            "bytes_uploaded_total",
+            "Bytes of layer files uploaded.",
+            u.bytes_uploaded,
+        ),
+        (
+            "objects_deleted_total",
+            "Layer objects deleted from the bucket.",
+            u.objects_deleted,
+        ),
+    ];
+    for (name, help, v) in counters {
+        put(name, c, help, "", v as f64);
     }
 }

@@ -1,9 +1,11 @@
 //! The page server process: the timeline, ingest, and the gRPC edge.
 //!
-//! Startup order: open the timeline (manifest, layer files, stray files
-//! removed), start ingest, then answer requests. Shutdown order: stop
+//! Startup order: with a bucket, take a generation and recover the local
+//! directory from the bucket if it is behind ([`crate::remote::recover`]);
+//! open the timeline (manifest, layer files, stray files removed), start
+//! the uploader and ingest, then answer requests. Shutdown order: stop
 //! taking requests, stop ingest (which freezes and flushes what it holds),
-//! and return. If ingest stops on an error of its own, the server stops
+//! let the uploader upload that last manifest, and return. If ingest stops on an error of its own, the server stops
 //! too and returns that error: a page server that no longer follows the
 //! log should be restarted, not keep answering.
 //!
@@ -26,6 +28,8 @@ use tracing::info;
 use crate::error::{PageServerError, Result};
 use crate::ingest::{Ingest, IngestConfig};
 use crate::metrics::Metrics;
+use crate::remote::upload::{UploadState, Uploader};
+use crate::remote::{Bucket, BucketConfig, recover};
 use crate::service::{PageService, PageVersion};
 use crate::timeline::{CompactionConfig, GcConfig, Timeline, TimelineConfig};
 
@@ -53,6 +57,11 @@ pub struct ServerConfig {
     pub gc: GcConfig,
     /// Where `/metrics` is served (None: not served).
     pub metrics_listen: Option<SocketAddr>,
+    /// Where layer files are uploaded (None: the local disk is the only
+    /// copy beside the log, and the safe LSN is the durable LSN).
+    pub bucket: Option<BucketConfig>,
+    /// Layer uploads (and recovery downloads) in flight at most.
+    pub upload_concurrency: usize,
 }
 
 impl ServerConfig {
@@ -77,6 +86,8 @@ impl ServerConfig {
             compaction: CompactionConfig::default(),
             gc: GcConfig::default(),
             metrics_listen: None,
+            bucket: None,
+            upload_concurrency: 4,
         }
     }
 
@@ -117,17 +128,41 @@ pub async fn serve_on(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let attached = match &config.bucket {
+        Some(b) => {
+            let bucket = Arc::new(Bucket::open(b, &config.cluster_id)?);
+            let attached = recover::attach(
+                &bucket,
+                &config.data_dir,
+                &config.cluster_id,
+                config.upload_concurrency,
+            )
+            .await?;
+            Some((bucket, attached))
+        }
+        None => None,
+    };
     let tl_config = config.timeline();
     let timeline = tokio::task::spawn_blocking(move || Timeline::open(tl_config))
         .await
         .map_err(|e| PageServerError::Unavailable(format!("opening the timeline: {e}")))??;
+    let uploader = attached.map(|(bucket, a)| start_uploader(&config, &timeline, bucket, a));
+    let safe_lsn = match &uploader {
+        Some(u) => u.state.subscribe_uploaded(),
+        None => timeline.subscribe_durable(),
+    };
     let ingest_stop = CancellationToken::new();
-    let ingest = Ingest::spawn(timeline.clone(), config.ingest(), ingest_stop.clone());
-    let service = Arc::new(PageService::new(
-        timeline,
-        config.cache_bytes,
-        config.wait_lsn_timeout,
-    ));
+    let ingest = Ingest::spawn(
+        timeline.clone(),
+        config.ingest(),
+        safe_lsn,
+        ingest_stop.clone(),
+    );
+    let mut service = PageService::new(timeline, config.cache_bytes, config.wait_lsn_timeout);
+    if let Some(u) = &uploader {
+        service = service.with_upload_state(u.state.clone());
+    }
+    let service = Arc::new(service);
     let metrics_stop = CancellationToken::new();
     let metrics = match config.metrics_listen {
         Some(addr) => {
@@ -169,8 +204,55 @@ pub async fn serve_on(
     }
     ingest_stop.cancel();
     let ingested = ingest.join().await;
+    let uploaded = match uploader {
+        Some(u) => u.stop().await,
+        None => Ok(()),
+    };
     served.map_err(|e| PageServerError::Unavailable(format!("gRPC server: {e}")))?;
-    ingested
+    ingested?;
+    uploaded
+}
+
+/// The running uploader.
+struct RunningUploader {
+    state: Arc<UploadState>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl RunningUploader {
+    /// Uploads the last manifest stored and stops.
+    async fn stop(self) -> Result<()> {
+        self.stop.cancel();
+        self.task.await.unwrap_or_else(|e| {
+            Err(PageServerError::Unavailable(format!(
+                "uploader task failed: {e}"
+            )))
+        })
+    }
+}
+
+fn start_uploader(
+    config: &ServerConfig,
+    timeline: &Timeline,
+    bucket: Arc<Bucket>,
+    attached: recover::Attached,
+) -> RunningUploader {
+    let state = Arc::new(UploadState::new(
+        attached.generation,
+        attached.uploaded_lsn,
+        attached.bucket_bytes,
+    ));
+    let uploader = Uploader {
+        bucket,
+        dir: config.data_dir.clone(),
+        state: state.clone(),
+        known: attached.known,
+        concurrency: config.upload_concurrency,
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(uploader.run(timeline.subscribe_manifest(), stop.clone()));
+    RunningUploader { state, stop, task }
 }
 
 struct Grpc {
@@ -267,6 +349,7 @@ impl PageServer for Grpc {
     ) -> Result<Response<pb::StatusResponse>, Status> {
         self.check_cluster(&req.into_inner().cluster_id)?;
         let m = Metrics::read(&self.service);
+        let up = m.upload.unwrap_or_default();
         Ok(Response::new(pb::StatusResponse {
             ingested_lsn: m.ingested_lsn,
             durable_lsn: m.durable_lsn,
@@ -293,6 +376,12 @@ impl PageServer for Grpc {
             wal_bytes_ingested: m.wal_bytes_ingested,
             layers_deleted: m.layers_deleted,
             compaction_running: m.compaction_running,
+            generation: up.generation,
+            uploaded_lsn: up.uploaded_lsn,
+            upload_pending_layers: up.pending_layers,
+            upload_pending_bytes: up.pending_bytes,
+            bucket_bytes: up.bucket_bytes,
+            upload_fenced: up.fenced,
         }))
     }
 

@@ -16,6 +16,7 @@ use strata_wal::{Lsn, PageId};
 
 use crate::cache::{CacheStats, PageCache};
 use crate::error::{PageServerError, Result};
+use crate::remote::upload::UploadState;
 use crate::timeline::{Timeline, read};
 
 /// A page as of an LSN, and the LSN range `[from, to)` it is valid over.
@@ -30,6 +31,8 @@ pub struct PageService {
     timeline: Arc<Timeline>,
     cache: PageCache,
     wait_lsn_timeout: Duration,
+    /// The uploader's figures, when there is a bucket.
+    upload: Option<Arc<UploadState>>,
 }
 
 impl PageService {
@@ -38,7 +41,18 @@ impl PageService {
             timeline,
             cache: PageCache::new(cache_bytes),
             wait_lsn_timeout,
+            upload: None,
         }
+    }
+
+    /// Reports the uploader's figures with the others.
+    pub fn with_upload_state(mut self, state: Arc<UploadState>) -> Self {
+        self.upload = Some(state);
+        self
+    }
+
+    pub fn upload_state(&self) -> Option<&Arc<UploadState>> {
+        self.upload.as_ref()
     }
 
     pub fn timeline(&self) -> &Arc<Timeline> {

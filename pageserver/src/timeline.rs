@@ -113,6 +113,8 @@ pub struct Timeline {
     records_ingested: AtomicU64,
     /// The stored manifest; held while a flush writes the next one.
     manifest: Mutex<Manifest>,
+    /// The stored manifest, for the uploader: sent right after each store.
+    stored: watch::Sender<Arc<Manifest>>,
     dropped_spaces: RwLock<BTreeMap<u32, Lsn>>,
     /// Records applied to each page since its last image or start, as far
     /// as this process knows; a page missing here gets an image at its next
@@ -167,6 +169,7 @@ impl Timeline {
             log_commit: AtomicU64::new(durable.0),
             records_ingested: AtomicU64::new(0),
             dropped_spaces: RwLock::new(manifest.dropped_spaces.iter().copied().collect()),
+            stored: watch::Sender::new(Arc::new(manifest.clone())),
             manifest: Mutex::new(manifest),
             chain_lens: images::ChainLens::default(),
             flushed: Notify::new(),
@@ -199,6 +202,20 @@ impl Timeline {
 
     pub fn subscribe_durable(&self) -> watch::Receiver<Lsn> {
         self.durable.subscribe()
+    }
+
+    /// The stored manifest, and every one stored after it.
+    pub fn subscribe_manifest(&self) -> watch::Receiver<Arc<Manifest>> {
+        self.stored.subscribe()
+    }
+
+    /// Stores `next` as the manifest (the caller holds `current`'s lock)
+    /// and tells the uploader.
+    fn store_manifest(&self, current: &mut Manifest, next: Manifest) -> Result<()> {
+        next.store(&self.config.dir)?;
+        self.stored.send_replace(Arc::new(next.clone()));
+        *current = next;
+        Ok(())
     }
 
     pub fn log_commit(&self) -> Lsn {
@@ -330,8 +347,7 @@ impl Timeline {
         }
         next.durable_lsn = range.end;
         next.dropped_spaces.extend(layer.dropped_spaces());
-        next.store(&self.config.dir)?;
-        *manifest = next;
+        self.store_manifest(&mut manifest, next)?;
         self.publish_flushed(&layer, file);
         self.durable.send_replace(range.end);
         self.lsn_times

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use strata_logservice::client::{LogClient, LogClientConfig, replica_status};
 use strata_pageserver::client::{PageServerClient, RemotePage};
+use strata_pageserver::remote::BucketConfig;
 use strata_pageserver::server::{ServerConfig, serve_on};
 use strata_pageserver::workload::{Model, Rng, Workload};
 use strata_wal::{BatchBuilder, Lsn, PageId};
@@ -105,6 +106,8 @@ struct PageServer {
     stop: CancellationToken,
     task: Option<JoinHandle<strata_pageserver::Result<()>>>,
     tweak: fn(&mut ServerConfig),
+    /// A local bucket to upload to (None: no bucket).
+    bucket: Option<std::path::PathBuf>,
 }
 
 impl PageServer {
@@ -113,6 +116,14 @@ impl PageServer {
     }
 
     async fn start_with(log: &Log, tweak: fn(&mut ServerConfig)) -> PageServer {
+        PageServer::start_on(log, tweak, None).await
+    }
+
+    async fn start_on(
+        log: &Log,
+        tweak: fn(&mut ServerConfig),
+        bucket: Option<&std::path::Path>,
+    ) -> PageServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut ps = PageServer {
@@ -122,6 +133,7 @@ impl PageServer {
             stop: CancellationToken::new(),
             task: None,
             tweak,
+            bucket: bucket.map(|b| b.to_path_buf()),
         };
         ps.spawn(listener, log);
         ps
@@ -135,6 +147,7 @@ impl PageServer {
         cfg.cache_bytes = 64 * 8192;
         cfg.wait_lsn_timeout = Duration::from_millis(500);
         cfg.safe_lsn_report_interval = Duration::from_millis(200);
+        cfg.bucket = self.bucket.clone().map(BucketConfig::Local);
         (self.tweak)(&mut cfg);
         self.stop = CancellationToken::new();
         self.task = Some(tokio::spawn(serve_on(listener, cfg, self.stop.clone())));
@@ -518,5 +531,179 @@ async fn a_small_open_layer_is_frozen_by_age_and_made_durable() {
         assert!(Instant::now() < deadline, "never frozen: {s:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    writer.close();
+}
+
+/// Waits until the page server's uploaded manifest covers `lsn`.
+async fn wait_uploaded(ps: &PageServer, lsn: Lsn) {
+    let mut c = ps.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = c.status().await.unwrap();
+        if Lsn(s.uploaded_lsn) >= lsn {
+            assert!(s.uploaded_lsn <= s.durable_lsn, "{s:?}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "uploads never reach {lsn}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The layer objects in a local bucket, by key (path under the bucket).
+fn bucket_objects(bucket: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let dir = bucket.join(CLUSTER).join("layers");
+    let mut files: Vec<_> = match std::fs::read_dir(&dir) {
+        // (`NAME#N` is a put in progress: the local store's staging file.)
+        Ok(read) => read
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.to_string_lossy().contains('#'))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files
+}
+
+/// The generation an object key ends in.
+fn object_generation(key: &std::path::Path) -> u32 {
+    let name = key.file_name().unwrap().to_str().unwrap();
+    name.rsplit('-').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_local_disk_recovers_from_the_bucket_and_a_flipped_bit_is_caught() {
+    init_tracing();
+    let log = Log::start().await;
+    let bucket = tempfile::tempdir().unwrap();
+    let mut ps = PageServer::start_on(&log, |_| {}, Some(bucket.path())).await;
+    let writer = log.writer().await;
+    let mut workload = Workload::new(31, pages(40));
+    let mut model = Model::new();
+    let mut rng = Rng::new(77);
+    let uploaded = write(&writer, &mut workload, 600).await;
+    wait_uploaded(&ps, uploaded).await;
+    // More log that only the log holds when the disk is lost.
+    let end = write(&writer, &mut workload, 150).await;
+    follow(&mut model, &log, end).await;
+    ps.wait_ingested(end).await;
+    ps.task.take().unwrap().abort();
+    std::fs::remove_dir_all(ps.dir.path()).unwrap();
+
+    // A flipped bit in an object is caught by the download, and nothing
+    // starts from it.
+    let objects = bucket_objects(bucket.path());
+    assert!(!objects.is_empty());
+    let victim = &objects[rng.below(objects.len() as u64) as usize];
+    let pristine = std::fs::read(victim).unwrap();
+    flip_bit(victim, rng.below(pristine.len() as u64 * 8));
+    let mut broken = PageServer::start_on(&log, |_| {}, Some(bucket.path())).await;
+    let err = broken.task.take().unwrap().await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, strata_pageserver::PageServerError::Corrupt { .. }),
+        "{err}"
+    );
+    assert!(layer_files(&broken).is_empty(), "nothing written locally");
+    std::fs::write(victim, &pristine).unwrap();
+
+    // An empty directory, the bucket and the log: every answer as before.
+    let fresh = PageServer::start_on(&log, |_| {}, Some(bucket.path())).await;
+    let s = fresh.client().await.status().await.unwrap();
+    assert!(s.layer_count > 0 && s.durable_lsn >= uploaded.0, "{s:?}");
+    assert_eq!(s.generation, 3, "{s:?}");
+    fresh.wait_ingested(end).await;
+    check_samples(&fresh, &model, &mut rng, 300).await;
+    let end = write(&writer, &mut workload, 100).await;
+    follow(&mut model, &log, end).await;
+    fresh.wait_ingested(end).await;
+    check_samples(&fresh, &model, &mut rng, 100).await;
+    writer.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombie_page_server_is_fenced_and_the_newer_manifest_wins() {
+    init_tracing();
+    let log = Log::start().await;
+    let bucket = tempfile::tempdir().unwrap();
+    let mut old = PageServer::start_on(&log, |_| {}, Some(bucket.path())).await;
+    let writer = log.writer().await;
+    let mut workload = Workload::new(41, pages(30));
+    let mut model = Model::new();
+    let mut rng = Rng::new(3);
+    let first = write(&writer, &mut workload, 300).await;
+    wait_uploaded(&old, first).await;
+
+    // A second page server takes the bucket over while the first still runs.
+    let mut new = PageServer::start_on(&log, |_| {}, Some(bucket.path())).await;
+    assert_eq!(new.client().await.status().await.unwrap().generation, 2);
+    let objects_at_takeover = bucket_objects(bucket.path());
+    let end = write(&writer, &mut workload, 300).await;
+    follow(&mut model, &log, end).await;
+    new.wait_ingested(end).await;
+    old.wait_ingested(end).await;
+    wait_uploaded(&new, end).await;
+
+    // The old one tries to publish its next manifest and is fenced.
+    let mut c = old.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c.status().await.unwrap().upload_fenced {
+        assert!(Instant::now() < deadline, "the zombie is never fenced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let old_status = c.status().await.unwrap();
+    assert!(old_status.uploaded_lsn < end.0, "{old_status:?}");
+    // It only ever wrote generation-1 keys: every generation-2 object is
+    // the newer server's, and nothing of what the bucket held at the
+    // takeover was deleted by it (the newer server deletes only what its
+    // own manifest dropped, after publishing it).
+    let new_dir_layers = layer_files(&new).len();
+    assert!(new_dir_layers > 0);
+    let remote = strata_pageserver::remote::Bucket::open(
+        &BucketConfig::Local(bucket.path().to_path_buf()),
+        CLUSTER,
+    )
+    .unwrap();
+    let index = remote.newest_index().await.unwrap().unwrap();
+    assert_eq!(index.generation, 2);
+    assert!(index.manifest.durable_lsn >= end);
+    for (name, layer) in index.by_name() {
+        remote.get_layer(&name, layer).await.unwrap();
+    }
+    let err = {
+        old.stop.cancel();
+        old.task.take().unwrap().await.unwrap().unwrap_err()
+    };
+    assert!(
+        matches!(
+            err,
+            strata_pageserver::PageServerError::Fenced { ours: 1, newer: 2 }
+        ),
+        "{err}"
+    );
+    let named: Vec<_> = index
+        .by_name()
+        .into_iter()
+        .map(|(name, l)| {
+            let key = format!("{name}-{:010}", l.generation);
+            bucket.path().join(CLUSTER).join("layers").join(key)
+        })
+        .collect();
+    let objects = bucket_objects(bucket.path());
+    for key in &named {
+        assert!(objects.contains(key), "{key:?} named but gone");
+    }
+    for key in objects.iter().filter(|k| !objects_at_takeover.contains(k)) {
+        if object_generation(key) == 1 {
+            assert!(!named.contains(key), "the zombie's {key:?} is named");
+        }
+    }
+
+    // The newer manifest is the bucket's: a third server recovers from it.
+    new.stop().await;
+    let third = PageServer::start_on(&log, |_| {}, Some(bucket.path())).await;
+    third.wait_ingested(end).await;
+    check_samples(&third, &model, &mut rng, 200).await;
     writer.close();
 }

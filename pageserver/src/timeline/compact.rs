@@ -246,8 +246,7 @@ impl Timeline {
             if let Some(cutoff) = cutoff {
                 next.gc_cutoff = next.gc_cutoff.max(cutoff);
             }
-            next.store(&self.config.dir)?;
-            *manifest = next;
+            self.store_manifest(&mut manifest, next)?;
             self.fail_at(FailPoint::AfterManifest)?;
             // Published under the manifest lock, so a flush's map and this
             // one never cross.

@@ -1,0 +1,516 @@
+//! The bucket: layer files and manifests offloaded to an object store.
+//!
+//! A [`Bucket`] wraps an `object_store` store: a local directory by default
+//! (`LocalFileSystem` with fsync on, so every put has its data and its
+//! directory entry durable before it returns), or an S3-compatible bucket
+//! given as `s3://NAME` (endpoint, region and credentials from the
+//! environment, `AmazonS3Builder::from_env`). Keys, under the cluster id:
+//!
+//! ```text
+//! CLUSTER/generations/GGGGGGGGGG      one empty object per page server start
+//! CLUSTER/index/GGGGGGGGGG            the uploaded manifest of generation G
+//! CLUSTER/layers/NAME-GGGGGGGGGG      layer file NAME uploaded by generation G
+//! ```
+//!
+//! **Generations** fence zombies. A page server takes generation = 1 + the
+//! highest marker in the bucket and creates its marker (create-if-absent:
+//! two starting at once cannot take the same one) before it writes anything
+//! else. It only ever writes keys carrying its own generation, so it never
+//! overwrites another's object; before it publishes an index or deletes an
+//! object it checks that no newer marker exists, and stops with
+//! [`PageServerError::Fenced`] if one does. The index of the highest
+//! generation is the bucket's truth ([`Bucket::newest_index`]).
+//!
+//! **Order**: a layer is uploaded before any index names it; an object is
+//! deleted only after an index that no longer names it is published (see
+//! [`upload`]). An index names each layer's object (its generation) and the
+//! crc32 of its whole content, so a download checks every byte before a
+//! file is written locally ([`recover`]).
+//!
+//! Index object format, little-endian, crc32 at the end:
+//!
+//! ```text
+//! magic       8   b"STRATIDX"
+//! version     u32 1
+//! generation  u32 the writer's
+//! manifest    u32 length + the manifest's own file image (with its crc)
+//! layers      u32 count (= the manifest's layers), then count x
+//!                 (generation u32, object crc32 u32)
+//! crc32       u32 of every byte before it
+//! ```
+
+pub mod recover;
+pub mod upload;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use tracing::info;
+
+use crate::error::{PageServerError, Result};
+use crate::layer::delta_file::ByteReader;
+use crate::manifest::Manifest;
+
+pub const INDEX_MAGIC: [u8; 8] = *b"STRATIDX";
+pub const INDEX_FORMAT_VERSION: u32 = 1;
+/// Starts that may race for one generation before giving up.
+const GENERATION_ATTEMPTS: usize = 8;
+
+/// Where the bucket is, as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BucketConfig {
+    /// A directory on a local file system.
+    Local(PathBuf),
+    /// An S3-compatible bucket; the rest comes from the environment
+    /// (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, …).
+    S3 { bucket: String },
+}
+
+impl BucketConfig {
+    /// `s3://NAME`, `file:///path` or a plain path.
+    pub fn parse(s: &str) -> Result<BucketConfig> {
+        if let Some(name) = s.strip_prefix("s3://") {
+            let name = name.trim_end_matches('/');
+            if name.is_empty() || name.contains('/') {
+                return Err(PageServerError::BadRequest(format!(
+                    "bucket {s:?}: expected s3://NAME"
+                )));
+            }
+            return Ok(BucketConfig::S3 {
+                bucket: name.to_string(),
+            });
+        }
+        let path = s.strip_prefix("file://").unwrap_or(s);
+        if path.is_empty() || s.contains("://") && !s.starts_with("file://") {
+            return Err(PageServerError::BadRequest(format!(
+                "bucket {s:?}: expected a directory, file:///DIR or s3://NAME"
+            )));
+        }
+        Ok(BucketConfig::Local(PathBuf::from(path)))
+    }
+}
+
+/// What an index says of one layer's object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteLayer {
+    /// The generation in the object's key.
+    pub generation: u32,
+    /// crc32 of the object's whole content.
+    pub crc: u32,
+    pub bytes: u64,
+}
+
+/// An uploaded manifest and where each of its layers lives in the bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteIndex {
+    pub generation: u32,
+    pub manifest: Manifest,
+    /// One per layer of `manifest`, in its order.
+    pub layers: Vec<RemoteLayer>,
+}
+
+impl RemoteIndex {
+    /// Layers by file name.
+    pub fn by_name(&self) -> HashMap<String, RemoteLayer> {
+        self.manifest
+            .layers
+            .iter()
+            .map(|l| l.file_name.clone())
+            .zip(self.layers.iter().copied())
+            .collect()
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let manifest = self.manifest.encode()?;
+        let mut out = Vec::with_capacity(manifest.len() + 32 + 8 * self.layers.len());
+        out.extend_from_slice(&INDEX_MAGIC);
+        out.extend_from_slice(&INDEX_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.generation.to_le_bytes());
+        let too_large = |_| PageServerError::BadRequest("index too large".into());
+        let manifest_len = u32::try_from(manifest.len()).map_err(too_large)?;
+        let count = u32::try_from(self.layers.len()).map_err(too_large)?;
+        out.extend_from_slice(&manifest_len.to_le_bytes());
+        out.extend_from_slice(&manifest);
+        out.extend_from_slice(&count.to_le_bytes());
+        for l in &self.layers {
+            out.extend_from_slice(&l.generation.to_le_bytes());
+            out.extend_from_slice(&l.crc.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        Ok(out)
+    }
+
+    /// Decodes an index object; the byte sizes of its layers come from the
+    /// manifest.
+    fn decode(bytes: &[u8], cluster_id: &str) -> std::result::Result<RemoteIndex, String> {
+        if bytes.len() < 8 + 4 + 4 + 4 + 4 + 4 {
+            return Err(format!("{} bytes is too short for an index", bytes.len()));
+        }
+        if bytes[..8] != INDEX_MAGIC {
+            return Err("bad magic: not a Strata index".into());
+        }
+        let (body, crc_bytes) = bytes.split_at(bytes.len() - 4);
+        let stored = u32::from_le_bytes(crc_bytes.try_into().expect("4 bytes"));
+        if crc32fast::hash(body) != stored {
+            return Err("crc mismatch".into());
+        }
+        let mut r = ByteReader::new(&body[8..]);
+        let version = r.u32()?;
+        if version != INDEX_FORMAT_VERSION {
+            return Err(format!("unsupported index format version {version}"));
+        }
+        let generation = r.u32()?;
+        let len = r.u32()? as usize;
+        let manifest = crate::manifest::decode(r.bytes(len)?)?;
+        if manifest.cluster_id != cluster_id {
+            return Err(format!(
+                "belongs to cluster {:?}, not {cluster_id:?}",
+                manifest.cluster_id
+            ));
+        }
+        manifest.validate()?;
+        let count = r.u32()? as usize;
+        if count != manifest.layers.len() {
+            return Err(format!(
+                "{count} layer entries for {} layers",
+                manifest.layers.len()
+            ));
+        }
+        let mut layers = Vec::new();
+        for l in &manifest.layers {
+            layers.push(RemoteLayer {
+                generation: r.u32()?,
+                crc: r.u32()?,
+                bytes: l.file_bytes,
+            });
+        }
+        if !r.is_empty() {
+            return Err(format!("{} unexpected bytes at the end", r.remaining()));
+        }
+        Ok(RemoteIndex {
+            generation,
+            manifest,
+            layers,
+        })
+    }
+}
+
+/// The object store of one cluster.
+pub struct Bucket {
+    store: Arc<dyn ObjectStore>,
+    cluster_id: String,
+    /// For messages.
+    describe: String,
+}
+
+impl std::fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bucket({})", self.describe)
+    }
+}
+
+/// An object store error, with what was being done.
+fn store_error(context: String) -> impl FnOnce(object_store::Error) -> PageServerError {
+    move |e| PageServerError::ObjectStore(format!("{context}: {e}"))
+}
+
+/// The generation in a key's last part (`…-GGGGGGGGGG` or `GGGGGGGGGG`).
+fn key_generation(name: &str) -> Option<u32> {
+    let digits = name.rsplit('-').next()?;
+    (digits.len() == 10).then(|| digits.parse().ok()).flatten()
+}
+
+impl Bucket {
+    /// Opens (a local one: creates) the bucket `config` names.
+    pub fn open(config: &BucketConfig, cluster_id: &str) -> Result<Bucket> {
+        let (store, describe): (Arc<dyn ObjectStore>, String) = match config {
+            BucketConfig::Local(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(PageServerError::io(format!("creating {}", dir.display())))?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                    .map_err(store_error(format!("opening {}", dir.display())))?
+                    .with_fsync(true)
+                    .with_automatic_cleanup(true);
+                (Arc::new(fs), dir.display().to_string())
+            }
+            BucketConfig::S3 { bucket } => {
+                let s3 = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(store_error(format!("opening s3://{bucket}")))?;
+                (Arc::new(s3), format!("s3://{bucket}"))
+            }
+        };
+        Ok(Bucket {
+            store,
+            cluster_id: cluster_id.to_string(),
+            describe,
+        })
+    }
+
+    fn key(&self, dir: &str, name: &str) -> ObjectPath {
+        ObjectPath::from(format!("{}/{dir}/{name}", self.cluster_id))
+    }
+
+    pub fn layer_key(&self, file_name: &str, generation: u32) -> ObjectPath {
+        self.key("layers", &format!("{file_name}-{generation:010}"))
+    }
+
+    fn index_key(&self, generation: u32) -> ObjectPath {
+        self.key("index", &format!("{generation:010}"))
+    }
+
+    /// Generations found under `dir`, from the keys' last parts.
+    async fn generations(&self, dir: &str) -> Result<Vec<u32>> {
+        let prefix = ObjectPath::from(format!("{}/{dir}", self.cluster_id));
+        let metas: Vec<_> =
+            self.store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(store_error(format!(
+                    "listing {prefix} in {}",
+                    self.describe
+                )))?;
+        Ok(metas
+            .iter()
+            .filter_map(|m| m.location.filename().and_then(key_generation))
+            .collect())
+    }
+
+    /// The highest generation any page server has taken (0: none).
+    pub async fn newest_generation(&self) -> Result<u32> {
+        Ok(self
+            .generations("generations")
+            .await?
+            .into_iter()
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// Takes the next generation: 1 + the highest marker, recorded durably
+    /// in the bucket (create-if-absent) before anything else is written.
+    pub async fn take_generation(&self) -> Result<u32> {
+        for _ in 0..GENERATION_ATTEMPTS {
+            let generation = self.newest_generation().await? + 1;
+            let key = self.key("generations", &format!("{generation:010}"));
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            match self.store.put_opts(&key, PutPayload::new(), opts).await {
+                Ok(_) => {
+                    info!(generation, bucket = %self.describe, "took a generation");
+                    return Ok(generation);
+                }
+                Err(object_store::Error::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(store_error(format!("creating {key}"))(e)),
+            }
+        }
+        Err(PageServerError::ObjectStore(format!(
+            "{}: another page server took every generation this one tried",
+            self.describe
+        )))
+    }
+
+    /// Fails with [`PageServerError::Fenced`] if a page server with a
+    /// newer generation than `ours` has started on this bucket.
+    pub async fn check_generation(&self, ours: u32) -> Result<()> {
+        let newest = self.newest_generation().await?;
+        match newest > ours {
+            true => Err(PageServerError::Fenced {
+                ours,
+                newer: newest,
+            }),
+            false => Ok(()),
+        }
+    }
+
+    /// The index of the highest generation that uploaded one.
+    pub async fn newest_index(&self) -> Result<Option<RemoteIndex>> {
+        let Some(generation) = self.generations("index").await?.into_iter().max() else {
+            return Ok(None);
+        };
+        let key = self.index_key(generation);
+        let bytes = self.get(&key).await?;
+        let index = RemoteIndex::decode(&bytes, &self.cluster_id)
+            .map_err(|detail| PageServerError::corrupt(key.to_string(), detail))?;
+        if index.generation != generation {
+            return Err(PageServerError::corrupt(
+                key.to_string(),
+                format!("names generation {}", index.generation),
+            ));
+        }
+        Ok(Some(index))
+    }
+
+    /// Publishes `index` as its generation's (replacing that generation's
+    /// last one), unless a newer generation has started.
+    pub async fn put_index(&self, index: &RemoteIndex) -> Result<()> {
+        self.check_generation(index.generation).await?;
+        let key = self.index_key(index.generation);
+        let bytes = Bytes::from(index.encode()?);
+        self.store
+            .put(&key, bytes.into())
+            .await
+            .map_err(store_error(format!("uploading {key}")))?;
+        Ok(())
+    }
+
+    /// Uploads a layer file's content under `generation`.
+    pub async fn put_layer(&self, file_name: &str, generation: u32, data: Bytes) -> Result<()> {
+        let key = self.layer_key(file_name, generation);
+        self.store
+            .put(&key, data.into())
+            .await
+            .map_err(store_error(format!("uploading {key}")))?;
+        Ok(())
+    }
+
+    /// Downloads a layer object and checks its crc against the index's.
+    pub async fn get_layer(&self, file_name: &str, layer: RemoteLayer) -> Result<Bytes> {
+        let key = self.layer_key(file_name, layer.generation);
+        let data = self.get(&key).await?;
+        let crc = crc32fast::hash(&data);
+        if crc != layer.crc || data.len() as u64 != layer.bytes {
+            return Err(PageServerError::corrupt(
+                key.to_string(),
+                format!(
+                    "{} bytes with crc {crc:#010x}; the index says {} bytes, crc {:#010x}",
+                    data.len(),
+                    layer.bytes,
+                    layer.crc
+                ),
+            ));
+        }
+        Ok(data)
+    }
+
+    /// Deletes a layer object (one already gone is fine). The caller has
+    /// checked that no newer generation has started.
+    pub async fn delete_layer(&self, file_name: &str, layer: RemoteLayer) -> Result<()> {
+        let key = self.layer_key(file_name, layer.generation);
+        match self.store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(format!("deleting {key}"))(e)),
+        }
+    }
+
+    async fn get(&self, key: &ObjectPath) -> Result<Bytes> {
+        let got = self
+            .store
+            .get(key)
+            .await
+            .map_err(store_error(format!("downloading {key}")))?;
+        got.bytes()
+            .await
+            .map_err(store_error(format!("downloading {key}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::LsnRange;
+    use crate::layer::desc::{KeyRange, LayerDesc, LayerKind};
+    use strata_wal::Lsn;
+
+    fn index() -> RemoteIndex {
+        let mut manifest = Manifest::new("c");
+        manifest.durable_lsn = Lsn(300);
+        for (i, (s, e)) in [(0u64, 100u64), (100, 300)].into_iter().enumerate() {
+            manifest.layers.push(LayerDesc {
+                file_name: format!("l{i}.delta"),
+                kind: LayerKind::L0,
+                range: LsnRange {
+                    start: Lsn(s),
+                    end: Lsn(e),
+                },
+                keys: KeyRange::ALL,
+                file_bytes: 1000 + i as u64,
+            });
+        }
+        RemoteIndex {
+            generation: 7,
+            manifest,
+            layers: vec![
+                RemoteLayer {
+                    generation: 3,
+                    crc: 0xdead_beef,
+                    bytes: 1000,
+                },
+                RemoteLayer {
+                    generation: 7,
+                    crc: 1,
+                    bytes: 1001,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn an_index_round_trips_and_any_flipped_bit_is_refused() {
+        let idx = index();
+        let bytes = idx.encode().unwrap();
+        assert_eq!(RemoteIndex::decode(&bytes, "c"), Ok(idx));
+        assert!(RemoteIndex::decode(&bytes, "other").is_err());
+        for at in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[at] ^= 1 << (at % 8);
+            assert!(RemoteIndex::decode(&b, "c").is_err(), "byte {at}");
+        }
+        assert!(RemoteIndex::decode(&bytes[..bytes.len() - 1], "c").is_err());
+    }
+
+    #[test]
+    fn bucket_urls_parse() {
+        assert_eq!(
+            BucketConfig::parse("s3://b").unwrap(),
+            BucketConfig::S3 { bucket: "b".into() }
+        );
+        assert_eq!(
+            BucketConfig::parse("file:///x/y").unwrap(),
+            BucketConfig::Local("/x/y".into())
+        );
+        assert_eq!(
+            BucketConfig::parse("rel/dir").unwrap(),
+            BucketConfig::Local("rel/dir".into())
+        );
+        for bad in ["s3://", "s3://a/b", "", "gs://x"] {
+            assert!(BucketConfig::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generations_are_read_from_keys() {
+        assert_eq!(key_generation("0000000012"), Some(12));
+        assert_eq!(key_generation("a-b.delta-0000000003"), Some(3));
+        assert_eq!(key_generation("a.delta"), None);
+    }
+
+    #[tokio::test]
+    async fn generations_increase_and_an_older_one_is_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(&BucketConfig::Local(dir.path().into()), "c").unwrap();
+        assert_eq!(bucket.newest_index().await.unwrap(), None);
+        let g1 = bucket.take_generation().await.unwrap();
+        let g2 = bucket.take_generation().await.unwrap();
+        assert_eq!((g1, g2), (1, 2));
+        let mut idx = index();
+        idx.generation = g1;
+        let fenced = bucket.put_index(&idx).await.unwrap_err();
+        assert!(
+            matches!(fenced, PageServerError::Fenced { ours: 1, newer: 2 }),
+            "{fenced}"
+        );
+        idx.generation = g2;
+        bucket.put_index(&idx).await.unwrap();
+        assert_eq!(bucket.newest_index().await.unwrap(), Some(idx));
+    }
+}

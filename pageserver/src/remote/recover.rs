@@ -1,0 +1,135 @@
+//! Attaching to the bucket at start, and recovering a local directory from
+//! it.
+//!
+//! [`attach`] runs before the timeline opens: it takes this page server's
+//! generation (recorded in the bucket before anything else is written),
+//! reads the newest index, and if the local manifest is missing or covers
+//! less of the log than that index, downloads every layer the index names
+//! (each checked against the index's crc before it is written: a flipped
+//! bit is [`PageServerError::Corrupt`], never a wrong page), stores the
+//! index's manifest as the local one, and lets the timeline open from it.
+//! Ingest then resumes at the manifest's durable LSN, which the log still
+//! holds: the safe LSN reported to it never passed what an index covers.
+//!
+//! Downloads go to `NAME.download`, are fsynced and renamed to `NAME`, and
+//! the directory fsynced, before the manifest naming them is stored; a crash
+//! halfway leaves the old manifest (or none) and files it does not name,
+//! which the timeline removes as strays (a `.download` file is overwritten
+//! by the next attempt).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use strata_wal::Lsn;
+use tracing::info;
+
+use super::{Bucket, RemoteIndex, RemoteLayer};
+use crate::durable;
+use crate::error::{PageServerError, Result};
+use crate::manifest::Manifest;
+
+/// What the page server knows of the bucket after attaching.
+#[derive(Debug)]
+pub struct Attached {
+    pub generation: u32,
+    /// The objects the newest index names, by file name.
+    pub known: HashMap<String, RemoteLayer>,
+    /// The durable LSN of the newest index (ZERO: none yet).
+    pub uploaded_lsn: Lsn,
+    pub bucket_bytes: u64,
+    /// Whether the local directory was (re)built from the bucket.
+    pub recovered: bool,
+}
+
+/// Takes a generation and brings `dir` up to the bucket's newest index if
+/// it is behind it.
+pub async fn attach(
+    bucket: &Bucket,
+    dir: &Path,
+    cluster_id: &str,
+    concurrency: usize,
+) -> Result<Attached> {
+    let generation = bucket.take_generation().await?;
+    let index = bucket.newest_index().await?;
+    let mut attached = Attached {
+        generation,
+        known: HashMap::new(),
+        uploaded_lsn: Lsn::ZERO,
+        bucket_bytes: 0,
+        recovered: false,
+    };
+    let Some(index) = index else {
+        return Ok(attached);
+    };
+    let local = {
+        let (dir, cluster) = (dir.to_path_buf(), cluster_id.to_string());
+        blocking(move || Manifest::load(&dir, &cluster)).await?
+    };
+    let remote_lsn = index.manifest.durable_lsn;
+    if local.as_ref().is_none_or(|m| m.durable_lsn < remote_lsn) {
+        let started = std::time::Instant::now();
+        download(bucket, dir, &index, concurrency).await?;
+        info!(
+            from_generation = index.generation, durable = %remote_lsn,
+            layers = index.layers.len(), ms = started.elapsed().as_millis() as u64,
+            "local directory recovered from the bucket"
+        );
+        attached.recovered = true;
+    }
+    attached.known = index.by_name();
+    attached.uploaded_lsn = remote_lsn;
+    attached.bucket_bytes = index.layers.iter().map(|l| l.bytes).sum();
+    Ok(attached)
+}
+
+/// Downloads every layer of `index` into `dir`, then stores its manifest.
+async fn download(
+    bucket: &Bucket,
+    dir: &Path,
+    index: &RemoteIndex,
+    concurrency: usize,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(PageServerError::io(format!("creating {}", dir.display())))?;
+    let results = futures::stream::iter(index.by_name())
+        .map(|(name, layer)| async move {
+            let data = bucket.get_layer(&name, layer).await?;
+            let path = dir.join(&name);
+            blocking(move || write_durably(&path, &data)).await
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    let (dir, manifest) = (dir.to_path_buf(), index.manifest.clone());
+    blocking(move || {
+        durable::sync_dir(&dir)?;
+        manifest.store(&dir)
+    })
+    .await
+}
+
+/// Writes `data` to `path` through a temporary file, fsynced and renamed
+/// (the directory is synced by the caller).
+fn write_durably(path: &Path, data: &[u8]) -> Result<()> {
+    let mut tmp = PathBuf::from(path);
+    tmp.as_mut_os_string().push(".download");
+    let mut file = std::fs::File::create(&tmp)
+        .map_err(PageServerError::io(format!("creating {}", tmp.display())))?;
+    file.write_all(data)
+        .map_err(PageServerError::io(format!("writing {}", tmp.display())))?;
+    durable::sync_file(&file, &tmp);
+    std::fs::rename(&tmp, path).map_err(PageServerError::io(format!(
+        "renaming {} to {}",
+        tmp.display(),
+        path.display()
+    )))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PageServerError::Unavailable(format!("a blocking task failed: {e}")))?
+}
