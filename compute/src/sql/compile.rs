@@ -49,6 +49,12 @@ fn compile_statement(stmt: &Statement, scope: &Scope<'_>) -> Result<Plan, SqlErr
             None,
         )?))),
         Statement::Insert(i) => Ok(Plan::Insert(Box::new(insert(i, scope, &mut params)?))),
+        Statement::Update(u) if !u.table.joins.is_empty() && u.from.is_none() => Ok(Plan::Multi(
+            Box::new(super::multi::update(u, scope, &mut params)?),
+        )),
+        Statement::Delete(d) if !d.tables.is_empty() || d.using.is_some() => Ok(Plan::Multi(
+            Box::new(super::multi::delete(d, scope, &mut params)?),
+        )),
         Statement::Update(u) => Ok(Plan::Update(Box::new(update(u, scope, &mut params)?))),
         Statement::Delete(d) => Ok(Plan::Delete(Box::new(delete(d, scope, &mut params)?))),
         Statement::Set(s) => set(s, &mut params).map(Plan::Set),

@@ -441,12 +441,7 @@ pub(crate) async fn update(
                 row: &new,
                 aggs: &[],
             })?;
-            let col = &t.columns[*c];
-            let v = env.store(col, v, i + 1)?;
-            new[*c] = col.ty.coerce(v).map_err(|error| EngineError::Value {
-                column: col.name.clone(),
-                error,
-            })?;
+            new[*c] = stored(t, *c, v, i + 1, env)?;
         }
         if new == old.values {
             continue;
@@ -457,6 +452,26 @@ pub(crate) async fn update(
     let w = env.stmt.warning_count();
     let info = format!("Rows matched: {matched}  Changed: {changed}  Warnings: {w}");
     Ok(ok(changed, 0, info))
+}
+
+/// `v` as column `c` of `t` stores it (adjusted outside strict mode; `at`:
+/// the row's number, for warnings).
+pub(crate) fn stored(
+    t: &TableDef,
+    c: usize,
+    v: Value,
+    at: usize,
+    env: &Env<'_>,
+) -> Result<Value, SqlError> {
+    let col = &t.columns[c];
+    let v = env.store(col, v, at)?;
+    col.ty.coerce(v).map_err(|error| {
+        EngineError::Value {
+            column: col.name.clone(),
+            error,
+        }
+        .into()
+    })
 }
 
 pub(crate) async fn delete(

@@ -136,6 +136,13 @@ async fn join_step(
     env: &Env<'_>,
 ) -> Result<Rows, SqlError> {
     let src = &from.sources[step.source];
+    // A multi-table UPDATE/DELETE target: its row key rides along.
+    let key_slot = from
+        .extras
+        .iter()
+        .position(|x| matches!(x, Extra::Key(s) if *s == step.source))
+        .map(|k| from.width + k);
+    let src = &Placed { src, key_slot };
     let mut out = Vec::new();
     let enough = |out: &Rows| read.limit.is_some_and(|n| out.len() >= n);
     match &step.method {
@@ -190,20 +197,31 @@ async fn join_step(
     Ok(out)
 }
 
+/// A source as a step reads it.
+struct Placed<'a> {
+    src: &'a Source,
+    /// Where the row key goes (each row read then carries it last).
+    key_slot: Option<usize>,
+}
+
 /// Joins one partial row with its candidates.
 fn emit<'r>(
-    src: &Source,
+    placed: &Placed<'_>,
     step: &Step,
     p: Vec<Value>,
     candidates: impl Iterator<Item = &'r Vec<Value>>,
     out: &mut Rows,
     env: &Env<'_>,
 ) -> Result<(), SqlError> {
+    let src = placed.src;
     let range = src.offset..src.offset + src.columns;
     let mut matched = false;
     for c in candidates {
         let mut r = p.clone();
-        r[range.clone()].clone_from_slice(c);
+        r[range.clone()].clone_from_slice(&c[..src.columns]);
+        if let (Some(k), Some(key)) = (placed.key_slot, c.get(src.columns)) {
+            r[k] = key.clone();
+        }
         if passes(step.on.as_ref(), &r, env)? {
             matched = true;
             if passes(step.after.as_ref(), &r, env)? {
@@ -219,13 +237,14 @@ fn emit<'r>(
 
 /// The source's rows (its own columns) that pass the pushed conjuncts.
 async fn read_source(
-    src: &Source,
+    placed: &Placed<'_>,
     step: &Step,
     base: &[Value],
     read: &Read,
     txn: &mut Option<Txn>,
     env: &Env<'_>,
 ) -> Result<Rows, SqlError> {
+    let src = placed.src;
     let range = src.offset..src.offset + src.columns;
     let mut scratch = base.to_vec();
     let mut rows = Vec::new();
@@ -236,7 +255,7 @@ async fn read_source(
     let stop = read.limit.filter(|_| alone && read.single);
     let mut keep = |values: Vec<Value>| -> Result<bool, SqlError> {
         seen += 1;
-        scratch[range.clone()].clone_from_slice(&values);
+        scratch[range.clone()].clone_from_slice(&values[..src.columns]);
         if passes(step.pushed.as_ref(), &scratch, env)? {
             rows.push(values);
         }
@@ -252,7 +271,15 @@ async fn read_source(
                 keys,
                 Keys::Range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
             );
-            let mut found = |r: crate::txn::FoundRow| keep(r.values);
+            let with_key = placed.key_slot.is_some();
+            let mut found = |r: crate::txn::FoundRow| match with_key {
+                true => {
+                    let mut values = r.values;
+                    values.push(Value::Bytes(r.key));
+                    keep(values)
+                }
+                false => keep(r.values),
+            };
             read_rows(
                 txn,
                 &t.def,

@@ -20,6 +20,8 @@ pub(crate) enum Plan {
     Insert(Box<InsertPlan>),
     Update(Box<UpdatePlan>),
     Delete(Box<DeletePlan>),
+    /// Multi-table UPDATE or DELETE.
+    Multi(Box<super::multi::MultiPlan>),
     Set(Vec<SetItem>),
     /// Run from the AST itself (DDL, SHOW, USE, transactions); no `?`.
     Other(Box<Statement>),
@@ -172,6 +174,7 @@ impl Plan {
             }
             Plan::Update(u) => vec![&u.table],
             Plan::Delete(d) => vec![&d.table],
+            Plan::Multi(m) => m.query.tables(),
             Plan::Set(_) | Plan::Other(_) => Vec::new(),
         }
     }
@@ -261,6 +264,9 @@ pub(crate) enum Extra {
     Outer(Expr),
     /// The result of subquery `i` of [`FromPlan::subqueries`].
     Subquery(usize),
+    /// The row key of source `i` (a base table), for a multi-table UPDATE
+    /// or DELETE; NULL when an outer join found no row.
+    Key(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

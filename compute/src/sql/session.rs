@@ -418,9 +418,11 @@ impl Session {
                 let mut none = None;
                 select::run(s, &mut none, &env).await
             }
-            Plan::Select(_) | Plan::Insert(_) | Plan::Update(_) | Plan::Delete(_) => {
-                self.run_in_txn(&plan, params).await
-            }
+            Plan::Select(_)
+            | Plan::Insert(_)
+            | Plan::Update(_)
+            | Plan::Delete(_)
+            | Plan::Multi(_) => self.run_in_txn(&plan, params).await,
             Plan::Set(items) => self.set(items, params).await,
             Plan::Other(stmt) => self.other(stmt).await,
         }
@@ -433,6 +435,8 @@ impl Session {
             Plan::Insert(_) => &p.com_insert,
             Plan::Update(_) => &p.com_update,
             Plan::Delete(_) => &p.com_delete,
+            Plan::Multi(m) if m.delete => &p.com_delete,
+            Plan::Multi(_) => &p.com_update,
             _ => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -697,12 +701,15 @@ async fn exec(
     {
         return dml::insert_select(i, slot, env).await;
     }
+    if let Plan::Multi(m) = plan {
+        return super::multi::run(m, slot, env).await.map(|o| (o, None));
+    }
     let txn = slot.as_mut().expect("a transaction is given");
     match plan {
         Plan::Insert(i) => dml::insert(i, txn, env).await,
         Plan::Update(u) => dml::update(u, txn, env).await.map(|o| (o, None)),
         Plan::Delete(d) => dml::delete(d, txn, env).await.map(|o| (o, None)),
-        Plan::Select(_) => Err(SqlError::unsupported("this statement here")),
+        Plan::Select(_) | Plan::Multi(_) => Err(SqlError::unsupported("this statement here")),
         Plan::Set(_) | Plan::Other(_) => Err(SqlError::unsupported("this statement here")),
     }
 }
@@ -723,7 +730,7 @@ fn is_consistent_snapshot(sql: &str) -> bool {
 fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
     match Parser::parse_sql(&MySqlDialect {}, sql) {
         Ok(stmts) => Ok(stmts),
-        Err(e) => match drop_key_as_drop_index(sql) {
+        Err(e) => match drop_key_as_drop_index(sql).or_else(|| update_commas_as_joins(sql)) {
             Some(again) => Parser::parse_sql(&MySqlDialect {}, &again)
                 .map_err(|_| syntax_error(sql, &e.to_string())),
             None => Err(syntax_error(sql, &e.to_string())),
@@ -751,6 +758,35 @@ fn drop_key_as_drop_index(sql: &str) -> Option<String> {
         after_drop = matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("DROP"));
     }
     changed.then(|| tokens.iter().map(|t| t.to_string()).collect())
+}
+
+/// `UPDATE t1, t2 SET …`, which sqlparser does not parse, as `UPDATE t1
+/// JOIN t2 SET …` (a JOIN without a condition is the same cross product;
+/// `None`: not such a statement).
+fn update_commas_as_joins(sql: &str) -> Option<String> {
+    let tokens = Tokenizer::new(&MySqlDialect {}, sql).tokenize().ok()?;
+    let word = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let mut meaningful = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_)));
+    if !meaningful.next().is_some_and(|t| word(t, "UPDATE")) {
+        return None;
+    }
+    let (mut depth, mut in_refs, mut changed) = (0usize, true, false);
+    let mut out = String::with_capacity(sql.len() + 16);
+    for t in &tokens {
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            t if depth == 0 && word(t, "SET") => in_refs = false,
+            Token::Comma if in_refs && depth == 0 => {
+                out.push_str(" JOIN ");
+                changed = true;
+                continue;
+            }
+            _ => {}
+        }
+        out.push_str(&t.to_string());
+    }
+    changed.then_some(out)
 }
 
 /// 1064 at the position the parser names ("… at Line: L, Column: C"),
