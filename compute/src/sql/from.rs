@@ -2,9 +2,11 @@
 //! query's [`Names`] in FROM order, and its joins: INNER / CROSS / comma
 //! joins, LEFT and RIGHT [OUTER] JOIN with ON, USING or NATURAL.
 //!
-//! A RIGHT JOIN runs as a LEFT JOIN with its sides swapped, so it must be
-//! the first join of its chain (`a RIGHT JOIN b …`); anything else with a
-//! RIGHT JOIN, and parenthesized joins, are refused (1235). The execution
+//! A RIGHT JOIN runs as a LEFT JOIN with its sides swapped, so its left
+//! side must be one table (`a RIGHT JOIN b …`, `x JOIN (a RIGHT JOIN b …)`).
+//! Parenthesized joins joined by an inner join (or first) are flattened
+//! into their chain; one as the inner side of an outer join, or a RIGHT
+//! JOIN whose left side joins several tables, is refused (1235). The execution
 //! order of a query with outer joins is fixed here; inner joins are
 //! ordered by the planner.
 
@@ -30,6 +32,8 @@ enum Cond<'q> {
 pub(crate) struct Joins<'q> {
     kinds: Vec<JoinKind>,
     conds: Vec<Cond<'q>>,
+    /// The ON conditions of inner joins with a parenthesized group.
+    more: Vec<Cond<'q>>,
     /// The order the sources must run in (outer joins); `None`: any.
     fixed: Option<Vec<usize>>,
     pub(crate) kinds_sources: Vec<SourceKind>,
@@ -41,6 +45,8 @@ pub(crate) struct CompiledJoins {
     /// Per source, the ON condition (a LEFT JOIN's: its match condition;
     /// an inner join's: part of WHERE).
     pub on: Vec<Option<Expr>>,
+    /// Inner join conditions not tied to one source (as WHERE's).
+    pub more: Vec<Expr>,
     pub fixed: Option<Vec<usize>>,
     pub sources: Vec<SourceKind>,
 }
@@ -48,13 +54,19 @@ pub(crate) struct CompiledJoins {
 impl CompiledJoins {
     /// A single source, no join.
     pub(crate) fn is_plain(&self) -> bool {
-        self.on.len() <= 1 && self.on.iter().all(Option::is_none)
+        self.more.is_empty() && self.on.len() <= 1 && self.on.iter().all(Option::is_none)
     }
 }
 
 impl<'q> Joins<'q> {
     pub(crate) fn compile(self, cx: &mut ExprCompiler<'_>) -> Result<CompiledJoins, SqlError> {
         let mut on = Vec::with_capacity(self.conds.len());
+        let mut more = Vec::new();
+        for c in self.more {
+            if let Cond::On(e) = c {
+                more.push(cx.expr(e)?);
+            }
+        }
         for c in self.conds {
             on.push(match c {
                 Cond::None => None,
@@ -78,6 +90,7 @@ impl<'q> Joins<'q> {
         Ok(CompiledJoins {
             kinds: self.kinds,
             on,
+            more,
             fixed: self.fixed,
             sources: self.kinds_sources,
         })
@@ -94,31 +107,58 @@ pub(crate) fn sources<'q>(
     let mut j = Joins {
         kinds: Vec::new(),
         conds: Vec::new(),
+        more: Vec::new(),
         fixed: None,
         kinds_sources: Vec::new(),
     };
     let mut order = Vec::new();
     let mut outer = false;
+    let mut cx = Chain {
+        names,
+        scope,
+        params,
+        order: &mut order,
+        outer: &mut outer,
+    };
     for twj in from {
-        let first = factor(&twj.relation, names, scope, params, &mut j)?;
-        j.kinds.push(JoinKind::Inner);
-        j.conds.push(Cond::None);
-        let chain_start = order.len();
-        order.push(first);
-        for (n, join) in twj.joins.iter().enumerate() {
-            let right = factor(&join.relation, names, scope, params, &mut j)?;
+        cx.chain(twj, &mut j)?;
+    }
+    if outer {
+        j.fixed = Some(order);
+    }
+    Ok(j)
+}
+
+/// What a FROM clause's chains are added with.
+struct Chain<'n, 'a, 's> {
+    names: &'n mut Names<'a>,
+    scope: &'s Scope<'s>,
+    params: &'n mut Params,
+    /// The sources in the order they must run (if an outer join fixes it).
+    order: &'n mut Vec<usize>,
+    outer: &'n mut bool,
+}
+
+impl Chain<'_, '_, '_> {
+    /// One chain `t1 JOIN t2 … JOIN tn`; a parenthesized group joined by
+    /// an inner join (or first) is flattened into it: inner joins are
+    /// associative, and its own outer joins keep their single-table inner
+    /// sides.
+    fn chain<'q>(
+        &mut self,
+        twj: &'q ast::TableWithJoins,
+        j: &mut Joins<'q>,
+    ) -> Result<(), SqlError> {
+        let chain_start = self.order.len();
+        let first = self.group(&twj.relation, j)?;
+        for join in &twj.joins {
             let (kind, constraint, swap) = match &join.join_operator {
-                JoinOperator::Join(c) | JoinOperator::Inner(c) | JoinOperator::CrossJoin(c) => {
-                    (JoinKind::Inner, c, false)
-                }
-                JoinOperator::StraightJoin(c) => (JoinKind::Inner, c, false),
+                JoinOperator::Join(c)
+                | JoinOperator::Inner(c)
+                | JoinOperator::CrossJoin(c)
+                | JoinOperator::StraightJoin(c) => (JoinKind::Inner, c, false),
                 JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, c, false),
-                JoinOperator::Right(c) | JoinOperator::RightOuter(c) if n == 0 => {
-                    (JoinKind::Left, c, true)
-                }
-                JoinOperator::Right(_) | JoinOperator::RightOuter(_) => {
-                    return Err(SqlError::unsupported("RIGHT JOIN after another join"));
-                }
+                JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinKind::Left, c, true),
                 other => {
                     return Err(SqlError::unsupported(
                         format!("{other:?}")
@@ -129,26 +169,77 @@ pub(crate) fn sources<'q>(
                     ));
                 }
             };
-            let cond = condition(constraint, names, right, swap)?;
-            outer |= kind == JoinKind::Left;
+            if let TableFactor::NestedJoin { .. } = &join.relation {
+                if kind != JoinKind::Inner {
+                    return Err(SqlError::unsupported(
+                        "a parenthesized join as the inner side of a LEFT or RIGHT JOIN",
+                    ));
+                }
+                self.group(&join.relation, j)?;
+                match constraint {
+                    JoinConstraint::None => {}
+                    JoinConstraint::On(e) => j.more.push(Cond::On(e)),
+                    _ => {
+                        return Err(SqlError::unsupported(
+                            "USING or NATURAL with a parenthesized join",
+                        ));
+                    }
+                }
+                continue;
+            }
+            let right = factor(&join.relation, self.names, self.scope, self.params, j)?;
+            let left_one = self.order.len() - chain_start == 1;
+            let first = match (swap, first) {
+                (true, Some(f)) if left_one => f,
+                (true, _) => {
+                    return Err(SqlError::unsupported(
+                        "RIGHT JOIN whose left side joins several tables",
+                    ));
+                }
+                (false, _) => 0,
+            };
+            let cond = condition(constraint, self.names, right, swap)?;
+            *self.outer |= kind == JoinKind::Left;
             if swap {
                 // `a RIGHT JOIN b ON c`: b, then a LEFT JOINed on c.
                 j.kinds.push(JoinKind::Inner);
                 j.conds.push(Cond::None);
                 j.kinds[first] = JoinKind::Left;
                 j.conds[first] = cond;
-                order.insert(chain_start, right);
+                self.order.insert(chain_start, right);
             } else {
                 j.kinds.push(kind);
                 j.conds.push(cond);
-                order.push(right);
+                self.order.push(right);
             }
         }
+        Ok(())
     }
-    if outer {
-        j.fixed = Some(order);
+
+    /// A table, a derived table, or a parenthesized join (flattened): the
+    /// source number of a single source.
+    fn group<'q>(
+        &mut self,
+        f: &'q TableFactor,
+        j: &mut Joins<'q>,
+    ) -> Result<Option<usize>, SqlError> {
+        if let TableFactor::NestedJoin {
+            table_with_joins,
+            alias,
+        } = f
+        {
+            if alias.is_some() {
+                return Err(SqlError::unsupported("an alias for a parenthesized join"));
+            }
+            self.chain(table_with_joins, j)?;
+            return Ok(None);
+        }
+        let s = factor(f, self.names, self.scope, self.params, j)?;
+        j.kinds.push(JoinKind::Inner);
+        j.conds.push(Cond::None);
+        self.order.push(s);
+        Ok(Some(s))
     }
-    Ok(j)
 }
 
 /// One table or derived table; its source number.
@@ -206,7 +297,6 @@ fn factor(
             j.kinds_sources.push(SourceKind::Query(Box::new(plan)));
             names.add(alias.name.value.clone(), None, None, columns)
         }
-        TableFactor::NestedJoin { .. } => Err(SqlError::unsupported("parenthesized joins")),
         other => Err(SqlError::unsupported(other)),
     }
 }

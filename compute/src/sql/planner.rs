@@ -114,6 +114,9 @@ pub(crate) fn plan(
     if let Some(f) = plan.filter.take() {
         add(&f, None, &mut list);
     }
+    for e in &joins.more {
+        add(e, None, &mut list);
+    }
     for (s, on) in joins.on.iter().enumerate() {
         if let Some(on) = on {
             let of = (joins.kinds[s] == JoinKind::Left).then_some(s);
