@@ -256,6 +256,33 @@ fn factor(
             alias,
             args: None,
             ..
+        } if cte(name, scope).is_some() => {
+            let (def, first_param, seen) = cte(name, scope).expect("checked by the guard");
+            let inner = Scope {
+                catalog: scope.catalog,
+                db: scope.db,
+                ctes: Some(&seen),
+            };
+            // Compiled again for this reference, its `?` numbered as the
+            // first time.
+            let mut own = Params(first_param);
+            let plan = super::query::query(&def.query, &inner, &mut own, None)?;
+            let named = alias.as_ref().unwrap_or(&def.alias);
+            let mut columns = derived_columns(&plan, &def.alias);
+            if alias.is_some() {
+                for (c, a) in columns.iter_mut().zip(&named.columns) {
+                    c.name = a.name.value.clone();
+                }
+            }
+            check_duplicates(&columns)?;
+            j.kinds_sources.push(SourceKind::Query(Box::new(plan)));
+            names.add(named.name.value.clone(), None, None, columns)
+        }
+        TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
         } => {
             let super::plan::TableRef { db, def } = super::compile::resolve_table(name, scope)?;
             let qualifier = alias
@@ -285,20 +312,40 @@ fn factor(
                 ));
             };
             let plan = super::query::query(subquery, scope, params, None)?;
-            let mut columns: Vec<_> = plan
-                .items
-                .iter()
-                .map(|i| super::query::column_def(i.column.name.clone(), i.kind))
-                .collect();
-            for (c, a) in columns.iter_mut().zip(&alias.columns) {
-                c.name = a.name.value.clone();
-            }
+            let columns = derived_columns(&plan, alias);
             check_duplicates(&columns)?;
             j.kinds_sources.push(SourceKind::Query(Box::new(plan)));
             names.add(alias.name.value.clone(), None, None, columns)
         }
         other => Err(SqlError::unsupported(other)),
     }
+}
+
+/// The CTE a one-part table name means, if any.
+fn cte<'a>(
+    name: &ast::ObjectName,
+    scope: &Scope<'a>,
+) -> Option<(&'a ast::Cte, usize, super::query::Ctes<'a>)> {
+    let [part] = name.0.as_slice() else {
+        return None;
+    };
+    scope.ctes?.find(&part.as_ident()?.value)
+}
+
+/// A derived table's columns: the query's, renamed by the alias's list.
+fn derived_columns(
+    plan: &super::plan::SelectPlan,
+    alias: &ast::TableAlias,
+) -> Vec<crate::catalog::ColumnDef> {
+    let mut columns: Vec<_> = plan
+        .items
+        .iter()
+        .map(|i| super::query::column_def(i.column.name.clone(), i.kind))
+        .collect();
+    for (c, a) in columns.iter_mut().zip(&alias.columns) {
+        c.name = a.name.value.clone();
+    }
+    columns
 }
 
 fn check_duplicates(columns: &[crate::catalog::ColumnDef]) -> Result<(), SqlError> {

@@ -277,6 +277,8 @@ pub(crate) enum SubqueryTest {
     Exists(bool),
     /// `lhs [NOT] IN (SELECT …)`, `lhs op ANY/ALL (SELECT …)`.
     Quantified(CmpOp, bool /* all */, bool /* negated */),
+    /// `(a, b) [NOT] IN (SELECT x, y …)`: the left row is `Subquery::row`.
+    RowIn(bool /* negated */),
 }
 
 pub(crate) struct Subquery {
@@ -284,6 +286,8 @@ pub(crate) struct Subquery {
     /// The left-hand side of IN / ANY / ALL, over the enclosing row.
     pub lhs: Option<Expr>,
     pub collation: Collation,
+    /// `RowIn`: the left row's values, each with its comparison collation.
+    pub row: Vec<(Expr, Collation)>,
     pub plan: Box<SelectPlan>,
     /// Whether it reads the enclosing row (run again for each row).
     pub correlated: bool,

@@ -378,6 +378,7 @@ impl Session {
         let scope = Scope {
             catalog: &catalog,
             db: self.state.db.as_deref(),
+            ctes: None,
         };
         compile::compile(stmt, &scope)
     }
