@@ -788,16 +788,14 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
         let Some(source) = &i.source else {
             return Err(SqlError::unsupported("INSERT without values"));
         };
-        if i.ignore || i.replace_into || i.on.is_some() {
-            return Err(SqlError::unsupported(
-                "INSERT … SELECT with IGNORE, REPLACE or ON DUPLICATE KEY UPDATE",
-            ));
-        }
         let columns = match i.columns.is_empty() {
             true => (0..def.columns.len()).collect(),
             false => named()?,
         };
-        return insert_select(table, columns, source, scope, cx.params);
+        let mut plan = insert_select(table, columns, source, scope, cx.params)?;
+        // After the query: `?` are numbered in the text's order.
+        plan.conflict = super::upsert::compile(i, &def, cx.params)?;
+        return Ok(plan);
     };
     // `VALUES ()`: every column at its default.
     let all_default = values.rows.iter().all(|r| r.content.is_empty());
