@@ -262,6 +262,13 @@ async fn read_source(
         Ok(stop.is_none_or(|n| rows.len() < n))
     };
     match &src.kind {
+        SourceKind::Table(t) if super::information_schema::is_virtual(&t.def) => {
+            for r in super::information_schema::rows(&t.def, catalog(env)?) {
+                if !keep(r)? {
+                    break;
+                }
+            }
+        }
         SourceKind::Table(t) => {
             let Some(txn) = txn.as_mut() else {
                 return Err(SqlError::unsupported("a table read outside a transaction"));
@@ -317,6 +324,12 @@ async fn read_source(
         }
     }
     Ok(rows)
+}
+
+/// The catalog an information_schema table is made from.
+pub(crate) fn catalog<'e>(env: &Env<'e>) -> Result<&'e crate::catalog::Catalog, SqlError> {
+    env.catalog
+        .ok_or_else(|| SqlError::unsupported("information_schema in this statement"))
 }
 
 /// The rows of a UNION: each part's, duplicates dropped up to the last

@@ -458,17 +458,6 @@ fn select(
     if names.sources.is_empty() && names.extras.borrow().is_empty() {
         return Ok(plan);
     }
-    // information_schema's tables are read whole by the single-table path.
-    let is_virtual = |s: &super::names::NamedSource| {
-        s.table
-            .as_ref()
-            .is_some_and(|(_, t)| super::information_schema::is_virtual(t))
-    };
-    if names.sources.iter().any(is_virtual) {
-        return Err(SqlError::unsupported(
-            "information_schema tables in a join, a subquery or a derived table",
-        ));
-    }
     let from = super::planner::plan(&mut plan, names, joins)?;
     plan.sources = Some(Box::new(from));
     Ok(plan)

@@ -87,6 +87,7 @@ impl State {
             sys_vars: &self.vars,
             user_vars: &self.user_vars,
             stmt: &self.stmt,
+            catalog: None,
         }
     }
 
@@ -451,8 +452,12 @@ impl Session {
         if !single {
             txn.begin_statement();
         }
+        // information_schema read inside a join, subquery or derived table
+        // (one-table plans never need it: no walk for them).
+        let catalog = reads_virtual(plan).then(|| self.engine.catalog());
         let result = {
-            let env = self.state.env(params);
+            let mut env = self.state.env(params);
+            env.catalog = catalog.as_deref();
             let mut slot = Some(txn);
             let r = tokio::select! {
                 r = exec(plan, &mut slot, &env) => r,
@@ -685,6 +690,16 @@ fn ok() -> Output {
         last_insert_id: 0,
         warnings: 0,
         info: String::new(),
+    }
+}
+
+/// Whether a plan reads an information_schema table below its top level.
+fn reads_virtual(plan: &Plan) -> bool {
+    match plan {
+        Plan::Select(s) if s.sources.is_none() => false,
+        Plan::Insert(i) if i.select.is_none() => false,
+        Plan::Update(_) | Plan::Delete(_) | Plan::Set(_) | Plan::Other(_) => false,
+        _ => plan.tables().into_iter().any(|t| is_virtual(&t.def)),
     }
 }
 
