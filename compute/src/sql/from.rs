@@ -2,11 +2,12 @@
 //! query's [`Names`] in FROM order, and its joins: INNER / CROSS / comma
 //! joins, LEFT and RIGHT [OUTER] JOIN with ON, USING or NATURAL.
 //!
-//! A RIGHT JOIN runs as a LEFT JOIN with its sides swapped, so its left
-//! side must be one table (`a RIGHT JOIN b …`, `x JOIN (a RIGHT JOIN b …)`).
-//! Parenthesized joins joined by an inner join (or first) are flattened
-//! into their chain; one as the inner side of an outer join, or a RIGHT
-//! JOIN whose left side joins several tables, is refused (1235). The execution
+//! A RIGHT JOIN runs as a LEFT JOIN with its sides swapped. Parenthesized
+//! joins joined by an inner join (or first) are flattened into their
+//! chain. Several tables as an outer join's inner side — `a LEFT JOIN (b
+//! JOIN c …) …`, or the left side of `a JOIN b … RIGHT JOIN c …` — become a
+//! nest ([`CompiledJoins::nests`]); a nest inside a nest is refused (1235).
+//! The execution
 //! order of a query with outer joins is fixed here; inner joins are
 //! ordered by the planner.
 
@@ -33,7 +34,11 @@ pub(crate) struct Joins<'q> {
     kinds: Vec<JoinKind>,
     conds: Vec<Cond<'q>>,
     /// The ON conditions of inner joins with a parenthesized group.
-    more: Vec<Cond<'q>>,
+    more: Vec<(Cond<'q>, Option<usize>)>,
+    /// Per source, the nest it belongs to (see [`CompiledJoins::nests`]).
+    scope: Vec<Option<usize>>,
+    /// Nested inner sides of outer joins: members (in run order) and ON.
+    nests: Vec<(Vec<usize>, Cond<'q>)>,
     /// The order the sources must run in (outer joins); `None`: any.
     fixed: Option<Vec<usize>>,
     pub(crate) kinds_sources: Vec<SourceKind>,
@@ -46,7 +51,13 @@ pub(crate) struct CompiledJoins {
     /// an inner join's: part of WHERE).
     pub on: Vec<Option<Expr>>,
     /// Inner join conditions not tied to one source (as WHERE's).
-    pub more: Vec<Expr>,
+    pub more: Vec<(Expr, Option<usize>)>,
+    /// Per source, the nest it belongs to.
+    pub scope: Vec<Option<usize>>,
+    /// The inner sides of outer joins that are several tables
+    /// (`a LEFT JOIN (b JOIN c ON …) ON …`, `a JOIN b … RIGHT JOIN c ON …`):
+    /// their members, in the order they run, and the outer join's ON.
+    pub nests: Vec<(Vec<usize>, Option<Expr>)>,
     pub fixed: Option<Vec<usize>>,
     pub sources: Vec<SourceKind>,
 }
@@ -62,10 +73,18 @@ impl<'q> Joins<'q> {
     pub(crate) fn compile(self, cx: &mut ExprCompiler<'_>) -> Result<CompiledJoins, SqlError> {
         let mut on = Vec::with_capacity(self.conds.len());
         let mut more = Vec::new();
-        for c in self.more {
+        for (c, scope) in self.more {
             if let Cond::On(e) = c {
-                more.push(cx.expr(e)?);
+                more.push((cx.expr(e)?, scope));
             }
+        }
+        let mut nests = Vec::with_capacity(self.nests.len());
+        for (members, c) in self.nests {
+            let on = match c {
+                Cond::On(e) => Some(cx.expr(e)?),
+                _ => None,
+            };
+            nests.push((members, on));
         }
         for c in self.conds {
             on.push(match c {
@@ -91,6 +110,8 @@ impl<'q> Joins<'q> {
             kinds: self.kinds,
             on,
             more,
+            scope: self.scope,
+            nests,
             fixed: self.fixed,
             sources: self.kinds_sources,
         })
@@ -108,6 +129,8 @@ pub(crate) fn sources<'q>(
         kinds: Vec::new(),
         conds: Vec::new(),
         more: Vec::new(),
+        scope: Vec::new(),
+        nests: Vec::new(),
         fixed: None,
         kinds_sources: Vec::new(),
     };
@@ -119,6 +142,7 @@ pub(crate) fn sources<'q>(
         params,
         order: &mut order,
         outer: &mut outer,
+        nest: None,
     };
     for twj in from {
         cx.chain(twj, &mut j)?;
@@ -137,6 +161,8 @@ struct Chain<'n, 'a, 's> {
     /// The sources in the order they must run (if an outer join fixes it).
     order: &'n mut Vec<usize>,
     outer: &'n mut bool,
+    /// The nest the sources being added belong to.
+    nest: Option<usize>,
 }
 
 impl Chain<'_, '_, '_> {
@@ -150,6 +176,7 @@ impl Chain<'_, '_, '_> {
         j: &mut Joins<'q>,
     ) -> Result<(), SqlError> {
         let chain_start = self.order.len();
+        let more_start = j.more.len();
         let first = self.group(&twj.relation, j)?;
         for join in &twj.joins {
             let (kind, constraint, swap) = match &join.join_operator {
@@ -170,30 +197,57 @@ impl Chain<'_, '_, '_> {
                 }
             };
             if let TableFactor::NestedJoin { .. } = &join.relation {
-                if kind != JoinKind::Inner {
-                    return Err(SqlError::unsupported(
-                        "a parenthesized join as the inner side of a LEFT or RIGHT JOIN",
-                    ));
-                }
-                self.group(&join.relation, j)?;
-                match constraint {
-                    JoinConstraint::None => {}
-                    JoinConstraint::On(e) => j.more.push(Cond::On(e)),
+                let cond = match constraint {
+                    JoinConstraint::None => Cond::None,
+                    JoinConstraint::On(e) => Cond::On(e),
                     _ => {
                         return Err(SqlError::unsupported(
                             "USING or NATURAL with a parenthesized join",
                         ));
                     }
+                };
+                match (kind, swap) {
+                    (JoinKind::Inner, _) => {
+                        self.group(&join.relation, j)?;
+                        j.more.push((cond, self.nest));
+                    }
+                    (_, true) => {
+                        return Err(SqlError::unsupported(
+                            "RIGHT JOIN with a parenthesized join on its right",
+                        ));
+                    }
+                    (_, false) => self.left_nest(&join.relation, cond, j)?,
                 }
                 continue;
             }
             let right = factor(&join.relation, self.names, self.scope, self.params, j)?;
             let left_one = self.order.len() - chain_start == 1;
-            let first = match (swap, first) {
-                (true, Some(f)) if left_one => f,
-                (true, _) => {
+            if swap && !left_one {
+                // `a JOIN b … RIGHT JOIN c ON q`: c, then (a JOIN b …)
+                // LEFT JOINed on q as one nest.
+                let JoinConstraint::On(q) = constraint else {
                     return Err(SqlError::unsupported(
-                        "RIGHT JOIN whose left side joins several tables",
+                        "USING or NATURAL on a RIGHT JOIN whose left side joins several tables",
+                    ));
+                };
+                let members = self.order[chain_start..].to_vec();
+                let n = self.new_nest(&members, j)?;
+                for m in &mut j.more[more_start..] {
+                    m.1 = Some(n);
+                }
+                j.nests.push((members, Cond::On(q)));
+                j.kinds.push(JoinKind::Inner);
+                j.conds.push(Cond::None);
+                j.scope.push(self.nest);
+                self.order.insert(chain_start, right);
+                *self.outer = true;
+                continue;
+            }
+            let first = match (swap, first) {
+                (true, Some(f)) => f,
+                (true, None) => {
+                    return Err(SqlError::unsupported(
+                        "RIGHT JOIN whose left side is a parenthesized join",
                     ));
                 }
                 (false, _) => 0,
@@ -204,16 +258,55 @@ impl Chain<'_, '_, '_> {
                 // `a RIGHT JOIN b ON c`: b, then a LEFT JOINed on c.
                 j.kinds.push(JoinKind::Inner);
                 j.conds.push(Cond::None);
+                j.scope.push(self.nest);
                 j.kinds[first] = JoinKind::Left;
                 j.conds[first] = cond;
                 self.order.insert(chain_start, right);
             } else {
                 j.kinds.push(kind);
                 j.conds.push(cond);
+                j.scope.push(self.nest);
                 self.order.push(right);
             }
         }
         Ok(())
+    }
+
+    /// `… LEFT JOIN (group) ON cond`: the group's sources as one nest.
+    fn left_nest<'q>(
+        &mut self,
+        f: &'q TableFactor,
+        cond: Cond<'q>,
+        j: &mut Joins<'q>,
+    ) -> Result<(), SqlError> {
+        if self.nest.is_some() {
+            return Err(SqlError::unsupported(
+                "outer joins nested inside a nested join",
+            ));
+        }
+        let n = j.nests.len();
+        let before = self.order.len();
+        self.nest = Some(n);
+        let added = self.group(f, j);
+        self.nest = None;
+        added?;
+        j.nests.push((self.order[before..].to_vec(), cond));
+        *self.outer = true;
+        Ok(())
+    }
+
+    /// Makes `members` (already added, outside any nest) a new nest.
+    fn new_nest(&mut self, members: &[usize], j: &mut Joins<'_>) -> Result<usize, SqlError> {
+        if self.nest.is_some() || members.iter().any(|&m| j.scope[m].is_some()) {
+            return Err(SqlError::unsupported(
+                "outer joins nested inside a nested join",
+            ));
+        }
+        let n = j.nests.len();
+        for &m in members {
+            j.scope[m] = Some(n);
+        }
+        Ok(n)
     }
 
     /// A table, a derived table, or a parenthesized join (flattened): the
@@ -237,6 +330,7 @@ impl Chain<'_, '_, '_> {
         let s = factor(f, self.names, self.scope, self.params, j)?;
         j.kinds.push(JoinKind::Inner);
         j.conds.push(Cond::None);
+        j.scope.push(self.nest);
         self.order.push(s);
         Ok(Some(s))
     }

@@ -146,6 +146,9 @@ async fn join_step(
     let mut out = Vec::new();
     let enough = |out: &Rows| read.limit.is_some_and(|n| out.len() >= n);
     match &step.method {
+        Method::Nest(inner) => {
+            return nest(from, step, inner, partial, read, txn, env).await;
+        }
         Method::Lookup => {
             for p in partial {
                 if enough(&out) {
@@ -192,6 +195,60 @@ async fn join_step(
                     Probe::All => emit(src, step, p, found.iter(), &mut out, env)?,
                 }
             }
+        }
+    }
+    Ok(out)
+}
+
+/// A nest's step: its members' steps over the partial rows (each tagged
+/// with its number), then per partial row the rows that pass the ON, or
+/// the partial row itself (NULL in the nest's slots) when none does.
+async fn nest(
+    from: &FromPlan,
+    step: &Step,
+    inner: &[Step],
+    partial: Rows,
+    read: &Read,
+    txn: &mut Option<Txn>,
+    env: &Env<'_>,
+) -> Result<Rows, SqlError> {
+    let mut tagged: Rows = partial
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut r = p.clone();
+            r.push(Value::UInt(i as u64));
+            r
+        })
+        .collect();
+    let inner_read = Read {
+        lock: read.lock,
+        reverse: false,
+        limit: None,
+        single: false,
+    };
+    for s in inner {
+        if tagged.is_empty() {
+            break;
+        }
+        tagged = Box::pin(join_step(from, s, tagged, &inner_read, txn, env)).await?;
+    }
+    let mut matched = vec![false; partial.len()];
+    let mut out = Vec::new();
+    for mut r in tagged {
+        let Some(Value::UInt(i)) = r.pop() else {
+            continue;
+        };
+        if passes(step.on.as_ref(), &r, env)? {
+            matched[i as usize] = true;
+            if passes(step.after.as_ref(), &r, env)? {
+                out.push(r);
+            }
+        }
+    }
+    for (p, m) in partial.into_iter().zip(matched) {
+        if !m && passes(step.after.as_ref(), &p, env)? {
+            out.push(p);
         }
     }
     Ok(out)

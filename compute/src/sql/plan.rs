@@ -320,8 +320,13 @@ pub(crate) enum Method {
     /// The access path read again for every partial row: its key
     /// expressions read the bound sources (index nested-loop join).
     Lookup,
+    /// A nest: these steps (its member sources') run over the partial
+    /// rows, then this step's ON picks the matches of each partial row (a
+    /// row of NULLs when none: the nest is an outer join's inner side).
+    Nest(Vec<Step>),
 }
 
+#[derive(Clone, Debug)]
 pub(crate) struct Step {
     pub source: usize,
     pub kind: JoinKind,
