@@ -904,3 +904,22 @@ impl crate::mysql::Handler for Session {
         self.process.attach(connection);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_commas_become_joins_only_before_set_and_outside_parentheses() {
+        let again = update_commas_as_joins("UPDATE t1, t2 SET t1.a = IF(t2.b, 1, 2), t1.c = 3")
+            .expect("a comma list of tables");
+        assert_eq!(
+            again,
+            "UPDATE t1 JOIN  t2 SET t1.a = IF(t2.b, 1, 2), t1.c = 3"
+        );
+        assert!(parse(&again).is_ok());
+        assert!(parse("UPDATE t1, t2 SET t1.a = t2.b WHERE t1.id = t2.id").is_ok());
+        assert_eq!(update_commas_as_joins("UPDATE t SET a = 1, b = 2"), None);
+        assert_eq!(update_commas_as_joins("SELECT 1, 2"), None);
+    }
+}
