@@ -24,10 +24,11 @@ use sqlparser::ast::{self, AssignmentTarget, ObjectName};
 use crate::txn::{FoundRow, Txn};
 use crate::types::Value;
 
-use super::compile::{ExprCompiler, Params, Scope};
+use super::compile::{Params, Scope};
 use super::expr::{Ctx, Env, Expr};
 use super::names::Names;
 use super::plan::{Extra, SelectPlan, TableRef};
+use super::query::compiler;
 use super::{Output, SqlError};
 
 /// A multi-table UPDATE or DELETE.
@@ -79,7 +80,7 @@ pub(crate) fn update(
     }
     let mut names = Names::new(scope, None);
     let joins = super::from::sources(std::slice::from_ref(&u.table), &mut names, scope, params)?;
-    let mut cx = compiler(&names, params, "on clause");
+    let mut cx = compiler(&names, params, "on clause", None);
     let joins = joins.compile(&mut cx)?;
     // (source, column, value) in the statement's order.
     let mut sets: Vec<(usize, usize, Expr)> = Vec::new();
@@ -154,7 +155,7 @@ pub(crate) fn delete(
     };
     let mut names = Names::new(scope, None);
     let joins = super::from::sources(refs, &mut names, scope, params)?;
-    let mut cx = compiler(&names, params, "on clause");
+    let mut cx = compiler(&names, params, "on clause", None);
     let joins = joins.compile(&mut cx)?;
     cx.clause = "where clause";
     let filter = d.selection.as_ref().map(|e| cx.expr(e)).transpose()?;
@@ -166,21 +167,6 @@ pub(crate) fn delete(
         }
     }
     finish(names, joins, filter, &chosen, true)
-}
-
-fn compiler<'c>(
-    names: &'c Names<'c>,
-    params: &'c mut Params,
-    clause: &'static str,
-) -> ExprCompiler<'c> {
-    ExprCompiler {
-        table: Some(&names.joined),
-        alias: None,
-        clause,
-        params,
-        aggs: None,
-        names: Some(names),
-    }
 }
 
 fn name_parts(name: &ObjectName) -> Vec<&str> {

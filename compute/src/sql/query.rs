@@ -370,7 +370,8 @@ pub(crate) fn wrap(
     })
 }
 
-fn compiler<'c>(
+/// An expression compiler over a query's names.
+pub(crate) fn compiler<'c>(
     names: &'c Names<'c>,
     params: &'c mut Params,
     clause: &'static str,
