@@ -1,4 +1,5 @@
-//! Differential test: the same randomly generated single-table SELECTs on
+//! Differential test: the same randomly generated SELECTs (over one table,
+//! then two-table joins) on
 //! Strata (`strata up`) and on a private MariaDB server (Debian's
 //! `mariadbd`, started here in a temporary directory on a free port), with
 //! the results compared as text.
@@ -8,6 +9,11 @@
 //! arithmetic, the common string, numeric and date functions and CAST.
 //! Doubles are compared rounded and as decimals (CAST(ROUND(x, 4) AS
 //! DECIMAL(30,4))), since servers print them differently. Both sides run with `time_zone = '+00:00'`.
+//!
+//! The joins (a quarter as many queries as the single-table ones) are
+//! INNER, LEFT and RIGHT joins and comma joins of `t` with a second table
+//! `u` (some of whose rows point at no `t` row) on equality, non-equality
+//! and OR conditions, with WHERE, expressions over both sides, and grouping.
 //!
 //! Seeded: the seed is printed, and `STRATA_DIFF_SEED=<seed>` replays a
 //! run; `STRATA_DIFF_QUERIES=<n>` changes how many queries run.
@@ -68,6 +74,21 @@ const WORDS: &[&str] = &[
 
 const TABLE: &str = "CREATE TABLE t (id INT PRIMARY KEY, i INT, b BIGINT, d DECIMAL(10,3), \
      s VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, dt DATETIME, dd DATE)";
+
+const TABLE_U: &str = "CREATE TABLE u (id INT PRIMARY KEY, tid INT, k INT, \
+     w VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, KEY tid_idx (tid))";
+
+/// A row of `u`: `tid` names a row of `t` (ids 1..=60) or none.
+fn u_row(rng: &mut Rng, id: usize) -> String {
+    let null = |rng: &mut Rng, v: String| if rng.chance(10) { "NULL".into() } else { v };
+    let tid = rng.range(1, 75).to_string();
+    let tid = null(rng, tid);
+    let k = rng.range(-20, 20).to_string();
+    let k = null(rng, k);
+    let w = sql_str(rng.pick(WORDS));
+    let w = null(rng, w);
+    format!("({id}, {tid}, {k}, {w})")
+}
 
 fn sql_str(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -398,6 +419,65 @@ impl Gen<'_> {
     }
 }
 
+impl Gen<'_> {
+    /// A join of `t` and `u`, ordered by both ids (unique per result row).
+    fn join(&mut self) -> String {
+        let on = match self.rng.below(5) {
+            0 | 1 => "u.tid = t.id".to_string(),
+            2 => "u.tid = t.id AND u.k > t.i".to_string(),
+            3 => "u.k = t.i".to_string(),
+            _ => format!("(u.tid = t.id OR u.k < {})", self.rng.range(-20, 0)),
+        };
+        let from = match self.rng.below(4) {
+            0 => format!("t JOIN u ON {on}"),
+            1 => format!("t LEFT JOIN u ON {on}"),
+            2 => format!("t RIGHT JOIN u ON {on}"),
+            _ => format!("t, u WHERE {on}"),
+        };
+        let filter = match (self.rng.chance(50), from.contains(" WHERE ")) {
+            (false, _) => String::new(),
+            (true, true) => format!(" AND {}", self.join_cond()),
+            (true, false) => format!(" WHERE {}", self.join_cond()),
+        };
+        if self.rng.chance(25) {
+            let key = self.rng.pick(&["t.i % 3", "u.k % 4", "u.w", "t.s"]);
+            return format!(
+                "SELECT {key}, COUNT(*), COUNT(u.id), SUM(u.k), MAX(t.b) FROM {from}{filter} \
+                 GROUP BY {key} ORDER BY {key}"
+            );
+        }
+        let n = self.rng.range(1, 2);
+        let items: Vec<String> = (0..n).map(|_| self.join_item()).collect();
+        format!(
+            "SELECT t.id, u.id, {} FROM {from}{filter} ORDER BY t.id, u.id",
+            items.join(", ")
+        )
+    }
+
+    /// An expression over both tables.
+    fn join_item(&mut self) -> String {
+        match self.rng.below(5) {
+            0 => format!("(u.k + {})", self.int(1)),
+            1 => format!("CONCAT(IFNULL(u.w, '-'), {})", self.string(1)),
+            2 => format!("COALESCE(u.k, t.i, {})", self.rng.range(-5, 5)),
+            3 => "u.w".into(),
+            _ => self.any(2),
+        }
+    }
+
+    fn join_cond(&mut self) -> String {
+        match self.rng.below(4) {
+            0 => format!("u.k {} {}", self.rng.pick(&["<", ">=", "<>"]), self.int(1)),
+            1 => "u.id IS NULL".into(),
+            2 => format!(
+                "(u.w LIKE {} OR t.i > u.k)",
+                sql_str(self.rng.pick(&["%a%", "h%", "%"]))
+            ),
+            _ => self.cond(1),
+        }
+    }
+}
+
 /// A private MariaDB server, stopped (by its process id) on drop.
 struct MariaDb {
     child: Child,
@@ -591,13 +671,21 @@ async fn random_selects_agree_with_mariadb() {
             format!("INSERT INTO t VALUES {}", rows.join(", "))
         })
         .collect();
+    let mut inserts = inserts;
+    inserts.push(TABLE_U.to_string());
+    let u_rows: Vec<String> = (1..=40).map(|k| u_row(&mut rng, k)).collect();
+    inserts.push(format!("INSERT INTO u VALUES {}", u_rows.join(", ")));
     setup(&mut maria, &inserts).await;
     setup(&mut strata, &inserts).await;
 
     let mut agreed_rows = 0;
     let mut both_failed = 0;
-    for n in 0..queries {
-        let sql = Gen { rng: &mut rng }.query();
+    let joins = queries / 4;
+    for n in 0..queries + joins {
+        let sql = match n < queries {
+            true => Gen { rng: &mut rng }.query(),
+            false => Gen { rng: &mut rng }.join(),
+        };
         let (want, got) = (rows(&mut maria, &sql).await, rows(&mut strata, &sql).await);
         if got != want {
             let (text, id) = first_difference(&got, &want);
@@ -618,9 +706,12 @@ async fn random_selects_agree_with_mariadb() {
         }
     }
     server.terminate();
-    eprintln!("{queries} queries agree: {agreed_rows} rows, {both_failed} failed on both");
+    let total = queries + joins;
+    eprintln!(
+        "{total} queries ({joins} joins) agree: {agreed_rows} rows, {both_failed} failed on both"
+    );
     assert!(
-        both_failed * 10 < queries,
-        "most queries must run: {both_failed} of {queries} failed on both"
+        both_failed * 10 < total,
+        "most queries must run: {both_failed} of {total} failed on both"
     );
 }

@@ -29,6 +29,7 @@ mod func;
 mod information_schema;
 mod join;
 mod meta;
+mod multi;
 mod names;
 mod plan;
 mod planner;

@@ -28,6 +28,8 @@ use super::plan::{
 pub(crate) struct Scope<'a> {
     pub catalog: &'a Catalog,
     pub db: Option<&'a str>,
+    /// The common table expressions (WITH) in view.
+    pub ctes: Option<&'a super::query::Ctes<'a>>,
 }
 
 /// Numbers the `?` of one statement.
@@ -49,6 +51,12 @@ fn compile_statement(stmt: &Statement, scope: &Scope<'_>) -> Result<Plan, SqlErr
             None,
         )?))),
         Statement::Insert(i) => Ok(Plan::Insert(Box::new(insert(i, scope, &mut params)?))),
+        Statement::Update(u) if !u.table.joins.is_empty() && u.from.is_none() => Ok(Plan::Multi(
+            Box::new(super::multi::update(u, scope, &mut params)?),
+        )),
+        Statement::Delete(d) if !d.tables.is_empty() || d.using.is_some() => Ok(Plan::Multi(
+            Box::new(super::multi::delete(d, scope, &mut params)?),
+        )),
         Statement::Update(u) => Ok(Plan::Update(Box::new(update(u, scope, &mut params)?))),
         Statement::Delete(d) => Ok(Plan::Delete(Box::new(delete(d, scope, &mut params)?))),
         Statement::Set(s) => set(s, &mut params).map(Plan::Set),
@@ -166,6 +174,11 @@ impl ExprCompiler<'_> {
                 expr,
                 list,
                 negated,
+            } if matches!(expr.as_ref(), E::Tuple(_)) => self.row_in_list(expr, list, *negated)?,
+            E::InList {
+                expr,
+                list,
+                negated,
             } => {
                 let e = self.expr(expr)?;
                 let list = list
@@ -254,6 +267,13 @@ impl ExprCompiler<'_> {
                 expr,
                 subquery,
                 negated,
+            } if matches!(expr.as_ref(), E::Tuple(_)) => {
+                super::subquery::compile(self, subquery, Some(expr), SubqueryTest::RowIn(*negated))?
+            }
+            E::InSubquery {
+                expr,
+                subquery,
+                negated,
             } => {
                 let test = SubqueryTest::Quantified(CmpOp::Eq, false, *negated);
                 super::subquery::compile(self, subquery, Some(expr), test)?
@@ -269,7 +289,98 @@ impl ExprCompiler<'_> {
                 compare_op,
                 right,
             } => super::subquery::quantified(self, left, compare_op, right, true)?,
+            E::Tuple(list) => {
+                return Err(SqlError::new(
+                    1241,
+                    "21000",
+                    format!("Operand should contain 1 column(s) (not {})", list.len()),
+                ));
+            }
             other => return Err(SqlError::unsupported(other)),
+        })
+    }
+
+    /// `(a, b) op (c, d)`: `=` and `<=>` all pairs, `<>` any pair, and the
+    /// orderings lexicographically (`a < c OR (a = c AND b < d)`), which
+    /// is MySQL's three-valued result.
+    fn row_cmp(
+        &mut self,
+        left: &[ast::Expr],
+        op: &BinaryOperator,
+        right: &[ast::Expr],
+    ) -> Result<Expr, SqlError> {
+        if left.len() != right.len() {
+            return Err(SqlError::new(
+                1241,
+                "21000",
+                format!("Operand should contain {} column(s)", left.len()),
+            ));
+        }
+        let mut pairs = Vec::with_capacity(left.len());
+        for (l, r) in left.iter().zip(right) {
+            let (a, b) = (self.expr(l)?, self.expr(r)?);
+            let coll = collation_of(&[&a, &b]);
+            pairs.push((Box::new(a), Box::new(b), coll));
+        }
+        let cmp = |op, (a, b, c): &(Box<Expr>, Box<Expr>, Collation)| {
+            Expr::Cmp(op, a.clone(), b.clone(), *c)
+        };
+        let all = |op, join: fn(Box<Expr>, Box<Expr>) -> Expr| {
+            pairs
+                .iter()
+                .map(|p| cmp(op, p))
+                .reduce(|x, y| join(Box::new(x), Box::new(y)))
+        };
+        let (strict, last) = match op {
+            BinaryOperator::Eq => return Ok(all(CmpOp::Eq, Expr::And).unwrap_or(truth(true))),
+            BinaryOperator::Spaceship => {
+                return Ok(all(CmpOp::NullSafeEq, Expr::And).unwrap_or(truth(true)));
+            }
+            BinaryOperator::NotEq => return Ok(all(CmpOp::Ne, Expr::Or).unwrap_or(truth(false))),
+            BinaryOperator::Lt => (CmpOp::Lt, CmpOp::Lt),
+            BinaryOperator::LtEq => (CmpOp::Lt, CmpOp::Le),
+            BinaryOperator::Gt => (CmpOp::Gt, CmpOp::Gt),
+            BinaryOperator::GtEq => (CmpOp::Gt, CmpOp::Ge),
+            other => return Err(SqlError::unsupported(format!("{other} of rows"))),
+        };
+        let mut it = pairs.iter().rev();
+        let Some(tail) = it.next() else {
+            return Ok(truth(matches!(last, CmpOp::Le | CmpOp::Ge)));
+        };
+        let mut e = cmp(last, tail);
+        for p in it {
+            let tie = Expr::And(Box::new(cmp(CmpOp::Eq, p)), Box::new(e));
+            e = Expr::Or(Box::new(cmp(strict, p)), Box::new(tie));
+        }
+        Ok(e)
+    }
+
+    /// `(a, b) [NOT] IN ((1, 2), (3, 4))`: any row equal.
+    fn row_in_list(
+        &mut self,
+        left: &ast::Expr,
+        list: &[ast::Expr],
+        negated: bool,
+    ) -> Result<Expr, SqlError> {
+        let ast::Expr::Tuple(l) = left else {
+            return Err(SqlError::unsupported(left));
+        };
+        let mut any = None;
+        for item in list {
+            let r: &[ast::Expr] = match item {
+                ast::Expr::Tuple(r) => r,
+                other => std::slice::from_ref(other),
+            };
+            let eq = self.row_cmp(l, &BinaryOperator::Eq, r)?;
+            any = Some(match any {
+                None => eq,
+                Some(prev) => Expr::Or(Box::new(prev), Box::new(eq)),
+            });
+        }
+        let any = any.unwrap_or(truth(false));
+        Ok(match negated {
+            true => Expr::Not(Box::new(any)),
+            false => any,
         })
     }
 
@@ -351,6 +462,9 @@ impl ExprCompiler<'_> {
         op: &BinaryOperator,
         right: &ast::Expr,
     ) -> Result<Expr, SqlError> {
+        if let (ast::Expr::Tuple(l), ast::Expr::Tuple(r)) = (left, right) {
+            return self.row_cmp(l, op, r);
+        }
         match op {
             BinaryOperator::Plus | BinaryOperator::Minus => {
                 let sub = *op == BinaryOperator::Minus;
@@ -538,6 +652,10 @@ fn hex(h: &str) -> Result<Vec<u8>, SqlError> {
         .map_err(|_| SqlError::syntax(h, 1))
 }
 
+fn truth(b: bool) -> Expr {
+    Expr::Lit(Value::Int(i64::from(b)))
+}
+
 /// The static kind of an expression's values.
 pub(crate) fn kind_of(e: &Expr, table: Option<&TableDef>, aggs: &[AggSpec]) -> Kind {
     let k = |x: &Expr| kind_of(x, table, aggs);
@@ -670,16 +788,14 @@ fn insert(i: &ast::Insert, scope: &Scope<'_>, params: &mut Params) -> Result<Ins
         let Some(source) = &i.source else {
             return Err(SqlError::unsupported("INSERT without values"));
         };
-        if i.ignore || i.replace_into || i.on.is_some() {
-            return Err(SqlError::unsupported(
-                "INSERT … SELECT with IGNORE, REPLACE or ON DUPLICATE KEY UPDATE",
-            ));
-        }
         let columns = match i.columns.is_empty() {
             true => (0..def.columns.len()).collect(),
             false => named()?,
         };
-        return insert_select(table, columns, source, scope, cx.params);
+        let mut plan = insert_select(table, columns, source, scope, cx.params)?;
+        // After the query: `?` are numbered in the text's order.
+        plan.conflict = super::upsert::compile(i, &def, cx.params)?;
+        return Ok(plan);
     };
     // `VALUES ()`: every column at its default.
     let all_default = values.rows.iter().all(|r| r.content.is_empty());

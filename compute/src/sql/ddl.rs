@@ -339,6 +339,7 @@ pub(super) fn default_value(e: &ast::Expr) -> Result<Value, SqlError> {
         sys_vars: &sys_vars,
         user_vars: &vars,
         stmt: &super::expr::StmtEnv::starting(0, 0),
+        catalog: None,
     };
     expr.eval(&Ctx {
         env: &env,

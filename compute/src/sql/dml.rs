@@ -40,6 +40,16 @@ pub(crate) async fn insert(
     txn: &mut Txn,
     env: &Env<'_>,
 ) -> Result<(Output, Option<u64>), SqlError> {
+    insert_rows(plan, txn, env, false).await
+}
+
+/// [`insert`]; `records`: the info string is always given (INSERT … SELECT).
+async fn insert_rows(
+    plan: &InsertPlan,
+    txn: &mut Txn,
+    env: &Env<'_>,
+    records: bool,
+) -> Result<(Output, Option<u64>), SqlError> {
     let t = &plan.table.def;
     let mut first = None;
     let mut affected = 0u64;
@@ -90,7 +100,7 @@ pub(crate) async fn insert(
     }
     let n = plan.rows.len() as u64;
     let warnings = env.stmt.warning_count();
-    let info = match n > 1 || ignore {
+    let info = match n > 1 || ignore || records {
         true => format!("Records: {n}  Duplicates: {duplicates}  Warnings: {warnings}"),
         false => String::new(),
     };
@@ -314,7 +324,6 @@ pub(crate) async fn insert_select(
         return Err(SqlError::unsupported("INSERT … SELECT without a query"));
     };
     let rows = super::select::rows_of(select, slot, env, &[]).await?;
-    let n = rows.len();
     let literal = InsertPlan {
         table: plan.table.clone(),
         columns: plan.columns.clone(),
@@ -323,27 +332,12 @@ pub(crate) async fn insert_select(
             .map(|r| r.into_iter().map(|v| Some(Expr::Lit(v))).collect())
             .collect(),
         select: None,
-        conflict: super::upsert::Conflict::Error,
+        conflict: plan.conflict.clone(),
     };
     let Some(txn) = slot.as_mut() else {
         return Err(SqlError::unsupported("INSERT outside a transaction"));
     };
-    let (out, first) = insert(&literal, txn, env).await?;
-    let out = match out {
-        Output::Ok {
-            affected_rows,
-            last_insert_id,
-            warnings,
-            ..
-        } => Output::Ok {
-            affected_rows,
-            last_insert_id,
-            warnings,
-            info: format!("Records: {n}  Duplicates: 0  Warnings: 0"),
-        },
-        other => other,
-    };
-    Ok((out, first))
+    insert_rows(&literal, txn, env, true).await
 }
 
 /// Every column's value: given, else the default, else NULL (1364 for a
@@ -441,12 +435,7 @@ pub(crate) async fn update(
                 row: &new,
                 aggs: &[],
             })?;
-            let col = &t.columns[*c];
-            let v = env.store(col, v, i + 1)?;
-            new[*c] = col.ty.coerce(v).map_err(|error| EngineError::Value {
-                column: col.name.clone(),
-                error,
-            })?;
+            new[*c] = stored(t, *c, v, i + 1, env)?;
         }
         if new == old.values {
             continue;
@@ -457,6 +446,26 @@ pub(crate) async fn update(
     let w = env.stmt.warning_count();
     let info = format!("Rows matched: {matched}  Changed: {changed}  Warnings: {w}");
     Ok(ok(changed, 0, info))
+}
+
+/// `v` as column `c` of `t` stores it (adjusted outside strict mode; `at`:
+/// the row's number, for warnings).
+pub(crate) fn stored(
+    t: &TableDef,
+    c: usize,
+    v: Value,
+    at: usize,
+    env: &Env<'_>,
+) -> Result<Value, SqlError> {
+    let col = &t.columns[c];
+    let v = env.store(col, v, at)?;
+    col.ty.coerce(v).map_err(|error| {
+        EngineError::Value {
+            column: col.name.clone(),
+            error,
+        }
+        .into()
+    })
 }
 
 pub(crate) async fn delete(

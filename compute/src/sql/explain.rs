@@ -143,7 +143,16 @@ impl Explainer {
             return;
         }
         let mut later = Vec::new();
-        for (i, step) in from.steps.iter().enumerate() {
+        // A nest shows as its members, in the order they run.
+        let flat: Vec<&Step> = from
+            .steps
+            .iter()
+            .flat_map(|s| match &s.method {
+                Method::Nest(inner) => inner.iter().collect(),
+                _ => vec![s],
+            })
+            .collect();
+        for (i, step) in flat.into_iter().enumerate() {
             let mut line = step_line(from, step);
             if i == 0 {
                 line.extra.extend(sort_extra(plan));

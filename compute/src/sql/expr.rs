@@ -105,6 +105,9 @@ pub(crate) struct Env<'a> {
     pub sys_vars: &'a BTreeMap<String, Value>,
     pub user_vars: &'a HashMap<String, Value>,
     pub stmt: &'a StmtEnv,
+    /// The catalog, for statements that read information_schema inside a
+    /// join, subquery or derived table (`None` for all others).
+    pub catalog: Option<&'a crate::catalog::Catalog>,
 }
 
 /// A condition a statement reports (SHOW WARNINGS).

@@ -2,9 +2,12 @@
 //! query's [`Names`] in FROM order, and its joins: INNER / CROSS / comma
 //! joins, LEFT and RIGHT [OUTER] JOIN with ON, USING or NATURAL.
 //!
-//! A RIGHT JOIN runs as a LEFT JOIN with its sides swapped, so it must be
-//! the first join of its chain (`a RIGHT JOIN b …`); anything else with a
-//! RIGHT JOIN, and parenthesized joins, are refused (1235). The execution
+//! A RIGHT JOIN runs as a LEFT JOIN with its sides swapped. Parenthesized
+//! joins joined by an inner join (or first) are flattened into their
+//! chain. Several tables as an outer join's inner side — `a LEFT JOIN (b
+//! JOIN c …) …`, or the left side of `a JOIN b … RIGHT JOIN c …` — become a
+//! nest ([`CompiledJoins::nests`]); a nest inside a nest is refused (1235).
+//! The execution
 //! order of a query with outer joins is fixed here; inner joins are
 //! ordered by the planner.
 
@@ -30,6 +33,12 @@ enum Cond<'q> {
 pub(crate) struct Joins<'q> {
     kinds: Vec<JoinKind>,
     conds: Vec<Cond<'q>>,
+    /// The ON conditions of inner joins with a parenthesized group.
+    more: Vec<(Cond<'q>, Option<usize>)>,
+    /// Per source, the nest it belongs to (see [`CompiledJoins::nests`]).
+    scope: Vec<Option<usize>>,
+    /// Nested inner sides of outer joins: members (in run order) and ON.
+    nests: Vec<(Vec<usize>, Cond<'q>)>,
     /// The order the sources must run in (outer joins); `None`: any.
     fixed: Option<Vec<usize>>,
     pub(crate) kinds_sources: Vec<SourceKind>,
@@ -41,6 +50,14 @@ pub(crate) struct CompiledJoins {
     /// Per source, the ON condition (a LEFT JOIN's: its match condition;
     /// an inner join's: part of WHERE).
     pub on: Vec<Option<Expr>>,
+    /// Inner join conditions not tied to one source (as WHERE's).
+    pub more: Vec<(Expr, Option<usize>)>,
+    /// Per source, the nest it belongs to.
+    pub scope: Vec<Option<usize>>,
+    /// The inner sides of outer joins that are several tables
+    /// (`a LEFT JOIN (b JOIN c ON …) ON …`, `a JOIN b … RIGHT JOIN c ON …`):
+    /// their members, in the order they run, and the outer join's ON.
+    pub nests: Vec<(Vec<usize>, Option<Expr>)>,
     pub fixed: Option<Vec<usize>>,
     pub sources: Vec<SourceKind>,
 }
@@ -48,13 +65,27 @@ pub(crate) struct CompiledJoins {
 impl CompiledJoins {
     /// A single source, no join.
     pub(crate) fn is_plain(&self) -> bool {
-        self.on.len() <= 1 && self.on.iter().all(Option::is_none)
+        self.more.is_empty() && self.on.len() <= 1 && self.on.iter().all(Option::is_none)
     }
 }
 
 impl<'q> Joins<'q> {
     pub(crate) fn compile(self, cx: &mut ExprCompiler<'_>) -> Result<CompiledJoins, SqlError> {
         let mut on = Vec::with_capacity(self.conds.len());
+        let mut more = Vec::new();
+        for (c, scope) in self.more {
+            if let Cond::On(e) = c {
+                more.push((cx.expr(e)?, scope));
+            }
+        }
+        let mut nests = Vec::with_capacity(self.nests.len());
+        for (members, c) in self.nests {
+            let on = match c {
+                Cond::On(e) => Some(cx.expr(e)?),
+                _ => None,
+            };
+            nests.push((members, on));
+        }
         for c in self.conds {
             on.push(match c {
                 Cond::None => None,
@@ -78,6 +109,9 @@ impl<'q> Joins<'q> {
         Ok(CompiledJoins {
             kinds: self.kinds,
             on,
+            more,
+            scope: self.scope,
+            nests,
             fixed: self.fixed,
             sources: self.kinds_sources,
         })
@@ -94,31 +128,64 @@ pub(crate) fn sources<'q>(
     let mut j = Joins {
         kinds: Vec::new(),
         conds: Vec::new(),
+        more: Vec::new(),
+        scope: Vec::new(),
+        nests: Vec::new(),
         fixed: None,
         kinds_sources: Vec::new(),
     };
     let mut order = Vec::new();
     let mut outer = false;
+    let mut cx = Chain {
+        names,
+        scope,
+        params,
+        order: &mut order,
+        outer: &mut outer,
+        nest: None,
+    };
     for twj in from {
-        let first = factor(&twj.relation, names, scope, params, &mut j)?;
-        j.kinds.push(JoinKind::Inner);
-        j.conds.push(Cond::None);
-        let chain_start = order.len();
-        order.push(first);
-        for (n, join) in twj.joins.iter().enumerate() {
-            let right = factor(&join.relation, names, scope, params, &mut j)?;
+        cx.chain(twj, &mut j)?;
+    }
+    if outer {
+        j.fixed = Some(order);
+    }
+    Ok(j)
+}
+
+/// What a FROM clause's chains are added with.
+struct Chain<'n, 'a, 's> {
+    names: &'n mut Names<'a>,
+    scope: &'s Scope<'s>,
+    params: &'n mut Params,
+    /// The sources in the order they must run (if an outer join fixes it).
+    order: &'n mut Vec<usize>,
+    outer: &'n mut bool,
+    /// The nest the sources being added belong to.
+    nest: Option<usize>,
+}
+
+impl Chain<'_, '_, '_> {
+    /// One chain `t1 JOIN t2 … JOIN tn`; a parenthesized group joined by
+    /// an inner join (or first) is flattened into it: inner joins are
+    /// associative, and its own outer joins keep their single-table inner
+    /// sides.
+    fn chain<'q>(
+        &mut self,
+        twj: &'q ast::TableWithJoins,
+        j: &mut Joins<'q>,
+    ) -> Result<(), SqlError> {
+        let chain_start = self.order.len();
+        let more_start = j.more.len();
+        let first = self.group(&twj.relation, j)?;
+        for join in &twj.joins {
             let (kind, constraint, swap) = match &join.join_operator {
-                JoinOperator::Join(c) | JoinOperator::Inner(c) | JoinOperator::CrossJoin(c) => {
-                    (JoinKind::Inner, c, false)
-                }
-                JoinOperator::StraightJoin(c) => (JoinKind::Inner, c, false),
+                JoinOperator::Join(c)
+                | JoinOperator::Inner(c)
+                | JoinOperator::CrossJoin(c)
+                | JoinOperator::StraightJoin(c) => (JoinKind::Inner, c, false),
                 JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, c, false),
-                JoinOperator::Right(c) | JoinOperator::RightOuter(c) if n == 0 => {
-                    (JoinKind::Left, c, true)
-                }
-                JoinOperator::Right(_) | JoinOperator::RightOuter(_) => {
-                    return Err(SqlError::unsupported("RIGHT JOIN after another join"));
-                }
+                JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinKind::Left, c, true),
                 other => {
                     return Err(SqlError::unsupported(
                         format!("{other:?}")
@@ -129,26 +196,144 @@ pub(crate) fn sources<'q>(
                     ));
                 }
             };
-            let cond = condition(constraint, names, right, swap)?;
-            outer |= kind == JoinKind::Left;
+            if let TableFactor::NestedJoin { .. } = &join.relation {
+                let cond = match constraint {
+                    JoinConstraint::None => Cond::None,
+                    JoinConstraint::On(e) => Cond::On(e),
+                    _ => {
+                        return Err(SqlError::unsupported(
+                            "USING or NATURAL with a parenthesized join",
+                        ));
+                    }
+                };
+                match (kind, swap) {
+                    (JoinKind::Inner, _) => {
+                        self.group(&join.relation, j)?;
+                        j.more.push((cond, self.nest));
+                    }
+                    (_, true) => {
+                        return Err(SqlError::unsupported(
+                            "RIGHT JOIN with a parenthesized join on its right",
+                        ));
+                    }
+                    (_, false) => self.left_nest(&join.relation, cond, j)?,
+                }
+                continue;
+            }
+            let right = factor(&join.relation, self.names, self.scope, self.params, j)?;
+            let left_one = self.order.len() - chain_start == 1;
+            if swap && !left_one {
+                // `a JOIN b … RIGHT JOIN c ON q`: c, then (a JOIN b …)
+                // LEFT JOINed on q as one nest.
+                let JoinConstraint::On(q) = constraint else {
+                    return Err(SqlError::unsupported(
+                        "USING or NATURAL on a RIGHT JOIN whose left side joins several tables",
+                    ));
+                };
+                let members = self.order[chain_start..].to_vec();
+                let n = self.new_nest(&members, j)?;
+                for m in &mut j.more[more_start..] {
+                    m.1 = Some(n);
+                }
+                j.nests.push((members, Cond::On(q)));
+                j.kinds.push(JoinKind::Inner);
+                j.conds.push(Cond::None);
+                j.scope.push(self.nest);
+                self.order.insert(chain_start, right);
+                *self.outer = true;
+                continue;
+            }
+            let first = match (swap, first) {
+                (true, Some(f)) => f,
+                (true, None) => {
+                    return Err(SqlError::unsupported(
+                        "RIGHT JOIN whose left side is a parenthesized join",
+                    ));
+                }
+                (false, _) => 0,
+            };
+            let cond = condition(constraint, self.names, right, swap)?;
+            *self.outer |= kind == JoinKind::Left;
             if swap {
                 // `a RIGHT JOIN b ON c`: b, then a LEFT JOINed on c.
                 j.kinds.push(JoinKind::Inner);
                 j.conds.push(Cond::None);
+                j.scope.push(self.nest);
                 j.kinds[first] = JoinKind::Left;
                 j.conds[first] = cond;
-                order.insert(chain_start, right);
+                self.order.insert(chain_start, right);
             } else {
                 j.kinds.push(kind);
                 j.conds.push(cond);
-                order.push(right);
+                j.scope.push(self.nest);
+                self.order.push(right);
             }
         }
+        Ok(())
     }
-    if outer {
-        j.fixed = Some(order);
+
+    /// `… LEFT JOIN (group) ON cond`: the group's sources as one nest.
+    fn left_nest<'q>(
+        &mut self,
+        f: &'q TableFactor,
+        cond: Cond<'q>,
+        j: &mut Joins<'q>,
+    ) -> Result<(), SqlError> {
+        if self.nest.is_some() {
+            return Err(SqlError::unsupported(
+                "outer joins nested inside a nested join",
+            ));
+        }
+        let n = j.nests.len();
+        let before = self.order.len();
+        self.nest = Some(n);
+        let added = self.group(f, j);
+        self.nest = None;
+        added?;
+        j.nests.push((self.order[before..].to_vec(), cond));
+        *self.outer = true;
+        Ok(())
     }
-    Ok(j)
+
+    /// Makes `members` (already added, outside any nest) a new nest.
+    fn new_nest(&mut self, members: &[usize], j: &mut Joins<'_>) -> Result<usize, SqlError> {
+        if self.nest.is_some() || members.iter().any(|&m| j.scope[m].is_some()) {
+            return Err(SqlError::unsupported(
+                "outer joins nested inside a nested join",
+            ));
+        }
+        let n = j.nests.len();
+        for &m in members {
+            j.scope[m] = Some(n);
+        }
+        Ok(n)
+    }
+
+    /// A table, a derived table, or a parenthesized join (flattened): the
+    /// source number of a single source.
+    fn group<'q>(
+        &mut self,
+        f: &'q TableFactor,
+        j: &mut Joins<'q>,
+    ) -> Result<Option<usize>, SqlError> {
+        if let TableFactor::NestedJoin {
+            table_with_joins,
+            alias,
+        } = f
+        {
+            if alias.is_some() {
+                return Err(SqlError::unsupported("an alias for a parenthesized join"));
+            }
+            self.chain(table_with_joins, j)?;
+            return Ok(None);
+        }
+        let s = factor(f, self.names, self.scope, self.params, j)?;
+        j.kinds.push(JoinKind::Inner);
+        j.conds.push(Cond::None);
+        j.scope.push(self.nest);
+        self.order.push(s);
+        Ok(Some(s))
+    }
 }
 
 /// One table or derived table; its source number.
@@ -160,6 +345,33 @@ fn factor(
     j: &mut Joins<'_>,
 ) -> Result<usize, SqlError> {
     match f {
+        TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } if cte(name, scope).is_some() => {
+            let (def, first_param, seen) = cte(name, scope).expect("checked by the guard");
+            let inner = Scope {
+                catalog: scope.catalog,
+                db: scope.db,
+                ctes: Some(&seen),
+            };
+            // Compiled again for this reference, its `?` numbered as the
+            // first time.
+            let mut own = Params(first_param);
+            let plan = super::query::query(&def.query, &inner, &mut own, None)?;
+            let named = alias.as_ref().unwrap_or(&def.alias);
+            let mut columns = derived_columns(&plan, &def.alias);
+            if alias.is_some() {
+                for (c, a) in columns.iter_mut().zip(&named.columns) {
+                    c.name = a.name.value.clone();
+                }
+            }
+            check_duplicates(&columns)?;
+            j.kinds_sources.push(SourceKind::Query(Box::new(plan)));
+            names.add(named.name.value.clone(), None, None, columns)
+        }
         TableFactor::Table {
             name,
             alias,
@@ -194,21 +406,40 @@ fn factor(
                 ));
             };
             let plan = super::query::query(subquery, scope, params, None)?;
-            let mut columns: Vec<_> = plan
-                .items
-                .iter()
-                .map(|i| super::query::column_def(i.column.name.clone(), i.kind))
-                .collect();
-            for (c, a) in columns.iter_mut().zip(&alias.columns) {
-                c.name = a.name.value.clone();
-            }
+            let columns = derived_columns(&plan, alias);
             check_duplicates(&columns)?;
             j.kinds_sources.push(SourceKind::Query(Box::new(plan)));
             names.add(alias.name.value.clone(), None, None, columns)
         }
-        TableFactor::NestedJoin { .. } => Err(SqlError::unsupported("parenthesized joins")),
         other => Err(SqlError::unsupported(other)),
     }
+}
+
+/// The CTE a one-part table name means, if any.
+fn cte<'a>(
+    name: &ast::ObjectName,
+    scope: &Scope<'a>,
+) -> Option<(&'a ast::Cte, usize, super::query::Ctes<'a>)> {
+    let [part] = name.0.as_slice() else {
+        return None;
+    };
+    scope.ctes?.find(&part.as_ident()?.value)
+}
+
+/// A derived table's columns: the query's, renamed by the alias's list.
+fn derived_columns(
+    plan: &super::plan::SelectPlan,
+    alias: &ast::TableAlias,
+) -> Vec<crate::catalog::ColumnDef> {
+    let mut columns: Vec<_> = plan
+        .items
+        .iter()
+        .map(|i| super::query::column_def(i.column.name.clone(), i.kind))
+        .collect();
+    for (c, a) in columns.iter_mut().zip(&alias.columns) {
+        c.name = a.name.value.clone();
+    }
+    columns
 }
 
 fn check_duplicates(columns: &[crate::catalog::ColumnDef]) -> Result<(), SqlError> {

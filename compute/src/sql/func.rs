@@ -482,6 +482,7 @@ mod tests {
                 sys_vars: &sys,
                 user_vars: &user,
                 stmt: &stmt,
+                catalog: None,
             };
             let cx = Ctx { env: &env, row: &[], aggs: &[] };
             let exprs: Vec<Expr> = args.iter().cloned().map(Expr::Lit).collect();

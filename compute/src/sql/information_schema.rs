@@ -1,6 +1,7 @@
 //! information_schema as virtual tables: SCHEMATA, TABLES, COLUMNS,
-//! STATISTICS, KEY_COLUMN_USAGE and TABLE_CONSTRAINTS, with MySQL 8's
-//! columns, each row made from the catalog when a query reads the table.
+//! STATISTICS, KEY_COLUMN_USAGE, TABLE_CONSTRAINTS and (always empty: no
+//! foreign keys) REFERENTIAL_CONSTRAINTS, with MySQL 8's columns, each row
+//! made from the catalog when a query reads the table.
 //!
 //! A virtual table is a [`TableDef`] in the reserved database id
 //! [`DB_ID`], with no spaces; [`table_ref`] resolves a name to it, so the
@@ -136,6 +137,22 @@ const TABLE_CONSTRAINTS: &[(&str, K)] = &[
     ("ENFORCED", K::S),
 ];
 
+/// Empty: Strata has no FOREIGN KEY constraints (ORMs join it to
+/// KEY_COLUMN_USAGE to reflect them).
+const REFERENTIAL_CONSTRAINTS: &[(&str, K)] = &[
+    ("CONSTRAINT_CATALOG", K::S),
+    ("CONSTRAINT_SCHEMA", K::S),
+    ("CONSTRAINT_NAME", K::S),
+    ("UNIQUE_CONSTRAINT_CATALOG", K::S),
+    ("UNIQUE_CONSTRAINT_SCHEMA", K::S),
+    ("UNIQUE_CONSTRAINT_NAME", K::S),
+    ("MATCH_OPTION", K::S),
+    ("UPDATE_RULE", K::S),
+    ("DELETE_RULE", K::S),
+    ("TABLE_NAME", K::S),
+    ("REFERENCED_TABLE_NAME", K::S),
+];
+
 /// Every virtual table: its name and columns. Its id is its position + 1.
 const ALL: &[(&str, &[(&str, K)])] = &[
     ("SCHEMATA", SCHEMATA),
@@ -144,6 +161,7 @@ const ALL: &[(&str, &[(&str, K)])] = &[
     ("STATISTICS", STATISTICS),
     ("KEY_COLUMN_USAGE", KEY_COLUMN_USAGE),
     ("TABLE_CONSTRAINTS", TABLE_CONSTRAINTS),
+    ("REFERENTIAL_CONSTRAINTS", REFERENTIAL_CONSTRAINTS),
 ];
 
 pub(crate) fn table_names() -> impl Iterator<Item = &'static str> {

@@ -136,9 +136,19 @@ async fn join_step(
     env: &Env<'_>,
 ) -> Result<Rows, SqlError> {
     let src = &from.sources[step.source];
+    // A multi-table UPDATE/DELETE target: its row key rides along.
+    let key_slot = from
+        .extras
+        .iter()
+        .position(|x| matches!(x, Extra::Key(s) if *s == step.source))
+        .map(|k| from.width + k);
+    let src = &Placed { src, key_slot };
     let mut out = Vec::new();
     let enough = |out: &Rows| read.limit.is_some_and(|n| out.len() >= n);
     match &step.method {
+        Method::Nest(inner) => {
+            return nest(from, step, inner, partial, read, txn, env).await;
+        }
         Method::Lookup => {
             for p in partial {
                 if enough(&out) {
@@ -190,20 +200,85 @@ async fn join_step(
     Ok(out)
 }
 
+/// A nest's step: its members' steps over the partial rows (each tagged
+/// with its number), then per partial row the rows that pass the ON, or
+/// the partial row itself (NULL in the nest's slots) when none does.
+async fn nest(
+    from: &FromPlan,
+    step: &Step,
+    inner: &[Step],
+    partial: Rows,
+    read: &Read,
+    txn: &mut Option<Txn>,
+    env: &Env<'_>,
+) -> Result<Rows, SqlError> {
+    let mut tagged: Rows = partial
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut r = p.clone();
+            r.push(Value::UInt(i as u64));
+            r
+        })
+        .collect();
+    let inner_read = Read {
+        lock: read.lock,
+        reverse: false,
+        limit: None,
+        single: false,
+    };
+    for s in inner {
+        if tagged.is_empty() {
+            break;
+        }
+        tagged = Box::pin(join_step(from, s, tagged, &inner_read, txn, env)).await?;
+    }
+    let mut matched = vec![false; partial.len()];
+    let mut out = Vec::new();
+    for mut r in tagged {
+        let Some(Value::UInt(i)) = r.pop() else {
+            continue;
+        };
+        if passes(step.on.as_ref(), &r, env)? {
+            matched[i as usize] = true;
+            if passes(step.after.as_ref(), &r, env)? {
+                out.push(r);
+            }
+        }
+    }
+    for (p, m) in partial.into_iter().zip(matched) {
+        if !m && passes(step.after.as_ref(), &p, env)? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// A source as a step reads it.
+struct Placed<'a> {
+    src: &'a Source,
+    /// Where the row key goes (each row read then carries it last).
+    key_slot: Option<usize>,
+}
+
 /// Joins one partial row with its candidates.
 fn emit<'r>(
-    src: &Source,
+    placed: &Placed<'_>,
     step: &Step,
     p: Vec<Value>,
     candidates: impl Iterator<Item = &'r Vec<Value>>,
     out: &mut Rows,
     env: &Env<'_>,
 ) -> Result<(), SqlError> {
+    let src = placed.src;
     let range = src.offset..src.offset + src.columns;
     let mut matched = false;
     for c in candidates {
         let mut r = p.clone();
-        r[range.clone()].clone_from_slice(c);
+        r[range.clone()].clone_from_slice(&c[..src.columns]);
+        if let (Some(k), Some(key)) = (placed.key_slot, c.get(src.columns)) {
+            r[k] = key.clone();
+        }
         if passes(step.on.as_ref(), &r, env)? {
             matched = true;
             if passes(step.after.as_ref(), &r, env)? {
@@ -219,13 +294,14 @@ fn emit<'r>(
 
 /// The source's rows (its own columns) that pass the pushed conjuncts.
 async fn read_source(
-    src: &Source,
+    placed: &Placed<'_>,
     step: &Step,
     base: &[Value],
     read: &Read,
     txn: &mut Option<Txn>,
     env: &Env<'_>,
 ) -> Result<Rows, SqlError> {
+    let src = placed.src;
     let range = src.offset..src.offset + src.columns;
     let mut scratch = base.to_vec();
     let mut rows = Vec::new();
@@ -236,13 +312,20 @@ async fn read_source(
     let stop = read.limit.filter(|_| alone && read.single);
     let mut keep = |values: Vec<Value>| -> Result<bool, SqlError> {
         seen += 1;
-        scratch[range.clone()].clone_from_slice(&values);
+        scratch[range.clone()].clone_from_slice(&values[..src.columns]);
         if passes(step.pushed.as_ref(), &scratch, env)? {
             rows.push(values);
         }
         Ok(stop.is_none_or(|n| rows.len() < n))
     };
     match &src.kind {
+        SourceKind::Table(t) if super::information_schema::is_virtual(&t.def) => {
+            for r in super::information_schema::rows(&t.def, catalog(env)?) {
+                if !keep(r)? {
+                    break;
+                }
+            }
+        }
         SourceKind::Table(t) => {
             let Some(txn) = txn.as_mut() else {
                 return Err(SqlError::unsupported("a table read outside a transaction"));
@@ -252,7 +335,15 @@ async fn read_source(
                 keys,
                 Keys::Range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
             );
-            let mut found = |r: crate::txn::FoundRow| keep(r.values);
+            let with_key = placed.key_slot.is_some();
+            let mut found = |r: crate::txn::FoundRow| match with_key {
+                true => {
+                    let mut values = r.values;
+                    values.push(Value::Bytes(r.key));
+                    keep(values)
+                }
+                false => keep(r.values),
+            };
             read_rows(
                 txn,
                 &t.def,
@@ -290,6 +381,12 @@ async fn read_source(
         }
     }
     Ok(rows)
+}
+
+/// The catalog an information_schema table is made from.
+pub(crate) fn catalog<'e>(env: &Env<'e>) -> Result<&'e crate::catalog::Catalog, SqlError> {
+    env.catalog
+        .ok_or_else(|| SqlError::unsupported("information_schema in this statement"))
 }
 
 /// The rows of a UNION: each part's, duplicates dropped up to the last

@@ -20,6 +20,8 @@ pub(crate) enum Plan {
     Insert(Box<InsertPlan>),
     Update(Box<UpdatePlan>),
     Delete(Box<DeletePlan>),
+    /// Multi-table UPDATE or DELETE.
+    Multi(Box<super::multi::MultiPlan>),
     Set(Vec<SetItem>),
     /// Run from the AST itself (DDL, SHOW, USE, transactions); no `?`.
     Other(Box<Statement>),
@@ -172,6 +174,7 @@ impl Plan {
             }
             Plan::Update(u) => vec![&u.table],
             Plan::Delete(d) => vec![&d.table],
+            Plan::Multi(m) => m.query.tables(),
             Plan::Set(_) | Plan::Other(_) => Vec::new(),
         }
     }
@@ -261,6 +264,9 @@ pub(crate) enum Extra {
     Outer(Expr),
     /// The result of subquery `i` of [`FromPlan::subqueries`].
     Subquery(usize),
+    /// The row key of source `i` (a base table), for a multi-table UPDATE
+    /// or DELETE; NULL when an outer join found no row.
+    Key(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,6 +277,8 @@ pub(crate) enum SubqueryTest {
     Exists(bool),
     /// `lhs [NOT] IN (SELECT …)`, `lhs op ANY/ALL (SELECT …)`.
     Quantified(CmpOp, bool /* all */, bool /* negated */),
+    /// `(a, b) [NOT] IN (SELECT x, y …)`: the left row is `Subquery::row`.
+    RowIn(bool /* negated */),
 }
 
 pub(crate) struct Subquery {
@@ -278,6 +286,8 @@ pub(crate) struct Subquery {
     /// The left-hand side of IN / ANY / ALL, over the enclosing row.
     pub lhs: Option<Expr>,
     pub collation: Collation,
+    /// `RowIn`: the left row's values, each with its comparison collation.
+    pub row: Vec<(Expr, Collation)>,
     pub plan: Box<SelectPlan>,
     /// Whether it reads the enclosing row (run again for each row).
     pub correlated: bool,
@@ -310,8 +320,13 @@ pub(crate) enum Method {
     /// The access path read again for every partial row: its key
     /// expressions read the bound sources (index nested-loop join).
     Lookup,
+    /// A nest: these steps (its member sources') run over the partial
+    /// rows, then this step's ON picks the matches of each partial row (a
+    /// row of NULLs when none: the nest is an outer join's inner side).
+    Nest(Vec<Step>),
 }
 
+#[derive(Clone, Debug)]
 pub(crate) struct Step {
     pub source: usize,
     pub kind: JoinKind,

@@ -53,10 +53,15 @@ struct Conjunct {
     reads: u64,
     /// Reads a subquery's result.
     late: bool,
-    /// A LEFT JOIN's ON conjunct: its source.
+    /// A LEFT JOIN's ON conjunct: its source (or `NEST + n`: nest n's ON).
     on_of: Option<usize>,
+    /// The nest whose inner steps check it (`None`: the query's own).
+    scope: Option<usize>,
     done: bool,
 }
+
+/// `on_of` of a nest's ON conjuncts: above any source number.
+const NEST: usize = 1 << 20;
 
 fn and_all(list: Vec<Expr>) -> Option<Expr> {
     list.into_iter()
@@ -97,7 +102,7 @@ pub(crate) fn plan(
         ));
     }
     let mut list: Vec<Conjunct> = Vec::new();
-    let add = |e: &Expr, on_of: Option<usize>, list: &mut Vec<Conjunct>| {
+    let add = |e: &Expr, on_of: Option<usize>, scope: Option<usize>, list: &mut Vec<Conjunct>| {
         let mut parts = Vec::new();
         conjuncts(e, &mut parts);
         for p in parts {
@@ -107,17 +112,26 @@ pub(crate) fn plan(
                 reads: bits,
                 late,
                 on_of,
+                scope,
                 done: false,
             });
         }
     };
     if let Some(f) = plan.filter.take() {
-        add(&f, None, &mut list);
+        add(&f, None, None, &mut list);
+    }
+    for (e, scope) in &joins.more {
+        add(e, None, *scope, &mut list);
+    }
+    for (n, (_, on)) in joins.nests.iter().enumerate() {
+        if let Some(on) = on {
+            add(on, Some(NEST + n), None, &mut list);
+        }
     }
     for (s, on) in joins.on.iter().enumerate() {
         if let Some(on) = on {
             let of = (joins.kinds[s] == JoinKind::Left).then_some(s);
-            add(on, of, &mut list);
+            add(on, of, joins.scope[s], &mut list);
         }
     }
     let sources: Vec<Source> = joins
@@ -144,19 +158,39 @@ pub(crate) fn plan(
             None => greedy(&order_left, bound, &sources, &list, &names),
         };
         let s = order_left.remove(pick);
-        let step = step(
-            s,
-            joins.kinds[s],
+        if let Some(nn) = joins.scope[s] {
+            // A nest: its members' steps run inside one outer-join step.
+            let members = &joins.nests[nn].0;
+            order_left.retain(|x| !members.contains(x));
+            let mut inner = Vec::with_capacity(members.len());
+            let mut inner_bound = bound;
+            for (k, &m) in members.iter().enumerate() {
+                let kind = joins.kinds[m];
+                let at = Place {
+                    bound: inner_bound,
+                    first: k == 0,
+                    scope: Some(nn),
+                };
+                inner.push(step(m, kind, &at, &sources, &mut list, &names));
+                inner_bound |= 1 << m;
+            }
+            steps.push(nest_step(nn, inner, inner_bound, &mut list));
+            bound = inner_bound;
+            continue;
+        }
+        let at = Place {
             bound,
-            &sources,
-            &mut list,
-            &names,
-            steps.is_empty(),
-        );
+            first: steps.is_empty(),
+            scope: None,
+        };
+        let step = step(s, joins.kinds[s], &at, &sources, &mut list, &names);
         steps.push(step);
         bound |= 1 << s;
     }
-    if list.iter().any(|c| !c.done && c.on_of.is_some()) {
+    if list
+        .iter()
+        .any(|c| !c.done && (c.on_of.is_some() || c.scope.is_some()))
+    {
         return Err(SqlError::unsupported(
             "a subquery in a LEFT or RIGHT JOIN's ON",
         ));
@@ -180,6 +214,45 @@ pub(crate) fn plan(
     mark_where_subqueries(&mut from);
     order_by_index(plan, &mut from);
     Ok(from)
+}
+
+/// Where a step goes: after the sources `bound`, first of its sequence or
+/// not, among the query's own steps or inside nest `scope`.
+struct Place {
+    bound: u64,
+    first: bool,
+    scope: Option<usize>,
+}
+
+/// The outer-join step of nest `n` (its members' steps already built):
+/// the ON is checked on the nest's rows, a row of NULLs when none passes,
+/// then the WHERE conjuncts due.
+fn nest_step(n: usize, inner: Vec<Step>, after_bits: u64, list: &mut [Conjunct]) -> Step {
+    let (mut on, mut after) = (Vec::new(), Vec::new());
+    for c in list.iter_mut() {
+        if c.done || c.late || c.reads & !after_bits != 0 {
+            continue;
+        }
+        match c.on_of {
+            Some(o) if o == NEST + n => on.push(c.expr.clone()),
+            None if c.scope.is_none() => after.push(c.expr.clone()),
+            _ => continue,
+        }
+        c.done = true;
+    }
+    let rows = inner.iter().map(|s| s.rows.max(1)).product();
+    Step {
+        source: inner.first().map_or(0, |s| s.source),
+        kind: JoinKind::Left,
+        access: Access::default(),
+        method: Method::Nest(inner),
+        pushed: None,
+        on: and_all(on),
+        after: and_all(after),
+        rows,
+        possible: Vec::new(),
+        ordered: false,
+    }
 }
 
 /// Which subqueries the residual filter reads (computed before it).
@@ -261,7 +334,7 @@ fn greedy(
     };
     let mut best = (true, u64::MAX, 0);
     for (i, &s) in left.iter().enumerate() {
-        let (_, _, rows) = access_for(s, bound, sources, list, names);
+        let (_, _, rows) = access_for(s, bound, None, sources, list, names);
         let key = (!connected(s), rows, i);
         if key < best {
             best = key;
@@ -275,6 +348,7 @@ fn greedy(
 fn access_for(
     s: usize,
     bound: u64,
+    scope: Option<usize>,
     sources: &[Source],
     list: &[Conjunct],
     names: &Names<'_>,
@@ -291,7 +365,8 @@ fn access_for(
         |c: &Conjunct| !c.late && c.reads & (1 << s) != 0 && c.reads & !(bound | 1 << s) == 0;
     let mine: Vec<&Expr> = list
         .iter()
-        .filter(|c| !c.done && usable_for(c) && c.on_of.is_none_or(|o| o == s))
+        .filter(|c| !c.done && c.scope == scope && usable_for(c))
+        .filter(|c| c.on_of.is_none_or(|o| o == s))
         .filter(|c| c.on_of == Some(s) || !left_inner(s, list))
         .map(|c| &c.expr)
         .collect();
@@ -331,20 +406,20 @@ pub(crate) fn estimate(t: &TableDef, a: &Access) -> u64 {
     r.min(rows)
 }
 
-/// Builds the step that joins source `s` after the sources `bound`.
-#[allow(clippy::too_many_arguments)]
+/// Builds the step that joins source `s` at `at`.
 fn step(
     s: usize,
     kind: JoinKind,
-    bound: u64,
+    at: &Place,
     sources: &[Source],
     list: &mut [Conjunct],
     names: &Names<'_>,
-    first: bool,
 ) -> Step {
-    let (access, possible, rows) = access_for(s, bound, sources, list, names);
+    let (bound, first) = (at.bound, at.first);
+    let (access, possible, rows) = access_for(s, bound, at.scope, sources, list, names);
     let after_bits = bound | 1 << s;
-    let covered = |c: &Conjunct| !c.done && !c.late && c.reads & !after_bits == 0;
+    let covered =
+        |c: &Conjunct| !c.done && !c.late && c.scope == at.scope && c.reads & !after_bits == 0;
     let mut pushed = Vec::new();
     let mut on = Vec::new();
     let mut after = Vec::new();

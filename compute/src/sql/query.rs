@@ -32,9 +32,22 @@ pub(crate) fn query(
     params: &mut Params,
     outer: Option<&Names<'_>>,
 ) -> Result<SelectPlan, SqlError> {
-    if q.with.is_some() || q.fetch.is_some() {
-        return Err(SqlError::unsupported("WITH or FETCH"));
+    if q.fetch.is_some() {
+        return Err(SqlError::unsupported("FETCH"));
     }
+    if let Some(with) = &q.with {
+        return with_ctes(q, with, scope, params, outer);
+    }
+    query_body(q, scope, params, outer)
+}
+
+/// A query without its WITH clause.
+fn query_body(
+    q: &ast::Query,
+    scope: &Scope<'_>,
+    params: &mut Params,
+    outer: Option<&Names<'_>>,
+) -> Result<SelectPlan, SqlError> {
     let tail = Tail {
         order: q.order_by.as_ref(),
         limit: q.limit_clause.as_ref(),
@@ -48,6 +61,99 @@ pub(crate) fn query(
         }
         other => Err(SqlError::unsupported(format!("this query form ({other})"))),
     }
+}
+
+/// The common table expressions of a WITH clause: each is compiled as a
+/// derived table wherever it is named (so a CTE named twice runs twice),
+/// seeing the CTEs defined before it and those of enclosing queries.
+pub(crate) struct Ctes<'a> {
+    list: &'a [ast::Cte],
+    /// Where each one's `?` placeholders are numbered from (a CTE is
+    /// compiled again for every reference; its `?` keep their numbers).
+    params: Vec<usize>,
+    /// How many of `list` are in view.
+    visible: usize,
+    parent: Option<&'a Ctes<'a>>,
+}
+
+impl<'a> Ctes<'a> {
+    /// The CTE `name` in view: its definition, the first number of its
+    /// `?`, and the CTEs its body sees.
+    pub(crate) fn find(&self, name: &str) -> Option<(&'a ast::Cte, usize, Ctes<'a>)> {
+        let own = self.list[..self.visible]
+            .iter()
+            .position(|c| c.alias.name.value.eq_ignore_ascii_case(name));
+        match own {
+            Some(i) => Some((
+                &self.list[i],
+                self.params[i],
+                Ctes {
+                    list: self.list,
+                    params: self.params.clone(),
+                    visible: i,
+                    parent: self.parent,
+                },
+            )),
+            None => self.parent.and_then(|p| p.find(name)),
+        }
+    }
+}
+
+/// `WITH c1 AS (…), c2 AS (…) <query>`: every body is compiled once here
+/// (checking it and numbering its `?` in the text's order), then the query.
+fn with_ctes(
+    q: &ast::Query,
+    with: &ast::With,
+    scope: &Scope<'_>,
+    params: &mut Params,
+    outer: Option<&Names<'_>>,
+) -> Result<SelectPlan, SqlError> {
+    if with.recursive {
+        return Err(SqlError::unsupported("WITH RECURSIVE"));
+    }
+    let list = &with.cte_tables;
+    let mut ctes = Ctes {
+        list,
+        params: Vec::with_capacity(list.len()),
+        visible: 0,
+        parent: scope.ctes,
+    };
+    for (i, c) in list.iter().enumerate() {
+        let name = &c.alias.name.value;
+        if list[..i]
+            .iter()
+            .any(|d| d.alias.name.value.eq_ignore_ascii_case(name))
+        {
+            return Err(SqlError::new(
+                1066,
+                "42000",
+                format!("Not unique table/alias: '{name}'"),
+            ));
+        }
+        ctes.params.push(params.0);
+        ctes.visible = i;
+        let inner = Scope {
+            catalog: scope.catalog,
+            db: scope.db,
+            ctes: Some(&ctes),
+        };
+        let body = query(&c.query, &inner, params, None)?;
+        if !c.alias.columns.is_empty() && c.alias.columns.len() != body.items.len() {
+            return Err(SqlError::new(
+                1353,
+                "HY000",
+                "In definition of view, derived table or common table expression, \
+                 SELECT list and column names list have different column counts",
+            ));
+        }
+    }
+    ctes.visible = list.len();
+    let scope = Scope {
+        catalog: scope.catalog,
+        db: scope.db,
+        ctes: Some(&ctes),
+    };
+    query_body(q, &scope, params, outer)
 }
 
 /// What follows a query's body.
@@ -264,7 +370,8 @@ pub(crate) fn wrap(
     })
 }
 
-fn compiler<'c>(
+/// An expression compiler over a query's names.
+pub(crate) fn compiler<'c>(
     names: &'c Names<'c>,
     params: &'c mut Params,
     clause: &'static str,
@@ -351,17 +458,6 @@ fn select(
     }
     if names.sources.is_empty() && names.extras.borrow().is_empty() {
         return Ok(plan);
-    }
-    // information_schema's tables are read whole by the single-table path.
-    let is_virtual = |s: &super::names::NamedSource| {
-        s.table
-            .as_ref()
-            .is_some_and(|(_, t)| super::information_schema::is_virtual(t))
-    };
-    if names.sources.iter().any(is_virtual) {
-        return Err(SqlError::unsupported(
-            "information_schema tables in a join, a subquery or a derived table",
-        ));
     }
     let from = super::planner::plan(&mut plan, names, joins)?;
     plan.sources = Some(Box::new(from));

@@ -66,6 +66,16 @@ fn run_in<'a>(
                 super::join::rows(plan, from, txn, env, outer, stop_after).await?
             }
             (None, None, _) => vec![Vec::new()],
+            (Some(t), None, _) if super::information_schema::is_virtual(&t.def) => {
+                let all = super::information_schema::rows(&t.def, super::join::catalog(env)?);
+                let mut kept = Vec::with_capacity(all.len());
+                for row in all {
+                    if passes(plan.filter.as_ref(), &row, env)? {
+                        kept.push(row);
+                    }
+                }
+                kept
+            }
             (Some(t), None, Some(txn)) => read(plan, txn, &t.def, env, stop_after).await?,
             (Some(_), None, None) => {
                 return Err(SqlError::unsupported("a table read outside a transaction"));

@@ -87,6 +87,7 @@ impl State {
             sys_vars: &self.vars,
             user_vars: &self.user_vars,
             stmt: &self.stmt,
+            catalog: None,
         }
     }
 
@@ -378,6 +379,7 @@ impl Session {
         let scope = Scope {
             catalog: &catalog,
             db: self.state.db.as_deref(),
+            ctes: None,
         };
         compile::compile(stmt, &scope)
     }
@@ -418,9 +420,11 @@ impl Session {
                 let mut none = None;
                 select::run(s, &mut none, &env).await
             }
-            Plan::Select(_) | Plan::Insert(_) | Plan::Update(_) | Plan::Delete(_) => {
-                self.run_in_txn(&plan, params).await
-            }
+            Plan::Select(_)
+            | Plan::Insert(_)
+            | Plan::Update(_)
+            | Plan::Delete(_)
+            | Plan::Multi(_) => self.run_in_txn(&plan, params).await,
             Plan::Set(items) => self.set(items, params).await,
             Plan::Other(stmt) => self.other(stmt).await,
         }
@@ -433,6 +437,8 @@ impl Session {
             Plan::Insert(_) => &p.com_insert,
             Plan::Update(_) => &p.com_update,
             Plan::Delete(_) => &p.com_delete,
+            Plan::Multi(m) if m.delete => &p.com_delete,
+            Plan::Multi(_) => &p.com_update,
             _ => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -446,8 +452,12 @@ impl Session {
         if !single {
             txn.begin_statement();
         }
+        // information_schema read inside a join, subquery or derived table
+        // (one-table plans never need it: no walk for them).
+        let catalog = reads_virtual(plan).then(|| self.engine.catalog());
         let result = {
-            let env = self.state.env(params);
+            let mut env = self.state.env(params);
+            env.catalog = catalog.as_deref();
             let mut slot = Some(txn);
             let r = tokio::select! {
                 r = exec(plan, &mut slot, &env) => r,
@@ -683,6 +693,16 @@ fn ok() -> Output {
     }
 }
 
+/// Whether a plan reads an information_schema table below its top level.
+fn reads_virtual(plan: &Plan) -> bool {
+    match plan {
+        Plan::Select(s) if s.sources.is_none() => false,
+        Plan::Insert(i) if i.select.is_none() => false,
+        Plan::Update(_) | Plan::Delete(_) | Plan::Set(_) | Plan::Other(_) => false,
+        _ => plan.tables().into_iter().any(|t| is_virtual(&t.def)),
+    }
+}
+
 /// Runs a table statement in `txn` (always given back in the slot).
 async fn exec(
     plan: &Plan,
@@ -697,12 +717,15 @@ async fn exec(
     {
         return dml::insert_select(i, slot, env).await;
     }
+    if let Plan::Multi(m) = plan {
+        return super::multi::run(m, slot, env).await.map(|o| (o, None));
+    }
     let txn = slot.as_mut().expect("a transaction is given");
     match plan {
         Plan::Insert(i) => dml::insert(i, txn, env).await,
         Plan::Update(u) => dml::update(u, txn, env).await.map(|o| (o, None)),
         Plan::Delete(d) => dml::delete(d, txn, env).await.map(|o| (o, None)),
-        Plan::Select(_) => Err(SqlError::unsupported("this statement here")),
+        Plan::Select(_) | Plan::Multi(_) => Err(SqlError::unsupported("this statement here")),
         Plan::Set(_) | Plan::Other(_) => Err(SqlError::unsupported("this statement here")),
     }
 }
@@ -723,7 +746,7 @@ fn is_consistent_snapshot(sql: &str) -> bool {
 fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
     match Parser::parse_sql(&MySqlDialect {}, sql) {
         Ok(stmts) => Ok(stmts),
-        Err(e) => match drop_key_as_drop_index(sql) {
+        Err(e) => match drop_key_as_drop_index(sql).or_else(|| update_commas_as_joins(sql)) {
             Some(again) => Parser::parse_sql(&MySqlDialect {}, &again)
                 .map_err(|_| syntax_error(sql, &e.to_string())),
             None => Err(syntax_error(sql, &e.to_string())),
@@ -751,6 +774,35 @@ fn drop_key_as_drop_index(sql: &str) -> Option<String> {
         after_drop = matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("DROP"));
     }
     changed.then(|| tokens.iter().map(|t| t.to_string()).collect())
+}
+
+/// `UPDATE t1, t2 SET …`, which sqlparser does not parse, as `UPDATE t1
+/// JOIN t2 SET …` (a JOIN without a condition is the same cross product;
+/// `None`: not such a statement).
+fn update_commas_as_joins(sql: &str) -> Option<String> {
+    let tokens = Tokenizer::new(&MySqlDialect {}, sql).tokenize().ok()?;
+    let word = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let mut meaningful = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_)));
+    if !meaningful.next().is_some_and(|t| word(t, "UPDATE")) {
+        return None;
+    }
+    let (mut depth, mut in_refs, mut changed) = (0usize, true, false);
+    let mut out = String::with_capacity(sql.len() + 16);
+    for t in &tokens {
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            t if depth == 0 && word(t, "SET") => in_refs = false,
+            Token::Comma if in_refs && depth == 0 => {
+                out.push_str(" JOIN ");
+                changed = true;
+                continue;
+            }
+            _ => {}
+        }
+        out.push_str(&t.to_string());
+    }
+    changed.then_some(out)
 }
 
 /// 1064 at the position the parser names ("… at Line: L, Column: C"),
@@ -850,5 +902,24 @@ impl crate::mysql::Handler for Session {
 
     fn attach(&mut self, connection: tokio_util::sync::CancellationToken) {
         self.process.attach(connection);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_commas_become_joins_only_before_set_and_outside_parentheses() {
+        let again = update_commas_as_joins("UPDATE t1, t2 SET t1.a = IF(t2.b, 1, 2), t1.c = 3")
+            .expect("a comma list of tables");
+        assert_eq!(
+            again,
+            "UPDATE t1 JOIN  t2 SET t1.a = IF(t2.b, 1, 2), t1.c = 3"
+        );
+        assert!(parse(&again).is_ok());
+        assert!(parse("UPDATE t1, t2 SET t1.a = t2.b WHERE t1.id = t2.id").is_ok());
+        assert_eq!(update_commas_as_joins("UPDATE t SET a = 1, b = 2"), None);
+        assert_eq!(update_commas_as_joins("SELECT 1, 2"), None);
     }
 }

@@ -31,21 +31,46 @@ pub(crate) fn compile(
     let Some(names) = cx.names else {
         return Err(SqlError::unsupported("subqueries in this statement"));
     };
-    let lhs = lhs.map(|e| cx.expr(e)).transpose()?;
+    let row = match (test, lhs) {
+        (SubqueryTest::RowIn(_), Some(ast::Expr::Tuple(list))) => list
+            .iter()
+            .map(|e| cx.expr(e))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => Vec::new(),
+    };
+    let lhs = match test {
+        SubqueryTest::RowIn(_) => None,
+        _ => lhs.map(|e| cx.expr(e)).transpose()?,
+    };
     let mut plan = super::query::query(q, names.scope, cx.params, Some(names))?;
-    if !matches!(test, SubqueryTest::Exists(_)) && plan.items.len() != 1 {
+    let width = match test {
+        SubqueryTest::RowIn(_) => row.len(),
+        _ => 1,
+    };
+    if !matches!(test, SubqueryTest::Exists(_)) && plan.items.len() != width {
         return Err(SqlError::new(
             1241,
             "21000",
-            "Operand should contain 1 column(s)",
+            format!("Operand should contain {width} column(s)"),
         ));
     }
+    let row = row
+        .into_iter()
+        .zip(&plan.items)
+        .map(|(e, item)| {
+            let coll = match (&e, &item.expr) {
+                (Expr::Column(_, c), _) | (_, Expr::Column(_, c)) => *c,
+                _ => collation_of(&[&e]),
+            };
+            (e, coll)
+        })
+        .collect();
     if plan.limit.is_none() && plan.offset.is_none() {
         // EXISTS needs one row; a scalar subquery two (to tell 1242).
         let n = match test {
             SubqueryTest::Exists(_) => Some(1),
             SubqueryTest::Scalar => Some(2),
-            SubqueryTest::Quantified(..) => None,
+            SubqueryTest::Quantified(..) | SubqueryTest::RowIn(_) => None,
         };
         plan.limit = n.map(|n| Expr::Lit(Value::Int(n)));
     }
@@ -66,6 +91,7 @@ pub(crate) fn compile(
         test,
         lhs,
         collation,
+        row,
         plan: Box::new(plan),
         correlated,
         in_where: false,
@@ -140,6 +166,19 @@ pub(crate) fn test(
             let t = quantify(op, all, &lhs, rows, sub.collation);
             Ok(truth(t.map(|b| b != negated)))
         }
+        SubqueryTest::RowIn(negated) => {
+            let cx = Ctx {
+                env,
+                row,
+                aggs: &[],
+            };
+            let left = sub
+                .row
+                .iter()
+                .map(|(e, c)| Ok((e.eval(&cx)?, *c)))
+                .collect::<Result<Vec<_>, SqlError>>()?;
+            Ok(truth(row_in(&left, rows).map(|b| b != negated)))
+        }
     }
 }
 
@@ -164,6 +203,32 @@ fn quantify(
         }
     }
     if saw_null { None } else { Some(all) }
+}
+
+/// `(l1, l2, …) IN (rows)`, three-valued: true if a row equals it, else
+/// NULL if some row's comparison was NULL, else false (and false for no
+/// rows).
+fn row_in(left: &[(Value, Collation)], rows: &[Vec<Value>]) -> Option<bool> {
+    let mut saw_null = false;
+    for r in rows {
+        let mut eq = Some(true);
+        for ((l, c), v) in left.iter().zip(r) {
+            match compare_op(CmpOp::Eq, l, v, *c) {
+                Some(false) => {
+                    eq = Some(false);
+                    break;
+                }
+                None => eq = None,
+                Some(true) => {}
+            }
+        }
+        match eq {
+            Some(true) => return Some(true),
+            None => saw_null = true,
+            Some(false) => {}
+        }
+    }
+    if saw_null { None } else { Some(false) }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use super::compile::{ExprCompiler, Params};
 use super::expr::Expr;
 
 /// What a duplicate key makes an INSERT do.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) enum Conflict {
     /// Fail with 1062.
     #[default]
