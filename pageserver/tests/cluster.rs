@@ -263,7 +263,11 @@ async fn answers_match_the_model_across_freezes_and_a_restart() {
     // A clean stop flushes everything; after a restart the answers are the
     // same, and ingest carries on from where it stopped.
     let before = c.status().await.unwrap();
-    assert!(before.layer_count > 1, "layers were frozen: {before:?}");
+    // Compaction may have merged the frozen layers into one already.
+    assert!(
+        before.layer_count + before.layers_deleted > 1,
+        "layers were frozen: {before:?}"
+    );
     ps.stop().await;
     ps.restart(&log).await;
     let after = ps.client().await.status().await.unwrap();
