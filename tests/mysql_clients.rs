@@ -2,7 +2,8 @@
 //! PyMySQL (text protocol), mysql-connector-python with `use_pure=True`
 //! and prepared cursors (binary protocol), and SQLAlchemy's ORM over PyMySQL
 //! (models, create_all, a migration, reflection). Then SIGKILL and restart keep
-//! every acknowledged commit, and SIGTERM stops cleanly and keeps them too.
+//! every acknowledged commit, and SIGTERM stops cleanly and keeps them too;
+//! an ALTER TABLE killed midway is all or nothing.
 //!
 //! The clients are installed by `.ci/run` (apt `mariadb-client`, pip
 //! `pymysql mysql-connector-python sqlalchemy`).
@@ -137,5 +138,106 @@ fn a_root_password_is_asked_for_when_set() {
     let o = cli(port, Some("wrong"), "SELECT 1");
     assert!(String::from_utf8_lossy(&o.stderr).contains("ERROR 1045"));
     python("pymysql_check.py", port, Some("s3cret"));
+    server.terminate();
+}
+
+/// `ALTER TABLE` that rebuilds a table (a changed column type and a new
+/// index, in one statement) is all or nothing across a SIGKILL of the
+/// whole cluster: killed at points spread over the time the same ALTER
+/// takes on a copy of the table, the restarted server has every row, and
+/// either the old shape or the new one with an index that finds every row.
+#[test]
+fn an_alter_table_killed_midway_is_all_or_nothing() {
+    const ROWS: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let mut server = common::up(dir.path(), port, None);
+    wait_ready(port, None);
+    let fill = |table: &str| {
+        cli(
+            port,
+            None,
+            &format!(
+                "CREATE TABLE d.{table} (id INT PRIMARY KEY, a INT NOT NULL, b VARCHAR(120) NOT NULL)"
+            ),
+        );
+        for chunk in 0..ROWS / 1000 {
+            let values: Vec<String> = (chunk * 1000..(chunk + 1) * 1000)
+                .map(|i| format!("({i}, {}, 'row-{i}-{}')", i * 7 % 1009, "x".repeat(100)))
+                .collect();
+            let sql = format!("INSERT INTO d.{table} VALUES {}", values.join(","));
+            stdout(&cli(port, None, &sql));
+        }
+    };
+    stdout(&cli(port, None, "CREATE DATABASE d"));
+    let alter = |table: &str| {
+        format!("ALTER TABLE d.{table} MODIFY b VARCHAR(200) NOT NULL, ADD INDEX ia (a)")
+    };
+    // How long the ALTER takes here, on a table of the same size.
+    fill("reference");
+    let started = Instant::now();
+    stdout(&cli(port, None, &alter("reference")));
+    let takes = started.elapsed();
+
+    let expected = |t: &str| format!("SELECT COUNT(*), SUM(a), SUM(LENGTH(b)) FROM d.{t}");
+    for (round, fraction) in [0.2, 0.5, 0.8, 1.5].into_iter().enumerate() {
+        let table = format!("t{round}");
+        fill(&table);
+        let want = stdout(&cli(port, None, &expected(&table)));
+        let delay = takes.mul_f64(fraction);
+        eprintln!("round {round}: SIGKILL {delay:?} into an ALTER that took {takes:?}");
+        let mut client = Command::new("mariadb")
+            .args(["-h127.0.0.1", "-uroot", "-N", "-B"])
+            .arg(format!("-P{port}"))
+            .args(["-e", &alter(&table)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the mariadb client runs");
+        std::thread::sleep(delay);
+        server.kill();
+        let _ = client.wait();
+        server = common::up(dir.path(), port, None);
+        wait_ready(port, None);
+
+        assert_eq!(
+            stdout(&cli(port, None, &expected(&table))),
+            want,
+            "round {round}"
+        );
+        let shape = stdout(&cli(port, None, &format!("SHOW CREATE TABLE d.{table}")));
+        let widened = shape.contains("varchar(200)");
+        let indexed = shape.contains("KEY `ia`");
+        assert_eq!(widened, indexed, "round {round}: half an ALTER:\n{shape}");
+        eprintln!(
+            "round {round}: the ALTER had {}",
+            if indexed {
+                "committed"
+            } else {
+                "not committed"
+            }
+        );
+        if !indexed {
+            // Not applied: it runs now.
+            stdout(&cli(port, None, &alter(&table)));
+        }
+        // The index finds exactly the rows a scan does.
+        for a in [0, 7, 500, 1008] {
+            let by_index = stdout(&cli(
+                port,
+                None,
+                &format!("SELECT id FROM d.{table} FORCE INDEX (ia) WHERE a = {a} ORDER BY id"),
+            ));
+            let by_scan = stdout(&cli(
+                port,
+                None,
+                &format!(
+                    "SELECT id FROM d.{table} IGNORE INDEX (ia) WHERE a + 0 = {a} ORDER BY id"
+                ),
+            ));
+            assert_eq!(by_index, by_scan, "round {round}, a = {a}");
+            assert!(!by_scan.is_empty(), "round {round}, a = {a}: rows exist");
+        }
+    }
     server.terminate();
 }
