@@ -125,7 +125,14 @@ impl Cursor {
             if !inside {
                 return Ok(Pos::Done);
             }
-            let value = self.tree.read_value(r, &page, id, slot)?.0;
+            let value = match self.tree.read_value(r, &page, id, slot) {
+                Ok((value, _)) => value,
+                // An overflow page not in the pool: end the batch before
+                // this entry rather than read the ones before it again
+                // after the fetch.
+                Err(super::TreeError::Miss(_)) if taken > 0 => break,
+                Err(e) => return Err(e),
+            };
             out.push((key.to_vec(), value));
             taken += 1;
             let next = match self.dir {
