@@ -5,28 +5,35 @@
 //! callers' `append`s queue on a bounded channel; the driver takes all that
 //! are queued, places them in the log, and sends them in as few append
 //! messages as the replicas' acknowledgements allow: that is group commit.
-//! Each replica has a link task holding one bidirectional append stream and
-//! reading its responses; the driver puts append messages straight into the
-//! stream's bounded request queue (no hop through the link task: on the
-//! commit path every task hop can be a wake-up on another worker). A full
-//! queue drops the message (the writer retransmits), so a slow or dead
-//! replica never stalls the others. The caller's future resolves when a
+//! Appends travel on the framed transport ([`crate::framed`]): the driver
+//! owns one TCP connection per replica, writes each message straight into
+//! its socket and reads the acknowledgements off it, with no task between
+//! (on the commit path every task hop can be a wake-up on another worker).
+//! A connection whose unsent bytes pass a bound drops further messages (the
+//! writer retransmits), so a slow or dead replica never stalls the others.
+//! Elections and fetches use gRPC. The caller's future resolves when a
 //! majority has the batch durably.
 
 use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::FutureExt;
 
 use strata_proto::logservice as pb;
 use strata_proto::logservice::log_service_client::LogServiceClient;
 use strata_wal::{Batch, Lsn};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, warn};
 
 use crate::error::{LogError, Result};
+use crate::framed;
 use crate::msg::{AppendResponse, FetchResponse, Promise, ReadChunk, ReplicaId};
 use crate::server::MAX_MESSAGE_BYTES;
 use crate::writer::{Outgoing, Phase, SubmitError, Writer, WriterConfig};
@@ -80,9 +87,11 @@ impl LogClientConfig {
     }
 }
 
-/// Append messages queued for one replica's stream; beyond, they are
-/// dropped and resent by the writer.
-const LINK_QUEUE: usize = 64;
+/// Unsent bytes one replica's append connection may hold; beyond, new
+/// messages are dropped and resent by the writer.
+const LINK_BUFFER_BYTES: usize = 8 << 20;
+/// The pause before a broken append connection is opened again.
+const RECONNECT_DELAY: Duration = Duration::from_millis(50);
 
 struct Cmd {
     batch: Batch,
@@ -91,9 +100,8 @@ struct Cmd {
 
 enum Event {
     Promise(Promise),
-    /// A replica's append stream broke and is being reopened: from now on
-    /// messages go into this new stream's request queue only.
-    LinkReset(ReplicaId, mpsc::Sender<pb::AppendRequest>),
+    /// A new append connection to a replica, its magic not yet sent.
+    Connected(ReplicaId, TcpStream),
     Append(AppendResponse),
     Fetch(ReplicaId, Result<FetchResponse>),
 }
@@ -241,8 +249,8 @@ struct Driver {
     writer: Writer,
     cluster_id: String,
     clients: Vec<LogServiceClient<Channel>>,
-    /// The request queue of each replica's current append stream.
-    links: Vec<mpsc::Sender<pb::AppendRequest>>,
+    /// Each replica's append connection.
+    links: Vec<Link>,
     events_tx: mpsc::Sender<Event>,
     events: mpsc::Receiver<Event>,
     state: watch::Sender<WriterState>,
@@ -263,18 +271,20 @@ impl Driver {
         let mut clients = Vec::new();
         let mut links = Vec::new();
         for (i, endpoint) in cfg.endpoints.iter().enumerate() {
-            let client = connect_replica(endpoint).await?;
-            let (tx, rx) = mpsc::channel(LINK_QUEUE);
+            clients.push(connect_replica(endpoint).await?);
+            let link = Link {
+                addr: host_and_port(endpoint)?,
+                conn: None,
+            };
             let id = i as ReplicaId + 1;
-            tokio::spawn(link(
+            tokio::spawn(connect_link(
                 id,
-                client.clone(),
-                rx,
+                link.addr.clone(),
+                Duration::ZERO,
                 events_tx.clone(),
                 stop.clone(),
             ));
-            clients.push(client);
-            links.push(tx);
+            links.push(link);
         }
         Ok(Driver {
             writer: Writer::new(cfg.writer.clone()),
@@ -324,6 +334,15 @@ impl Driver {
                     // Every handle dropped: finish as `close` does.
                     None => give_up = Some(Instant::now() + patience),
                 },
+                wire = std::future::poll_fn(|cx| poll_links(&mut self.links, cx)) => {
+                    self.on_wire(wire);
+                    // Whatever else has arrived, before stepping once.
+                    while let Some(wire) =
+                        std::future::poll_fn(|cx| poll_links(&mut self.links, cx)).now_or_never()
+                    {
+                        self.on_wire(wire);
+                    }
+                }
                 Some(ev) = self.events.recv() => {
                     self.handle(ev);
                     while let Ok(ev) = self.events.try_recv() {
@@ -347,14 +366,47 @@ impl Driver {
         self.fail_all(|| LogError::Shutdown);
     }
 
+    /// What came off a replica's append connection.
+    fn on_wire(&mut self, wire: Wire) {
+        match wire {
+            Wire::Response(r, Ok(msg)) => match AppendResponse::try_from(msg) {
+                Ok(mut resp) => {
+                    resp.replica_id = r;
+                    self.handle(Event::Append(resp));
+                }
+                Err(e) => warn!(replica = r, error = %e, "bad append response"),
+            },
+            Wire::Response(r, Err(e)) | Wire::Broken(r, e) => self.reconnect(r, e),
+        }
+    }
+
+    /// Drops replica `r`'s append connection, with every message still
+    /// queued on it, and opens a new one after a pause.
+    fn reconnect(&mut self, r: ReplicaId, why: LogError) {
+        let link = &mut self.links[r as usize - 1];
+        if link.conn.take().is_none() {
+            return;
+        }
+        warn!(replica = r, error = %why, "append connection failed; reconnecting");
+        tokio::spawn(connect_link(
+            r,
+            link.addr.clone(),
+            RECONNECT_DELAY,
+            self.events_tx.clone(),
+            self.stop.clone(),
+        ));
+    }
+
     fn handle(&mut self, ev: Event) {
         let out = match ev {
             Event::Promise(p) => self.writer.on_promise(p),
             Event::Append(resp) => self.writer.on_append_response(resp),
-            Event::LinkReset(r, requests) => {
-                // The replica may have restarted, even on an empty disk:
-                // what it acknowledged before no longer counts.
-                self.links[r as usize - 1] = requests;
+            Event::Connected(r, stream) => {
+                // A message made for an earlier connection went with it: a
+                // restarted replica (even on an empty disk) sees only
+                // messages made after the writer knew, and what it
+                // acknowledged before no longer counts.
+                self.links[r as usize - 1].conn = Some(Conn::new(stream));
                 self.writer.on_replica_reset(r);
                 Vec::new()
             }
@@ -453,15 +505,24 @@ impl Driver {
         }
     }
 
-    fn dispatch(&self, out: Vec<Outgoing>) {
+    fn dispatch(&mut self, out: Vec<Outgoing>) {
         for o in out {
             match o {
                 Outgoing::Append(r, req) => {
-                    // Full: the replica is slow or gone; closed: its stream
-                    // broke. Either way the writer resends.
+                    // No connection, or too much unsent on it: the replica
+                    // is gone or slow, and the writer resends.
+                    let Some(conn) = self.links[r as usize - 1].conn.as_mut() else {
+                        continue;
+                    };
+                    if conn.out.len() >= LINK_BUFFER_BYTES {
+                        continue;
+                    }
                     let mut msg = pb::AppendRequest::from(&req);
                     msg.cluster_id = self.cluster_id.clone();
-                    let _ = self.links[r as usize - 1].try_send(msg);
+                    framed::put_request(&mut conn.out, &msg);
+                    if let Err(e) = conn.flush() {
+                        self.reconnect(r, e);
+                    }
                 }
                 Outgoing::Elect(r, req) => {
                     let mut client = self.clients[r as usize - 1].clone();
@@ -497,59 +558,159 @@ impl Driver {
     }
 }
 
-/// Holds one append stream to replica `id` and reads its responses,
-/// reopening the stream when it breaks.
-///
-/// Each stream has its own request queue, made here and handed to the
-/// driver. A message the driver made for an earlier stream is dropped with
-/// that stream's queue, never sent on a later one: a restarted replica must
-/// only see messages made after the writer knew its old stream was gone.
-async fn link(
+/// The append connection to one replica, owned by the driver.
+struct Link {
+    /// The replica's `host:port`.
+    addr: String,
+    /// None while (re)connecting.
+    conn: Option<Conn>,
+}
+
+struct Conn {
+    stream: TcpStream,
+    /// Frames not yet written, starting with the magic.
+    out: BytesMut,
+    /// Bytes read that are not yet a whole frame.
+    inbuf: BytesMut,
+}
+
+/// What one look at the append connections found.
+enum Wire {
+    /// A frame from replica `r`: an acknowledgement, or the error the
+    /// replica ended the stream with.
+    Response(ReplicaId, Result<pb::AppendResponse>),
+    /// The connection to replica `r` broke.
+    Broken(ReplicaId, LogError),
+}
+
+/// Room kept free in a connection's read buffer before each read.
+const READ_ROOM: usize = 64 << 10;
+
+impl Conn {
+    fn new(stream: TcpStream) -> Conn {
+        let mut out = BytesMut::with_capacity(64 << 10);
+        out.extend_from_slice(framed::MAGIC);
+        Conn {
+            stream,
+            out,
+            inbuf: BytesMut::with_capacity(READ_ROOM),
+        }
+    }
+
+    /// Writes what the socket takes now of the unsent bytes.
+    fn flush(&mut self) -> Result<()> {
+        while !self.out.is_empty() {
+            match self.stream.try_write(&self.out) {
+                Ok(n) => self.out.advance(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(LogError::io("writing to a log replica")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes unsent bytes as the socket takes them, and returns the next
+    /// whole frame once it has arrived.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes>> {
+        // A `WouldBlock` clears the socket's readiness, so the next poll
+        // registers this task for it: neither loop spins.
+        while !self.out.is_empty() {
+            match self.stream.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => self.flush()?,
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Err(LogError::io("waiting to write to a log replica")(e)));
+                }
+                Poll::Pending => break,
+            }
+        }
+        loop {
+            if let Some(frame) = framed::take_frame(&mut self.inbuf)? {
+                return Poll::Ready(Ok(frame));
+            }
+            match self.stream.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Err(LogError::io("waiting to read from a log replica")(e)));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+            if self.inbuf.capacity() - self.inbuf.len() < READ_ROOM / 4 {
+                self.inbuf.reserve(READ_ROOM);
+            }
+            match self.stream.try_read_buf(&mut self.inbuf) {
+                Ok(0) => {
+                    return Poll::Ready(Err(LogError::Unavailable(
+                        "the log replica closed the append connection".into(),
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(LogError::io("reading from a log replica")(e))),
+            }
+        }
+    }
+}
+
+/// The first event on any connection: a frame, or a broken connection.
+fn poll_links(links: &mut [Link], cx: &mut Context<'_>) -> Poll<Wire> {
+    for (i, link) in links.iter_mut().enumerate() {
+        let r = i as ReplicaId + 1;
+        let Some(conn) = link.conn.as_mut() else {
+            continue;
+        };
+        match conn.poll_frame(cx) {
+            Poll::Ready(Ok(frame)) => {
+                return Poll::Ready(Wire::Response(r, framed::decode_response(frame)));
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Wire::Broken(r, e)),
+            Poll::Pending => {}
+        }
+    }
+    Poll::Pending
+}
+
+/// Opens an append connection to replica `id` after `delay`, retrying
+/// until it succeeds or the writer stops, and hands it to the driver.
+async fn connect_link(
     id: ReplicaId,
-    mut client: LogServiceClient<Channel>,
-    mut requests: mpsc::Receiver<pb::AppendRequest>,
+    addr: String,
+    delay: Duration,
     events: mpsc::Sender<Event>,
     stop: CancellationToken,
 ) {
+    let mut delay = delay;
     loop {
-        let call = tokio::select! {
-            call = client.append(ReceiverStream::new(requests)) => call,
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.cancelled() => return,
+        }
+        delay = RECONNECT_DELAY;
+        let connect = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&addr));
+        let stream = tokio::select! {
+            s = connect => s,
             _ = stop.cancelled() => return,
         };
-        if let Ok(resp) = call {
-            let mut inbound = resp.into_inner();
-            loop {
-                tokio::select! {
-                    msg = inbound.message() => match msg {
-                        Ok(Some(msg)) => match AppendResponse::try_from(msg) {
-                            Ok(mut resp) => {
-                                resp.replica_id = id;
-                                if events.send(Event::Append(resp)).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => warn!(replica = id, error = %e, "bad append response"),
-                        },
-                        Ok(None) => break,
-                        Err(status) => {
-                            warn!(replica = id, %status, "append stream failed");
-                            break;
-                        }
-                    },
-                    _ = stop.cancelled() => return,
-                }
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            _ = stop.cancelled() => return,
-        }
-        let (tx, rx) = mpsc::channel(LINK_QUEUE);
-        requests = rx;
-        if events.send(Event::LinkReset(id, tx)).await.is_err() {
+        if let Ok(Ok(stream)) = stream {
+            // Each message is one write that must leave at once.
+            let _ = stream.set_nodelay(true);
+            let _ = events.send(Event::Connected(id, stream)).await;
             return;
         }
     }
+}
+
+/// `host:port` of an endpoint given as `http://host:port`.
+fn host_and_port(endpoint: &str) -> Result<String> {
+    let uri: tonic::transport::Uri = endpoint
+        .parse()
+        .map_err(|e| LogError::BadRequest(format!("bad endpoint {endpoint:?}: {e}")))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| LogError::BadRequest(format!("endpoint {endpoint:?} has no host")))?;
+    let port = authority
+        .port_u16()
+        .ok_or_else(|| LogError::BadRequest(format!("endpoint {endpoint:?} has no port")))?;
+    Ok(format!("{}:{port}", authority.host()))
 }
 
 /// A replica's status, as its Status RPC reports it.

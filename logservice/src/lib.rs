@@ -9,6 +9,7 @@
 pub mod client;
 pub mod control_file;
 pub mod error;
+pub mod framed;
 pub mod history;
 pub mod msg;
 pub mod replica;

@@ -21,14 +21,18 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
+use futures::{Stream, StreamExt};
 use parking_lot::{Condvar, Mutex};
 use strata_proto::logservice as pb;
 use strata_proto::logservice::log_service_server::{LogService, LogServiceServer};
 use strata_wal::Lsn;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +41,7 @@ use tracing::{info, warn};
 
 use crate::control_file::new_incarnation;
 use crate::error::{LogError, Result};
+use crate::framed;
 use crate::msg::{AppendOutcome, AppendRequest, FetchRequest, FetchResponse, ReplicaId};
 use crate::replica::Replica;
 use crate::segment::SegmentStorage;
@@ -215,13 +220,20 @@ pub async fn serve_on(
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    // TCP_NODELAY must be set on the incoming stream: the builder's flag
-    // does not apply to a listener we bind ourselves (tonic's docs).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Connections are accepted here and sorted: the writers' framed append
+    // streams are served directly, the rest goes to the gRPC server.
+    let (grpc_tx, grpc_rx) = mpsc::channel(16);
+    let acceptor = tokio::spawn(accept_loop(
+        listener,
+        shared.clone(),
+        grpc_tx,
+        shutdown.clone(),
+    ));
     let served = tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(ReceiverStream::new(grpc_rx), shutdown.cancelled_owned())
         .await;
+    let _ = acceptor.await;
     tasks.cancel();
     shared.want_sync();
     let _ = catch_up.await;
@@ -229,6 +241,112 @@ pub async fn serve_on(
     let _ = tokio::task::spawn_blocking(move || flusher.join()).await;
     info!(id = config.id, "log replica stopped");
     served.map_err(|e| LogError::Unavailable(format!("gRPC server failed: {e}")))
+}
+
+/// How long a new connection may take to send the bytes that say which
+/// protocol it speaks.
+const SNIFF_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Accepts connections until `shutdown`: a writer's framed append stream is
+/// served on its own task, anything else is handed to the gRPC server.
+/// Returns once every framed stream has ended (they end at `shutdown`).
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    grpc: mpsc::Sender<std::io::Result<TcpStream>>,
+    shutdown: CancellationToken,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    // Every answer is one small write that must leave now.
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn(route(shared.clone(), stream, grpc.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(grpc);
+    while conns.join_next().await.is_some() {}
+}
+
+/// Serves `stream` as a framed append stream if it opens with
+/// [`framed::MAGIC`], else hands it to the gRPC server.
+async fn route(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    grpc: mpsc::Sender<std::io::Result<TcpStream>>,
+) {
+    let mut head = [0u8; framed::MAGIC.len()];
+    let sniff = tokio::time::timeout(SNIFF_PATIENCE, async {
+        loop {
+            let n = stream.peek(&mut head).await?;
+            if n == 0 || n == head.len() || head[..n] != framed::MAGIC[..n] {
+                return std::io::Result::Ok(n);
+            }
+            // The magic is sent in one write, so this is rare: let the
+            // rest arrive rather than spin on `peek`.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let sniffed = tokio::select! {
+        sniffed = sniff => sniffed,
+        _ = shared.stop.cancelled() => return,
+    };
+    if matches!(sniffed, Ok(Ok(n)) if n == head.len()) && &head == framed::MAGIC {
+        if stream.read_exact(&mut head).await.is_ok() {
+            serve_framed_appends(shared, stream).await;
+        }
+        return;
+    }
+    let _ = grpc.send(Ok(stream)).await;
+}
+
+/// One writer's framed append stream (see [`framed`]): the same
+/// [`AppendStreamState`] as the gRPC stream, reading frames off the socket
+/// and writing each answer straight back, all on this one task.
+async fn serve_framed_appends(shared: Arc<Shared>, stream: TcpStream) {
+    let (read, mut write) = stream.into_split();
+    let inbound = futures::stream::unfold(
+        (read, BytesMut::with_capacity(64 << 10)),
+        |(mut read, mut buf)| async move {
+            loop {
+                match framed::take_frame(&mut buf) {
+                    Ok(Some(frame)) => {
+                        return Some((framed::decode_request(frame), (read, buf)));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Some((Err(e.into()), (read, buf))),
+                }
+                match read.read_buf(&mut buf).await {
+                    Ok(0) => return None,
+                    Ok(_) => {}
+                    Err(e) => {
+                        let status = Status::unavailable(format!("reading the append stream: {e}"));
+                        return Some((Err(status), (read, buf)));
+                    }
+                }
+            }
+        },
+    );
+    let mut responses = AppendStreamState::new(shared, Box::pin(inbound));
+    let mut out = BytesMut::with_capacity(4096);
+    while let Some(resp) = responses.next_response().await {
+        out.clear();
+        framed::put_response(&mut out, &resp);
+        if write.write_all(&out).await.is_err() || resp.is_err() {
+            return;
+        }
+    }
 }
 
 /// The flusher thread: one fsync at a time, covering every write before it.
@@ -426,25 +544,21 @@ impl LogService for Service {
 /// the work itself). When the writer stops reading responses, appends stop
 /// being read too: the same backpressure a bounded channel gave.
 fn append_responses(shared: Arc<Shared>, inbound: Streaming<pb::AppendRequest>) -> AppendStream {
-    let stream = AppendStreamState {
-        acks: shared.acks.subscribe(),
-        shared,
-        inbound,
-        awaiting: None,
-        ended: false,
-    };
+    let stream = AppendStreamState::new(shared, Box::pin(inbound));
     Box::pin(futures::stream::unfold(stream, |mut stream| async move {
         let next = stream.next_response().await?;
         Some((next, stream))
     }))
 }
 
-type AppendStream =
-    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::AppendResponse, Status>> + Send>>;
+type AppendStream = Pin<Box<dyn Stream<Item = Result<pb::AppendResponse, Status>> + Send>>;
+
+/// Append requests as they come off a stream, gRPC or framed.
+type Inbound = Pin<Box<dyn Stream<Item = Result<pb::AppendRequest, Status>> + Send>>;
 
 struct AppendStreamState {
     shared: Arc<Shared>,
-    inbound: Streaming<pb::AppendRequest>,
+    inbound: Inbound,
     acks: watch::Receiver<u64>,
     /// The log end our last write must reach durably before we acknowledge.
     awaiting: Option<Lsn>,
@@ -453,6 +567,16 @@ struct AppendStreamState {
 }
 
 impl AppendStreamState {
+    fn new(shared: Arc<Shared>, inbound: Inbound) -> Self {
+        AppendStreamState {
+            acks: shared.acks.subscribe(),
+            shared,
+            inbound,
+            awaiting: None,
+            ended: false,
+        }
+    }
+
     /// The next response to send; `None` ends the stream.
     async fn next_response(&mut self) -> Option<Result<pb::AppendResponse, Status>> {
         if self.ended {
@@ -461,10 +585,16 @@ impl AppendStreamState {
         loop {
             tokio::select! {
                 _ = self.shared.stop.cancelled() => return None,
-                msg = self.inbound.message() => {
+                msg = self.inbound.next() => {
                     let req = match msg {
-                        Ok(Some(req)) => req,
-                        Ok(None) | Err(_) => return None,
+                        Some(Ok(req)) => req,
+                        None => return None,
+                        // Undecodable: say so, then end (gRPC's own
+                        // transport errors end its stream here too).
+                        Some(Err(status)) => {
+                            self.ended = true;
+                            return Some(Err(status));
+                        }
                     };
                     match handle_append(&self.shared, req) {
                         Ok((resp, None)) => return Some(Ok((&resp).into())),

@@ -384,6 +384,126 @@ async fn bad_requests_get_typed_statuses() {
     client.append(batch(1, 100)).await.unwrap();
 }
 
+/// The same bad input on the framed append transport the writer uses:
+/// each a typed answer, the connection closed after an error, the log
+/// unchanged, and the real writer unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_framed_appends_get_typed_answers_and_harm_nobody() {
+    use bytes::BufMut;
+    use strata_logservice::LogError;
+    use strata_logservice::framed;
+
+    let cluster = Cluster::start(3).await;
+    let client = cluster.writer("w1").await;
+    client.append(batch(0, 100)).await.unwrap();
+    let s = replica_status(&cluster.endpoints[0], CLUSTER)
+        .await
+        .unwrap();
+    let append = |cluster_id: &str, term: u64, data: Vec<u8>| pb::AppendRequest {
+        cluster_id: cluster_id.into(),
+        term,
+        prev_term: term,
+        start_lsn: s.end_lsn.0,
+        data_term: term,
+        data: data.into(),
+        ..Default::default()
+    };
+    let addr = cluster.listeners_addrs[0];
+
+    // A stale term is fenced, and the stream stays open for more.
+    let mut frames = bytes::BytesMut::new();
+    framed::put_request(&mut frames, &append(CLUSTER, 1, vec![1, 2, 3]));
+    framed::put_request(&mut frames, &append(CLUSTER, 1, vec![4]));
+    let answers = framed_exchange(addr, frames, 2).await;
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    for a in &answers {
+        let resp = a.as_ref().expect("an acknowledgement");
+        assert_eq!(resp.outcome, pb::append_response::Outcome::Fenced as i32);
+        assert_eq!(resp.replica_id, 1);
+    }
+
+    // Garbage log bytes at the right place, a wrong cluster, an
+    // undecodable frame, a frame longer than the limit: each one error,
+    // then the replica hangs up.
+    let mut garbage = bytes::BytesMut::new();
+    framed::put_request(
+        &mut garbage,
+        &append(CLUSTER, s.promised_term, vec![0xff; 64]),
+    );
+    let mut wrong_cluster = bytes::BytesMut::new();
+    framed::put_request(
+        &mut wrong_cluster,
+        &append("other", s.promised_term, vec![]),
+    );
+    let mut undecodable = bytes::BytesMut::new();
+    undecodable.put_u32_le(3);
+    undecodable.put_slice(&[0xff, 0xff, 0xff]);
+    let mut oversized = bytes::BytesMut::new();
+    oversized.put_u32_le(framed::MAX_FRAME_BYTES as u32 + 1);
+    type Expected = fn(&LogError) -> bool;
+    let cases: [(&str, bytes::BytesMut, Expected); 4] = [
+        ("garbage", garbage, |e| {
+            matches!(e, LogError::CorruptFile { .. })
+        }),
+        ("wrong cluster", wrong_cluster, |e| {
+            matches!(e, LogError::WrongCluster { .. })
+        }),
+        ("undecodable", undecodable, |e| {
+            matches!(e, LogError::BadRequest(_))
+        }),
+        ("oversized", oversized, |e| {
+            matches!(e, LogError::BadRequest(_))
+        }),
+    ];
+    for (what, frames, expected) in cases {
+        let answers = framed_exchange(addr, frames, 10).await;
+        assert_eq!(answers.len(), 1, "{what}: {answers:?}");
+        match &answers[0] {
+            Err(e) => assert!(expected(e), "{what}: {e:?}"),
+            Ok(resp) => panic!("{what}: acknowledged: {resp:?}"),
+        }
+    }
+    assert_eq!(
+        replica_status(&cluster.endpoints[0], CLUSTER)
+            .await
+            .unwrap()
+            .end_lsn,
+        s.end_lsn
+    );
+    client.append(batch(1, 100)).await.unwrap();
+}
+
+/// Opens a framed append connection to `addr`, sends `frames`, and reads
+/// answers until the replica hangs up or `max` have come.
+async fn framed_exchange(
+    addr: std::net::SocketAddr,
+    frames: bytes::BytesMut,
+    max: usize,
+) -> Vec<Result<pb::AppendResponse, strata_logservice::LogError>> {
+    use strata_logservice::framed;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(framed::MAGIC).await.unwrap();
+    conn.write_all(&frames).await.unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let mut answers = Vec::new();
+    while answers.len() < max {
+        if let Some(frame) = framed::take_frame(&mut buf).unwrap() {
+            answers.push(framed::decode_response(frame));
+            continue;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read_buf(&mut buf))
+            .await
+            .expect("the replica answers or hangs up")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+    }
+    answers
+}
+
 async fn append_once(
     raw: &mut LogServiceClient<tonic::transport::Channel>,
     req: pb::AppendRequest,
