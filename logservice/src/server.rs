@@ -21,17 +21,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures::{Stream, StreamExt};
 use parking_lot::{Condvar, Mutex};
 use strata_proto::logservice as pb;
 use strata_proto::logservice::log_service_server::{LogService, LogServiceServer};
 use strata_wal::Lsn;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -137,6 +135,13 @@ impl Shared {
     fn want_sync(&self) {
         *self.sync_wanted.lock() = true;
         self.sync_cv.notify_one();
+    }
+
+    /// The acknowledgement of writes up to `target`, once they are durable
+    /// (or were cut, when the answer is the shorter log).
+    fn ack_once_durable(&self, target: Lsn) -> Option<crate::msg::AppendResponse> {
+        let r = self.replica.lock();
+        (r.synced() >= target || r.end() < target).then(|| r.ack())
     }
 
     /// The flusher's work when woken: runs sync jobs until nothing written
@@ -248,8 +253,9 @@ pub async fn serve_on(
 const SNIFF_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Accepts connections until `shutdown`: a writer's framed append stream is
-/// served on its own task, anything else is handed to the gRPC server.
-/// Returns once every framed stream has ended (they end at `shutdown`).
+/// served on a thread of its own, anything else is handed to the gRPC
+/// server. Returns once every append thread has ended (they end soon
+/// after `shutdown`).
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -257,6 +263,7 @@ async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     let mut conns = tokio::task::JoinSet::new();
+    let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -272,20 +279,32 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            Some(routed) = conns.join_next(), if !conns.is_empty() => {
+                threads.retain(|t| !t.is_finished());
+                threads.extend(routed.ok().flatten());
+            }
         }
     }
     drop(grpc);
-    while conns.join_next().await.is_some() {}
+    while let Some(routed) = conns.join_next().await {
+        threads.extend(routed.ok().flatten());
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
 }
 
 /// Serves `stream` as a framed append stream if it opens with
-/// [`framed::MAGIC`], else hands it to the gRPC server.
+/// [`framed::MAGIC`] (returning the thread that serves it), else hands it
+/// to the gRPC server.
 async fn route(
     shared: Arc<Shared>,
     mut stream: TcpStream,
     grpc: mpsc::Sender<std::io::Result<TcpStream>>,
-) {
+) -> Option<std::thread::JoinHandle<()>> {
     let mut head = [0u8; framed::MAGIC.len()];
     let sniff = tokio::time::timeout(SNIFF_PATIENCE, async {
         loop {
@@ -300,50 +319,114 @@ async fn route(
     });
     let sniffed = tokio::select! {
         sniffed = sniff => sniffed,
-        _ = shared.stop.cancelled() => return,
+        _ = shared.stop.cancelled() => return None,
     };
     if matches!(sniffed, Ok(Ok(n)) if n == head.len()) && &head == framed::MAGIC {
-        if stream.read_exact(&mut head).await.is_ok() {
-            serve_framed_appends(shared, stream).await;
-        }
-        return;
+        stream.read_exact(&mut head).await.ok()?;
+        let stream = stream.into_std().ok()?;
+        // A thread, not the blocking pool: it lives as long as the writer.
+        let thread = std::thread::Builder::new()
+            .name("log-append".into())
+            .spawn(move || serve_framed_appends(&shared, stream));
+        return match thread {
+            Ok(thread) => Some(thread),
+            Err(e) => {
+                warn!(error = %e, "could not start an append thread");
+                None
+            }
+        };
     }
     let _ = grpc.send(Ok(stream)).await;
+    None
 }
 
-/// One writer's framed append stream (see [`framed`]): the same
-/// [`AppendStreamState`] as the gRPC stream, reading frames off the socket
-/// and writing each answer straight back, all on this one task.
-async fn serve_framed_appends(shared: Arc<Shared>, stream: TcpStream) {
-    let (read, mut write) = stream.into_split();
-    let inbound = futures::stream::unfold(
-        (read, BytesMut::with_capacity(64 << 10)),
-        |(mut read, mut buf)| async move {
-            loop {
-                match framed::take_frame(&mut buf) {
-                    Ok(Some(frame)) => {
-                        return Some((framed::decode_request(frame), (read, buf)));
-                    }
-                    Ok(None) => {}
-                    Err(e) => return Some((Err(e.into()), (read, buf))),
+/// How often a framed append thread waiting for a frame looks whether the
+/// server is stopping.
+const FRAMED_STOP_CHECK: Duration = Duration::from_millis(200);
+
+/// One writer's framed append stream (see [`framed`]), served by a thread
+/// of its own with blocking I/O: the kernel wakes it when a frame
+/// arrives, it appends, fsyncs (the writer's bytes, and whatever else was
+/// written by then) and writes the answer, with no runtime between. It
+/// reads every frame that has arrived before it syncs, so they share one
+/// fsync and one answer. Ends when the writer hangs up, after an error
+/// frame, or within [`FRAMED_STOP_CHECK`] of the server stopping.
+fn serve_framed_appends(shared: &Shared, mut stream: std::net::TcpStream) {
+    use std::io::{ErrorKind, Read, Write};
+
+    // A writer that stops reading its answers for this long is gone.
+    let write_patience = Some(Duration::from_secs(10));
+    if stream.set_nonblocking(false).is_err()
+        || stream.set_read_timeout(Some(FRAMED_STOP_CHECK)).is_err()
+        || stream.set_write_timeout(write_patience).is_err()
+    {
+        return;
+    }
+    let mut acks = shared.acks.subscribe();
+    let mut inbuf = BytesMut::with_capacity(64 << 10);
+    let mut scratch = vec![0u8; 64 << 10];
+    let mut out = BytesMut::with_capacity(4096);
+    loop {
+        if shared.stop.is_cancelled() {
+            return;
+        }
+        match stream.read(&mut scratch) {
+            Ok(0) => return,
+            Ok(n) => inbuf.extend_from_slice(&scratch[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+        out.clear();
+        let mut awaiting: Option<Lsn> = None;
+        let mut failed = false;
+        loop {
+            let frame = match framed::take_frame(&mut inbuf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    framed::put_response(&mut out, &Err(e.into()));
+                    failed = true;
+                    break;
                 }
-                match read.read_buf(&mut buf).await {
-                    Ok(0) => return None,
-                    Ok(_) => {}
-                    Err(e) => {
-                        let status = Status::unavailable(format!("reading the append stream: {e}"));
-                        return Some((Err(status), (read, buf)));
-                    }
+            };
+            let handled = framed::decode_request(frame).and_then(|req| handle_append(shared, req));
+            match handled {
+                Ok((resp, None)) => framed::put_response(&mut out, &Ok((&resp).into())),
+                Ok((_, Some(end))) => awaiting = awaiting.max(Some(end)),
+                Err(status) => {
+                    framed::put_response(&mut out, &Err(status));
+                    failed = true;
+                    break;
                 }
             }
-        },
-    );
-    let mut responses = AppendStreamState::new(shared, Box::pin(inbound));
-    let mut out = BytesMut::with_capacity(4096);
-    while let Some(resp) = responses.next_response().await {
-        out.clear();
-        framed::put_response(&mut out, &resp);
-        if write.write_all(&out).await.is_err() || resp.is_err() {
+        }
+        if let Some(target) = awaiting {
+            if shared.inline_sync {
+                // Every sync job needed (none if the flusher has one in
+                // flight: then the answer waits for its wake-up).
+                shared.run_syncs();
+            }
+            let ack = loop {
+                acks.borrow_and_update();
+                if let Some(ack) = shared.ack_once_durable(target) {
+                    break ack;
+                }
+                let stopped = futures::executor::block_on(async {
+                    let changed = std::pin::pin!(acks.changed());
+                    let stop = std::pin::pin!(shared.stop.cancelled());
+                    match futures::future::select(changed, stop).await {
+                        futures::future::Either::Left((res, _)) => res.is_err(),
+                        futures::future::Either::Right(_) => true,
+                    }
+                });
+                if stopped {
+                    return;
+                }
+            };
+            framed::put_response(&mut out, &Ok((&ack).into()));
+        }
+        if (!out.is_empty() && stream.write_all(&out).is_err()) || failed {
             return;
         }
     }
@@ -544,21 +627,19 @@ impl LogService for Service {
 /// the work itself). When the writer stops reading responses, appends stop
 /// being read too: the same backpressure a bounded channel gave.
 fn append_responses(shared: Arc<Shared>, inbound: Streaming<pb::AppendRequest>) -> AppendStream {
-    let stream = AppendStreamState::new(shared, Box::pin(inbound));
+    let stream = AppendStreamState::new(shared, inbound);
     Box::pin(futures::stream::unfold(stream, |mut stream| async move {
         let next = stream.next_response().await?;
         Some((next, stream))
     }))
 }
 
-type AppendStream = Pin<Box<dyn Stream<Item = Result<pb::AppendResponse, Status>> + Send>>;
-
-/// Append requests as they come off a stream, gRPC or framed.
-type Inbound = Pin<Box<dyn Stream<Item = Result<pb::AppendRequest, Status>> + Send>>;
+type AppendStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::AppendResponse, Status>> + Send>>;
 
 struct AppendStreamState {
     shared: Arc<Shared>,
-    inbound: Inbound,
+    inbound: Streaming<pb::AppendRequest>,
     acks: watch::Receiver<u64>,
     /// The log end our last write must reach durably before we acknowledge.
     awaiting: Option<Lsn>,
@@ -567,7 +648,7 @@ struct AppendStreamState {
 }
 
 impl AppendStreamState {
-    fn new(shared: Arc<Shared>, inbound: Inbound) -> Self {
+    fn new(shared: Arc<Shared>, inbound: Streaming<pb::AppendRequest>) -> Self {
         AppendStreamState {
             acks: shared.acks.subscribe(),
             shared,
@@ -585,16 +666,10 @@ impl AppendStreamState {
         loop {
             tokio::select! {
                 _ = self.shared.stop.cancelled() => return None,
-                msg = self.inbound.next() => {
+                msg = self.inbound.message() => {
                     let req = match msg {
-                        Some(Ok(req)) => req,
-                        None => return None,
-                        // Undecodable: say so, then end (gRPC's own
-                        // transport errors end its stream here too).
-                        Some(Err(status)) => {
-                            self.ended = true;
-                            return Some(Err(status));
-                        }
+                        Ok(Some(req)) => req,
+                        Ok(None) | Err(_) => return None,
                     };
                     match handle_append(&self.shared, req) {
                         Ok((resp, None)) => return Some(Ok((&resp).into())),
@@ -632,13 +707,9 @@ impl AppendStreamState {
     /// The acknowledgement awaited, once what it covers is durable (or was
     /// cut, when the answer is the shorter log).
     fn ready_ack(&mut self) -> Option<crate::msg::AppendResponse> {
-        let target = self.awaiting?;
-        let r = self.shared.replica.lock();
-        if r.synced() >= target || r.end() < target {
-            self.awaiting = None;
-            return Some(r.ack());
-        }
-        None
+        let ack = self.shared.ack_once_durable(self.awaiting?)?;
+        self.awaiting = None;
+        Some(ack)
     }
 }
 
