@@ -109,6 +109,9 @@ impl UploadState {
 /// What the uploader needs; [`Uploader::run`] consumes it.
 pub struct Uploader {
     pub bucket: Arc<Bucket>,
+    /// Told the layers of each index published (layers may be evicted
+    /// from the local disk once one names them).
+    pub tiering: Option<Arc<crate::timeline::Tiering>>,
     /// The local directory the layer files are read from.
     pub dir: PathBuf,
     pub state: Arc<UploadState>,
@@ -213,6 +216,9 @@ impl Uploader {
             layers: m.layers.iter().map(|l| self.known[&l.file_name]).collect(),
         };
         self.bucket.put_index(&index).await?;
+        if let Some(t) = &self.tiering {
+            t.published(index.by_name());
+        }
         let bytes = index.layers.iter().map(|l| l.bytes).sum();
         self.state.bucket_bytes.store(bytes, Ordering::Relaxed);
         self.state.pending_layers.store(0, Ordering::Relaxed);
