@@ -73,6 +73,8 @@ pub fn build(map: &LayerMap, pages: &[PageRecords], due: &[usize]) -> Vec<Option
             .chunks(per_worker)
             .map(|chunk| {
                 s.spawn(move || {
+                    // A fresh thread: background work (see crate::background).
+                    crate::background::lower_priority();
                     chunk
                         .iter()
                         .map(|&i| image(map, &pages[i]))

@@ -224,17 +224,14 @@ impl Timeline {
         self.download_layer(&layer).await
     }
 
-    /// One compaction step ([`Timeline::compact_step`], on the blocking
-    /// pool), downloading the evicted layers it needs first.
+    /// One compaction step ([`Timeline::compact_step`], on a low-priority
+    /// thread, see [`crate::background`]), downloading the evicted layers
+    /// it needs first.
     pub async fn compact_step_resident(self: &Arc<Self>) -> Result<Step> {
         let mut pinned = Vec::new();
         for _ in 0..MAX_DOWNLOAD_RETRIES {
             let tl = self.clone();
-            let step = tokio::task::spawn_blocking(move || tl.compact_step())
-                .await
-                .map_err(|e| {
-                    PageServerError::Unavailable(format!("compaction task failed: {e}"))
-                })?;
+            let step = crate::background::run("compaction", move || tl.compact_step()).await?;
             match step {
                 Err(PageServerError::LayerEvicted { file }) => {
                     pinned.push(self.download_named(&self.snapshot(), &file).await?);
