@@ -84,6 +84,10 @@ pub struct PageserverArgs {
     /// downloads lazily. 0 (the default): no limit.
     #[arg(long)]
     disk_budget_bytes: Option<u64>,
+    /// Layer objects of older generations that no index of this page
+    /// server names are deleted once this old (default 600).
+    #[arg(long)]
+    orphan_grace_secs: Option<u64>,
 }
 
 /// `strata pageserver`'s config file. Every field has a default.
@@ -110,6 +114,7 @@ pub struct PageserverFile {
     upload_concurrency: usize,
     /// 0: no limit.
     disk_budget_bytes: u64,
+    orphan_grace_secs: u64,
 }
 
 impl Default for PageserverFile {
@@ -138,6 +143,7 @@ impl Default for PageserverFile {
             bucket: String::new(),
             upload_concurrency: d.upload_concurrency,
             disk_budget_bytes: d.disk_budget_bytes.unwrap_or(0),
+            orphan_grace_secs: d.orphan_grace.as_secs(),
         }
     }
 }
@@ -178,6 +184,7 @@ impl PageserverArgs {
         f.bucket = self.bucket.unwrap_or(f.bucket);
         f.upload_concurrency = self.upload_concurrency.unwrap_or(f.upload_concurrency);
         f.disk_budget_bytes = self.disk_budget_bytes.unwrap_or(f.disk_budget_bytes);
+        f.orphan_grace_secs = self.orphan_grace_secs.unwrap_or(f.orphan_grace_secs);
         f.validate()?;
         let bucket = f.bucket()?;
         let mut c = ServerConfig::new(f.cluster_id, f.data_dir, f.log);
@@ -196,6 +203,7 @@ impl PageserverArgs {
         c.bucket = bucket;
         c.upload_concurrency = f.upload_concurrency;
         c.disk_budget_bytes = (f.disk_budget_bytes > 0).then_some(f.disk_budget_bytes);
+        c.orphan_grace = Duration::from_secs(f.orphan_grace_secs);
         Ok(c)
     }
 }
@@ -269,6 +277,7 @@ mod tests {
             bucket: None,
             upload_concurrency: None,
             disk_budget_bytes: None,
+            orphan_grace_secs: None,
         }
     }
 

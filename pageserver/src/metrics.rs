@@ -422,6 +422,11 @@ fn put_upload(
             "Layer objects deleted from the bucket.",
             u.objects_deleted,
         ),
+        (
+            "orphans_deleted_total",
+            "Orphan layer objects of older generations deleted.",
+            u.orphans_deleted,
+        ),
     ];
     for (name, help, v) in counters {
         put(name, c, help, "", v as f64);

@@ -67,6 +67,9 @@ pub struct ServerConfig {
     /// recovery on an empty disk then downloads lazily too. None: no limit
     /// (every layer stays local, recovery downloads all before answering).
     pub disk_budget_bytes: Option<u64>,
+    /// Orphan objects in the bucket (older generations, named by no index
+    /// of ours) are deleted once this old; swept at most once per period.
+    pub orphan_grace: Duration,
 }
 
 impl ServerConfig {
@@ -94,6 +97,7 @@ impl ServerConfig {
             bucket: None,
             upload_concurrency: 4,
             disk_budget_bytes: None,
+            orphan_grace: Duration::from_secs(600),
         }
     }
 
@@ -271,6 +275,7 @@ fn start_uploader(
         state: state.clone(),
         known: attached.known,
         concurrency: config.upload_concurrency,
+        orphan_grace: config.orphan_grace,
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(uploader.run(timeline.subscribe_manifest(), stop.clone()));

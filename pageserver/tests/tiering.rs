@@ -1,8 +1,10 @@
 //! Tiering: layer files uploaded by the real uploader, evicted under a disk
 //! budget, downloaded once for concurrent readers, never evicted while a
 //! reader holds them, checked against the index's crc when downloaded, and
-//! a recovery on an empty disk that downloads lazily.
+//! a recovery on an empty disk that downloads lazily; and the sweep of
+//! orphan objects older generations left in the bucket.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -10,8 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use strata_pageserver::PageServerError;
 use strata_pageserver::remote::recover::{self, Recovery};
-use strata_pageserver::remote::upload::{UploadState, Uploader};
-use strata_pageserver::remote::{Bucket, BucketConfig};
+use strata_pageserver::remote::upload::{UploadFigures, UploadState, Uploader};
+use strata_pageserver::remote::{Bucket, BucketConfig, RemoteLayer};
 use strata_pageserver::service::PageService;
 use strata_pageserver::timeline::{Tiering, Timeline, TimelineConfig};
 use strata_pageserver::workload::{Model, Workload};
@@ -55,14 +57,34 @@ fn write_layer(tl: &Timeline, workload: &mut Workload, model: &mut Model, batche
 
 /// Runs the real uploader until the bucket's index covers the durable LSN.
 async fn upload(tl: &Timeline, bucket: &Arc<Bucket>, generation: u32) {
+    upload_with(
+        tl,
+        bucket,
+        generation,
+        Default::default(),
+        Duration::from_secs(600),
+    )
+    .await;
+}
+
+/// [`upload`] knowing the objects `known` and sweeping orphans older than
+/// `orphan_grace`; returns the uploader's figures.
+async fn upload_with(
+    tl: &Timeline,
+    bucket: &Arc<Bucket>,
+    generation: u32,
+    known: HashMap<String, RemoteLayer>,
+    orphan_grace: Duration,
+) -> UploadFigures {
     let state = Arc::new(UploadState::new(generation, Lsn::ZERO, 0));
     let uploader = Uploader {
         bucket: bucket.clone(),
         tiering: tl.tiering().cloned(),
         dir: tl.config().dir.clone(),
         state: state.clone(),
-        known: Default::default(),
+        known,
         concurrency: 2,
+        orphan_grace,
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(uploader.run(tl.subscribe_manifest(), stop.clone()));
@@ -77,6 +99,7 @@ async fn upload(tl: &Timeline, bucket: &Arc<Bucket>, generation: u32) {
     .unwrap();
     stop.cancel();
     task.await.unwrap().unwrap();
+    state.figures()
 }
 
 async fn check_all(service: &PageService, model: &Model, lsn: Lsn) {
@@ -207,4 +230,52 @@ async fn a_lazy_recovery_on_an_empty_disk_answers_every_page_downloading_on_dema
         got >= 1 && got <= layers as u64,
         "{got} downloads of {layers} layers"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_of_older_generations_are_swept_after_the_grace_period_and_nothing_named() {
+    let (data, bucket_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let bucket =
+        Arc::new(Bucket::open(&BucketConfig::Local(bucket_dir.path().into()), CLUSTER).unwrap());
+    let g1 = bucket.take_generation().await.unwrap();
+    let tiering = Arc::new(Tiering::new(bucket.clone(), u64::MAX, Default::default()));
+    let tl = open(data.path(), tiering);
+    let (mut workload, mut model) = (Workload::new(3, pages()), Model::new());
+    write_layer(&tl, &mut workload, &mut model, 20);
+    upload(&tl, &bucket, g1).await;
+    // What a page server of generation 1 that crashed mid-upload leaves:
+    // an object no index names.
+    let orphan = "0000000000000000-00000000DEADBEEF.delta";
+    bucket
+        .put_layer(orphan, g1, Bytes::from_static(b"half a layer"))
+        .await
+        .unwrap();
+    let exists = |name: &str, generation: u32| {
+        let key = bucket.layer_key(name, generation);
+        bucket_dir.path().join(key.as_ref()).exists()
+    };
+
+    // Generation 2 inherits generation 1's index (as attach does).
+    let g2 = bucket.take_generation().await.unwrap();
+    let inherited = bucket.newest_index().await.unwrap().unwrap().by_name();
+    let first = tl.snapshot().files[0].desc.file_name.clone();
+    write_layer(&tl, &mut workload, &mut model, 20);
+    let hour = Duration::from_secs(3600);
+    let figures = upload_with(&tl, &bucket, g2, inherited.clone(), hour).await;
+    assert_eq!(figures.orphans_deleted, 0, "younger than the grace period");
+    assert!(exists(orphan, g1));
+
+    write_layer(&tl, &mut workload, &mut model, 20);
+    let figures = upload_with(&tl, &bucket, g2, inherited, Duration::ZERO).await;
+    assert_eq!(figures.orphans_deleted, 1);
+    assert!(!exists(orphan, g1), "the orphan is swept");
+    assert!(
+        exists(&first, g1),
+        "an inherited object the index names stays"
+    );
+    let index = bucket.newest_index().await.unwrap().unwrap();
+    assert_eq!(index.generation, g2);
+    for (name, layer) in index.by_name() {
+        bucket.get_layer(&name, layer).await.unwrap();
+    }
 }
