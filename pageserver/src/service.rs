@@ -86,6 +86,12 @@ impl PageService {
                         // Dropped by a compaction meanwhile: the next map
                         // does not need it.
                         Err(_) if self.timeline.snapshot().find(&file).is_none() => {}
+                        // Not in the catalog but still in the map: an index
+                        // that drops it was published a moment before the
+                        // map that drops it; that map comes next.
+                        Err(PageServerError::Unavailable(_)) => {
+                            tokio::time::sleep(Duration::from_millis(10)).await
+                        }
                         Err(e) => return Err(e),
                     }
                 }
