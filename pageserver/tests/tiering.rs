@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strata_pageserver::PageServerError;
+use strata_pageserver::metrics::Metrics;
 use strata_pageserver::remote::recover::{self, Recovery};
 use strata_pageserver::remote::upload::{UploadFigures, UploadState, Uploader};
 use strata_pageserver::remote::{Bucket, BucketConfig, RemoteLayer};
@@ -169,6 +170,20 @@ async fn an_evicted_layer_is_downloaded_once_for_concurrent_readers_and_checked(
     assert_eq!(downloads(&tl), 1, "concurrent readers share one download");
     assert!(path.exists() && layer.is_resident());
     assert!(tiering.hit_rate() < 1.0);
+    let m = Metrics::read(&service);
+    assert_eq!(m.local_layer_bytes, layer.desc.file_bytes);
+    let text = m.prometheus();
+    for line in [
+        "strata_pageserver_layer_downloads_total 1\n",
+        "strata_pageserver_layer_evictions_total 1\n",
+        "strata_pageserver_disk_budget_bytes 0\n",
+        &format!(
+            "strata_pageserver_local_layer_bytes {}\n",
+            layer.desc.file_bytes
+        ),
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
 
     // A flipped bit in the object: the download is refused before a byte
     // reaches the disk, and the read gets a typed error.
