@@ -78,6 +78,16 @@ pub struct PageserverArgs {
     /// Layer uploads and downloads in flight at most.
     #[arg(long)]
     upload_concurrency: Option<usize>,
+    /// With a bucket: uploaded layer files are evicted from the local disk
+    /// (least recently read first) while they pass this many bytes, and
+    /// downloaded again when read; recovery on an empty disk then
+    /// downloads lazily. 0 (the default): no limit.
+    #[arg(long)]
+    disk_budget_bytes: Option<u64>,
+    /// Layer objects of older generations that no index of this page
+    /// server names are deleted once this old (default 600).
+    #[arg(long)]
+    orphan_grace_secs: Option<u64>,
 }
 
 /// `strata pageserver`'s config file. Every field has a default.
@@ -102,6 +112,9 @@ pub struct PageserverFile {
     /// Empty: `bucket` beside the data directory.
     bucket: String,
     upload_concurrency: usize,
+    /// 0: no limit.
+    disk_budget_bytes: u64,
+    orphan_grace_secs: u64,
 }
 
 impl Default for PageserverFile {
@@ -129,6 +142,8 @@ impl Default for PageserverFile {
             compaction_target_file_bytes: d.compaction.target_file_bytes,
             bucket: String::new(),
             upload_concurrency: d.upload_concurrency,
+            disk_budget_bytes: d.disk_budget_bytes.unwrap_or(0),
+            orphan_grace_secs: d.orphan_grace.as_secs(),
         }
     }
 }
@@ -168,6 +183,8 @@ impl PageserverArgs {
             .unwrap_or(f.compaction_target_file_bytes);
         f.bucket = self.bucket.unwrap_or(f.bucket);
         f.upload_concurrency = self.upload_concurrency.unwrap_or(f.upload_concurrency);
+        f.disk_budget_bytes = self.disk_budget_bytes.unwrap_or(f.disk_budget_bytes);
+        f.orphan_grace_secs = self.orphan_grace_secs.unwrap_or(f.orphan_grace_secs);
         f.validate()?;
         let bucket = f.bucket()?;
         let mut c = ServerConfig::new(f.cluster_id, f.data_dir, f.log);
@@ -185,6 +202,8 @@ impl PageserverArgs {
         c.compaction.target_file_bytes = f.compaction_target_file_bytes;
         c.bucket = bucket;
         c.upload_concurrency = f.upload_concurrency;
+        c.disk_budget_bytes = (f.disk_budget_bytes > 0).then_some(f.disk_budget_bytes);
+        c.orphan_grace = Duration::from_secs(f.orphan_grace_secs);
         Ok(c)
     }
 }
@@ -257,6 +276,8 @@ mod tests {
             compaction_target_file_bytes: None,
             bucket: None,
             upload_concurrency: None,
+            disk_budget_bytes: None,
+            orphan_grace_secs: None,
         }
     }
 
@@ -316,6 +337,11 @@ mod tests {
         a.bucket = Some("s3://b".into());
         let want = BucketConfig::S3 { bucket: "b".into() };
         assert_eq!(a.into_config().unwrap().bucket, Some(want));
+        // No disk budget unless one is given.
+        assert_eq!(args(None).into_config().unwrap().disk_budget_bytes, None);
+        let mut a = args(None);
+        a.disk_budget_bytes = Some(1 << 30);
+        assert_eq!(a.into_config().unwrap().disk_budget_bytes, Some(1 << 30));
     }
 
     #[test]

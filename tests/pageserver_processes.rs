@@ -4,6 +4,12 @@
 //! appending. After each restart every answer matches the model; at the
 //! end, after a clean stop, the layer files hold every record of the log
 //! exactly once.
+//!
+//! The second test kills it while layers are being uploaded to its bucket
+//! (and, under a tiny disk budget, evicted and downloaded again): after
+//! each restart the answers are the ones it gave before, the bucket's
+//! newest index names only objects that exist with its crc, and a page
+//! server on an empty disk recovers the same answers from the bucket.
 
 mod common;
 
@@ -23,14 +29,24 @@ const CLUSTER: &str = "ps-proc-test";
 const KILLS: usize = 6;
 
 fn page_server(dir: &Path, port: u16, log: &[String]) -> common::Process {
-    common::Process::new(vec![
+    page_server_with(dir, "pageserver", port, log, &[])
+}
+
+fn page_server_with(
+    dir: &Path,
+    data_dir: &str,
+    port: u16,
+    log: &[String],
+    extra: &[&str],
+) -> common::Process {
+    let mut args: Vec<String> = vec![
         "pageserver".into(),
         "--cluster-id".into(),
         CLUSTER.into(),
         "--listen".into(),
         format!("127.0.0.1:{port}"),
         "--data-dir".into(),
-        dir.join("pageserver").to_str().unwrap().into(),
+        dir.join(data_dir).to_str().unwrap().into(),
         "--log".into(),
         log.join(","),
         "--layer-size-bytes".into(),
@@ -39,7 +55,9 @@ fn page_server(dir: &Path, port: u16, log: &[String]) -> common::Process {
         "150".into(),
         "--image-after-records".into(),
         "6".into(),
-    ])
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    common::Process::new(args)
 }
 
 async fn client(endpoint: &str) -> PageServerClient {
@@ -186,4 +204,141 @@ async fn sigkilled_page_server_restarts_with_the_same_answers() {
         .collect();
     assert_eq!(held.len(), logged.len());
     assert!(held == logged, "the layers and the log differ");
+}
+
+/// Starts a writer appending `batches` batches over `pages` pages.
+fn spawn_writer(writer: &LogClient, batches: u64) -> tokio::task::JoinHandle<Lsn> {
+    let writer = writer.clone();
+    let pages: Vec<PageId> = (0..40).map(|i| PageId::new(5, i)).collect();
+    tokio::spawn(async move {
+        let mut workload = Workload::new(7, pages);
+        let mut last = Lsn::ZERO;
+        for i in 0..batches {
+            let mut b = BatchBuilder::new();
+            for rec in workload.next_records(1 + (i % 4) as usize) {
+                b.push(&rec).unwrap();
+            }
+            last = writer.append(b.commit(i)).await.unwrap();
+        }
+        last
+    })
+}
+
+/// The bucket's newest index names only objects that exist, each with the
+/// size and crc the index gives (`get_layer` checks both).
+async fn check_bucket(bucket_dir: &Path) -> usize {
+    let config = strata_pageserver::remote::BucketConfig::Local(bucket_dir.into());
+    let bucket = strata_pageserver::remote::Bucket::open(&config, CLUSTER).unwrap();
+    let index = bucket
+        .newest_index()
+        .await
+        .unwrap()
+        .expect("an index was published");
+    for (name, layer) in index.by_name() {
+        bucket
+            .get_layer(&name, layer)
+            .await
+            .unwrap_or_else(|e| panic!("the newest index names {name}: {e}"));
+    }
+    index.layers.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_during_uploads_the_bucket_stays_consistent_and_answers_stay_the_same() {
+    let seed: u64 = std::env::var("STRATA_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2027);
+    eprintln!("seed {seed} (replay with STRATA_TEST_SEED={seed})");
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let log: Vec<String> = ports.iter().map(|p| common::endpoint(*p)).collect();
+    let mut replicas: Vec<_> = (1..=3)
+        .map(|id| common::log_replica(CLUSTER, dir.path(), id, &ports))
+        .collect();
+    replicas.iter_mut().for_each(common::Process::start);
+    let ps_port = common::free_port();
+    let ps_endpoint = common::endpoint(ps_port);
+    // A budget of one small layer: uploaded layers are evicted soon after
+    // they are published, and reads download them again.
+    let tiny_budget = ["--disk-budget-bytes", "65536"];
+    let mut ps = page_server_with(dir.path(), "pageserver", ps_port, &log, &tiny_budget);
+    ps.start();
+    let writer = LogClient::connect(LogClientConfig::new(CLUSTER, "writer", log.clone()))
+        .await
+        .unwrap();
+    let writing = spawn_writer(&writer, 1500);
+
+    // Kill when an upload is pending (or after a seeded wait if none shows
+    // up), so kills land before, during and after uploads.
+    let mut rng = Rng::new(seed);
+    let (mut answers, mut model) = (Vec::new(), Model::new());
+    let mut during_upload = 0;
+    for _ in 0..KILLS {
+        let mut c = client(&ps_endpoint).await;
+        let ingested = Lsn(c.status().await.unwrap().ingested_lsn);
+        follow(&mut model, &log, ingested).await;
+        for _ in 0..15 {
+            let Some((page, lsn)) = model.sample(&mut rng, ingested) else {
+                break;
+            };
+            if model.expected(page, lsn, ingested).is_some() {
+                let got = c.get_page(page, lsn).await.unwrap();
+                assert_matches(&model, page, lsn, &got);
+                answers.push((page, lsn, got));
+            }
+        }
+        let give_up = Instant::now() + Duration::from_millis(100 + rng.below(400));
+        while Instant::now() < give_up {
+            if c.status().await.unwrap().upload_pending_layers > 0 {
+                during_upload += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_micros(rng.below(3000))).await;
+        ps.kill();
+        ps.start();
+    }
+    eprintln!("{during_upload} of {KILLS} kills with an upload pending");
+    let end = writing.await.unwrap();
+    writer.close();
+    follow(&mut model, &log, end).await;
+    let mut c = client(&ps_endpoint).await;
+    wait_ingested(&mut c, end).await;
+    for (page, lsn, before) in &answers {
+        let after = c.get_page(*page, *lsn).await.unwrap();
+        assert_eq!(
+            (after.from, &after.page),
+            (before.from, &before.page),
+            "{page} at {lsn}"
+        );
+    }
+    let status = c.status().await.unwrap();
+    assert!(status.layer_evictions > 0, "{status:?}");
+    ps.kill();
+    assert!(check_bucket(&dir.path().join("bucket")).await > 0);
+
+    // An empty disk, the bucket and the log: the same answers.
+    let fresh_port = common::free_port();
+    let mut fresh = page_server_with(dir.path(), "fresh", fresh_port, &log, &tiny_budget);
+    fresh.start();
+    let mut c = client(&common::endpoint(fresh_port)).await;
+    wait_ingested(&mut c, end).await;
+    for (page, lsn, before) in &answers {
+        let after = c.get_page(*page, *lsn).await.unwrap();
+        assert_eq!(
+            (after.from, &after.page),
+            (before.from, &before.page),
+            "{page} at {lsn} after a recovery"
+        );
+    }
+    for _ in 0..100 {
+        let (page, lsn) = model.sample(&mut rng, end).expect("pages written");
+        if model.expected(page, lsn, end).is_some() {
+            assert_matches(&model, page, lsn, &c.get_page(page, lsn).await.unwrap());
+        }
+    }
+    fresh.terminate();
+    assert!(check_bucket(&dir.path().join("bucket")).await > 0);
 }

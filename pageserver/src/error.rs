@@ -63,6 +63,11 @@ pub enum PageServerError {
     Log(#[from] LogError),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A layer file was evicted from the local disk and must be downloaded
+    /// again before this read can go on. Handled inside the page server
+    /// (download, retry); a caller never sees it.
+    #[error("layer {file} is not on the local disk")]
+    LayerEvicted { file: String },
     /// An error the page server answered with, as a client sees it.
     #[error("page server: {message} ({code:?})")]
     Remote { code: tonic::Code, message: String },
@@ -93,6 +98,7 @@ impl PageServerError {
             PageServerError::LsnTimeout { .. }
             | PageServerError::LsnNotCommitted { .. }
             | PageServerError::Unavailable(_)
+            | PageServerError::LayerEvicted { .. }
             | PageServerError::ObjectStore(_)
             | PageServerError::Io { .. } => true,
             PageServerError::Log(e) => e.is_retryable(),
@@ -123,6 +129,7 @@ impl PageServerError {
             PageServerError::Io { .. } => Code::Internal,
             PageServerError::Log(_)
             | PageServerError::Unavailable(_)
+            | PageServerError::LayerEvicted { .. }
             | PageServerError::ObjectStore(_) => Code::Unavailable,
             PageServerError::Shutdown => Code::Unavailable,
             PageServerError::Remote { code, .. } => *code,

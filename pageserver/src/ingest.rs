@@ -277,19 +277,12 @@ const COMPACTION_RETRY: Duration = Duration::from_secs(5);
 
 async fn compact(timeline: Arc<Timeline>, stop: CancellationToken) -> Result<()> {
     loop {
-        let tl = timeline.clone();
-        let step = tokio::task::spawn_blocking(move || tl.compact_step()).await;
-        let pause = match step {
-            Ok(Ok(crate::timeline::Step::Idle)) => Duration::from_secs(1),
-            Ok(Ok(_)) => Duration::ZERO,
-            Ok(Err(e)) => {
+        let pause = match timeline.compact_step_resident().await {
+            Ok(crate::timeline::Step::Idle) => Duration::from_secs(1),
+            Ok(_) => Duration::ZERO,
+            Err(e) => {
                 error!(error = %e, "compaction step failed; retrying later");
                 COMPACTION_RETRY
-            }
-            Err(e) => {
-                return Err(PageServerError::Unavailable(format!(
-                    "compaction task failed: {e}"
-                )));
             }
         };
         if stop.is_cancelled() {

@@ -14,6 +14,7 @@
 //! under a fencing generation and rebuilds a wiped local directory from
 //! them.
 
+pub mod background;
 pub mod cache;
 pub mod client;
 pub mod durable;

@@ -42,6 +42,22 @@ pub struct Metrics {
     pub reconstructions: u64,
     /// The uploader's figures (None: no bucket).
     pub upload: Option<UploadFigures>,
+    /// Bytes of layer files on the local disk (= `layer_bytes` unless
+    /// some are evicted).
+    pub local_layer_bytes: u64,
+    /// Tiering's figures (None: no bucket).
+    pub tiering: Option<TierFigures>,
+}
+
+/// One reading of tiering's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TierFigures {
+    pub disk_budget_bytes: u64,
+    pub evictions: u64,
+    pub downloads: u64,
+    pub download_bytes: u64,
+    /// Reads that needed no download over all reads.
+    pub hit_rate: f64,
 }
 
 impl Metrics {
@@ -86,6 +102,14 @@ impl Metrics {
             cached_pages: cache.pages,
             reconstructions: cache.rebuilds,
             upload: service.upload_state().map(|u| u.figures()),
+            local_layer_bytes: map.local_bytes(),
+            tiering: tl.tiering().map(|t| TierFigures {
+                disk_budget_bytes: t.disk_budget_bytes,
+                evictions: t.stats.evictions.load(Ordering::Relaxed),
+                downloads: t.stats.downloads.load(Ordering::Relaxed),
+                download_bytes: t.stats.download_bytes.load(Ordering::Relaxed),
+                hit_rate: t.hit_rate(),
+            }),
         }
     }
 
@@ -281,7 +305,57 @@ impl Metrics {
         if let Some(u) = &self.upload {
             put_upload(u, self.durable_lsn, &mut put);
         }
+        put(
+            "local_layer_bytes",
+            g,
+            "Bytes of layer files on the local disk.",
+            "",
+            self.local_layer_bytes as f64,
+        );
+        if let Some(t) = &self.tiering {
+            put_tiering(t, &mut put);
+        }
         out
+    }
+}
+
+/// Tiering's figures in Prometheus text.
+fn put_tiering(t: &TierFigures, put: &mut impl FnMut(&str, &str, &str, &str, f64)) {
+    let (g, c) = ("gauge", "counter");
+    // u64::MAX (no budget) is reported as it is: +Inf would not be a budget.
+    put(
+        "disk_budget_bytes",
+        g,
+        "Layer files are evicted while the local ones pass this.",
+        "",
+        t.disk_budget_bytes as f64,
+    );
+    put(
+        "layer_hit_rate",
+        g,
+        "Share of GetPage reads that needed no layer download.",
+        "",
+        t.hit_rate,
+    );
+    let counters = [
+        (
+            "layer_evictions_total",
+            "Layer files evicted from the local disk.",
+            t.evictions,
+        ),
+        (
+            "layer_downloads_total",
+            "Evicted layer files downloaded again on demand.",
+            t.downloads,
+        ),
+        (
+            "layer_download_bytes_total",
+            "Bytes of layer files downloaded on demand.",
+            t.download_bytes,
+        ),
+    ];
+    for (name, help, v) in counters {
+        put(name, c, help, "", v as f64);
     }
 }
 
@@ -347,6 +421,11 @@ fn put_upload(
             "objects_deleted_total",
             "Layer objects deleted from the bucket.",
             u.objects_deleted,
+        ),
+        (
+            "orphans_deleted_total",
+            "Orphan layer objects of older generations deleted.",
+            u.orphans_deleted,
         ),
     ];
     for (name, help, v) in counters {

@@ -394,12 +394,41 @@ impl Bucket {
 
     /// Deletes a layer object (one already gone is fine). The caller has
     /// checked that no newer generation has started.
-    pub async fn delete_layer(&self, file_name: &str, layer: RemoteLayer) -> Result<()> {
-        let key = self.layer_key(file_name, layer.generation);
+    pub async fn delete_layer(&self, file_name: &str, generation: u32) -> Result<()> {
+        let key = self.layer_key(file_name, generation);
         match self.store.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(store_error(format!("deleting {key}"))(e)),
         }
+    }
+
+    /// Every layer object in the bucket: (file name, generation, age).
+    /// An object whose key does not parse is left out (never deleted).
+    pub async fn list_layers(&self) -> Result<Vec<(String, u32, std::time::Duration)>> {
+        let prefix = ObjectPath::from(format!("{}/layers", self.cluster_id));
+        let metas: Vec<_> =
+            self.store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(store_error(format!(
+                    "listing {prefix} in {}",
+                    self.describe
+                )))?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Ok(metas
+            .iter()
+            .filter_map(|m| {
+                let key = m.location.filename()?;
+                let (name, _) = key.rsplit_once('-')?;
+                let generation = key_generation(key)?;
+                let age_ms = now_ms.saturating_sub(m.last_modified.timestamp_millis());
+                let age = std::time::Duration::from_millis(age_ms.max(0) as u64);
+                Some((name.to_string(), generation, age))
+            })
+            .collect())
     }
 
     async fn get(&self, key: &ObjectPath) -> Result<Bytes> {

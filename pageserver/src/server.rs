@@ -31,7 +31,7 @@ use crate::metrics::Metrics;
 use crate::remote::upload::{UploadState, Uploader};
 use crate::remote::{Bucket, BucketConfig, recover};
 use crate::service::{PageService, PageVersion};
-use crate::timeline::{CompactionConfig, GcConfig, Timeline, TimelineConfig};
+use crate::timeline::{CompactionConfig, GcConfig, Tiering, Timeline, TimelineConfig};
 
 /// The most pages one `GetPages` request may ask for.
 pub const MAX_BATCH_PAGES: usize = 256;
@@ -62,6 +62,14 @@ pub struct ServerConfig {
     pub bucket: Option<BucketConfig>,
     /// Layer uploads (and recovery downloads) in flight at most.
     pub upload_concurrency: usize,
+    /// With a bucket: uploaded layer files are evicted from the local disk
+    /// while they pass this many bytes, and downloaded again on demand;
+    /// recovery on an empty disk then downloads lazily too. None: no limit
+    /// (every layer stays local, recovery downloads all before answering).
+    pub disk_budget_bytes: Option<u64>,
+    /// Orphan objects in the bucket (older generations, named by no index
+    /// of ours) are deleted once this old; swept at most once per period.
+    pub orphan_grace: Duration,
 }
 
 impl ServerConfig {
@@ -88,10 +96,12 @@ impl ServerConfig {
             metrics_listen: None,
             bucket: None,
             upload_concurrency: 4,
+            disk_budget_bytes: None,
+            orphan_grace: Duration::from_secs(600),
         }
     }
 
-    fn timeline(&self) -> TimelineConfig {
+    fn timeline(&self, tiering: Option<Arc<Tiering>>) -> TimelineConfig {
         TimelineConfig {
             cluster_id: self.cluster_id.clone(),
             dir: self.data_dir.clone(),
@@ -99,6 +109,7 @@ impl ServerConfig {
             image_after_records: self.image_after_records.max(1),
             compaction: self.compaction.clone(),
             gc: self.gc.clone(),
+            tiering,
         }
     }
 
@@ -131,22 +142,32 @@ pub async fn serve_on(
     let attached = match &config.bucket {
         Some(b) => {
             let bucket = Arc::new(Bucket::open(b, &config.cluster_id)?);
-            let attached = recover::attach(
-                &bucket,
-                &config.data_dir,
-                &config.cluster_id,
-                config.upload_concurrency,
-            )
-            .await?;
+            let recovery = match config.disk_budget_bytes {
+                Some(_) => recover::Recovery::Lazy,
+                None => recover::Recovery::Eager {
+                    concurrency: config.upload_concurrency,
+                },
+            };
+            let attached =
+                recover::attach(&bucket, &config.data_dir, &config.cluster_id, recovery).await?;
             Some((bucket, attached))
         }
         None => None,
     };
-    let tl_config = config.timeline();
+    let tiering = attached.as_ref().map(|(bucket, a)| {
+        Arc::new(Tiering::new(
+            bucket.clone(),
+            config.disk_budget_bytes.unwrap_or(u64::MAX),
+            a.known.clone(),
+        ))
+    });
+    let tl_config = config.timeline(tiering.clone());
     let timeline = tokio::task::spawn_blocking(move || Timeline::open(tl_config))
         .await
         .map_err(|e| PageServerError::Unavailable(format!("opening the timeline: {e}")))??;
     let uploader = attached.map(|(bucket, a)| start_uploader(&config, &timeline, bucket, a));
+    let evictor_stop = CancellationToken::new();
+    let evictor = tiering.map(|t| tokio::spawn(evict(timeline.clone(), t, evictor_stop.clone())));
     let safe_lsn = match &uploader {
         Some(u) => u.state.subscribe_uploaded(),
         None => timeline.subscribe_durable(),
@@ -204,6 +225,10 @@ pub async fn serve_on(
     }
     ingest_stop.cancel();
     let ingested = ingest.join().await;
+    evictor_stop.cancel();
+    if let Some(evictor) = evictor {
+        let _ = evictor.await;
+    }
     let uploaded = match uploader {
         Some(u) => u.stop().await,
         None => Ok(()),
@@ -245,14 +270,35 @@ fn start_uploader(
     ));
     let uploader = Uploader {
         bucket,
+        tiering: timeline.tiering().cloned(),
         dir: config.data_dir.clone(),
         state: state.clone(),
         known: attached.known,
         concurrency: config.upload_concurrency,
+        orphan_grace: config.orphan_grace,
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(uploader.run(timeline.subscribe_manifest(), stop.clone()));
     RunningUploader { state, stop, task }
+}
+
+/// The evictor: keeps the resident layer files under the disk budget,
+/// checking after each publish and download and every second.
+async fn evict(timeline: Arc<Timeline>, tiering: Arc<Tiering>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tiering.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let tl = timeline.clone();
+        if tokio::task::spawn_blocking(move || tl.evict_to_budget())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
 struct Grpc {
@@ -382,6 +428,10 @@ impl PageServer for Grpc {
             upload_pending_bytes: up.pending_bytes,
             bucket_bytes: up.bucket_bytes,
             upload_fenced: up.fenced,
+            local_layer_bytes: m.local_layer_bytes,
+            layer_evictions: m.tiering.map_or(0, |t| t.evictions),
+            layer_downloads: m.tiering.map_or(0, |t| t.downloads),
+            layer_hit_rate: m.tiering.map_or(0.0, |t| t.hit_rate),
         }))
     }
 

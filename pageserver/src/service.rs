@@ -9,6 +9,7 @@
 //! same map and verified (checksum and layout) before it is cached or sent.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use strata_wal::page::Page;
@@ -17,7 +18,8 @@ use strata_wal::{Lsn, PageId};
 use crate::cache::{CacheStats, PageCache};
 use crate::error::{PageServerError, Result};
 use crate::remote::upload::UploadState;
-use crate::timeline::{Timeline, read};
+use crate::timeline::tier::MAX_DOWNLOAD_RETRIES;
+use crate::timeline::{LayerMap, Timeline, read};
 
 /// A page as of an LSN, and the LSN range `[from, to)` it is valid over.
 #[derive(Clone, Debug)]
@@ -71,16 +73,61 @@ impl PageService {
         {
             return Err(PageServerError::SpaceDropped { page, dropped_at });
         }
-        let map = self.timeline.snapshot();
+        // Each try reads one map; a layer evicted from the local disk is
+        // downloaded (once for all askers) and pinned here until the read
+        // is done, and the read tried again.
+        let mut pinned = Vec::new();
+        for _ in 0..MAX_DOWNLOAD_RETRIES {
+            let map = self.timeline.snapshot();
+            match self.read(&map, page, lsn).await {
+                Err(PageServerError::LayerEvicted { file }) => {
+                    match self.timeline.download_named(&map, &file).await {
+                        Ok(handle) => pinned.push(handle),
+                        // Dropped by a compaction meanwhile: the next map
+                        // does not need it.
+                        Err(_) if self.timeline.snapshot().find(&file).is_none() => {}
+                        // Not in the catalog but still in the map: an index
+                        // that drops it was published a moment before the
+                        // map that drops it; that map comes next.
+                        Err(PageServerError::Unavailable(_)) => {
+                            tokio::time::sleep(Duration::from_millis(10)).await
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                other => {
+                    self.count_layer_read(!pinned.is_empty());
+                    return other;
+                }
+            }
+        }
+        Err(PageServerError::Unavailable(format!(
+            "page {page} at {lsn}: the layers kept changing under the read"
+        )))
+    }
+
+    fn count_layer_read(&self, downloaded: bool) {
+        if let Some(t) = self.timeline.tiering() {
+            let counter = match downloaded {
+                true => &t.stats.downloading_reads,
+                false => &t.stats.local_reads,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One try of a read from one map.
+    async fn read(&self, map: &Arc<LayerMap>, page: PageId, lsn: Lsn) -> Result<PageVersion> {
         if lsn < map.gc_cutoff {
             return Err(PageServerError::SnapshotTooOld {
                 lsn,
                 horizon: map.gc_cutoff,
             });
         }
-        let from = read::last_record(&map, page, lsn)?
+        let from = read::last_record(map, page, lsn)?
             .ok_or(PageServerError::PageNotFound { page, lsn })?;
-        let to = read::next_record(&map, page, lsn)?;
+        let to = read::next_record(map, page, lsn)?;
+        let map = map.clone();
         let image = self
             .cache
             .get_or_rebuild((page, from), move || {

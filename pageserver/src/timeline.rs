@@ -28,6 +28,7 @@ pub mod compact;
 pub mod gc;
 mod images;
 pub mod read;
+pub mod tier;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -53,6 +54,7 @@ use crate::manifest::Manifest;
 pub use compact::{CompactionConfig, FailPoint, Step};
 pub use gc::GcConfig;
 pub use read::{LayerFile, LayerMap};
+pub use tier::Tiering;
 
 /// What a timeline needs to know.
 #[derive(Clone, Debug)]
@@ -68,6 +70,9 @@ pub struct TimelineConfig {
     pub image_after_records: u32,
     pub compaction: CompactionConfig,
     pub gc: GcConfig,
+    /// The bucket and the disk budget (None: every layer file stays on the
+    /// local disk, and a missing one is an error).
+    pub tiering: Option<Arc<Tiering>>,
 }
 
 impl TimelineConfig {
@@ -80,6 +85,7 @@ impl TimelineConfig {
             image_after_records: 32,
             compaction: CompactionConfig::default(),
             gc: GcConfig::default(),
+            tiering: None,
         }
     }
 }
@@ -152,7 +158,8 @@ impl Timeline {
                 m
             }
         };
-        let files = open_layer_files(dir, &config.cluster_id, &manifest)?;
+        let catalog = config.tiering.as_ref().map(|t| t.catalog());
+        let files = open_layer_files(dir, &config.cluster_id, &manifest, catalog.as_deref())?;
         remove_stray_files(dir, &manifest)?;
         let durable = manifest.durable_lsn;
         info!(durable = %durable, layers = files.len(), "timeline opened");
@@ -343,7 +350,7 @@ impl Timeline {
             next.layers.push(file.desc.clone());
             self.stats
                 .flush_bytes_written
-                .fetch_add(file.file.file_bytes(), Ordering::Relaxed);
+                .fetch_add(file.desc.file_bytes, Ordering::Relaxed);
         }
         next.durable_lsn = range.end;
         next.dropped_spaces.extend(layer.dropped_spaces());
@@ -429,7 +436,7 @@ impl Timeline {
             keys: KeyRange::ALL,
             file_bytes: file.file_bytes(),
         };
-        Ok(Arc::new(LayerFile { desc, file }))
+        Ok(Arc::new(LayerFile::resident(desc, file)))
     }
 }
 
@@ -455,17 +462,29 @@ fn parse_chunk(start: Lsn, data: &Bytes) -> Result<ChunkRecords> {
     Ok(out)
 }
 
-fn open_layer_files(dir: &Path, cluster_id: &str, m: &Manifest) -> Result<Vec<Arc<LayerFile>>> {
+/// Opens the layer files the manifest names; one missing from the disk is
+/// evicted if the bucket's published index (`catalog`) names it.
+fn open_layer_files(
+    dir: &Path,
+    cluster_id: &str,
+    m: &Manifest,
+    catalog: Option<&HashMap<String, crate::remote::RemoteLayer>>,
+) -> Result<Vec<Arc<LayerFile>>> {
     let mut files = Vec::with_capacity(m.layers.len());
     for layer in &m.layers {
-        files.push(Arc::new(open_layer_file(dir, cluster_id, layer)?));
+        let in_bucket = catalog.is_some_and(|c| c.contains_key(&layer.file_name));
+        let file = match in_bucket && !dir.join(&layer.file_name).exists() {
+            true => LayerFile::evicted(layer.clone()),
+            false => LayerFile::resident(layer.clone(), open_checked(dir, cluster_id, layer)?),
+        };
+        files.push(Arc::new(file));
     }
     Ok(files)
 }
 
 /// Opens the file `desc` names and checks it holds what `desc` says: its
 /// LSN range, and pages only in its page range.
-pub(crate) fn open_layer_file(dir: &Path, cluster_id: &str, desc: &LayerDesc) -> Result<LayerFile> {
+pub(crate) fn open_checked(dir: &Path, cluster_id: &str, desc: &LayerDesc) -> Result<DeltaFile> {
     let path = dir.join(&desc.file_name);
     let file = DeltaFile::open(&path, cluster_id)?;
     let wrong = |what: String| Err(PageServerError::corrupt(&path, what));
@@ -483,10 +502,7 @@ pub(crate) fn open_layer_file(dir: &Path, cluster_id: &str, desc: &LayerDesc) ->
     {
         return wrong(format!("holds page {page}, outside its page range"));
     }
-    Ok(LayerFile {
-        desc: desc.clone(),
-        file,
-    })
+    Ok(file)
 }
 
 /// Deletes layer files the manifest does not name: leftovers of a flush
@@ -499,7 +515,8 @@ fn remove_stray_files(dir: &Path, m: &Manifest) -> Result<()> {
         let entry = entry.map_err(PageServerError::io(format!("listing {}", dir.display())))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_layer = name.ends_with(&format!(".{DELTA_EXT}"));
-        if is_layer && !m.layers.iter().any(|l| l.file_name == name) {
+        let stray = is_layer && !m.layers.iter().any(|l| l.file_name == name);
+        if stray || tier::is_partial_download(&entry.path()) {
             warn!(file = %name, "removing a layer file no manifest names (an interrupted flush)");
             std::fs::remove_file(entry.path())
                 .map_err(PageServerError::io(format!("removing {name}")))?;

@@ -7,16 +7,23 @@
 //! model (the records applied in order to one page) with the exact
 //! validity at or above the GC cutoff, and be "snapshot too old" below it.
 //! The cutoff must never pass the history window.
+//!
+//! With a disk budget (most cases), layers are uploaded to a local bucket
+//! at random points and evicted down to a tiny budget, so reads and
+//! compaction steps download them again on demand, and a reopened timeline
+//! finds the evicted ones through the bucket's newest index.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use proptest::prelude::*;
 use strata_pageserver::PageServerError;
+use strata_pageserver::remote::{Bucket, BucketConfig, RemoteIndex, RemoteLayer};
 use strata_pageserver::service::PageService;
 use strata_pageserver::timeline::{
-    CompactionConfig, FailPoint, GcConfig, Step, Timeline, TimelineConfig,
+    CompactionConfig, FailPoint, GcConfig, Step, Tiering, Timeline, TimelineConfig,
 };
 use strata_pageserver::workload::{Model, Rng, Workload};
 use strata_wal::{BatchBuilder, Lsn, PageId};
@@ -34,6 +41,8 @@ struct Case {
     l0_threshold: usize,
     target_file_bytes: u64,
     image_after_runs: usize,
+    /// Local layer files are evicted down to this (None: no bucket).
+    disk_budget: Option<u64>,
 }
 
 /// The committed log a case ingests: its bytes and where each batch ends.
@@ -65,7 +74,7 @@ fn make_log(case: &Case, model: &mut Model) -> Log {
     }
 }
 
-fn open(dir: &std::path::Path, case: &Case) -> Arc<Timeline> {
+fn open(dir: &std::path::Path, case: &Case, tiering: Option<Arc<Tiering>>) -> Arc<Timeline> {
     let tl = Timeline::open(TimelineConfig {
         layer_size_bytes: case.layer_bytes,
         image_after_records: case.image_after,
@@ -80,20 +89,98 @@ fn open(dir: &std::path::Path, case: &Case) -> Arc<Timeline> {
             history: None,
             snapshot_cap_bytes: u64::MAX,
         },
+        tiering,
         ..TimelineConfig::new(CLUSTER, dir)
     })
     .unwrap();
     // Every layer file in the directory is one the manifest names: what a
     // crash left behind was removed.
     let on_disk = strata_pageserver::workload::layer_files_in(dir).unwrap();
-    assert_eq!(on_disk, tl.snapshot().files.len(), "stray layer files");
+    let resident = tl
+        .snapshot()
+        .files
+        .iter()
+        .filter(|f| f.is_resident())
+        .count();
+    assert_eq!(on_disk, resident, "stray layer files");
     tl
+}
+
+/// The bucket side of a case with a disk budget: what the uploader does
+/// (layers before the index naming them), done synchronously.
+struct Remote {
+    bucket: Arc<Bucket>,
+    generation: u32,
+    budget: u64,
+    /// Objects uploaded, by file name.
+    known: HashMap<String, RemoteLayer>,
+    _dir: tempfile::TempDir,
+}
+
+impl Remote {
+    fn new(rt: &tokio::runtime::Runtime, budget: u64) -> Remote {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(&BucketConfig::Local(dir.path().into()), CLUSTER).unwrap();
+        let generation = rt.block_on(bucket.take_generation()).unwrap();
+        Remote {
+            bucket: Arc::new(bucket),
+            generation,
+            budget,
+            known: HashMap::new(),
+            _dir: dir,
+        }
+    }
+
+    /// Tiering for a timeline opened now: the catalog is the newest index.
+    fn tiering(&self, rt: &tokio::runtime::Runtime) -> Arc<Tiering> {
+        let index = rt.block_on(self.bucket.newest_index()).unwrap();
+        let catalog = index.map(|i| i.by_name()).unwrap_or_default();
+        Arc::new(Tiering::new(self.bucket.clone(), self.budget, catalog))
+    }
+
+    /// Uploads what the stored manifest names, publishes it, evicts.
+    fn upload_and_evict(&mut self, rt: &tokio::runtime::Runtime, tl: &Timeline) {
+        let manifest = tl.subscribe_manifest().borrow().clone();
+        for l in &manifest.layers {
+            if self.known.contains_key(&l.file_name) {
+                continue;
+            }
+            let data = Bytes::from(std::fs::read(tl.config().dir.join(&l.file_name)).unwrap());
+            let layer = RemoteLayer {
+                generation: self.generation,
+                crc: crc32fast::hash(&data),
+                bytes: data.len() as u64,
+            };
+            rt.block_on(self.bucket.put_layer(&l.file_name, self.generation, data))
+                .unwrap();
+            self.known.insert(l.file_name.clone(), layer);
+        }
+        let index = RemoteIndex {
+            generation: self.generation,
+            layers: manifest
+                .layers
+                .iter()
+                .map(|l| self.known[&l.file_name])
+                .collect(),
+            manifest: (*manifest).clone(),
+        };
+        rt.block_on(self.bucket.put_index(&index)).unwrap();
+        let tiering = tl.tiering().expect("a case with a budget has tiering");
+        tiering.published(index.by_name());
+        tl.evict_to_budget();
+        assert!(
+            tl.snapshot().local_bytes() <= self.budget,
+            "nothing is pinned, so eviction reaches the budget"
+        );
+    }
 }
 
 /// A timeline that can crash and be opened again.
 struct Harness<'a> {
     dir: &'a std::path::Path,
     case: &'a Case,
+    rt: &'a tokio::runtime::Runtime,
+    remote: Option<Remote>,
     tl: Arc<Timeline>,
     /// Steps that did something, by kind: L0 merges, image runs, GC.
     did: [usize; 3],
@@ -103,7 +190,8 @@ struct Harness<'a> {
 impl Harness<'_> {
     fn restart(&mut self) {
         let durable = self.tl.durable();
-        self.tl = open(self.dir, self.case);
+        let tiering = self.remote.as_ref().map(|r| r.tiering(self.rt));
+        self.tl = open(self.dir, self.case, tiering);
         assert_eq!(self.tl.ingested(), durable);
         // A crash after a GC's manifest may leave a cutoff the old process
         // never published; it must still be outside the window.
@@ -120,7 +208,7 @@ impl Harness<'_> {
                 _ => None,
             };
             self.tl.set_fail_point(fail);
-            match self.tl.compact_step() {
+            match self.rt.block_on(self.tl.compact_step_resident()) {
                 Ok(step) => self.count(step),
                 Err(e) => {
                     assert!(fail.is_some(), "compaction failed: {e}");
@@ -130,6 +218,13 @@ impl Harness<'_> {
             }
             self.tl.set_fail_point(None);
             self.check_window();
+        }
+    }
+
+    /// With a bucket: upload and evict down to the budget.
+    fn tier(&mut self) {
+        if let Some(remote) = &mut self.remote {
+            remote.upload_and_evict(self.rt, &self.tl);
         }
     }
 
@@ -178,6 +273,9 @@ fn ingest(h: &mut Harness<'_>, log: &Log, upto: Lsn, rng: &mut Rng) {
             while tl.flush_frozen().unwrap() {}
         }
         i = j;
+        if rng.chance(30) {
+            h.tier();
+        }
         if rng.chance(25) {
             h.compact(rng);
             // A crash takes the timeline back to its durable LSN.
@@ -210,7 +308,7 @@ async fn check(service: &PageService, model: &Model, rng: &mut Rng, samples: usi
                 let got = got.unwrap_or_else(|e| {
                     // The layers that hold the page, to tell what went wrong.
                     for f in &service.timeline().snapshot().files {
-                        let summary = f.file.summary(page);
+                        let summary = f.file().map(|f| f.summary(page));
                         eprintln!("{:?} {:?}: {summary:?}", f.desc.kind, f.desc.range);
                     }
                     panic!("{page} at {lsn}: {e}")
@@ -243,10 +341,14 @@ fn run(case: Case) {
     let half = log.batch_ends[log.batch_ends.len() / 2];
     let end = *log.batch_ends.last().unwrap();
 
+    let remote = case.disk_budget.map(|budget| Remote::new(&rt, budget));
+    let tiering = remote.as_ref().map(|r| r.tiering(&rt));
     let mut h = Harness {
         dir: dir.path(),
         case: &case,
-        tl: open(dir.path(), &case),
+        rt: &rt,
+        remote,
+        tl: open(dir.path(), &case, tiering),
         did: [0; 3],
         crashes: 0,
     };
@@ -264,15 +366,20 @@ fn run(case: Case) {
     h.tl.freeze();
     while h.tl.flush_frozen().unwrap() {}
     // Compaction and GC until nothing is due, then every answer again.
-    while h.tl.compact_step().unwrap() != Step::Idle {}
+    while rt.block_on(h.tl.compact_step_resident()).unwrap() != Step::Idle {}
     h.check_window();
+    h.tier();
     rt.block_on(check(&service(h.tl.clone()), &model, &mut rng, 60));
+    let downloads = h.tl.tiering().map_or(0, |t| {
+        t.stats.downloads.load(std::sync::atomic::Ordering::Relaxed)
+    });
     TOTALS.with(|t| {
         let mut t = t.borrow_mut();
         for k in 0..3 {
             t[k] += h.did[k];
         }
         t[3] += h.crashes;
+        t[4] += downloads as usize;
     });
 }
 
@@ -280,7 +387,7 @@ thread_local! {
     /// Steps that did something across cases (L0 merges, image runs, GC
     /// deletions, crashes): the property is only worth something if the
     /// cases reach each of them.
-    static TOTALS: std::cell::RefCell<[usize; 4]> = const { std::cell::RefCell::new([0; 4]) };
+    static TOTALS: std::cell::RefCell<[usize; 5]> = const { std::cell::RefCell::new([0; 5]) };
 }
 
 proptest! {
@@ -297,10 +404,11 @@ proptest! {
         l0_threshold in 1usize..4,
         target_file_bytes in 1_000u64..20_000,
         image_after_runs in 1usize..6,
+        disk_budget in proptest::option::weighted(0.7, 0u64..20_000),
     ) {
         run(Case {
             seed, batches, pages, image_after, layer_bytes,
-            history, l0_threshold, target_file_bytes, image_after_runs,
+            history, l0_threshold, target_file_bytes, image_after_runs, disk_budget,
         });
     }
 }
@@ -309,7 +417,7 @@ proptest! {
 /// seeds, so it cannot flake).
 #[test]
 fn the_cases_reach_compaction_images_gc_and_crashes() {
-    TOTALS.with(|t| *t.borrow_mut() = [0; 4]);
+    TOTALS.with(|t| *t.borrow_mut() = [0; 5]);
     for seed in 0..12u64 {
         run(Case {
             seed,
@@ -321,11 +429,12 @@ fn the_cases_reach_compaction_images_gc_and_crashes() {
             l0_threshold: 2,
             target_file_bytes: 4_000,
             image_after_runs: 3,
+            disk_budget: (seed % 2 == 0).then_some(2_000),
         });
     }
     let totals = TOTALS.with(|t| *t.borrow());
     assert!(
         totals.iter().all(|n| *n > 0),
-        "L0 merges, image runs, GC, crashes: {totals:?}"
+        "L0 merges, image runs, GC, crashes, downloads: {totals:?}"
     );
 }

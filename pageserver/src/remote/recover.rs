@@ -43,13 +43,23 @@ pub struct Attached {
     pub recovered: bool,
 }
 
+/// How a directory behind the bucket is brought up to its newest index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Download every layer (checked) before the timeline opens.
+    Eager { concurrency: usize },
+    /// Store the index's manifest only: the timeline opens with the layers
+    /// it lacks evicted, and reads download them on demand (checked then).
+    Lazy,
+}
+
 /// Takes a generation and brings `dir` up to the bucket's newest index if
 /// it is behind it.
 pub async fn attach(
     bucket: &Bucket,
     dir: &Path,
     cluster_id: &str,
-    concurrency: usize,
+    recovery: Recovery,
 ) -> Result<Attached> {
     let generation = bucket.take_generation().await?;
     let index = bucket.newest_index().await?;
@@ -70,11 +80,17 @@ pub async fn attach(
     let remote_lsn = index.manifest.durable_lsn;
     if local.as_ref().is_none_or(|m| m.durable_lsn < remote_lsn) {
         let started = std::time::Instant::now();
-        download(bucket, dir, &index, concurrency).await?;
+        match recovery {
+            Recovery::Eager { concurrency } => download(bucket, dir, &index, concurrency).await?,
+            Recovery::Lazy => {
+                let (dir, manifest) = (dir.to_path_buf(), index.manifest.clone());
+                blocking(move || adopt_lazily(&dir, local.as_ref(), &manifest)).await?
+            }
+        }
         info!(
             from_generation = index.generation, durable = %remote_lsn,
             layers = index.layers.len(), ms = started.elapsed().as_millis() as u64,
-            "local directory recovered from the bucket"
+            ?recovery, "local directory recovered from the bucket"
         );
         attached.recovered = true;
     }
@@ -111,9 +127,29 @@ async fn download(
     .await
 }
 
+/// Stores `manifest` (the bucket's) as the local one without downloading
+/// its layers: the timeline opens them as evicted. A local file of the
+/// same name that the old local manifest (`old`) did not name may be the
+/// half-written leftover of a crashed flush, so it is removed first (one
+/// the old manifest names is complete, and a name fixes its content).
+fn adopt_lazily(dir: &Path, old: Option<&Manifest>, manifest: &Manifest) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(PageServerError::io(format!("creating {}", dir.display())))?;
+    for layer in &manifest.layers {
+        let known = old.is_some_and(|m| m.layers.iter().any(|l| l.file_name == layer.file_name));
+        let path = dir.join(&layer.file_name);
+        if !known && path.exists() {
+            std::fs::remove_file(&path)
+                .map_err(PageServerError::io(format!("removing {}", path.display())))?;
+        }
+    }
+    durable::sync_dir(dir)?;
+    manifest.store(dir)
+}
+
 /// Writes `data` to `path` through a temporary file, fsynced and renamed
 /// (the directory is synced by the caller).
-fn write_durably(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_durably(path: &Path, data: &[u8]) -> Result<()> {
     let mut tmp = PathBuf::from(path);
     tmp.as_mut_os_string().push(".download");
     let mut file = std::fs::File::create(&tmp)

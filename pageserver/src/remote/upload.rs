@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -49,6 +49,7 @@ pub struct UploadState {
     layers_uploaded: AtomicU64,
     bytes_uploaded: AtomicU64,
     objects_deleted: AtomicU64,
+    orphans_deleted: AtomicU64,
     fenced: AtomicBool,
 }
 
@@ -63,6 +64,8 @@ pub struct UploadFigures {
     pub layers_uploaded: u64,
     pub bytes_uploaded: u64,
     pub objects_deleted: u64,
+    /// Objects of older generations that no index of ours named, swept.
+    pub orphans_deleted: u64,
     pub fenced: bool,
 }
 
@@ -77,6 +80,7 @@ impl UploadState {
             layers_uploaded: AtomicU64::new(0),
             bytes_uploaded: AtomicU64::new(0),
             objects_deleted: AtomicU64::new(0),
+            orphans_deleted: AtomicU64::new(0),
             fenced: AtomicBool::new(false),
         }
     }
@@ -101,6 +105,7 @@ impl UploadState {
             layers_uploaded: get(&self.layers_uploaded),
             bytes_uploaded: get(&self.bytes_uploaded),
             objects_deleted: get(&self.objects_deleted),
+            orphans_deleted: get(&self.orphans_deleted),
             fenced: self.fenced.load(Ordering::Relaxed),
         }
     }
@@ -109,12 +114,19 @@ impl UploadState {
 /// What the uploader needs; [`Uploader::run`] consumes it.
 pub struct Uploader {
     pub bucket: Arc<Bucket>,
+    /// Told the layers of each index published (layers may be evicted
+    /// from the local disk once one names them).
+    pub tiering: Option<Arc<crate::timeline::Tiering>>,
     /// The local directory the layer files are read from.
     pub dir: PathBuf,
     pub state: Arc<UploadState>,
     /// Objects in the bucket this page server knows of, by file name.
     pub known: HashMap<String, RemoteLayer>,
     pub concurrency: usize,
+    /// Orphans (objects of older generations no index of ours names) are
+    /// deleted once older than this, swept after the first publish and
+    /// then at most once per this period.
+    pub orphan_grace: Duration,
 }
 
 /// How one round ended.
@@ -133,11 +145,20 @@ impl Uploader {
         stop: CancellationToken,
     ) -> Result<()> {
         let mut published: Option<Arc<Manifest>> = None;
+        let mut last_sweep: Option<Instant> = None;
         loop {
             let m = manifests.borrow_and_update().clone();
             if !published.as_ref().is_some_and(|p| Arc::ptr_eq(p, &m)) {
                 match self.round(&m).await {
-                    Ok(Round::Published) => published = Some(m),
+                    Ok(Round::Published) => {
+                        if last_sweep.is_none_or(|t| t.elapsed() >= self.orphan_grace) {
+                            last_sweep = Some(Instant::now());
+                            if let Err(e) = self.sweep_orphans(&m).await {
+                                warn!(error = %e, "cannot sweep orphan objects; trying later");
+                            }
+                        }
+                        published = Some(m);
+                    }
                     Ok(Round::Superseded) if manifests.has_changed().unwrap_or(false) => continue,
                     Ok(Round::Superseded) => {
                         return Err(PageServerError::Unavailable(
@@ -213,6 +234,9 @@ impl Uploader {
             layers: m.layers.iter().map(|l| self.known[&l.file_name]).collect(),
         };
         self.bucket.put_index(&index).await?;
+        if let Some(t) = &self.tiering {
+            t.published(index.by_name());
+        }
         let bytes = index.layers.iter().map(|l| l.bytes).sum();
         self.state.bucket_bytes.store(bytes, Ordering::Relaxed);
         self.state.pending_layers.store(0, Ordering::Relaxed);
@@ -249,6 +273,55 @@ impl Uploader {
         Ok(Some((name, layer)))
     }
 
+    /// Deletes orphans: layer objects of generations older than ours that
+    /// the index just published (`m`) does not name and that are older
+    /// than the grace period. They were uploaded by a page server that
+    /// crashed or was fenced before an index named them, or named by an
+    /// index no page server will read again (a newer generation's index
+    /// is the bucket's truth, and ours names everything we inherited).
+    /// Objects of our own generation are left to [`Self::delete_unnamed`]
+    /// (an upload may be in flight), and newer ones are never touched.
+    /// The generation check comes last, as for any deletion.
+    async fn sweep_orphans(&mut self, m: &Manifest) -> Result<()> {
+        let ours = self.state.generation;
+        let named: std::collections::HashSet<(&str, u32)> = m
+            .layers
+            .iter()
+            .filter_map(|l| {
+                let known = self.known.get(&l.file_name)?;
+                Some((l.file_name.as_str(), known.generation))
+            })
+            .collect();
+        let orphans: Vec<(String, u32)> = self
+            .bucket
+            .list_layers()
+            .await?
+            .into_iter()
+            .filter(|(name, generation, age)| {
+                *generation < ours
+                    && *age >= self.orphan_grace
+                    && !named.contains(&(name.as_str(), *generation))
+            })
+            .map(|(name, generation, _)| (name, generation))
+            .collect();
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        self.bucket.check_generation(ours).await?;
+        let mut deleted = 0;
+        for (name, generation) in &orphans {
+            match self.bucket.delete_layer(name, *generation).await {
+                Ok(()) => deleted += 1,
+                Err(e) => warn!(object = %name, generation, error = %e, "cannot delete an orphan"),
+            }
+        }
+        self.state
+            .orphans_deleted
+            .fetch_add(deleted, Ordering::Relaxed);
+        info!(deleted, "deleted orphan layer objects of older generations");
+        Ok(())
+    }
+
     /// Deletes the objects the just-published index `m` no longer names.
     /// One generation check before them is enough: a page server started
     /// after it reads an index at least as new as ours, which names none.
@@ -269,7 +342,7 @@ impl Uploader {
         let count = stale.len() as u64;
         let deleted = futures::stream::iter(stale)
             .map(|(name, layer)| async move {
-                let result = bucket.delete_layer(&name, layer).await;
+                let result = bucket.delete_layer(&name, layer.generation).await;
                 (name, result)
             })
             .buffer_unordered(self.concurrency.max(1))

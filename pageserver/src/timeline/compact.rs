@@ -158,8 +158,13 @@ impl Timeline {
             start: inputs[0].desc.range.start,
             end: inputs[inputs.len() - 1].desc.range.end,
         };
+        // Every input open (downloaded if evicted) before anything is written.
+        let files = inputs
+            .iter()
+            .map(|f| f.file())
+            .collect::<Result<Vec<_>>>()?;
         let mut out = RunWriter::new(self, LayerKind::L1, range);
-        let mut cursors: Vec<Cursor<'_>> = inputs.iter().map(|f| Cursor::new(&f.file)).collect();
+        let mut cursors: Vec<Cursor<'_>> = files.iter().map(|f| Cursor::new(f)).collect();
         let mut heap = BinaryHeap::new();
         let mut heads: Vec<Option<Entry>> = Vec::with_capacity(cursors.len());
         for (i, c) in cursors.iter_mut().enumerate() {
@@ -197,7 +202,7 @@ impl Timeline {
             end: lsn,
         };
         let mut out = RunWriter::new(self, LayerKind::Image, range);
-        for page in pages_at(map, lsn) {
+        for page in pages_at(map, lsn)? {
             if self.space_dropped(page.space).is_some_and(|at| at <= lsn) {
                 continue;
             }
@@ -275,8 +280,16 @@ impl Timeline {
             return Ok(());
         }
         for f in files {
-            if let Err(e) = std::fs::remove_file(f.file.path()) {
-                warn!(file = %f.file.path().display(), error = %e, "cannot delete an old layer file");
+            // An evicted layer has no local file to delete.
+            let Some(path) = f.local_path() else {
+                continue;
+            };
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(file = %path.display(), error = %e, "cannot delete an old layer file")
+                }
             }
         }
         self.stats
@@ -287,7 +300,7 @@ impl Timeline {
 }
 
 /// Every page with a record or an image in a layer file at or below `lsn`.
-fn pages_at(map: &LayerMap, lsn: Lsn) -> Vec<PageId> {
+fn pages_at(map: &LayerMap, lsn: Lsn) -> Result<Vec<PageId>> {
     let mut pages = HashSet::new();
     for f in &map.files {
         let below = match f.desc.image_lsn() {
@@ -295,12 +308,12 @@ fn pages_at(map: &LayerMap, lsn: Lsn) -> Vec<PageId> {
             None => f.desc.range.end <= lsn,
         };
         if below {
-            pages.extend(f.file.pages().into_iter().map(|(p, _)| p));
+            pages.extend(f.file()?.pages().into_iter().map(|(p, _)| p));
         }
     }
     let mut pages: Vec<_> = pages.into_iter().collect();
     pages.sort_unstable();
-    pages
+    Ok(pages)
 }
 
 /// Reads a layer file's entries in order, one block at a time.
@@ -342,7 +355,7 @@ struct RunWriter<'a> {
     target_bytes: u64,
     current: Option<(DeltaFileWriter, PathBuf, u64)>,
     last_page: Option<PageId>,
-    done: Vec<LayerFile>,
+    done: Vec<(LayerDesc, DeltaFile)>,
 }
 
 impl<'a> RunWriter<'a> {
@@ -423,7 +436,7 @@ impl<'a> RunWriter<'a> {
             keys,
             file_bytes: file.file_bytes(),
         };
-        self.done.push(LayerFile { desc, file });
+        self.done.push((desc, file));
         Ok(())
     }
 
@@ -436,7 +449,10 @@ impl<'a> RunWriter<'a> {
         }
         self.finish_file(u64::MAX)?;
         durable::sync_dir(&self.tl.config.dir)?;
-        Ok(std::mem::take(&mut self.done))
+        Ok(std::mem::take(&mut self.done)
+            .into_iter()
+            .map(|(desc, file)| LayerFile::resident(desc, file))
+            .collect())
     }
 }
 
@@ -444,9 +460,9 @@ impl Drop for RunWriter<'_> {
     /// A run given up halfway leaves no finished file behind (the writer
     /// of an unfinished one removes it itself).
     fn drop(&mut self) {
-        for f in &self.done {
-            if let Err(e) = std::fs::remove_file(f.file.path()) {
-                warn!(file = %f.file.path().display(), error = %e, "cannot remove a file of an abandoned run");
+        for (_, f) in &self.done {
+            if let Err(e) = std::fs::remove_file(f.path()) {
+                warn!(file = %f.path().display(), error = %e, "cannot remove a file of an abandoned run");
             }
         }
     }

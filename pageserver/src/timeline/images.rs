@@ -23,6 +23,7 @@ use strata_wal::{Lsn, PageId};
 use tracing::warn;
 
 use super::read::{self, LayerMap};
+use crate::error::PageServerError;
 use crate::layer::frame_starts_page;
 
 /// Records per page since its last image, as far as this process knows.
@@ -72,6 +73,8 @@ pub fn build(map: &LayerMap, pages: &[PageRecords], due: &[usize]) -> Vec<Option
             .chunks(per_worker)
             .map(|chunk| {
                 s.spawn(move || {
+                    // A fresh thread: background work (see crate::background).
+                    crate::background::lower_priority();
                     chunk
                         .iter()
                         .map(|&i| image(map, &pages[i]))
@@ -98,6 +101,9 @@ fn image(map: &LayerMap, (page, records): &PageRecords) -> Option<Bytes> {
     let (lsn, _) = *records.last().expect("a page in a layer has records");
     match read::rebuild(map, *page, lsn) {
         Ok(img) => Some(compress(&img)),
+        // An older layer is only in the bucket: the page gets its image at
+        // a later flush (its chain is still counted).
+        Err(PageServerError::LayerEvicted { .. }) => None,
         Err(e) => {
             warn!(%page, %lsn, error = %e, "cannot write an image for the page; keeping its records only");
             None

@@ -18,8 +18,10 @@
 //!   with `strata_wal::redo::Replay` (`redo::apply`'s bytes, sealed once).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use parking_lot::RwLock;
 use strata_wal::page::Page;
 use strata_wal::redo::Replay;
 use strata_wal::{Lsn, PageId, op, record};
@@ -30,10 +32,109 @@ use crate::layer::delta_file::DeltaFile;
 use crate::layer::desc::LayerDesc;
 use crate::layer::inmem::InMemoryLayer;
 
-/// A layer file and what the manifest says of it.
+/// A layer file and what the manifest says of it. The file itself may be
+/// on the local disk (resident) or only in the bucket (evicted, see
+/// [`crate::timeline::tier`]).
+///
+/// Readers get the open file as an `Arc<DeltaFile>` ([`LayerFile::file`])
+/// and hold it for as long as they read. Eviction takes a file out only
+/// when no such handle is held (the slot's own `Arc` is the only one), and
+/// unlinks it under the slot's write lock, so a reader either holds an open
+/// handle (whose descriptor keeps the data readable even if the file were
+/// unlinked) or sees the slot empty and downloads it again.
 pub struct LayerFile {
     pub desc: LayerDesc,
-    pub file: DeltaFile,
+    slot: RwLock<Option<Arc<DeltaFile>>>,
+    /// Milliseconds since the process started when last read (LRU order).
+    last_access_ms: AtomicU64,
+    /// Held while the file is downloaded: one download for all askers.
+    pub(crate) download: tokio::sync::Mutex<()>,
+}
+
+impl LayerFile {
+    /// A layer whose file is open on the local disk.
+    pub fn resident(desc: LayerDesc, file: DeltaFile) -> LayerFile {
+        LayerFile {
+            desc,
+            slot: RwLock::new(Some(Arc::new(file))),
+            last_access_ms: AtomicU64::new(now_ms()),
+            download: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A layer whose file is only in the bucket.
+    pub fn evicted(desc: LayerDesc) -> LayerFile {
+        LayerFile {
+            desc,
+            slot: RwLock::new(None),
+            last_access_ms: AtomicU64::new(0),
+            download: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The open file, or [`PageServerError::LayerEvicted`].
+    pub fn file(&self) -> Result<Arc<DeltaFile>> {
+        match &*self.slot.read() {
+            Some(f) => {
+                self.last_access_ms.store(now_ms(), Ordering::Relaxed);
+                Ok(f.clone())
+            }
+            None => Err(PageServerError::LayerEvicted {
+                file: self.desc.file_name.clone(),
+            }),
+        }
+    }
+
+    pub fn is_resident(&self) -> bool {
+        self.slot.read().is_some()
+    }
+
+    pub(crate) fn last_access_ms(&self) -> u64 {
+        self.last_access_ms.load(Ordering::Relaxed)
+    }
+
+    /// Puts a downloaded file in place; the handle it returns pins it.
+    pub(crate) fn install(&self, file: DeltaFile) -> Arc<DeltaFile> {
+        let file = Arc::new(file);
+        *self.slot.write() = Some(file.clone());
+        self.last_access_ms.store(now_ms(), Ordering::Relaxed);
+        file
+    }
+
+    /// Runs `unlink` on the file and empties the slot, if the file is here
+    /// and nobody holds a handle to it; true if it did. `unlink` runs under
+    /// the slot's write lock, so no reader can see the slot empty (and
+    /// start a download that writes the same path) before it is done.
+    pub(crate) fn evict_if_unused(&self, unlink: impl FnOnce(&DeltaFile) -> Result<()>) -> bool {
+        let mut slot = self.slot.write();
+        let Some(file) = slot.as_ref() else {
+            return false;
+        };
+        if Arc::strong_count(file) > 1 {
+            return false;
+        }
+        if let Err(e) = unlink(file) {
+            tracing::warn!(file = %file.path().display(), error = %e, "cannot evict a layer file");
+            return false;
+        }
+        *slot = None;
+        true
+    }
+
+    /// The path of the open file, if it is resident.
+    pub(crate) fn local_path(&self) -> Option<std::path::PathBuf> {
+        self.slot.read().as_ref().map(|f| f.path().to_path_buf())
+    }
+}
+
+/// Milliseconds since the first call: a cheap, monotonic LRU clock.
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 1
 }
 
 /// The layers of a timeline at one moment, oldest first.
@@ -76,9 +177,23 @@ impl LayerMap {
         files.chain(mems)
     }
 
-    /// Bytes of all layer files.
+    /// Bytes of all layer files (local or not).
     pub fn file_bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.file.file_bytes()).sum()
+        self.files.iter().map(|f| f.desc.file_bytes).sum()
+    }
+
+    /// Bytes of the layer files on the local disk.
+    pub fn local_bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .filter(|f| f.is_resident())
+            .map(|f| f.desc.file_bytes)
+            .sum()
+    }
+
+    /// The layer file named `name`, if this map has it.
+    pub fn find(&self, name: &str) -> Option<&Arc<LayerFile>> {
+        self.files.iter().find(|f| f.desc.file_name == name)
     }
 }
 
@@ -87,11 +202,13 @@ pub fn last_record(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Option<Lsn>
     for layer in map.layers_of(page).rev() {
         let found = match layer {
             Layer::Mem(m) if m.range().start < lsn => m.last_at_or_below(page, lsn),
-            Layer::Delta(f) if f.desc.range.start < lsn => last_in_file(&f.file, page, lsn)?,
+            Layer::Delta(f) if f.desc.range.start < lsn => {
+                last_in_file(f.file()?.as_ref(), page, lsn)?
+            }
             // An image's key is the page's own LSN (its last record at or
             // below the layer's LSN), and the version holds until then.
             Layer::Image(f) => f
-                .file
+                .file()?
                 .summary(page)
                 .map(|s| s.last_lsn)
                 .filter(|l| *l <= lsn),
@@ -117,11 +234,11 @@ fn last_in_file(f: &DeltaFile, page: PageId, lsn: Lsn) -> Result<Option<Lsn>> {
 /// record above `lsn`, or the open layer's end + 1 if there is none yet.
 pub fn next_record(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Lsn> {
     for file in &map.files {
-        let (desc, f) = (&file.desc, &file.file);
+        let desc = &file.desc;
         if !desc.kind.is_delta() || desc.range.end <= lsn || !desc.keys.contains(page) {
             continue;
         }
-        if let Some(next) = next_in_file(f, page, lsn)? {
+        if let Some(next) = next_in_file(file.file()?.as_ref(), page, lsn)? {
             return Ok(next);
         }
     }
@@ -163,9 +280,9 @@ fn chain(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Vec<(Lsn, Value)>> {
     for layer in map.layers_of(page).rev() {
         let mut entries = match layer {
             Layer::Mem(m) if m.range().start < lsn => m.read_page(page, lsn),
-            Layer::Delta(f) if f.desc.range.start < lsn => f.file.read_page(page, lsn)?,
+            Layer::Delta(f) if f.desc.range.start < lsn => f.file()?.read_page(page, lsn)?,
             Layer::Image(f) => {
-                let entries = f.file.read_page(page, lsn)?;
+                let entries = f.file()?.read_page(page, lsn)?;
                 if entries.is_empty() {
                     continue;
                 }
