@@ -728,7 +728,13 @@ pub struct ReplicaStatus {
 }
 
 pub async fn replica_status(endpoint: &str, cluster_id: &str) -> Result<ReplicaStatus> {
-    let mut client = connect_replica(endpoint).await?;
+    status_of(connect_replica(endpoint).await?, cluster_id).await
+}
+
+async fn status_of(
+    mut client: LogServiceClient<Channel>,
+    cluster_id: &str,
+) -> Result<ReplicaStatus> {
     let s = client
         .status(pb::StatusRequest {
             cluster_id: cluster_id.to_string(),
@@ -757,6 +763,10 @@ pub struct LogReader {
     cluster_id: String,
     consumer_id: String,
     endpoints: Vec<String>,
+    /// A channel per endpoint, made on first use and kept: a reader that
+    /// asks its peers' status every quiet second, or reports its safe LSN,
+    /// must not open a connection each time.
+    clients: Vec<Option<LogServiceClient<Channel>>>,
     turn: usize,
     next: Lsn,
     stream: Option<tonic::Streaming<pb::ReadResponse>>,
@@ -772,11 +782,22 @@ impl LogReader {
         LogReader {
             cluster_id: cluster_id.into(),
             consumer_id: consumer_id.into(),
+            clients: vec![None; endpoints.len()],
             endpoints,
             turn: 0,
             next: from,
             stream: None,
         }
+    }
+
+    /// The channel to endpoint `i`, made on first use.
+    async fn client(&mut self, i: usize) -> Result<LogServiceClient<Channel>> {
+        if let Some(client) = &self.clients[i] {
+            return Ok(client.clone());
+        }
+        let client = connect_replica(&self.endpoints[i]).await?;
+        self.clients[i] = Some(client.clone());
+        Ok(client)
     }
 
     /// The LSN the next chunk starts at.
@@ -808,8 +829,7 @@ impl LogReader {
     async fn try_next(&mut self) -> Result<ReadChunk> {
         let msg = loop {
             if self.stream.is_none() {
-                let endpoint = &self.endpoints[self.turn % self.endpoints.len()];
-                let mut client = connect_replica(endpoint).await?;
+                let mut client = self.client(self.turn % self.endpoints.len()).await?;
                 let req = pb::ReadRequest {
                     cluster_id: self.cluster_id.clone(),
                     consumer_id: self.consumer_id.clone(),
@@ -849,15 +869,15 @@ impl LogReader {
     /// when its own went quiet. A replica learns the commit LSN from the
     /// writer; one outside the last quorum of a writer that crashed right
     /// after a commit keeps an older one until the next writer is elected.
-    async fn peer_ahead(&self) -> Option<usize> {
+    async fn peer_ahead(&mut self) -> Option<usize> {
         let n = self.endpoints.len();
         for step in 1..n {
             let turn = (self.turn + step) % n;
-            let status = tokio::time::timeout(
-                READER_QUIET,
-                replica_status(&self.endpoints[turn], &self.cluster_id),
-            )
-            .await;
+            let Ok(client) = self.client(turn).await else {
+                continue;
+            };
+            let status =
+                tokio::time::timeout(READER_QUIET, status_of(client, &self.cluster_id)).await;
             if let Ok(Ok(s)) = status
                 && s.commit_lsn > self.next
             {
@@ -868,22 +888,19 @@ impl LogReader {
     }
 
     /// Tells every reachable replica this consumer needs nothing below `safe`.
-    pub async fn report_safe_lsn(&self, safe: Lsn) -> Result<()> {
+    pub async fn report_safe_lsn(&mut self, safe: Lsn) -> Result<()> {
         let mut last_err = None;
-        for endpoint in &self.endpoints {
+        for i in 0..self.endpoints.len() {
             let req = pb::ReportSafeLsnRequest {
                 cluster_id: self.cluster_id.clone(),
                 consumer_id: self.consumer_id.clone(),
                 safe_lsn: safe.0,
             };
-            let result = async {
-                connect_replica(endpoint)
-                    .await?
-                    .report_safe_lsn(req)
-                    .await
-                    .map_err(LogError::from)
+            let result = match self.client(i).await {
+                Ok(mut client) => client.report_safe_lsn(req).await.map_err(LogError::from),
+                Err(e) => Err(e),
             };
-            if let Err(e) = result.await {
+            if let Err(e) = result {
                 last_err = Some(e);
             }
         }

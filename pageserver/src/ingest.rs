@@ -249,7 +249,7 @@ async fn report_safe_lsn(
     mut safe_lsn: watch::Receiver<Lsn>,
     stop: CancellationToken,
 ) -> Result<()> {
-    let reporter = LogReader::new(
+    let mut reporter = LogReader::new(
         &config.cluster_id,
         &config.consumer_id,
         config.log_endpoints.clone(),
