@@ -51,10 +51,13 @@ fn join(a: Class, b: Class) -> Option<Class> {
     })
 }
 
-/// The class of column `i` over every row, if one encoding fits them all.
-fn column_class(rows: &[&[Value]], i: usize) -> Option<Class> {
-    rows.iter()
-        .try_fold(Class::Empty, |c, r| join(c, class_of(&r[i])?))
+/// The class of key column `i` over every row, if one encoding fits them all.
+fn column_class<'a>(
+    n: usize,
+    value: &impl Fn(usize, usize) -> &'a Value,
+    i: usize,
+) -> Option<Class> {
+    (0..n).try_fold(Class::Empty, |c, r| join(c, class_of(value(r, i))?))
 }
 
 fn encode(out: &mut Vec<u8>, class: Class, v: &Value, collation: Collation) -> Option<()> {
@@ -98,26 +101,64 @@ fn encode(out: &mut Vec<u8>, class: Class, v: &Value, collation: Collation) -> O
     Some(())
 }
 
-/// One memcomparable key per row over its key values (`specs`: each key
-/// column's collation and whether it sorts descending); `None` when some
-/// column's values share no encoding.
-pub(crate) fn keys(rows: &[&[Value]], specs: &[(Collation, bool)]) -> Option<Vec<Vec<u8>>> {
+/// Every row's memcomparable key in one buffer: key `i` is
+/// `bytes[ends[i - 1]..ends[i]]` (no allocation per row).
+pub(crate) struct Keys {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Keys {
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Row `i`'s key.
+    pub(crate) fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    /// The rows' positions in key order, equal keys in row order.
+    pub(crate) fn order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_unstable_by(|&a, &b| self.get(a).cmp(self.get(b)).then(a.cmp(&b)));
+        order
+    }
+}
+
+/// The keys of `n` rows; `value(r, i)` is row `r`'s value of key column
+/// `i` (`specs`: each key column's collation and whether it sorts
+/// descending). `None` when some column's values share no encoding.
+pub(crate) fn encode_rows<'a>(
+    n: usize,
+    value: impl Fn(usize, usize) -> &'a Value,
+    specs: &[(Collation, bool)],
+) -> Option<Keys> {
     let classes = (0..specs.len())
-        .map(|i| column_class(rows, i))
+        .map(|i| column_class(n, &value, i))
         .collect::<Option<Vec<_>>>()?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let mut key = Vec::new();
+    let mut keys = Keys {
+        bytes: Vec::with_capacity(n * 16 * specs.len()),
+        ends: Vec::with_capacity(n),
+    };
+    for r in 0..n {
         for (i, ((coll, desc), class)) in specs.iter().zip(&classes).enumerate() {
-            let start = key.len();
-            encode(&mut key, *class, &r[i], *coll)?;
+            let start = keys.bytes.len();
+            encode(&mut keys.bytes, *class, value(r, i), *coll)?;
             if *desc {
-                key[start..].iter_mut().for_each(|b| *b = !*b);
+                keys.bytes[start..].iter_mut().for_each(|b| *b = !*b);
             }
         }
-        out.push(key);
+        keys.ends.push(keys.bytes.len());
     }
-    Some(out)
+    Some(keys)
+}
+
+/// [`encode_rows`] over rows given as slices of their key values.
+#[cfg(test)]
+pub(crate) fn keys(rows: &[&[Value]], specs: &[(Collation, bool)]) -> Option<Keys> {
+    encode_rows(rows.len(), |r, i| &rows[r][i], specs)
 }
 
 #[cfg(test)]
@@ -146,7 +187,7 @@ mod tests {
                 let want = sort_cmp(&values[i], &values[j], coll);
                 let want = if desc { want.reverse() } else { want };
                 assert_eq!(
-                    keys[i].cmp(&keys[j]),
+                    keys.get(i).cmp(keys.get(j)),
                     want,
                     "{:?} vs {:?}",
                     values[i],
