@@ -355,16 +355,7 @@ fn factor(
             let (def, first_param, seen, id, in_recursion) = match found {
                 super::query::CteRef::Working(w) => {
                     let Some(columns) = w.columns.get().cloned() else {
-                        return Err(SqlError::new(
-                            3573,
-                            "HY000",
-                            format!(
-                                "Recursive Common Table Expression '{}' should have one or \
-                                 more non-recursive query blocks followed by one or more \
-                                 recursive ones",
-                                w.name
-                            ),
-                        ));
+                        return Err(super::query::bad_recursion(&w.name));
                     };
                     w.uses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let named = alias.as_ref().map_or(&w.name, |a| &a.name.value);

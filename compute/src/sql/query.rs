@@ -174,7 +174,7 @@ impl<'a> Ctes<'a> {
 static NEXT_CTE: AtomicU64 = AtomicU64::new(1);
 
 /// Error 3573: a recursive CTE's blocks in the wrong shape.
-fn bad_recursion(name: &str) -> SqlError {
+pub(crate) fn bad_recursion(name: &str) -> SqlError {
     SqlError::new(
         3573,
         "HY000",

@@ -728,6 +728,44 @@ fn order_keys(plan: &SelectPlan, shape: &Shape, rows: &[Produced]) -> Option<sup
     super::sortkey::encode_rows(rows.len(), |r, k| shape.key(&rows[r], k), &specs)
 }
 
+/// Two rows compared by every ORDER BY value (NULL first; DESC reversed).
+fn key_cmp(plan: &SelectPlan, shape: &Shape, a: &Produced, b: &Produced) -> Ordering {
+    for (k, key) in plan.order.iter().enumerate() {
+        let o = sort_cmp(shape.key(a, k), shape.key(b, k), key.collation);
+        let o = if key.desc { o.reverse() } else { o };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
+/// The rows' positions in ORDER BY order (row number breaking ties) when
+/// the first key is a string: rows are compared by an abbreviation of
+/// that string ([`super::sortkey::abbreviated`]), and by their values only
+/// when the abbreviations are equal. Strings that differ early (most do)
+/// are ordered without encoding whole strings' weights. `None` when the
+/// first key holds other values.
+fn abbreviated_order(plan: &SelectPlan, shape: &Shape, rows: &[Produced]) -> Option<Vec<usize>> {
+    let first = plan.order.first()?;
+    let mut abbreviations = Vec::with_capacity(rows.len());
+    for r in rows {
+        let (present, key) = super::sortkey::abbreviated(shape.key(r, 0), first.collation)?;
+        abbreviations.push(match first.desc {
+            false => (present, key),
+            true => (!present, !key),
+        });
+    }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        abbreviations[a]
+            .cmp(&abbreviations[b])
+            .then_with(|| key_cmp(plan, shape, &rows[a], &rows[b]))
+            .then(a.cmp(&b))
+    });
+    Some(order)
+}
+
 /// The rows at `positions`, in that order (the others dropped).
 fn pick(rows: Vec<Produced>, positions: Vec<usize>) -> Vec<Produced> {
     let mut slots: Vec<Option<Produced>> = rows.into_iter().map(Some).collect();
@@ -741,20 +779,15 @@ fn pick(rows: Vec<Produced>, positions: Vec<usize>) -> Vec<Produced> {
 /// row ([`super::sortkey`]) when every key column has one encoding, else
 /// by comparing values.
 fn sort(plan: &SelectPlan, shape: &Shape, rows: &mut Vec<Produced>) {
+    if let Some(order) = abbreviated_order(plan, shape, rows) {
+        *rows = pick(std::mem::take(rows), order);
+        return;
+    }
     if let Some(keys) = order_keys(plan, shape, rows) {
         *rows = pick(std::mem::take(rows), keys.order());
         return;
     }
-    rows.sort_by(|a, b| {
-        for (k, key) in plan.order.iter().enumerate() {
-            let o = sort_cmp(shape.key(a, k), shape.key(b, k), key.collation);
-            let o = if key.desc { o.reverse() } else { o };
-            if o.is_ne() {
-                return o;
-            }
-        }
-        Ordering::Equal
-    });
+    rows.sort_by(|a, b| key_cmp(plan, shape, a, b));
 }
 
 /// DISTINCT and ORDER BY at once when the ORDER BY orders every output
@@ -764,6 +797,17 @@ fn sort(plan: &SelectPlan, shape: &Shape, rows: &mut Vec<Produced>) {
 /// each run stays, as [`distinct`] keeps). False (rows untouched) when the
 /// keys have no encoding.
 fn sort_distinct(plan: &SelectPlan, shape: &Shape, rows: &mut Vec<Produced>) -> bool {
+    if let Some(order) = abbreviated_order(plan, shape, rows) {
+        let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+        for i in order {
+            let last = kept.last().map(|&p| &rows[p]);
+            if last.is_none_or(|p| key_cmp(plan, shape, p, &rows[i]).is_ne()) {
+                kept.push(i);
+            }
+        }
+        *rows = pick(std::mem::take(rows), kept);
+        return true;
+    }
     let Some(keys) = order_keys(plan, shape, rows) else {
         return false;
     };

@@ -573,6 +573,11 @@ impl Session {
         };
         self.commit().await?;
         let (d, t) = compile::table_name(name, self.state.db.as_deref())?;
+        if d.eq_ignore_ascii_case("information_schema") {
+            return Err(SqlError::unsupported(
+                "ANALYZE of an information_schema table",
+            ));
+        }
         let def = self.engine.catalog().table(&d, &t)?;
         let mut txn = self.engine.begin();
         let r = tokio::select! {

@@ -155,6 +155,61 @@ pub(crate) fn encode_rows<'a>(
     Some(keys)
 }
 
+/// How many leading weights an abbreviated string key holds.
+const ABBREVIATED: usize = 8;
+
+/// An abbreviated key for a string (or NULL) sort value: NULL first, then
+/// the string's first [`ABBREVIATED`] collation weights, padded as the
+/// collation pads (PAD SPACE: with the space's weight; binary: with
+/// zeros). A strictly smaller abbreviation means a smaller value under
+/// [`super::expr::sort_cmp`]; equal abbreviations say nothing (compare the
+/// values). `None` for a value that is not a string or NULL.
+pub(crate) fn abbreviated(v: &Value, collation: Collation) -> Option<(bool, u128)> {
+    let bytes = match v {
+        Value::Null => return Some((false, 0)),
+        Value::Bytes(b) => b,
+        _ => return None,
+    };
+    let mut key = 0u128;
+    match collation {
+        Collation::Binary => {
+            for i in 0..16 {
+                key = key << 8 | u128::from(bytes.get(i).copied().unwrap_or(0));
+            }
+        }
+        Collation::Utf8mb4Bin | Collation::Utf8mb4GeneralCi => {
+            let pad = crate::types::collation::SPACE;
+            let head = &bytes[..bytes.len().min(ABBREVIATED * 4)];
+            let mut push = |w: u16, n: &mut usize| {
+                key = key << 16 | u128::from(w);
+                *n += 1;
+            };
+            let mut n = 0;
+            match collation {
+                Collation::Utf8mb4GeneralCi if head.is_ascii() => {
+                    for &b in head.iter().take(ABBREVIATED) {
+                        push(u16::from(b.to_ascii_uppercase()), &mut n);
+                    }
+                }
+                Collation::Utf8mb4GeneralCi => {
+                    for w in crate::types::collation::general_ci_weights(head).take(ABBREVIATED) {
+                        push(w, &mut n);
+                    }
+                }
+                _ => {
+                    for &b in head.iter().take(ABBREVIATED) {
+                        push(u16::from(b), &mut n);
+                    }
+                }
+            }
+            while n < ABBREVIATED {
+                push(pad, &mut n);
+            }
+        }
+    }
+    Some((true, key))
+}
+
 /// [`encode_rows`] over rows given as slices of their key values.
 #[cfg(test)]
 pub(crate) fn keys(rows: &[&[Value]], specs: &[(Collation, bool)]) -> Option<Keys> {
@@ -206,6 +261,31 @@ mod tests {
         ) {
             let coll = [Collation::Utf8mb4GeneralCi, Collation::Utf8mb4Bin, Collation::Binary][which];
             check(&values, coll, desc);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn abbreviated_order_agrees_with_sort_cmp(
+            values in proptest::collection::vec(
+                prop_oneof![
+                    Just(Value::Null),
+                    "[aAbB \t\u{e9}\u{c9}]{0,12}".prop_map(|s| Value::Bytes(s.into_bytes())),
+                    proptest::collection::vec(any::<u8>(), 0..20).prop_map(Value::Bytes),
+                ],
+                0..12,
+            ),
+            which in 0..3usize,
+        ) {
+            let coll = [Collation::Utf8mb4GeneralCi, Collation::Utf8mb4Bin, Collation::Binary][which];
+            for a in &values {
+                for b in &values {
+                    let (x, y) = (abbreviated(a, coll).unwrap(), abbreviated(b, coll).unwrap());
+                    if x != y {
+                        prop_assert_eq!(x.cmp(&y), sort_cmp(a, b, coll), "{:?} vs {:?}", a, b);
+                    }
+                }
+            }
         }
     }
 

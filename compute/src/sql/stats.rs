@@ -128,7 +128,21 @@ pub(crate) async fn analyze(txn: &mut Txn, t: &TableDef) -> Result<(), SqlError>
             continue;
         };
         let idx = super::access::index_def(t, index);
-        let types: Vec<&ColumnType> = idx.columns.iter().map(|&c| &t.columns[c].ty).collect();
+        let Some(types) = idx
+            .columns
+            .iter()
+            .map(|&c| t.columns.get(c).map(|col| &col.ty))
+            .collect::<Option<Vec<&ColumnType>>>()
+        else {
+            return Err(SqlError::new(
+                1034,
+                "HY000",
+                format!(
+                    "Index {} of table '{}' names a missing column",
+                    idx.name, t.name
+                ),
+            ));
+        };
         let mut counts = vec![0u64; idx.columns.len()];
         let mut prev: Option<Vec<Value>> = None;
         let mut seen = 0u64;
