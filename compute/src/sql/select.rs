@@ -728,6 +728,9 @@ fn order_keys(plan: &SelectPlan, shape: &Shape, rows: &[Produced]) -> Option<sup
     super::sortkey::encode_rows(rows.len(), |r, k| shape.key(&rows[r], k), &specs)
 }
 
+/// A string sort value's abbreviation ([`super::sortkey::abbreviated`]).
+type Abbreviation = (bool, u128);
+
 /// Two rows compared by every ORDER BY value (NULL first; DESC reversed).
 fn key_cmp(plan: &SelectPlan, shape: &Shape, a: &Produced, b: &Produced) -> Ordering {
     for (k, key) in plan.order.iter().enumerate() {
@@ -745,8 +748,12 @@ fn key_cmp(plan: &SelectPlan, shape: &Shape, a: &Produced, b: &Produced) -> Orde
 /// that string ([`super::sortkey::abbreviated`]), and by their values only
 /// when the abbreviations are equal. Strings that differ early (most do)
 /// are ordered without encoding whole strings' weights. `None` when the
-/// first key holds other values.
-fn abbreviated_order(plan: &SelectPlan, shape: &Shape, rows: &[Produced]) -> Option<Vec<usize>> {
+/// first key holds other values. Also gives each row's abbreviation.
+fn abbreviated_order(
+    plan: &SelectPlan,
+    shape: &Shape,
+    rows: &[Produced],
+) -> Option<(Vec<usize>, Vec<Abbreviation>)> {
     let first = plan.order.first()?;
     let mut abbreviations = Vec::with_capacity(rows.len());
     for r in rows {
@@ -763,7 +770,7 @@ fn abbreviated_order(plan: &SelectPlan, shape: &Shape, rows: &[Produced]) -> Opt
             .then_with(|| key_cmp(plan, shape, &rows[a], &rows[b]))
             .then(a.cmp(&b))
     });
-    Some(order)
+    Some((order, abbreviations))
 }
 
 /// The rows at `positions`, in that order (the others dropped).
@@ -779,7 +786,7 @@ fn pick(rows: Vec<Produced>, positions: Vec<usize>) -> Vec<Produced> {
 /// row ([`super::sortkey`]) when every key column has one encoding, else
 /// by comparing values.
 fn sort(plan: &SelectPlan, shape: &Shape, rows: &mut Vec<Produced>) {
-    if let Some(order) = abbreviated_order(plan, shape, rows) {
+    if let Some((order, _)) = abbreviated_order(plan, shape, rows) {
         *rows = pick(std::mem::take(rows), order);
         return;
     }
@@ -797,11 +804,15 @@ fn sort(plan: &SelectPlan, shape: &Shape, rows: &mut Vec<Produced>) {
 /// each run stays, as [`distinct`] keeps). False (rows untouched) when the
 /// keys have no encoding.
 fn sort_distinct(plan: &SelectPlan, shape: &Shape, rows: &mut Vec<Produced>) -> bool {
-    if let Some(order) = abbreviated_order(plan, shape, rows) {
+    if let Some((order, abbreviations)) = abbreviated_order(plan, shape, rows) {
         let mut kept: Vec<usize> = Vec::with_capacity(order.len());
         for i in order {
-            let last = kept.last().map(|&p| &rows[p]);
-            if last.is_none_or(|p| key_cmp(plan, shape, p, &rows[i]).is_ne()) {
+            // Different abbreviations: different values, no comparison.
+            let new = kept.last().is_none_or(|&p| {
+                abbreviations[p] != abbreviations[i]
+                    || key_cmp(plan, shape, &rows[p], &rows[i]).is_ne()
+            });
+            if new {
                 kept.push(i);
             }
         }
