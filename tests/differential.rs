@@ -415,7 +415,25 @@ impl Gen<'_> {
         } else {
             String::new()
         };
+        if self.rng.chance(20) {
+            return self.sorted(&filter);
+        }
         format!("SELECT id, {} FROM t{filter} ORDER BY id", items.join(", "))
+    }
+
+    /// A sort or DISTINCT on strings and other values (the result order
+    /// is total: DISTINCT rows are unique, and `id` breaks ties).
+    fn sorted(&mut self, filter: &str) -> String {
+        let dir = self.rng.pick(&["", " DESC"]);
+        match self.rng.below(4) {
+            0 => {
+                let x = self.rng.pick(&["s", "UPPER(s)", "i % 5", "d", "dd", "s"]);
+                format!("SELECT DISTINCT {x} FROM t{filter} ORDER BY {x}{dir}")
+            }
+            1 => format!("SELECT s, id FROM t{filter} ORDER BY s{dir}, id"),
+            2 => format!("SELECT DISTINCT i % 3, s FROM t{filter} ORDER BY s{dir}, i % 3"),
+            _ => format!("SELECT id, s, CONCAT(s, 'x') FROM t{filter} ORDER BY s{dir}, id DESC"),
+        }
     }
 }
 

@@ -5,7 +5,9 @@
 //! compare a column with a constant (`=`, `IN`, `<`, `<=`, `>`, `>=`,
 //! `BETWEEN`) are matched against each index: the longest prefix of
 //! equalities, then a range on the next column, wins (a unique index fully
-//! bound first; the primary key on ties). At run time ([`resolve`]) the
+//! bound first; the primary key on ties). Once ANALYZE TABLE has counted
+//! an index's distinct keys ([`super::stats`]), the path with the fewest
+//! estimated rows wins before the count of equalities is looked at. At run time ([`resolve`]) the
 //! constants are evaluated and converted to the column's type; a value that
 //! does not convert exactly (`id = 1.5`, `id = 'x'`) makes that part of the
 //! path unbounded instead. The whole WHERE clause is always checked again on
@@ -125,11 +127,19 @@ fn indexes(t: &TableDef) -> impl Iterator<Item = (usize, &IndexDef)> {
 }
 
 /// The access path through `idx` the facts allow, and its score.
-fn path(
-    idx: &IndexDef,
-    facts: &[ColumnFacts],
-    number: usize,
-) -> (Access, (u8, usize, u8, u8, std::cmp::Reverse<usize>)) {
+/// How a path ranks (higher is better): a unique index fully bound, then
+/// fewer estimated rows (only for an analyzed table: [`super::stats`]),
+/// more equalities, a range, the primary key, a narrower index.
+type Score = (
+    u8,
+    std::cmp::Reverse<u64>,
+    usize,
+    u8,
+    u8,
+    std::cmp::Reverse<usize>,
+);
+
+fn path(t: &TableDef, idx: &IndexDef, facts: &[ColumnFacts], number: usize) -> (Access, Score) {
     let mut access = Access {
         index: number,
         ..Default::default()
@@ -150,8 +160,13 @@ fn path(
         access.upper = facts[next].upper.clone();
     }
     let ranged = u8::from(access.lower.is_some() || access.upper.is_some());
+    let estimate = match super::stats::analyzed(t) {
+        true => super::planner::estimate(t, &access),
+        false => 0,
+    };
     let score = (
         u8::from(full && idx.unique),
+        std::cmp::Reverse(estimate),
         access.eq.len(),
         ranged,
         u8::from(number == 0),
@@ -168,8 +183,8 @@ pub(crate) fn choose(t: &TableDef, filter: Option<&Expr>) -> Access {
 
 fn best(t: &TableDef, facts: &[ColumnFacts]) -> (Access, Vec<usize>) {
     let paths: Vec<_> = indexes(t)
-        .map(|(n, idx)| path(idx, facts, n))
-        .filter(|(_, (_, eq, ranged, _, _))| *eq > 0 || *ranged > 0)
+        .map(|(n, idx)| path(t, idx, facts, n))
+        .filter(|(_, (_, _, eq, ranged, _, _))| *eq > 0 || *ranged > 0)
         .collect();
     let possible = paths.iter().map(|(a, _)| a.index).collect();
     let access = paths

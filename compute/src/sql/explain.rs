@@ -157,7 +157,7 @@ impl Explainer {
             if i == 0 {
                 line.extra.extend(sort_extra(plan));
             }
-            if let SourceKind::Query(q) = &from.sources[step.source].kind {
+            if let SourceKind::Query(q) | SourceKind::Cte(_, q) = &from.sources[step.source].kind {
                 let derived = self.next_id + later.len() as i64;
                 line.table = format!("<derived{derived}>");
                 later.push(q.as_ref());

@@ -141,6 +141,9 @@ pub(crate) struct StmtEnv {
     pub found_rows: u64,
     warnings: Mutex<(Vec<Warning>, usize)>,
     insert_id: Mutex<Option<u64>>,
+    /// Common table expressions' rows, kept for the statement
+    /// (`super::join`): each CTE runs once however often it is named.
+    ctes: Mutex<HashMap<u64, std::sync::Arc<Vec<Vec<Value>>>>>,
 }
 
 impl StmtEnv {
@@ -158,7 +161,18 @@ impl StmtEnv {
             found_rows,
             warnings: Mutex::new((Vec::new(), 0)),
             insert_id: Mutex::new(None),
+            ctes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The rows kept for CTE `id`, if it ran in this statement.
+    pub(crate) fn cte_rows(&self, id: u64) -> Option<std::sync::Arc<Vec<Vec<Value>>>> {
+        self.ctes.lock().get(&id).cloned()
+    }
+
+    /// Keeps CTE `id`'s rows for the rest of the statement.
+    pub(crate) fn keep_cte_rows(&self, id: u64, rows: std::sync::Arc<Vec<Vec<Value>>>) {
+        self.ctes.lock().insert(id, rows);
     }
 
     /// Records a warning (the count goes on past the kept ones).

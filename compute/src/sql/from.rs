@@ -351,16 +351,30 @@ fn factor(
             args: None,
             ..
         } if cte(name, scope).is_some() => {
-            let (def, first_param, seen) = cte(name, scope).expect("checked by the guard");
-            let inner = Scope {
-                catalog: scope.catalog,
-                db: scope.db,
-                ctes: Some(&seen),
+            let found = cte(name, scope).expect("checked by the guard");
+            let (def, first_param, seen, id, in_recursion) = match found {
+                super::query::CteRef::Working(w) => {
+                    let Some(columns) = w.columns.get().cloned() else {
+                        return Err(super::query::bad_recursion(&w.name));
+                    };
+                    w.uses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let named = alias.as_ref().map_or(&w.name, |a| &a.name.value);
+                    j.kinds_sources.push(SourceKind::Working(w.id));
+                    return names.add(named.clone(), None, None, columns);
+                }
+                super::query::CteRef::Def {
+                    def,
+                    first_param,
+                    seen,
+                    id,
+                    in_recursion,
+                    ..
+                } => (def, first_param, seen, id, in_recursion),
             };
             // Compiled again for this reference, its `?` numbered as the
             // first time.
             let mut own = Params(first_param);
-            let plan = super::query::query(&def.query, &inner, &mut own, None)?;
+            let plan = super::query::cte_body(def, id, &seen, scope, &mut own)?;
             let named = alias.as_ref().unwrap_or(&def.alias);
             let mut columns = derived_columns(&plan, &def.alias);
             if alias.is_some() {
@@ -369,7 +383,11 @@ fn factor(
                 }
             }
             check_duplicates(&columns)?;
-            j.kinds_sources.push(SourceKind::Query(Box::new(plan)));
+            // Inside a recursive part its rows may differ per round: not kept.
+            j.kinds_sources.push(match in_recursion {
+                true => SourceKind::Query(Box::new(plan)),
+                false => SourceKind::Cte(id, Box::new(plan)),
+            });
             names.add(named.name.value.clone(), None, None, columns)
         }
         TableFactor::Table {
@@ -416,10 +434,7 @@ fn factor(
 }
 
 /// The CTE a one-part table name means, if any.
-fn cte<'a>(
-    name: &ast::ObjectName,
-    scope: &Scope<'a>,
-) -> Option<(&'a ast::Cte, usize, super::query::Ctes<'a>)> {
+fn cte<'a>(name: &ast::ObjectName, scope: &Scope<'a>) -> Option<super::query::CteRef<'a>> {
     let [part] = name.0.as_slice() else {
         return None;
     };

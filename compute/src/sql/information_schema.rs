@@ -379,8 +379,18 @@ pub(crate) fn statistics(db: &str, t: &TableDef) -> Vec<Vec<Value>> {
     out
 }
 
+/// STATISTICS' rows of one table; CARDINALITY is ANALYZE TABLE's count of
+/// distinct values of the index's first SEQ_IN_INDEX columns (0 before).
 fn statistics_rows(db: &str, t: &TableDef, out: &mut Vec<Vec<Value>>) {
+    let mut counted: Option<(usize, Option<Vec<u64>>)> = None;
     for r in index_rows(t) {
+        if counted.as_ref().is_none_or(|(i, _)| *i != r.index) {
+            counted = Some((r.index, super::stats::distinct(t, r.index)));
+        }
+        let cardinality = counted
+            .as_ref()
+            .and_then(|(_, d)| d.as_ref()?.get(r.seq - 1).copied())
+            .unwrap_or(0);
         out.push(vec![
             text("def"),
             text(db),
@@ -391,7 +401,7 @@ fn statistics_rows(db: &str, t: &TableDef, out: &mut Vec<Vec<Value>>) {
             num(r.seq as u64),
             text(&r.column),
             text("A"),
-            num(0),
+            num(cardinality),
             Value::Null,
             Value::Null,
             text(if r.nullable { "YES" } else { "" }),

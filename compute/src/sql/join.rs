@@ -379,8 +379,100 @@ async fn read_source(
                 }
             }
         }
+        SourceKind::Cte(id, q) => {
+            let kept = match env.stmt.cte_rows(*id) {
+                Some(kept) => kept,
+                None => {
+                    let run = std::sync::Arc::new(super::select::rows_of(q, txn, env, &[]).await?);
+                    env.stmt.keep_cte_rows(*id, run.clone());
+                    run
+                }
+            };
+            for r in kept.iter() {
+                if !keep(r.clone())? {
+                    break;
+                }
+            }
+        }
+        SourceKind::Recursive(r) => {
+            for row in recursive(r, txn, env).await? {
+                if !keep(row)? {
+                    break;
+                }
+            }
+        }
+        SourceKind::Working(id) => {
+            for r in env
+                .stmt
+                .cte_rows(working_key(*id))
+                .iter()
+                .flat_map(|k| k.iter())
+            {
+                if !keep(r.clone())? {
+                    break;
+                }
+            }
+        }
     }
     Ok(rows)
+}
+
+/// Where a recursive CTE's working table is kept (beside CTE rows).
+fn working_key(id: u64) -> u64 {
+    id | 1 << 63
+}
+
+/// A recursive CTE's rows: the anchors', then rounds of the recursive
+/// parts over the previous round's new rows until a round adds none. With
+/// a UNION DISTINCT anywhere, a row already found is not added again.
+/// More than `cte_max_recursion_depth` rounds is error 3636.
+async fn recursive(
+    r: &super::plan::RecursivePlan,
+    txn: &mut Option<Txn>,
+    env: &Env<'_>,
+) -> Result<Rows, SqlError> {
+    let max = match env.sys_vars.get("cte_max_recursion_depth") {
+        Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+        Some(Value::UInt(n)) => *n,
+        _ => 1000,
+    };
+    let distinct = r.parts.iter().skip(1).any(|(all, _)| !all);
+    let (anchors, rounds) = r.parts.split_at(r.anchors);
+    let mut all = union(anchors, txn, env).await?;
+    if distinct {
+        all = super::select::dedup(all);
+    }
+    let mut added = all.clone();
+    let mut depth = 0u64;
+    while !added.is_empty() {
+        depth += 1;
+        if depth > max {
+            return Err(SqlError::new(
+                3636,
+                "HY000",
+                format!(
+                    "Recursive query aborted after {depth} iterations. Try increasing \
+                     @@cte_max_recursion_depth to a larger value."
+                ),
+            ));
+        }
+        env.stmt
+            .keep_cte_rows(working_key(r.id), std::sync::Arc::new(added));
+        let mut found = Vec::new();
+        for (_, p) in rounds {
+            found.extend(super::select::rows_of(p, txn, env, &[]).await?);
+        }
+        if distinct {
+            let before = all.len();
+            all.extend(found);
+            all = super::select::dedup(all);
+            added = all[before..].to_vec();
+        } else {
+            all.extend(found.iter().cloned());
+            added = found;
+        }
+    }
+    Ok(all)
 }
 
 /// The catalog an information_schema table is made from.

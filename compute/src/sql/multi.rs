@@ -390,6 +390,21 @@ mod tests {
         assert_eq!(cte.params, 2);
         let got = rows(&mut s, cte.id, vec![Value::Int(7), Value::Int(8)]).await;
         assert_eq!(got, vec![vec!["7", "7", "8"]]);
+        // A recursive CTE's `?` (anchor, recursive part) and the query's,
+        // run twice: each execution starts from nothing kept.
+        let rec = s
+            .prepare(
+                "WITH RECURSIVE r (n) AS (SELECT ? UNION ALL SELECT n + ? FROM r WHERE n < ?) \
+                 SELECT COUNT(*), MAX(a.n) FROM r a JOIN r b ON a.n = b.n WHERE a.n > ?",
+            )
+            .await
+            .unwrap();
+        assert_eq!(rec.params, 4);
+        let args = |a, b, c, d| vec![Value::Int(a), Value::Int(b), Value::Int(c), Value::Int(d)];
+        let got = rows(&mut s, rec.id, args(1, 2, 9, 2)).await;
+        assert_eq!(got, vec![vec!["4", "9"]]);
+        let got = rows(&mut s, rec.id, args(10, 5, 30, 0)).await;
+        assert_eq!(got, vec![vec!["5", "30"]]);
 
         let up = s
             .prepare("UPDATE t1 JOIN t2 ON t2.id = t1.id AND t2.v > ? SET t1.a = t2.v + ? WHERE t1.id < ?")

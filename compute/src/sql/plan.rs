@@ -192,7 +192,11 @@ impl SelectPlan {
                     SourceKind::Union(parts) => {
                         out.extend(parts.iter().flat_map(|(_, p)| p.tables()))
                     }
-                    SourceKind::Values(_) => {}
+                    SourceKind::Cte(_, q) => out.extend(q.tables()),
+                    SourceKind::Recursive(r) => {
+                        out.extend(r.parts.iter().flat_map(|(_, p)| p.tables()))
+                    }
+                    SourceKind::Values(_) | SourceKind::Working(_) => {}
                 }
             }
             for sub in &f.subqueries {
@@ -211,7 +215,9 @@ impl SelectPlan {
                         SourceKind::Table(_) => true,
                         SourceKind::Query(q) => q.reads_tables(),
                         SourceKind::Union(parts) => parts.iter().any(|(_, p)| p.reads_tables()),
-                        SourceKind::Values(_) => false,
+                        SourceKind::Cte(_, q) => q.reads_tables(),
+                        SourceKind::Recursive(r) => r.parts.iter().any(|(_, p)| p.reads_tables()),
+                        SourceKind::Values(_) | SourceKind::Working(_) => false,
                     })
             })
     }
@@ -255,6 +261,23 @@ pub(crate) enum SourceKind {
     Union(Vec<(bool, SelectPlan)>),
     /// Rows given at compile time (EXPLAIN's answer).
     Values(Vec<Vec<crate::types::Value>>),
+    /// A common table expression named `id` (one per definition): it runs
+    /// once per statement; later references read its kept rows.
+    Cte(u64, Box<SelectPlan>),
+    /// A recursive CTE's UNION: its anchors run once, then its recursive
+    /// parts again and again over the rows the last round added.
+    Recursive(Box<RecursivePlan>),
+    /// Inside a recursive part: the rows the recursive CTE `id`'s last
+    /// round added (its working table).
+    Working(u64),
+}
+
+pub(crate) struct RecursivePlan {
+    pub id: u64,
+    /// The query blocks with whether each keeps duplicates (UNION ALL);
+    /// the first `anchors` do not read the CTE, the rest do.
+    pub parts: Vec<(bool, SelectPlan)>,
+    pub anchors: usize,
 }
 
 /// One value of the row beyond the sources.

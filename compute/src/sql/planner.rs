@@ -396,10 +396,22 @@ pub(crate) fn estimate(t: &TableDef, a: &Access) -> u64 {
             .product::<u64>()
             .max(1);
     }
-    let mut r = rows;
-    for alts in &a.eq {
-        r = (r / 10).max(1) * alts.len() as u64;
-    }
+    let points = a.eq.iter().map(|alts| alts.len() as u64).product::<u64>();
+    let counted = match a.eq.len() {
+        0 => None,
+        k => stats::distinct(t, a.index).and_then(|d| d.get(k - 1).copied()),
+    };
+    let mut r = match counted {
+        // ANALYZE TABLE counted the distinct values of this prefix.
+        Some(d) => rows.div_ceil(d.max(1)).saturating_mul(points),
+        None => {
+            let mut r = rows;
+            for alts in &a.eq {
+                r = (r / 10).max(1) * alts.len() as u64;
+            }
+            r
+        }
+    };
     if a.lower.is_some() || a.upper.is_some() {
         r = (r / 3).max(1);
     }

@@ -14,6 +14,9 @@ use sqlparser::ast::{
     SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, Value as AstValue,
 };
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, OnceLock};
+
 use crate::catalog::ColumnDef;
 use crate::types::{Collation, ColumnType, IntWidth};
 
@@ -64,39 +67,252 @@ fn query_body(
 }
 
 /// The common table expressions of a WITH clause: each is compiled as a
-/// derived table wherever it is named (so a CTE named twice runs twice),
-/// seeing the CTEs defined before it and those of enclosing queries.
+/// derived table wherever it is named, seeing the CTEs defined before it
+/// and those of enclosing queries; every reference carries the CTE's id,
+/// so it runs once per statement (`SourceKind::Cte`).
 pub(crate) struct Ctes<'a> {
     list: &'a [ast::Cte],
     /// Where each one's `?` placeholders are numbered from (a CTE is
     /// compiled again for every reference; its `?` keep their numbers).
     params: Vec<usize>,
+    /// Each one's id (unique in the process).
+    ids: Vec<u64>,
+    /// WITH RECURSIVE: a CTE may read itself.
+    recursive: bool,
     /// How many of `list` are in view.
     visible: usize,
     parent: Option<&'a Ctes<'a>>,
+    /// While a recursive CTE's parts compile: its working table.
+    working: Option<Arc<Working>>,
+}
+
+/// A recursive CTE's working table, as its recursive parts see it.
+pub(crate) struct Working {
+    /// Its position in the WITH list.
+    index: usize,
+    pub id: u64,
+    pub name: String,
+    /// Its columns: the first anchor's (unset until it has compiled).
+    pub columns: OnceLock<Vec<ColumnDef>>,
+    /// References compiled so far (counted by `super::from`).
+    pub uses: AtomicUsize,
+}
+
+/// What a table name that is a CTE's means.
+pub(crate) enum CteRef<'a> {
+    /// A CTE: its definition, the first number of its `?`, the CTEs its
+    /// body sees, its id, whether it may read itself, and whether it is
+    /// named inside a recursive CTE's part (its rows may change per round,
+    /// so they are not kept).
+    Def {
+        def: &'a ast::Cte,
+        first_param: usize,
+        seen: Ctes<'a>,
+        id: u64,
+        recursive: bool,
+        in_recursion: bool,
+    },
+    /// A recursive CTE read by its own recursive part.
+    Working(Arc<Working>),
 }
 
 impl<'a> Ctes<'a> {
-    /// The CTE `name` in view: its definition, the first number of its
-    /// `?`, and the CTEs its body sees.
-    pub(crate) fn find(&self, name: &str) -> Option<(&'a ast::Cte, usize, Ctes<'a>)> {
-        let own = self.list[..self.visible]
-            .iter()
-            .position(|c| c.alias.name.value.eq_ignore_ascii_case(name));
+    /// What the CTE `name` in view is.
+    pub(crate) fn find(&self, name: &str) -> Option<CteRef<'a>> {
+        let named = |c: &ast::Cte| c.alias.name.value.eq_ignore_ascii_case(name);
+        if let Some(w) = &self.working
+            && named(&self.list[w.index])
+        {
+            return Some(CteRef::Working(w.clone()));
+        }
+        let own = self.list[..self.visible].iter().position(named);
         match own {
-            Some(i) => Some((
-                &self.list[i],
-                self.params[i],
-                Ctes {
+            Some(i) => Some(CteRef::Def {
+                def: &self.list[i],
+                first_param: self.params[i],
+                seen: Ctes {
                     list: self.list,
                     params: self.params.clone(),
+                    ids: self.ids.clone(),
+                    recursive: self.recursive,
                     visible: i,
                     parent: self.parent,
+                    working: None,
                 },
-            )),
-            None => self.parent.and_then(|p| p.find(name)),
+                id: self.ids[i],
+                recursive: self.recursive,
+                in_recursion: self.in_recursion(),
+            }),
+            None => self.parent.and_then(|p| p.find(name)).map(|r| match r {
+                CteRef::Def {
+                    def,
+                    first_param,
+                    seen,
+                    id,
+                    recursive,
+                    ..
+                } => CteRef::Def {
+                    def,
+                    first_param,
+                    seen,
+                    id,
+                    recursive,
+                    in_recursion: self.in_recursion(),
+                },
+                w => w,
+            }),
         }
     }
+
+    /// Whether a recursive CTE's part is compiling here or around.
+    fn in_recursion(&self) -> bool {
+        self.working.is_some() || self.parent.is_some_and(|p| p.in_recursion())
+    }
+}
+
+/// Ids for CTE definitions.
+static NEXT_CTE: AtomicU64 = AtomicU64::new(1);
+
+/// Error 3573: a recursive CTE's blocks in the wrong shape.
+pub(crate) fn bad_recursion(name: &str) -> SqlError {
+    SqlError::new(
+        3573,
+        "HY000",
+        format!(
+            "Recursive Common Table Expression '{name}' should have one or more \
+             non-recursive query blocks followed by one or more recursive ones"
+        ),
+    )
+}
+
+/// The plan of CTE `def` named in a query (`first_param`: where its `?`
+/// are numbered from). Under WITH RECURSIVE a body that reads itself is a
+/// UNION of anchors, then recursive parts (`SourceKind::Recursive`).
+pub(crate) fn cte_body(
+    def: &ast::Cte,
+    id: u64,
+    seen: &Ctes<'_>,
+    scope: &Scope<'_>,
+    params: &mut Params,
+) -> Result<SelectPlan, SqlError> {
+    let first_param = params.0;
+    let plain = |ctes: &Ctes<'_>, params: &mut Params| {
+        let inner = Scope {
+            catalog: scope.catalog,
+            db: scope.db,
+            ctes: Some(ctes),
+        };
+        params.0 = first_param;
+        query(&def.query, &inner, params, None)
+    };
+    if !seen.recursive {
+        return plain(seen, params);
+    }
+    let name = def.alias.name.value.clone();
+    let working = Arc::new(Working {
+        index: seen.visible,
+        id,
+        name: name.clone(),
+        columns: OnceLock::new(),
+        uses: AtomicUsize::new(0),
+    });
+    let ctes = Ctes {
+        list: seen.list,
+        params: seen.params.clone(),
+        ids: seen.ids.clone(),
+        recursive: true,
+        visible: seen.visible,
+        parent: seen.parent,
+        working: Some(working.clone()),
+    };
+    let inner = Scope {
+        catalog: scope.catalog,
+        db: scope.db,
+        ctes: Some(&ctes),
+    };
+    let q = &def.query;
+    let mut bodies = Vec::new();
+    let is_union = matches!(q.body.as_ref(), SetExpr::SetOperation { .. });
+    if is_union {
+        union_parts(&q.body, &mut bodies)?;
+    }
+    if !is_union || q.with.is_some() {
+        let plan = plain(&ctes, params)?;
+        return match working.uses.load(AtomicOrdering::Relaxed) {
+            0 => Ok(plan),
+            _ => Err(bad_recursion(&name)),
+        };
+    }
+    let mut parts = Vec::with_capacity(bodies.len());
+    let mut anchors = 0;
+    for (all, b) in bodies {
+        let before = working.uses.load(AtomicOrdering::Relaxed);
+        let p = part(b, &inner, params, None)?;
+        let reads_itself = working.uses.load(AtomicOrdering::Relaxed) > before;
+        match (reads_itself, anchors == parts.len()) {
+            (false, true) => {
+                anchors += 1;
+                if anchors == 1 {
+                    let _ = working.columns.set(cte_columns(&p, &def.alias));
+                }
+            }
+            (false, false) => return Err(bad_recursion(&name)),
+            (true, _) => {
+                if p.grouped {
+                    return Err(SqlError::new(
+                        3575,
+                        "HY000",
+                        format!(
+                            "Recursive Common Table Expression '{name}' can contain neither \
+                             aggregation nor window functions in recursive query block"
+                        ),
+                    ));
+                }
+                if p.distinct || !p.order.is_empty() || p.limit.is_some() {
+                    return Err(SqlError::unsupported(
+                        "aggregation, DISTINCT, ORDER BY or LIMIT in a recursive query block",
+                    ));
+                }
+            }
+        }
+        parts.push((all, p));
+    }
+    let tail_empty = q.order_by.is_none() && q.limit_clause.is_none() && q.locks.is_empty();
+    if anchors == parts.len() {
+        return plain(seen, params);
+    }
+    if !tail_empty {
+        return Err(SqlError::unsupported(
+            "ORDER BY or LIMIT on a recursive common table expression",
+        ));
+    }
+    let Some(columns) = working.columns.get().cloned() else {
+        return Err(bad_recursion(&name));
+    };
+    if parts.iter().any(|(_, p)| p.items.len() != columns.len()) {
+        return Err(SqlError::new(
+            1222,
+            "21000",
+            "The used SELECT statements have a different number of columns",
+        ));
+    }
+    let source = SourceKind::Recursive(Box::new(super::plan::RecursivePlan { id, parts, anchors }));
+    wrap(source, name, columns, &Tail::none(), scope, params)
+}
+
+/// A CTE's columns: its first query block's, renamed by the alias's list.
+fn cte_columns(p: &SelectPlan, alias: &ast::TableAlias) -> Vec<ColumnDef> {
+    p.items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let name = alias
+                .columns
+                .get(i)
+                .map_or_else(|| item.column.name.clone(), |c| c.name.value.clone());
+            column_def(name, item.kind)
+        })
+        .collect()
 }
 
 /// `WITH c1 AS (…), c2 AS (…) <query>`: every body is compiled once here
@@ -108,15 +324,18 @@ fn with_ctes(
     params: &mut Params,
     outer: Option<&Names<'_>>,
 ) -> Result<SelectPlan, SqlError> {
-    if with.recursive {
-        return Err(SqlError::unsupported("WITH RECURSIVE"));
-    }
     let list = &with.cte_tables;
     let mut ctes = Ctes {
         list,
         params: Vec::with_capacity(list.len()),
+        ids: list
+            .iter()
+            .map(|_| NEXT_CTE.fetch_add(1, AtomicOrdering::Relaxed))
+            .collect(),
+        recursive: with.recursive,
         visible: 0,
         parent: scope.ctes,
+        working: None,
     };
     for (i, c) in list.iter().enumerate() {
         let name = &c.alias.name.value;
@@ -132,12 +351,7 @@ fn with_ctes(
         }
         ctes.params.push(params.0);
         ctes.visible = i;
-        let inner = Scope {
-            catalog: scope.catalog,
-            db: scope.db,
-            ctes: Some(&ctes),
-        };
-        let body = query(&c.query, &inner, params, None)?;
+        let body = cte_body(c, ctes.ids[i], &ctes, scope, params)?;
         if !c.alias.columns.is_empty() && c.alias.columns.len() != body.items.len() {
             return Err(SqlError::new(
                 1353,

@@ -18,10 +18,102 @@ use super::plan::{AggFunc, AggSpec, SelectPlan};
 use super::{Output, SqlError};
 
 /// One result row before the final projection: its output values and the
-/// values it sorts by.
+/// ORDER BY values that are not output values ([`Shape::key_from`]).
 struct Produced {
     out: Vec<Value>,
     keys: Vec<Value>,
+}
+
+/// Where an ORDER BY value of a [`Produced`] row is.
+#[derive(Clone, Copy)]
+enum KeyFrom {
+    /// Output value `j` (the key is a SELECT item's expression).
+    Out(usize),
+    /// `Produced::keys[m]`.
+    Own(usize),
+}
+
+/// How a query's rows become [`Produced`] rows, decided once per run: an
+/// ORDER BY key that is a SELECT item is read from the output instead of
+/// being evaluated again, and an item that is a plain column read by no
+/// other item takes the row's value instead of a copy.
+struct Shape {
+    key_from: Vec<KeyFrom>,
+    /// The ORDER BY keys (positions in `plan.order`) evaluated per row.
+    own_keys: Vec<usize>,
+    /// Per item: the row column it takes (moved; the row is not used again).
+    moves: Vec<Option<usize>>,
+    /// Every item is moved, from strictly increasing columns: the row
+    /// becomes the output in place (no second vector per row).
+    in_place: bool,
+}
+
+impl Shape {
+    fn of(plan: &SelectPlan) -> Shape {
+        let mut own_keys = Vec::new();
+        let key_from = plan
+            .order
+            .iter()
+            .enumerate()
+            .map(
+                |(k, key)| match plan.items.iter().position(|i| i.expr == key.expr) {
+                    Some(j) => KeyFrom::Out(j),
+                    None => {
+                        own_keys.push(k);
+                        KeyFrom::Own(own_keys.len() - 1)
+                    }
+                },
+            )
+            .collect();
+        let column = |e: &super::expr::Expr| match e {
+            super::expr::Expr::Column(i, _) => Some(*i),
+            _ => None,
+        };
+        let moves: Vec<Option<usize>> = plan
+            .items
+            .iter()
+            .map(|item| {
+                column(&item.expr).filter(|&c| {
+                    plan.items
+                        .iter()
+                        .filter(|i| column(&i.expr) == Some(c))
+                        .count()
+                        == 1
+                })
+            })
+            .collect();
+        let in_place = !moves.is_empty()
+            && moves.iter().all(Option::is_some)
+            && moves.windows(2).all(|w| w[0] < w[1]);
+        Shape {
+            key_from,
+            own_keys,
+            moves,
+            in_place,
+        }
+    }
+
+    /// ORDER BY value `k` of a row.
+    fn key<'a>(&self, row: &'a Produced, k: usize) -> &'a Value {
+        match self.key_from[k] {
+            KeyFrom::Out(j) => &row.out[j],
+            KeyFrom::Own(m) => &row.keys[m],
+        }
+    }
+
+    /// Whether the ORDER BY keys are output values covering every output
+    /// column, each compared as DISTINCT compares it: rows DISTINCT calls
+    /// equal are then exactly rows with equal sort keys.
+    fn orders_every_output(&self, plan: &SelectPlan, collations: &[Collation]) -> bool {
+        let mut covered = vec![false; plan.items.len()];
+        for (from, key) in self.key_from.iter().zip(&plan.order) {
+            match from {
+                KeyFrom::Out(j) if collations.get(*j) == Some(&key.collation) => covered[*j] = true,
+                _ => return false,
+            }
+        }
+        covered.iter().all(|c| *c)
+    }
 }
 
 /// Runs a SELECT; `txn` is needed when it reads a table.
@@ -116,23 +208,32 @@ fn finish_rows(
     limit: Option<usize>,
     offset: usize,
 ) -> Result<Output, SqlError> {
+    let shape = Shape::of(plan);
     let mut produced = if plan.grouped {
-        grouped(plan, rows, env)?
+        grouped(plan, &shape, rows, env)?
     } else {
-        rows.iter()
-            .map(|r| produce(plan, r, &[], env))
+        rows.into_iter()
+            .map(|r| produce_owned(plan, &shape, r, env))
             .collect::<Result<Vec<_>, _>>()?
     };
+    let mut sort_needed = !plan.order.is_empty() && plan.index_order.is_none();
     if plan.distinct {
         let collations: Vec<Collation> = plan
             .items
             .iter()
             .map(|i| super::compile::collation_of(&[&i.expr]))
             .collect();
-        produced = distinct(produced, &collations);
+        let sorted = sort_needed
+            && shape.orders_every_output(plan, &collations)
+            && sort_distinct(plan, &shape, &mut produced);
+        if sorted {
+            sort_needed = false;
+        } else {
+            produced = distinct(produced, &collations);
+        }
     }
-    if !plan.order.is_empty() && plan.index_order.is_none() {
-        sort(plan, &mut produced);
+    if sort_needed {
+        sort(plan, &shape, &mut produced);
     }
     let rows: Vec<Vec<Value>> = produced
         .into_iter()
@@ -223,8 +324,11 @@ pub(crate) fn passes(
     }
 }
 
+/// A result row from a row (or a group's first row and its aggregates)
+/// that is used again: values are copied.
 fn produce(
     plan: &SelectPlan,
+    shape: &Shape,
     row: &[Value],
     aggs: &[Value],
     env: &Env<'_>,
@@ -235,11 +339,54 @@ fn produce(
         .iter()
         .map(|i| i.expr.eval(&cx))
         .collect::<Result<Vec<_>, _>>()?;
-    let keys = plan
-        .order
+    Ok(Produced {
+        out,
+        keys: own_keys(plan, shape, &cx)?,
+    })
+}
+
+/// The ORDER BY values that are not output values.
+fn own_keys(plan: &SelectPlan, shape: &Shape, cx: &Ctx<'_>) -> Result<Vec<Value>, SqlError> {
+    shape
+        .own_keys
         .iter()
-        .map(|k| k.expr.eval(&cx))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|&k| plan.order[k].expr.eval(cx))
+        .collect()
+}
+
+/// A result row from a row used for nothing else: plain-column items take
+/// the row's values (after every other item and key has been evaluated).
+fn produce_owned(
+    plan: &SelectPlan,
+    shape: &Shape,
+    mut row: Vec<Value>,
+    env: &Env<'_>,
+) -> Result<Produced, SqlError> {
+    let cx = Ctx {
+        env,
+        row: &row,
+        aggs: &[],
+    };
+    let keys = own_keys(plan, shape, &cx)?;
+    if shape.in_place && shape.moves.iter().flatten().all(|&c| c < row.len()) {
+        for (j, c) in shape.moves.iter().flatten().enumerate() {
+            row.swap(j, *c);
+        }
+        row.truncate(shape.moves.len());
+        return Ok(Produced { out: row, keys });
+    }
+    let mut out = Vec::with_capacity(plan.items.len());
+    for (item, mv) in plan.items.iter().zip(&shape.moves) {
+        out.push(match mv {
+            Some(_) => Value::Null,
+            None => item.expr.eval(&cx)?,
+        });
+    }
+    for (slot, mv) in out.iter_mut().zip(&shape.moves) {
+        if let Some(v) = mv.and_then(|c| row.get_mut(c)) {
+            *slot = std::mem::replace(v, Value::Null);
+        }
+    }
     Ok(Produced { out, keys })
 }
 
@@ -247,6 +394,7 @@ fn produce(
 /// GROUP BY), aggregates, and applies HAVING.
 fn grouped(
     plan: &SelectPlan,
+    shape: &Shape,
     rows: Vec<Vec<Value>>,
     env: &Env<'_>,
 ) -> Result<Vec<Produced>, SqlError> {
@@ -310,7 +458,7 @@ fn grouped(
                 continue;
             }
         }
-        out.push(produce(plan, first, &aggs, env)?);
+        out.push(produce(plan, shape, first, &aggs, env)?);
     }
     Ok(out)
 }
@@ -516,10 +664,10 @@ fn distinct(rows: Vec<Produced>, collations: &[Collation]) -> Vec<Produced> {
     };
     let width = rows.first().map_or(0, |r| r.out.len());
     let specs: Vec<(Collation, bool)> = (0..width).map(|i| (coll(i), false)).collect();
-    let outs: Vec<&[Value]> = rows.iter().map(|r| r.out.as_slice()).collect();
-    if let Some(keys) = super::sortkey::keys(&outs, &specs) {
+    if let Some(keys) = super::sortkey::encode_rows(rows.len(), |r, i| &rows[r].out[i], &specs) {
         let mut seen = std::collections::HashSet::with_capacity(keys.len());
-        let keep: Vec<bool> = keys.into_iter().map(|k| seen.insert(k)).collect();
+        let keep: Vec<bool> = (0..keys.len()).map(|i| seen.insert(keys.get(i))).collect();
+        drop(seen);
         return rows
             .into_iter()
             .zip(keep)
@@ -573,20 +721,117 @@ pub(crate) fn sort_found(
     Ok(keyed.into_iter().map(|(_, r)| r).collect())
 }
 
+/// The rows' ORDER BY keys ([`super::sortkey`]), if every key column has
+/// one encoding.
+fn order_keys(plan: &SelectPlan, shape: &Shape, rows: &[Produced]) -> Option<super::sortkey::Keys> {
+    let specs: Vec<(Collation, bool)> = plan.order.iter().map(|k| (k.collation, k.desc)).collect();
+    super::sortkey::encode_rows(rows.len(), |r, k| shape.key(&rows[r], k), &specs)
+}
+
+/// A string sort value's abbreviation ([`super::sortkey::abbreviated`]).
+type Abbreviation = (bool, u128);
+
+/// Two rows compared by every ORDER BY value (NULL first; DESC reversed).
+fn key_cmp(plan: &SelectPlan, shape: &Shape, a: &Produced, b: &Produced) -> Ordering {
+    for (k, key) in plan.order.iter().enumerate() {
+        let o = sort_cmp(shape.key(a, k), shape.key(b, k), key.collation);
+        let o = if key.desc { o.reverse() } else { o };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
+/// The rows' positions in ORDER BY order (row number breaking ties) when
+/// the first key is a string: rows are compared by an abbreviation of
+/// that string ([`super::sortkey::abbreviated`]), and by their values only
+/// when the abbreviations are equal. Strings that differ early (most do)
+/// are ordered without encoding whole strings' weights. `None` when the
+/// first key holds other values. Also gives each row's abbreviation.
+fn abbreviated_order(
+    plan: &SelectPlan,
+    shape: &Shape,
+    rows: &[Produced],
+) -> Option<(Vec<usize>, Vec<Abbreviation>)> {
+    let first = plan.order.first()?;
+    let mut abbreviations = Vec::with_capacity(rows.len());
+    for r in rows {
+        let (present, key) = super::sortkey::abbreviated(shape.key(r, 0), first.collation)?;
+        abbreviations.push(match first.desc {
+            false => (present, key),
+            true => (!present, !key),
+        });
+    }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        abbreviations[a]
+            .cmp(&abbreviations[b])
+            .then_with(|| key_cmp(plan, shape, &rows[a], &rows[b]))
+            .then(a.cmp(&b))
+    });
+    Some((order, abbreviations))
+}
+
+/// The rows at `positions`, in that order (the others dropped).
+fn pick(rows: Vec<Produced>, positions: Vec<usize>) -> Vec<Produced> {
+    let mut slots: Vec<Option<Produced>> = rows.into_iter().map(Some).collect();
+    positions
+        .into_iter()
+        .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+        .collect()
+}
+
 /// Sorts by the ORDER BY values: on memcomparable keys computed once per
 /// row ([`super::sortkey`]) when every key column has one encoding, else
 /// by comparing values.
-fn sort(plan: &SelectPlan, rows: &mut Vec<Produced>) {
-    let specs: Vec<(Collation, bool)> = plan.order.iter().map(|k| (k.collation, k.desc)).collect();
-    let values: Vec<&[Value]> = rows.iter().map(|r| r.keys.as_slice()).collect();
-    if let Some(keys) = super::sortkey::keys(&values, &specs) {
-        let mut order: Vec<(Vec<u8>, usize)> = keys.into_iter().zip(0..).collect();
-        order.sort_unstable();
-        let mut slots: Vec<Option<Produced>> = rows.drain(..).map(Some).collect();
-        rows.extend(order.into_iter().filter_map(|(_, i)| slots[i].take()));
+fn sort(plan: &SelectPlan, shape: &Shape, rows: &mut Vec<Produced>) {
+    if let Some((order, _)) = abbreviated_order(plan, shape, rows) {
+        *rows = pick(std::mem::take(rows), order);
         return;
     }
-    rows.sort_by(|a, b| order_cmp(&a.keys, &b.keys, &plan.order));
+    if let Some(keys) = order_keys(plan, shape, rows) {
+        *rows = pick(std::mem::take(rows), keys.order());
+        return;
+    }
+    rows.sort_by(|a, b| key_cmp(plan, shape, a, b));
+}
+
+/// DISTINCT and ORDER BY at once when the ORDER BY orders every output
+/// column as DISTINCT compares it ([`Shape::orders_every_output`]): each
+/// row's key is encoded once, the rows sorted by it, and a row whose key
+/// equals the previous kept row's dropped (the first in input order of
+/// each run stays, as [`distinct`] keeps). False (rows untouched) when the
+/// keys have no encoding.
+fn sort_distinct(plan: &SelectPlan, shape: &Shape, rows: &mut Vec<Produced>) -> bool {
+    if let Some((order, abbreviations)) = abbreviated_order(plan, shape, rows) {
+        let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+        for i in order {
+            // Different abbreviations: different values, no comparison.
+            let new = kept.last().is_none_or(|&p| {
+                abbreviations[p] != abbreviations[i]
+                    || key_cmp(plan, shape, &rows[p], &rows[i]).is_ne()
+            });
+            if new {
+                kept.push(i);
+            }
+        }
+        *rows = pick(std::mem::take(rows), kept);
+        return true;
+    }
+    let Some(keys) = order_keys(plan, shape, rows) else {
+        return false;
+    };
+    let mut kept = Vec::with_capacity(keys.len());
+    let mut prev: Option<usize> = None;
+    for i in keys.order() {
+        if prev.is_none_or(|p| keys.get(p) != keys.get(i)) {
+            kept.push(i);
+            prev = Some(i);
+        }
+    }
+    *rows = pick(std::mem::take(rows), kept);
+    true
 }
 
 /// Two rows' ORDER BY values compared (NULL first; DESC reversed).

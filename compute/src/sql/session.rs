@@ -34,7 +34,7 @@ use super::expr::{Ctx, Env, StmtEnv, Warning};
 use super::information_schema::is_virtual;
 use super::plan::{Plan, SetItem, SetTarget};
 use super::process::{Process, Processes, interrupted};
-use super::{Column, Output, Prepared, SqlError, ddl, dml, select, show, vars};
+use super::{Column, Output, Prepared, SqlError, ddl, dml, select, show, stats, vars};
 
 /// Makes a [`Session`] per connection; they share one process list.
 pub struct SessionFactory {
@@ -546,6 +546,7 @@ impl Session {
                 self.processes.kill(id, connection)?;
                 return Ok(ok());
             }
+            Statement::Analyze(a) => return self.analyze(a).await,
             Statement::ShowProcessList { full } => {
                 return Ok(show::processlist(&self.processes, *full));
             }
@@ -562,6 +563,30 @@ impl Session {
             Some(r) => r,
             None => Err(SqlError::unsupported(statement_kind(stmt))),
         }
+    }
+
+    /// ANALYZE TABLE: commits the open transaction (as MySQL does), then
+    /// counts the table's rows and distinct keys in a snapshot of its own.
+    async fn analyze(&mut self, a: &sqlparser::ast::Analyze) -> Result<Output, SqlError> {
+        let Some(name) = &a.table_name else {
+            return Err(SqlError::unsupported("ANALYZE without a table"));
+        };
+        self.commit().await?;
+        let (d, t) = compile::table_name(name, self.state.db.as_deref())?;
+        if d.eq_ignore_ascii_case("information_schema") {
+            return Err(SqlError::unsupported(
+                "ANALYZE of an information_schema table",
+            ));
+        }
+        let def = self.engine.catalog().table(&d, &t)?;
+        let mut txn = self.engine.begin();
+        let r = tokio::select! {
+            r = stats::analyze(&mut txn, &def) => r,
+            _ = self.cancel.cancelled() => Err(interrupted()),
+        };
+        txn.rollback();
+        r?;
+        Ok(stats::analyze_output(&d, &def.name))
     }
 
     async fn set(&mut self, items: &[SetItem], params: &[Value]) -> Result<Output, SqlError> {

@@ -504,20 +504,23 @@ pub(crate) struct IndexRow {
     pub unique: bool,
     /// From 1.
     pub seq: usize,
+    /// The index's number (0: primary, i: secondary i - 1).
+    pub index: usize,
     pub column: String,
     pub nullable: bool,
 }
 
 pub(crate) fn index_rows(t: &TableDef) -> Vec<IndexRow> {
-    let primary = (!t.has_hidden_key()).then_some(&t.primary);
+    let primary = (!t.has_hidden_key()).then_some((0, &t.primary));
     primary
         .into_iter()
-        .chain(&t.secondary)
-        .flat_map(|idx| {
+        .chain(t.secondary.iter().enumerate().map(|(i, x)| (i + 1, x)))
+        .flat_map(|(index, idx)| {
             idx.columns.iter().enumerate().map(move |(n, &c)| IndexRow {
                 name: idx.name.clone(),
                 unique: idx.unique,
                 seq: n + 1,
+                index,
                 column: t.columns[c].name.clone(),
                 nullable: t.columns[c].nullable,
             })

@@ -51,10 +51,13 @@ fn join(a: Class, b: Class) -> Option<Class> {
     })
 }
 
-/// The class of column `i` over every row, if one encoding fits them all.
-fn column_class(rows: &[&[Value]], i: usize) -> Option<Class> {
-    rows.iter()
-        .try_fold(Class::Empty, |c, r| join(c, class_of(&r[i])?))
+/// The class of key column `i` over every row, if one encoding fits them all.
+fn column_class<'a>(
+    n: usize,
+    value: &impl Fn(usize, usize) -> &'a Value,
+    i: usize,
+) -> Option<Class> {
+    (0..n).try_fold(Class::Empty, |c, r| join(c, class_of(value(r, i))?))
 }
 
 fn encode(out: &mut Vec<u8>, class: Class, v: &Value, collation: Collation) -> Option<()> {
@@ -98,26 +101,119 @@ fn encode(out: &mut Vec<u8>, class: Class, v: &Value, collation: Collation) -> O
     Some(())
 }
 
-/// One memcomparable key per row over its key values (`specs`: each key
-/// column's collation and whether it sorts descending); `None` when some
-/// column's values share no encoding.
-pub(crate) fn keys(rows: &[&[Value]], specs: &[(Collation, bool)]) -> Option<Vec<Vec<u8>>> {
+/// Every row's memcomparable key in one buffer: key `i` is
+/// `bytes[ends[i - 1]..ends[i]]` (no allocation per row).
+pub(crate) struct Keys {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Keys {
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Row `i`'s key.
+    pub(crate) fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    /// The rows' positions in key order, equal keys in row order.
+    pub(crate) fn order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_unstable_by(|&a, &b| self.get(a).cmp(self.get(b)).then(a.cmp(&b)));
+        order
+    }
+}
+
+/// The keys of `n` rows; `value(r, i)` is row `r`'s value of key column
+/// `i` (`specs`: each key column's collation and whether it sorts
+/// descending). `None` when some column's values share no encoding.
+pub(crate) fn encode_rows<'a>(
+    n: usize,
+    value: impl Fn(usize, usize) -> &'a Value,
+    specs: &[(Collation, bool)],
+) -> Option<Keys> {
     let classes = (0..specs.len())
-        .map(|i| column_class(rows, i))
+        .map(|i| column_class(n, &value, i))
         .collect::<Option<Vec<_>>>()?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let mut key = Vec::new();
+    let mut keys = Keys {
+        bytes: Vec::with_capacity(n * 16 * specs.len()),
+        ends: Vec::with_capacity(n),
+    };
+    for r in 0..n {
         for (i, ((coll, desc), class)) in specs.iter().zip(&classes).enumerate() {
-            let start = key.len();
-            encode(&mut key, *class, &r[i], *coll)?;
+            let start = keys.bytes.len();
+            encode(&mut keys.bytes, *class, value(r, i), *coll)?;
             if *desc {
-                key[start..].iter_mut().for_each(|b| *b = !*b);
+                keys.bytes[start..].iter_mut().for_each(|b| *b = !*b);
             }
         }
-        out.push(key);
+        keys.ends.push(keys.bytes.len());
     }
-    Some(out)
+    Some(keys)
+}
+
+/// How many leading weights an abbreviated string key holds.
+const ABBREVIATED: usize = 8;
+
+/// An abbreviated key for a string (or NULL) sort value: NULL first, then
+/// the string's first [`ABBREVIATED`] collation weights, padded as the
+/// collation pads (PAD SPACE: with the space's weight; binary: with
+/// zeros). A strictly smaller abbreviation means a smaller value under
+/// [`super::expr::sort_cmp`]; equal abbreviations say nothing (compare the
+/// values). `None` for a value that is not a string or NULL.
+pub(crate) fn abbreviated(v: &Value, collation: Collation) -> Option<(bool, u128)> {
+    let bytes = match v {
+        Value::Null => return Some((false, 0)),
+        Value::Bytes(b) => b,
+        _ => return None,
+    };
+    let mut key = 0u128;
+    match collation {
+        Collation::Binary => {
+            for i in 0..16 {
+                key = key << 8 | u128::from(bytes.get(i).copied().unwrap_or(0));
+            }
+        }
+        Collation::Utf8mb4Bin | Collation::Utf8mb4GeneralCi => {
+            let pad = crate::types::collation::SPACE;
+            let head = &bytes[..bytes.len().min(ABBREVIATED * 4)];
+            let mut push = |w: u16, n: &mut usize| {
+                key = key << 16 | u128::from(w);
+                *n += 1;
+            };
+            let mut n = 0;
+            match collation {
+                Collation::Utf8mb4GeneralCi if head.is_ascii() => {
+                    for &b in head.iter().take(ABBREVIATED) {
+                        push(u16::from(b.to_ascii_uppercase()), &mut n);
+                    }
+                }
+                Collation::Utf8mb4GeneralCi => {
+                    for w in crate::types::collation::general_ci_weights(head).take(ABBREVIATED) {
+                        push(w, &mut n);
+                    }
+                }
+                _ => {
+                    for &b in head.iter().take(ABBREVIATED) {
+                        push(u16::from(b), &mut n);
+                    }
+                }
+            }
+            while n < ABBREVIATED {
+                push(pad, &mut n);
+            }
+        }
+    }
+    Some((true, key))
+}
+
+/// [`encode_rows`] over rows given as slices of their key values.
+#[cfg(test)]
+pub(crate) fn keys(rows: &[&[Value]], specs: &[(Collation, bool)]) -> Option<Keys> {
+    encode_rows(rows.len(), |r, i| &rows[r][i], specs)
 }
 
 #[cfg(test)]
@@ -146,7 +242,7 @@ mod tests {
                 let want = sort_cmp(&values[i], &values[j], coll);
                 let want = if desc { want.reverse() } else { want };
                 assert_eq!(
-                    keys[i].cmp(&keys[j]),
+                    keys.get(i).cmp(keys.get(j)),
                     want,
                     "{:?} vs {:?}",
                     values[i],
@@ -165,6 +261,31 @@ mod tests {
         ) {
             let coll = [Collation::Utf8mb4GeneralCi, Collation::Utf8mb4Bin, Collation::Binary][which];
             check(&values, coll, desc);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn abbreviated_order_agrees_with_sort_cmp(
+            values in proptest::collection::vec(
+                prop_oneof![
+                    Just(Value::Null),
+                    "[aAbB \t\u{e9}\u{c9}]{0,12}".prop_map(|s| Value::Bytes(s.into_bytes())),
+                    proptest::collection::vec(any::<u8>(), 0..20).prop_map(Value::Bytes),
+                ],
+                0..12,
+            ),
+            which in 0..3usize,
+        ) {
+            let coll = [Collation::Utf8mb4GeneralCi, Collation::Utf8mb4Bin, Collation::Binary][which];
+            for a in &values {
+                for b in &values {
+                    let (x, y) = (abbreviated(a, coll).unwrap(), abbreviated(b, coll).unwrap());
+                    if x != y {
+                        prop_assert_eq!(x.cmp(&y), sort_cmp(a, b, coll), "{:?} vs {:?}", a, b);
+                    }
+                }
+            }
         }
     }
 

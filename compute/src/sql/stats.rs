@@ -1,11 +1,25 @@
-//! Row-count estimates per table, for ordering joins and EXPLAIN's `rows`.
+//! Row-count and distinct-key estimates per table and index, for choosing
+//! access paths, ordering joins and EXPLAIN's `rows`.
 //!
-//! An estimate is what the last full read of the table saw (a full scan
-//! through any index counts its rows on the way, so keeping it costs one
-//! counter per scanned row and one map write per full scan; no query ever
-//! scans for statistics). Tables never read in full get
-//! [`DEFAULT_ROWS`]. Estimates only steer plan choices: a stale one makes
-//! a plan slower, never an answer wrong.
+//! A table's row estimate is what the last full read of it saw (a full
+//! scan through any index counts its rows on the way, so keeping it costs
+//! one counter per scanned row and one map write per full scan; no query
+//! ever scans for statistics). Tables never read in full get
+//! [`DEFAULT_ROWS`].
+//!
+//! Distinct-key estimates come from `ANALYZE TABLE` ([`analyze`]): it
+//! reads the table through each index in index order and counts, for each
+//! prefix length k, how many distinct values the first k index columns
+//! take (NULLs equal, as InnoDB's default `nulls_equal`; strings under the
+//! column's collation). They are what SHOW INDEX's `Cardinality` and
+//! information_schema.STATISTICS.CARDINALITY show and what
+//! [`super::planner::estimate`] divides the rows by for an equality on an
+//! index prefix; without them it assumes a tenth of the rows per column.
+//! They are kept in memory (lost at restart, like MySQL's non-persistent
+//! statistics), refreshed only by ANALYZE TABLE, and tied to the index's
+//! root page, so an index rebuilt by ALTER TABLE drops its figures.
+//! Estimates only steer plan choices: a stale one makes a plan slower,
+//! never an answer wrong.
 //!
 //! The map is process-wide, keyed by (database id, table id, the LSN that
 //! created the definition), which names one table of one cluster.
@@ -15,7 +29,15 @@ use std::sync::OnceLock;
 
 use parking_lot::RwLock;
 
+use std::ops::Bound;
+
+use crate::btree::Direction;
 use crate::catalog::TableDef;
+use crate::txn::Txn;
+use crate::types::{ColumnType, Value};
+use strata_wal::PageId;
+
+use super::{Output, SqlError};
 
 /// The estimate for a table never read in full.
 pub(crate) const DEFAULT_ROWS: u64 = 1000;
@@ -24,9 +46,26 @@ const MAX_TABLES: usize = 100_000;
 
 type Key = (u32, u32, u64);
 
-fn map() -> &'static RwLock<HashMap<Key, u64>> {
-    static MAP: OnceLock<RwLock<HashMap<Key, u64>>> = OnceLock::new();
+/// What is known of one table.
+#[derive(Clone, Default)]
+struct Known {
+    rows: Option<u64>,
+    /// Per analyzed index: its root page and, for each prefix length k
+    /// (from 1), the distinct values of its first k columns.
+    distinct: Vec<(PageId, Vec<u64>)>,
+}
+
+fn map() -> &'static RwLock<HashMap<Key, Known>> {
+    static MAP: OnceLock<RwLock<HashMap<Key, Known>>> = OnceLock::new();
     MAP.get_or_init(|| RwLock::new(HashMap::new()))
+}
+
+fn update(t: &TableDef, change: impl FnOnce(&mut Known)) {
+    let mut m = map().write();
+    if m.len() >= MAX_TABLES && !m.contains_key(&key(t)) {
+        m.clear();
+    }
+    change(m.entry(key(t)).or_default());
 }
 
 fn key(t: &TableDef) -> Key {
@@ -35,20 +74,131 @@ fn key(t: &TableDef) -> Key {
 
 /// The estimated number of rows of `t`.
 pub(crate) fn rows(t: &TableDef) -> u64 {
-    map().read().get(&key(t)).copied().unwrap_or(DEFAULT_ROWS)
+    map()
+        .read()
+        .get(&key(t))
+        .and_then(|k| k.rows)
+        .unwrap_or(DEFAULT_ROWS)
 }
 
 /// Records what a full read of `t` saw.
 pub(crate) fn observe(t: &TableDef, rows: u64) {
-    let k = key(t);
-    if map().read().get(&k) == Some(&rows) {
+    if map().read().get(&key(t)).and_then(|k| k.rows) == Some(rows) {
         return;
     }
-    let mut m = map().write();
-    if m.len() >= MAX_TABLES {
-        m.clear();
+    update(t, |k| k.rows = Some(rows));
+}
+
+/// The distinct values of the first k columns of index `index` (0:
+/// primary) for each k from 1, if ANALYZE TABLE counted them.
+pub(crate) fn distinct(t: &TableDef, index: usize) -> Option<Vec<u64>> {
+    let root = index_root(t, index)?;
+    let m = map().read();
+    let known = m.get(&key(t))?;
+    known
+        .distinct
+        .iter()
+        .find(|(r, _)| *r == root)
+        .map(|(_, d)| d.clone())
+}
+
+/// Whether ANALYZE TABLE counted distinct keys of any index of `t`.
+pub(crate) fn analyzed(t: &TableDef) -> bool {
+    map()
+        .read()
+        .get(&key(t))
+        .is_some_and(|k| !k.distinct.is_empty())
+}
+
+fn index_root(t: &TableDef, index: usize) -> Option<PageId> {
+    match index {
+        0 => Some(t.primary.root()),
+        i => t.secondary.get(i - 1).map(|x| x.root()),
     }
-    m.insert(k, rows);
+}
+
+/// ANALYZE TABLE: reads `t` through each of its indexes (in the
+/// transaction's snapshot) and records its rows and each index's
+/// distinct-prefix counts.
+pub(crate) async fn analyze(txn: &mut Txn, t: &TableDef) -> Result<(), SqlError> {
+    let mut counted = Vec::new();
+    let mut rows = 0;
+    for index in 0..=t.secondary.len() {
+        let Some(root) = index_root(t, index) else {
+            continue;
+        };
+        let idx = super::access::index_def(t, index);
+        let Some(types) = idx
+            .columns
+            .iter()
+            .map(|&c| t.columns.get(c).map(|col| &col.ty))
+            .collect::<Option<Vec<&ColumnType>>>()
+        else {
+            return Err(SqlError::new(
+                1034,
+                "HY000",
+                format!(
+                    "Index {} of table '{}' names a missing column",
+                    idx.name, t.name
+                ),
+            ));
+        };
+        let mut counts = vec![0u64; idx.columns.len()];
+        let mut prev: Option<Vec<Value>> = None;
+        let mut seen = 0u64;
+        let mut scan = txn
+            .scan(
+                t,
+                index,
+                Bound::Unbounded,
+                Bound::Unbounded,
+                Direction::Forward,
+            )
+            .await?;
+        while let Some(row) = scan.next(txn).await? {
+            seen += 1;
+            let cur: Vec<Value> = idx
+                .columns
+                .iter()
+                .map(|&c| row.values.get(c).cloned().unwrap_or(Value::Null))
+                .collect();
+            let first_change = match &prev {
+                None => 0,
+                Some(p) => p
+                    .iter()
+                    .zip(&cur)
+                    .zip(&types)
+                    .position(|((a, b), ty)| crate::types::compare(ty, a, b).is_ne())
+                    .unwrap_or(counts.len()),
+            };
+            counts[first_change..].iter_mut().for_each(|c| *c += 1);
+            prev = Some(cur);
+        }
+        rows = rows.max(seen);
+        counted.push((root, counts));
+    }
+    update(t, |k| {
+        k.rows = Some(rows);
+        k.distinct = counted;
+    });
+    Ok(())
+}
+
+/// ANALYZE TABLE's answer: one row, `db.table analyze status OK`.
+pub(crate) fn analyze_output(db: &str, table: &str) -> Output {
+    let text = |s: &str| Value::Bytes(s.as_bytes().to_vec());
+    Output::Rows {
+        columns: ["Table", "Op", "Msg_type", "Msg_text"]
+            .iter()
+            .map(|n| super::meta::expr_column(n, super::meta::Kind::Text))
+            .collect(),
+        rows: vec![vec![
+            text(&format!("{db}.{table}")),
+            text("analyze"),
+            text("status"),
+            text("OK"),
+        ]],
+    }
 }
 
 #[cfg(test)]

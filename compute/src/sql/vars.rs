@@ -50,6 +50,7 @@ pub(crate) fn defaults() -> BTreeMap<String, Value> {
         ("sql_auto_is_null", 0),
         ("sql_safe_updates", 0),
         ("session_track_schema", 1),
+        ("cte_max_recursion_depth", 1000),
     ];
     let texts: &[(&str, &str)] = &[
         ("version", VERSION),
