@@ -23,6 +23,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+/// The same allocator as the `strata` binary, so that the embedded
+/// clusters measured here are the ones users run.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(about = "Strata's end-to-end benchmarks")]
 struct Cli {

@@ -757,14 +757,13 @@ async fn exec(
 
 /// `START TRANSACTION WITH CONSISTENT SNAPSHOT`, which sqlparser does not
 /// parse (every transaction's snapshot is consistent here).
+/// Looked at for every text statement, so it allocates nothing.
 fn is_consistent_snapshot(sql: &str) -> bool {
-    let words: Vec<String> = sql
-        .trim()
-        .trim_end_matches(';')
-        .split_whitespace()
-        .map(str::to_uppercase)
-        .collect();
-    words == ["START", "TRANSACTION", "WITH", "CONSISTENT", "SNAPSHOT"]
+    let mut words = sql.trim().trim_end_matches(';').split_whitespace();
+    ["START", "TRANSACTION", "WITH", "CONSISTENT", "SNAPSHOT"]
+        .iter()
+        .all(|want| words.next().is_some_and(|w| w.eq_ignore_ascii_case(want)))
+        && words.next().is_none()
 }
 
 /// Parses `sql` with MySQL's dialect; a parse error becomes 1064.
@@ -933,6 +932,27 @@ impl crate::mysql::Handler for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_five_words_are_a_consistent_snapshot() {
+        for yes in [
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+            "  start transaction  with\tconsistent snapshot ;",
+            "Start Transaction With Consistent Snapshot;",
+        ] {
+            assert!(is_consistent_snapshot(yes), "{yes:?}");
+        }
+        for no in [
+            "START TRANSACTION",
+            "START TRANSACTION WITH CONSISTENT",
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT NOW",
+            "INSERT INTO t VALUES (1)",
+            "",
+        ] {
+            assert!(!is_consistent_snapshot(no), "{no:?}");
+        }
+    }
 
     #[test]
     fn update_commas_become_joins_only_before_set_and_outside_parentheses() {
