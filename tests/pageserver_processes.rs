@@ -135,21 +135,7 @@ async fn sigkilled_page_server_restarts_with_the_same_answers() {
         .await
         .unwrap();
     let pages: Vec<PageId> = (0..50).map(|i| PageId::new(5 + i % 2, i)).collect();
-    let writing = {
-        let writer = writer.clone();
-        tokio::spawn(async move {
-            let mut workload = Workload::new(42, pages);
-            let mut last = Lsn::ZERO;
-            for i in 0..3000u64 {
-                let mut b = BatchBuilder::new();
-                for rec in workload.next_records(1 + (i % 5) as usize) {
-                    b.push(&rec).unwrap();
-                }
-                last = writer.append(b.commit(i)).await.unwrap();
-            }
-            last
-        })
-    };
+    let writing = spawn_writer(&writer, 42, pages, 3000, 5);
 
     // Kill the page server at random moments while the log grows; keep
     // some answers from each life to compare afterwards.
@@ -206,16 +192,22 @@ async fn sigkilled_page_server_restarts_with_the_same_answers() {
     assert!(held == logged, "the layers and the log differ");
 }
 
-/// Starts a writer appending `batches` batches over `pages` pages.
-fn spawn_writer(writer: &LogClient, batches: u64) -> tokio::task::JoinHandle<Lsn> {
+/// Starts a writer appending `batches` batches of the seeded workload over
+/// `pages`, batch `i` holding `1 + i % cycle` records.
+fn spawn_writer(
+    writer: &LogClient,
+    seed: u64,
+    pages: Vec<PageId>,
+    batches: u64,
+    cycle: u64,
+) -> tokio::task::JoinHandle<Lsn> {
     let writer = writer.clone();
-    let pages: Vec<PageId> = (0..40).map(|i| PageId::new(5, i)).collect();
     tokio::spawn(async move {
-        let mut workload = Workload::new(7, pages);
+        let mut workload = Workload::new(seed, pages);
         let mut last = Lsn::ZERO;
         for i in 0..batches {
             let mut b = BatchBuilder::new();
-            for rec in workload.next_records(1 + (i % 4) as usize) {
+            for rec in workload.next_records(1 + (i % cycle) as usize) {
                 b.push(&rec).unwrap();
             }
             last = writer.append(b.commit(i)).await.unwrap();
@@ -267,7 +259,8 @@ async fn sigkilled_during_uploads_the_bucket_stays_consistent_and_answers_stay_t
     let writer = LogClient::connect(LogClientConfig::new(CLUSTER, "writer", log.clone()))
         .await
         .unwrap();
-    let writing = spawn_writer(&writer, 1500);
+    let pages: Vec<PageId> = (0..40).map(|i| PageId::new(5, i)).collect();
+    let writing = spawn_writer(&writer, 7, pages, 1500, 4);
 
     // Kill when an upload is pending (or after a seeded wait if none shows
     // up), so kills land before, during and after uploads.

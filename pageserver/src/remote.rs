@@ -266,18 +266,22 @@ impl Bucket {
         self.key("index", &format!("{generation:010}"))
     }
 
+    /// Every object under this cluster's `dir`.
+    async fn list(&self, dir: &str) -> Result<Vec<object_store::ObjectMeta>> {
+        let prefix = ObjectPath::from(format!("{}/{dir}", self.cluster_id));
+        self.store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(store_error(format!(
+                "listing {prefix} in {}",
+                self.describe
+            )))
+    }
+
     /// Generations found under `dir`, from the keys' last parts.
     async fn generations(&self, dir: &str) -> Result<Vec<u32>> {
-        let prefix = ObjectPath::from(format!("{}/{dir}", self.cluster_id));
-        let metas: Vec<_> =
-            self.store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(store_error(format!(
-                    "listing {prefix} in {}",
-                    self.describe
-                )))?;
+        let metas = self.list(dir).await?;
         Ok(metas
             .iter()
             .filter_map(|m| m.location.filename().and_then(key_generation))
@@ -405,16 +409,7 @@ impl Bucket {
     /// Every layer object in the bucket: (file name, generation, age).
     /// An object whose key does not parse is left out (never deleted).
     pub async fn list_layers(&self) -> Result<Vec<(String, u32, std::time::Duration)>> {
-        let prefix = ObjectPath::from(format!("{}/layers", self.cluster_id));
-        let metas: Vec<_> =
-            self.store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(store_error(format!(
-                    "listing {prefix} in {}",
-                    self.describe
-                )))?;
+        let metas = self.list("layers").await?;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
