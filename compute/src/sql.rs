@@ -19,6 +19,7 @@
 
 mod access;
 mod alter;
+mod autoparam;
 mod compile;
 mod ddl;
 mod dml;

@@ -30,7 +30,7 @@ use strata_wal::page::Page;
 use strata_wal::{Lsn, PageId};
 
 use crate::btree::{BTree, Result as TreeResult};
-use crate::catalog::{IndexDef, TableDef};
+use crate::catalog::{ColumnDef, IndexDef, TableDef};
 use crate::engine::Shared;
 use crate::engine::read::ReadAt;
 use crate::error::{EngineError, Result};
@@ -216,21 +216,24 @@ impl Txn {
     async fn prepare_insert(
         &mut self,
         table: &TableDef,
-        mut values: Row,
+        values: Row,
     ) -> Result<(Row, Option<u64>)> {
         if values.len() != table.columns.len() {
             return Err(EngineError::ColumnCount);
         }
+        // A value to generate is taken only once every other value is
+        // good: a row refused for a bad value uses up no number (as InnoDB,
+        // whose values are checked before the row reaches the engine).
+        let to_generate = table
+            .auto_increment_column()
+            .filter(|&c| matches!(values[c], Value::Null | Value::Int(0) | Value::UInt(0)));
+        let mut row = coerce_row(table, values, to_generate)?;
         let mut generated = None;
-        if let Some(c) = table.auto_increment_column() {
-            let v = &values[c];
-            if matches!(v, Value::Null) || matches!(v, Value::Int(0) | Value::UInt(0)) {
-                let n = self.shared.next_auto_inc(table).await?;
-                values[c] = Value::UInt(n);
-                generated = Some(n);
-            }
+        if let Some(c) = to_generate {
+            let n = self.shared.next_auto_inc(table).await?;
+            row[c] = coerce_value(&table.columns[c], Value::UInt(n))?;
+            generated = Some(n);
         }
-        let row = coerce_row(table, values)?;
         if let Some(c) = table.auto_increment_column() {
             let used = auto_inc_value(&row[c]);
             self.shared.bump_auto_inc(table, used).await?;
@@ -373,7 +376,7 @@ impl Txn {
     pub async fn update(&mut self, table: &TableDef, old: &FoundRow, values: Row) -> Result<()> {
         self.shared.check_writable()?;
         let table = self.use_table(table).await?;
-        let row = coerce_row(&table, values)?;
+        let row = coerce_row(&table, values, None)?;
         let key = match table.has_hidden_key() {
             true => old.key.clone(),
             false => index_key(&table, &table.primary, &row, &[])?,
@@ -504,25 +507,33 @@ fn apply_writes(st: &mut crate::engine::stage::Stage<'_>, writes: &WriteSet) -> 
     Ok(())
 }
 
-/// Coerces each value to its column and checks NOT NULL.
-fn coerce_row(table: &TableDef, values: Row) -> Result<Row> {
+/// Coerces each value to its column and checks NOT NULL, except column
+/// `skip`'s, left as it is.
+fn coerce_row(table: &TableDef, values: Row, skip: Option<usize>) -> Result<Row> {
     if values.len() != table.columns.len() {
         return Err(EngineError::ColumnCount);
     }
     values
         .into_iter()
         .zip(&table.columns)
-        .map(|(v, c)| {
-            let v = c.ty.coerce(v).map_err(|error| EngineError::Value {
-                column: c.name.clone(),
-                error,
-            })?;
-            if matches!(v, Value::Null) && !c.nullable {
-                return Err(EngineError::NotNull(c.name.clone()));
-            }
-            Ok(v)
+        .enumerate()
+        .map(|(i, (v, c))| match skip == Some(i) {
+            true => Ok(v),
+            false => coerce_value(c, v),
         })
         .collect()
+}
+
+/// Coerces a value to its column and checks NOT NULL.
+fn coerce_value(c: &ColumnDef, v: Value) -> Result<Value> {
+    let v = c.ty.coerce(v).map_err(|error| EngineError::Value {
+        column: c.name.clone(),
+        error,
+    })?;
+    if matches!(v, Value::Null) && !c.nullable {
+        return Err(EngineError::NotNull(c.name.clone()));
+    }
+    Ok(v)
 }
 
 /// A stored row, with columns added since it was written at their defaults.

@@ -151,7 +151,8 @@ pub enum ValueError {
     #[error("Data too long")]
     TooLong,
     /// MySQL 1366 (and 1292 for dates).
-    #[error("Incorrect value: {0}")]
+    /// The message names the value (`Incorrect integer value: 'x'`).
+    #[error("{0}")]
     BadValue(String),
 }
 

@@ -34,7 +34,7 @@ use super::expr::{Ctx, Env, StmtEnv, Warning};
 use super::information_schema::is_virtual;
 use super::plan::{Plan, SetItem, SetTarget};
 use super::process::{Process, Processes, interrupted};
-use super::{Column, Output, Prepared, SqlError, ddl, dml, select, show, stats, vars};
+use super::{Column, Output, Prepared, SqlError, autoparam, ddl, dml, select, show, stats, vars};
 
 /// Makes a [`Session`] per connection; they share one process list.
 pub struct SessionFactory {
@@ -152,6 +152,16 @@ struct Stmt {
     params: u16,
 }
 
+/// A text INSERT's template, compiled (`autoparam`).
+struct CachedInsert {
+    /// The current database it was compiled in.
+    db: Option<String>,
+    plan: Arc<Plan>,
+}
+
+/// Templates kept per session; past this many the cache starts over.
+const CACHED_INSERTS: usize = 64;
+
 /// One client's session: current database, variables, open transaction,
 /// prepared statements.
 pub struct Session {
@@ -162,6 +172,8 @@ pub struct Session {
     explicit: bool,
     prepared: HashMap<u32, Stmt>,
     next_stmt: u32,
+    /// Text INSERTs' compiled templates, by template.
+    inserts: HashMap<Box<str>, CachedInsert>,
     processes: Arc<Processes>,
     process: Arc<Process>,
     /// The running statement's token (KILL QUERY cancels it).
@@ -205,6 +217,7 @@ impl Session {
             explicit: false,
             prepared: HashMap::new(),
             next_stmt: 1,
+            inserts: HashMap::new(),
             processes,
             process,
             cancel: tokio_util::sync::CancellationToken::new(),
@@ -242,6 +255,19 @@ impl Session {
         {
             return r;
         }
+        if let Some(shape) = autoparam::insert_shape(sql)
+            && let Some(plan) = self.insert_plan(&shape.template)
+        {
+            let own_txn = self.txn.is_none() && !self.explicit && self.state.autocommit();
+            match self.run(plan, &shape.params).await {
+                // Compiled before a DDL it then waited for: the ordinary
+                // path compiles and runs it again.
+                Err(e) if e.code == 1412 && own_txn => {
+                    self.inserts.remove(shape.template.as_str());
+                }
+                other => return other,
+            }
+        }
         let stmts = parse(sql).map_err(|e| self.failed(e))?;
         let mut last = None;
         for stmt in &stmts {
@@ -264,6 +290,33 @@ impl Session {
             }
             other => other,
         }
+    }
+
+    /// The compiled plan of a text INSERT's template, compiled now if the
+    /// cache has none for the current database or its table changed.
+    /// `None` if it does not parse or compile: the ordinary path then
+    /// reports the error against the statement as sent.
+    fn insert_plan(&mut self, template: &str) -> Option<Arc<Plan>> {
+        if let Some(c) = self.inserts.get(template)
+            && c.db == self.state.db
+            && compile::is_current(&c.plan, &self.engine.catalog())
+        {
+            return Some(c.plan.clone());
+        }
+        let stmts = Parser::parse_sql(&MySqlDialect {}, template).ok()?;
+        let [stmt] = stmts.as_slice() else {
+            return None;
+        };
+        let plan = Arc::new(self.compile(stmt).ok()?);
+        if self.inserts.len() >= CACHED_INSERTS {
+            self.inserts.clear();
+        }
+        let cached = CachedInsert {
+            db: self.state.db.clone(),
+            plan: plan.clone(),
+        };
+        self.inserts.insert(template.into(), cached);
+        Some(plan)
     }
 
     /// COM_STMT_PREPARE.
