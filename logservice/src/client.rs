@@ -259,6 +259,13 @@ struct Driver {
     waiting: VecDeque<(Lsn, oneshot::Sender<Result<Lsn>>)>,
     queued: VecDeque<Cmd>,
     election_started_ms: u64,
+    /// Callers were answered in this turn of the loop: the driver yields
+    /// before sending anything more, so they run first.
+    answered: bool,
+    /// What the writer had to send when callers had just been answered,
+    /// sent after they ran (before anything newer, so each replica still
+    /// gets its messages in order).
+    deferred: Vec<Outgoing>,
 }
 
 impl Driver {
@@ -287,7 +294,10 @@ impl Driver {
             links.push(link);
         }
         Ok(Driver {
-            writer: Writer::new(cfg.writer.clone()),
+            writer: Writer::new(WriterConfig {
+                pump_on_response: false,
+                ..cfg.writer.clone()
+            }),
             cluster_id: cfg.cluster_id.clone(),
             clients,
             links,
@@ -299,6 +309,8 @@ impl Driver {
             waiting: VecDeque::new(),
             queued: VecDeque::new(),
             election_started_ms: 0,
+            answered: false,
+            deferred: Vec::new(),
         })
     }
 
@@ -351,6 +363,21 @@ impl Driver {
                 }
                 _ = tick.tick() => {}
                 _ = self.stop.cancelled() => break,
+            }
+            if std::mem::take(&mut self.answered) {
+                // An answered caller runs on this thread only once the
+                // driver yields; sending the new commit LSN to every
+                // replica first would add three socket writes to its
+                // commit latency.
+                tokio::task::yield_now().await;
+                let out = std::mem::take(&mut self.deferred);
+                self.dispatch(out);
+                // What they appended since goes out with the commit LSN.
+                if give_up.is_none() {
+                    while let Ok(c) = cmds.try_recv() {
+                        self.queued.push_back(c);
+                    }
+                }
             }
             self.step();
             if let Some(give_up) = give_up {
@@ -418,9 +445,13 @@ impl Driver {
             }
         };
         // Callers first: what the writer sends now (more bytes, the new
-        // commit LSN) is not on their commit's path.
+        // commit LSN) is not on their commit's path, so it waits until
+        // they have run (see `run`).
         self.answer_committed();
-        self.dispatch(out);
+        match self.answered {
+            true => self.deferred.extend(out),
+            false => self.dispatch(out),
+        }
     }
 
     /// Resolves every waiting `append` whose batch is committed.
@@ -429,6 +460,7 @@ impl Driver {
         while self.waiting.front().is_some_and(|(lsn, _)| *lsn <= commit) {
             let (lsn, done) = self.waiting.pop_front().expect("checked");
             let _ = done.send(Ok(lsn));
+            self.answered = true;
         }
     }
 

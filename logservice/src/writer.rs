@@ -57,6 +57,12 @@ pub struct WriterConfig {
     /// next writer commits. Hence 0 (send at once) by default.
     pub commit_heartbeat_ms: u64,
     pub retransmit_ms: u64,
+    /// Whether [`Writer::on_append_response`] also sends what became due
+    /// (more bytes, the new commit LSN). The client's driver pumps after
+    /// every event anyway and turns this off: callers whose commit the
+    /// response completed run first, and a batch they append at once
+    /// then carries the new commit LSN instead of a heartbeat of its own.
+    pub pump_on_response: bool,
 }
 
 impl WriterConfig {
@@ -71,6 +77,7 @@ impl WriterConfig {
             heartbeat_ms: 50,
             commit_heartbeat_ms: 0,
             retransmit_ms: 500,
+            pump_on_response: true,
         }
     }
 
@@ -507,7 +514,10 @@ impl Writer {
         }
         self.progress.insert(resp.replica_id, pr);
         self.advance_commit();
-        self.pump(self.now_ms)
+        match self.cfg.pump_on_response {
+            true => self.pump(self.now_ms),
+            false => Vec::new(),
+        }
     }
 
     /// Sends from `next` on, or marks the replica as lagging if we no

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use sim::lab::{ALL, Lab, batch, holds};
 use sim::world::{self, Report, SimConfig};
 use strata_logservice::msg::{AppendOutcome, AppendRequest};
-use strata_logservice::writer::{Phase, WriterConfig};
+use strata_logservice::writer::{Outgoing, Phase, WriterConfig};
 use strata_wal::Lsn;
 
 /// Wiped-disk bugs need many runs (one disk is lost per run), long
@@ -208,6 +208,44 @@ fn a_new_commit_lsn_reaches_every_replica_at_once_by_default() {
     lab.tick(&mut w1, ALL, 0).unwrap();
     for id in [1, 2, 3] {
         assert_eq!(lab.replica(id).commit(), a, "replica {id} knows the commit");
+    }
+}
+
+#[test]
+fn without_pumping_on_responses_the_next_batch_carries_the_commit() {
+    // The client's driver: responses send nothing, so the callers they
+    // complete run first, and the batch they append next brings the new
+    // commit LSN to every replica instead of a heartbeat of its own.
+    let mut lab = Lab::new();
+    let mut w1 = strata_logservice::writer::Writer::new(WriterConfig {
+        pump_on_response: false,
+        ..world::writer_config("w1")
+    });
+    assert!(lab.elect(&mut w1, ALL).unwrap());
+    let a = w1.submit(&batch(1, 3, 100)).unwrap();
+    let mut answered = Vec::new();
+    for o in w1.pump(0) {
+        answered.extend(lab.step(&mut w1, o, ALL).unwrap());
+    }
+    assert_eq!(w1.commit(), a, "every replica acknowledged the batch");
+    assert!(
+        answered.is_empty(),
+        "the responses sent nothing: {answered:?}"
+    );
+    let b = w1.submit(&batch(2, 3, 100)).unwrap();
+    let next = w1.pump(0);
+    assert_eq!(next.len(), 3, "one append per replica: {next:?}");
+    for o in &next {
+        let Outgoing::Append(_, req) = o else {
+            panic!("not an append: {o:?}");
+        };
+        assert!(!req.data.is_empty(), "the next batch, not a heartbeat");
+        assert_eq!(req.commit_lsn, a, "it carries the new commit LSN");
+    }
+    lab.run(&mut w1, next, ALL).unwrap();
+    assert_eq!(w1.commit(), b);
+    for id in [1, 2, 3] {
+        assert_eq!(lab.replica(id).commit(), b, "replica {id} knows the commit");
     }
 }
 
