@@ -426,6 +426,51 @@ impl Bucket {
             .collect())
     }
 
+    /// Deletes the generation markers and index objects of generations
+    /// older than `ours`; the number deleted. Only once `ours` has its
+    /// own index in the bucket (otherwise an older index is still the one
+    /// a starting page server reads, and none is deleted), and only after
+    /// checking that no newer generation has started ([`Self::check_generation`]).
+    ///
+    /// Safe for everyone who may still read them: a generation is 1 + the
+    /// highest marker and fencing compares against the highest, both of
+    /// which `ours` (never deleted) keeps; a page server recovers from the
+    /// newest index, which is ours or a newer one; and an older page
+    /// server is fenced by our marker before it publishes. Layer objects
+    /// are not touched here (orphans are swept by the uploader).
+    pub async fn delete_older_generations(&self, ours: u32) -> Result<u64> {
+        let indexes: Vec<u32> = self.generations("index").await?;
+        let markers: Vec<u32> = self.generations("generations").await?;
+        if !indexes.contains(&ours) {
+            return Ok(0);
+        }
+        let old: Vec<ObjectPath> = indexes
+            .into_iter()
+            .filter(|g| *g < ours)
+            .map(|g| self.index_key(g))
+            .chain(
+                markers
+                    .into_iter()
+                    .filter(|g| *g < ours)
+                    .map(|g| self.key("generations", &format!("{g:010}"))),
+            )
+            .collect();
+        self.check_generation(ours).await?;
+        let mut deleted = 0;
+        for key in &old {
+            match self.store.delete(key).await {
+                Ok(()) => deleted += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(format!("deleting {key}"))(e)),
+            }
+        }
+        info!(
+            deleted,
+            ours, "deleted older generations' markers and indexes"
+        );
+        Ok(deleted)
+    }
+
     async fn get(&self, key: &ObjectPath) -> Result<Bytes> {
         let got = self
             .store
@@ -536,5 +581,58 @@ mod tests {
         idx.generation = g2;
         bucket.put_index(&idx).await.unwrap();
         assert_eq!(bucket.newest_index().await.unwrap(), Some(idx));
+    }
+
+    #[tokio::test]
+    async fn older_generations_markers_and_indexes_are_swept_only_by_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(&BucketConfig::Local(dir.path().into()), "c").unwrap();
+        let mut idx = index();
+        for g in 1..=3 {
+            assert_eq!(bucket.take_generation().await.unwrap(), g);
+            if g < 3 {
+                idx.generation = g;
+                bucket.put_index(&idx).await.unwrap();
+            }
+        }
+        bucket
+            .put_layer("l0.delta", 1, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        // Generation 3 has no index yet: generation 2's is the one a
+        // starting page server reads, so nothing goes.
+        assert_eq!(bucket.delete_older_generations(3).await.unwrap(), 0);
+        assert_eq!(bucket.generations("index").await.unwrap().len(), 2);
+        // An older generation is fenced and deletes nothing.
+        let fenced = bucket.delete_older_generations(2).await.unwrap_err();
+        assert!(
+            matches!(fenced, PageServerError::Fenced { ours: 2, newer: 3 }),
+            "{fenced}"
+        );
+        idx.generation = 3;
+        bucket.put_index(&idx).await.unwrap();
+        // Indexes 1, 2 and markers 1, 2.
+        assert_eq!(bucket.delete_older_generations(3).await.unwrap(), 4);
+        assert_eq!(bucket.generations("index").await.unwrap(), vec![3]);
+        assert_eq!(bucket.generations("generations").await.unwrap(), vec![3]);
+        assert_eq!(bucket.newest_index().await.unwrap(), Some(idx.clone()));
+        assert_eq!(bucket.newest_generation().await.unwrap(), 3);
+        // Layer objects are left alone; the zombie is still fenced; the
+        // next generation is still 1 + the newest.
+        assert_eq!(bucket.list_layers().await.unwrap().len(), 1);
+        idx.generation = 2;
+        assert!(matches!(
+            bucket.put_index(&idx).await,
+            Err(PageServerError::Fenced { ours: 2, newer: 3 })
+        ));
+        assert_eq!(bucket.take_generation().await.unwrap(), 4);
+        assert_eq!(
+            bucket
+                .delete_older_generations(3)
+                .await
+                .unwrap_err()
+                .to_string(),
+            PageServerError::Fenced { ours: 3, newer: 4 }.to_string()
+        );
     }
 }

@@ -279,6 +279,16 @@ async fn orphans_of_older_generations_are_swept_after_the_grace_period_and_nothi
     let figures = upload_with(&tl, &bucket, g2, inherited.clone(), hour).await;
     assert_eq!(figures.orphans_deleted, 0, "younger than the grace period");
     assert!(exists(orphan, g1));
+    // Generation 1's marker and index went once generation 2 published.
+    assert_eq!(figures.old_generation_objects_deleted, 2);
+    let gone = |dir: &str| {
+        !bucket_dir
+            .path()
+            .join(format!("{CLUSTER}/{dir}/{g1:010}"))
+            .exists()
+    };
+    assert!(gone("generations") && gone("index"));
+    assert_eq!(bucket.newest_generation().await.unwrap(), g2);
 
     write_layer(&tl, &mut workload, &mut model, 20);
     let figures = upload_with(&tl, &bucket, g2, inherited, Duration::ZERO).await;

@@ -50,6 +50,7 @@ pub struct UploadState {
     bytes_uploaded: AtomicU64,
     objects_deleted: AtomicU64,
     orphans_deleted: AtomicU64,
+    old_generation_objects_deleted: AtomicU64,
     fenced: AtomicBool,
 }
 
@@ -66,6 +67,8 @@ pub struct UploadFigures {
     pub objects_deleted: u64,
     /// Objects of older generations that no index of ours named, swept.
     pub orphans_deleted: u64,
+    /// Generation markers and indexes of older generations, swept.
+    pub old_generation_objects_deleted: u64,
     pub fenced: bool,
 }
 
@@ -81,6 +84,7 @@ impl UploadState {
             bytes_uploaded: AtomicU64::new(0),
             objects_deleted: AtomicU64::new(0),
             orphans_deleted: AtomicU64::new(0),
+            old_generation_objects_deleted: AtomicU64::new(0),
             fenced: AtomicBool::new(false),
         }
     }
@@ -106,6 +110,7 @@ impl UploadState {
             bytes_uploaded: get(&self.bytes_uploaded),
             objects_deleted: get(&self.objects_deleted),
             orphans_deleted: get(&self.orphans_deleted),
+            old_generation_objects_deleted: get(&self.old_generation_objects_deleted),
             fenced: self.fenced.load(Ordering::Relaxed),
         }
     }
@@ -155,6 +160,20 @@ impl Uploader {
                             last_sweep = Some(Instant::now());
                             if let Err(e) = self.sweep_orphans(&m).await {
                                 warn!(error = %e, "cannot sweep orphan objects; trying later");
+                            }
+                            match self
+                                .bucket
+                                .delete_older_generations(self.state.generation)
+                                .await
+                            {
+                                Ok(n) => {
+                                    self.state
+                                        .old_generation_objects_deleted
+                                        .fetch_add(n, Ordering::Relaxed);
+                                }
+                                Err(e) => {
+                                    warn!(error = %e, "cannot sweep older generations; trying later")
+                                }
                             }
                         }
                         published = Some(m);
