@@ -311,7 +311,11 @@ impl Timeline {
         self.stats
             .wal_bytes_ingested
             .fetch_add(end.bytes_since(start), Ordering::Relaxed);
-        self.map.read().open.put(chunk);
+        // Not under the map's lock: a flush publishing a map would wait
+        // for the put and hold up every reader's snapshot behind it. Only
+        // this (the applier's) task replaces the open layer (`freeze`).
+        let open = self.map.read().open.clone();
+        open.put(chunk);
         self.records_ingested.fetch_add(records, Ordering::Relaxed);
         self.ingested.send_replace(end);
         Ok(())
@@ -326,7 +330,9 @@ impl Timeline {
         self.map.read().frozen.len()
     }
 
-    /// Freezes the open layer if it holds anything; true if it did.
+    /// Freezes the open layer if it holds anything; true if it did. Only
+    /// the task that calls [`Self::ingest_chunk`] may call it (that one
+    /// puts into the open layer it read outside the map's lock).
     pub fn freeze(&self) -> bool {
         let mut map = self.map.write();
         let open = map.open.range();
