@@ -207,7 +207,18 @@ pub struct Bucket {
     cluster_id: String,
     /// For messages.
     describe: String,
+    /// Layer files larger than this are uploaded in parts.
+    multipart_threshold: u64,
+    /// The size of one part (S3 wants at least 5 MiB but the last).
+    part_bytes: usize,
 }
+
+/// Layer files above this are uploaded in parts ([`Bucket::put_layer_file`]).
+pub const MULTIPART_THRESHOLD: u64 = 16 << 20;
+/// One part of a multipart upload.
+pub const PART_BYTES: usize = 8 << 20;
+/// Parts of one upload in flight at once (besides the one being filled).
+const PARTS_IN_FLIGHT: usize = 2;
 
 impl std::fmt::Debug for Bucket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -251,7 +262,94 @@ impl Bucket {
             store,
             cluster_id: cluster_id.to_string(),
             describe,
+            multipart_threshold: MULTIPART_THRESHOLD,
+            part_bytes: PART_BYTES,
         })
+    }
+
+    /// Uploads files above `threshold` bytes in parts of `part_bytes`
+    /// (tests use small ones).
+    pub fn with_multipart(mut self, threshold: u64, part_bytes: usize) -> Bucket {
+        self.multipart_threshold = threshold;
+        self.part_bytes = part_bytes.max(1);
+        self
+    }
+
+    /// Uploads the layer file at `path` as `file_name` under `generation`,
+    /// returning what the index records of it (size, crc of the whole
+    /// object); `None` if the file is gone (a newer manifest dropped it).
+    /// A file above the multipart threshold goes up in parts, read and
+    /// crc'd as it is sent, so at most a few parts are in memory; a
+    /// smaller one in one put. Either way the object appears whole or not
+    /// at all (a local bucket stages it and renames, fsyncing both, as
+    /// for a put), and a download checks the crc over the whole object.
+    pub async fn put_layer_file(
+        &self,
+        file_name: &str,
+        generation: u32,
+        path: &std::path::Path,
+    ) -> Result<Option<RemoteLayer>> {
+        use tokio::io::AsyncReadExt;
+        let io_err = |e| PageServerError::io(format!("reading {}", path.display()))(e);
+        let mut file = match tokio::fs::File::open(path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(e)),
+        };
+        let bytes = file.metadata().await.map_err(io_err)?.len();
+        if bytes <= self.multipart_threshold {
+            let mut data = Vec::with_capacity(bytes as usize);
+            file.read_to_end(&mut data).await.map_err(io_err)?;
+            let layer = RemoteLayer {
+                generation,
+                crc: crc32fast::hash(&data),
+                bytes: data.len() as u64,
+            };
+            self.put_layer(file_name, generation, Bytes::from(data))
+                .await?;
+            return Ok(Some(layer));
+        }
+        let key = self.layer_key(file_name, generation);
+        let upload = self
+            .store
+            .put_multipart(&key)
+            .await
+            .map_err(store_error(format!("starting a multipart upload of {key}")))?;
+        let mut parts = object_store::WriteMultipart::new_with_chunk_size(upload, self.part_bytes);
+        let mut crc = crc32fast::Hasher::new();
+        let mut sent = 0u64;
+        let mut buf = vec![0u8; self.part_bytes];
+        let streamed: Result<()> = async {
+            loop {
+                let n = file.read(&mut buf).await.map_err(io_err)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                crc.update(&buf[..n]);
+                sent += n as u64;
+                parts
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(store_error(format!("uploading {key}")))?;
+                parts.write(&buf[..n]);
+            }
+        }
+        .await;
+        if let Err(e) = streamed {
+            if let Err(abort) = parts.abort().await {
+                tracing::warn!(%key, error = %abort, "cannot abort a multipart upload");
+            }
+            return Err(e);
+        }
+        parts
+            .finish()
+            .await
+            .map_err(store_error(format!("completing the upload of {key}")))?;
+        Ok(Some(RemoteLayer {
+            generation,
+            crc: crc.finalize(),
+            bytes: sent,
+        }))
     }
 
     fn key(&self, dir: &str, name: &str) -> ObjectPath {
@@ -634,5 +732,54 @@ mod tests {
                 .to_string(),
             PageServerError::Fenced { ours: 3, newer: 4 }.to_string()
         );
+    }
+
+    #[tokio::test]
+    async fn a_large_layer_goes_up_in_parts_and_its_crc_is_checked_on_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(&BucketConfig::Local(dir.path().join("b")), "c")
+            .unwrap()
+            .with_multipart(10_000, 16_384);
+        let mut rng = crate::workload::Rng::new(11);
+        let data: Vec<u8> = (0..100_003).map(|_| rng.below(256) as u8).collect();
+        let path = dir.path().join("big.delta");
+        std::fs::write(&path, &data).unwrap();
+        let layer = bucket
+            .put_layer_file("big.delta", 4, &path)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (layer.bytes, layer.crc),
+            (data.len() as u64, crc32fast::hash(&data))
+        );
+        assert_eq!(bucket.get_layer("big.delta", layer).await.unwrap(), data);
+        // A small one in one put; a missing file is None.
+        std::fs::write(dir.path().join("small.delta"), b"abc").unwrap();
+        let small = bucket
+            .put_layer_file("small.delta", 4, &dir.path().join("small.delta"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            bucket.get_layer("small.delta", small).await.unwrap(),
+            &b"abc"[..]
+        );
+        let gone = dir.path().join("gone.delta");
+        assert_eq!(
+            bucket.put_layer_file("gone.delta", 4, &gone).await.unwrap(),
+            None
+        );
+        // A flipped bit in the object is caught by the whole object's crc.
+        let object = dir
+            .path()
+            .join("b")
+            .join(bucket.layer_key("big.delta", 4).as_ref());
+        let mut stored = std::fs::read(&object).unwrap();
+        assert_eq!(stored, data);
+        stored[77_777] ^= 0x10;
+        std::fs::write(&object, &stored).unwrap();
+        let err = bucket.get_layer("big.delta", layer).await.unwrap_err();
+        assert!(matches!(err, PageServerError::Corrupt { .. }), "{err}");
     }
 }

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::StreamExt;
 use strata_wal::Lsn;
 use tokio::sync::watch;
@@ -270,21 +269,10 @@ impl Uploader {
     /// Uploads one layer file; None if it is gone (a newer manifest).
     async fn upload_one(&self, name: String) -> Result<Option<(String, RemoteLayer)>> {
         let path = self.dir.join(&name);
-        let data = match tokio::fs::read(&path).await {
-            Ok(data) => Bytes::from(data),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(PageServerError::io(format!("reading {}", path.display()))(
-                    e,
-                ));
-            }
+        let generation = self.state.generation;
+        let Some(layer) = self.bucket.put_layer_file(&name, generation, &path).await? else {
+            return Ok(None);
         };
-        let layer = RemoteLayer {
-            generation: self.state.generation,
-            crc: crc32fast::hash(&data),
-            bytes: data.len() as u64,
-        };
-        self.bucket.put_layer(&name, layer.generation, data).await?;
         self.state.layers_uploaded.fetch_add(1, Ordering::Relaxed);
         self.state
             .bytes_uploaded
