@@ -2,7 +2,8 @@
 //! for a fixed time, watching compaction and GC keep the page server small.
 //!
 //! Order of a run:
-//! 1. three log replicas and a page server in this process (16 MiB layers,
+//! 1. three log replicas and a page server in this process, the log (and
+//!    its writers) on a tokio runtime of its own (16 MiB layers,
 //!    a 256 MiB history window by default, so compaction and GC both run
 //!    within a couple of minutes); every page formatted once;
 //! 2. **idle**: GetPage for a few seconds with no ingest and no compaction
@@ -38,6 +39,7 @@ use strata_pageserver::remote::BucketConfig;
 use strata_pageserver::server::ServerConfig;
 use strata_pageserver::workload::Rng;
 use strata_wal::{Lsn, PageId};
+use tokio::runtime::Handle;
 
 use crate::pageserver::start_log;
 use crate::pageserver::{CLUSTER_ID, PageServer, PageserverArgs, RECORDS_PER_BATCH, SPACE, batch};
@@ -77,8 +79,17 @@ const POLL: Duration = Duration::from_millis(20);
 pub fn run(args: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
     let budget = Duration::from_secs(args.seconds * 3 + 300);
     let _watchdog = Watchdog::arm(budget, "the pageserver-soak workload".into());
+    // The log replicas and the writers run on a runtime of their own, as
+    // the separate processes they are in a deployment: a GetPage then
+    // waits for the OS scheduler, not in the same task queues as the log's
+    // appends. The page server and its readers share the main runtime.
+    let log_runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("soak-log")
+        .enable_all()
+        .build()
+        .context("starting the log's tokio")?;
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
-    runtime.block_on(run_async(args, dir))
+    runtime.block_on(run_async(args, dir, log_runtime.handle()))
 }
 
 /// GetPage latencies, split by whether compaction was running.
@@ -108,8 +119,11 @@ impl Shared {
     }
 }
 
-async fn run_async(args: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
-    let (log, writer) = start_log(dir).await?;
+async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Result<()> {
+    let log_dir = dir.to_path_buf();
+    let (log, writer) = log_side
+        .spawn(async move { start_log(&log_dir).await })
+        .await??;
     let fill = PageserverArgs {
         backlog_mib: 1,
         pages: args.pages,
@@ -176,23 +190,26 @@ async fn run_async(args: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
             written.clone(),
         );
         let per_writer = (args.rate_mib_s << 20) as f64 / WRITERS as f64;
-        writers.spawn(async move {
-            let started = Instant::now();
-            let mut bytes = 0u64;
-            while Instant::now() < deadline {
-                let first = counter.fetch_add(RECORDS_PER_BATCH as u64, Ordering::Relaxed);
-                let b = batch(first, &fill, w as u8)?;
-                let before = b.len() as u64;
-                writer.append(b).await?;
-                bytes += before;
-                written.fetch_add(before, Ordering::Relaxed);
-                let due = Duration::from_secs_f64(bytes as f64 / per_writer);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
+        writers.spawn_on(
+            async move {
+                let started = Instant::now();
+                let mut bytes = 0u64;
+                while Instant::now() < deadline {
+                    let first = counter.fetch_add(RECORDS_PER_BATCH as u64, Ordering::Relaxed);
+                    let b = batch(first, &fill, w as u8)?;
+                    let before = b.len() as u64;
+                    writer.append(b).await?;
+                    bytes += before;
+                    written.fetch_add(before, Ordering::Relaxed);
+                    let due = Duration::from_secs_f64(bytes as f64 / per_writer);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
                 }
-            }
-            anyhow::Ok(())
-        });
+                anyhow::Ok(())
+            },
+            log_side,
+        );
     }
     let max_layers = watch(&mut status, &shared, args, deadline).await?;
     while let Some(done) = writers.join_next().await {
@@ -208,7 +225,7 @@ async fn run_async(args: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
     ps.stop().await?;
     config.data_dir = dir.join("pageserver-recovered");
     let recover_s = recover_from_bucket(config, &sample).await?;
-    log.stop().await?;
+    log_side.spawn(log.stop()).await??;
 
     let samples = std::mem::take(&mut *shared.lock());
     let compacting = Latency::from_samples(samples.compacting);

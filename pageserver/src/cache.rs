@@ -5,7 +5,8 @@
 //! version: a version never changes, so an entry never goes stale; only the
 //! validity's `to` moves, and the caller computes that from the layers on
 //! every request. Concurrent misses on one key share one rebuild: the first
-//! runs it (on the blocking pool), the others wait for its result. A
+//! runs it (inline or on the blocking pool, as the caller's build future
+//! chooses), the others wait for its result. A
 //! finished rebuild is put in the LRU *before* it leaves the in-flight map,
 //! so a request that finds no rebuild in flight finds the page in the LRU.
 
@@ -83,6 +84,24 @@ impl PageCache {
     where
         F: FnOnce() -> Result<Page> + Send + 'static,
     {
+        self.get_or_build(key, || async move {
+            tokio::task::spawn_blocking(rebuild)
+                .await
+                .map_err(|e| PageServerError::Unavailable(format!("page rebuild failed: {e}")))?
+        })
+        .await
+    }
+
+    /// The cached page under `key`, or the page `build` makes: a future
+    /// run in the caller's task, once for all concurrent callers of the
+    /// same key (the others wait for its result). `build` decides where
+    /// its work runs: a short replay inline, a long one on the blocking
+    /// pool (see `PageService`).
+    pub async fn get_or_build<F, Fut>(&self, key: Key, build: F) -> Result<Arc<Page>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Page>>,
+    {
         if let Some(page) = self.lru.lock().get(&key).cloned() {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(page);
@@ -100,12 +119,7 @@ impl PageCache {
         let page = cell
             .get_or_try_init(|| async {
                 self.rebuilds.fetch_add(1, Ordering::Relaxed);
-                match tokio::task::spawn_blocking(rebuild).await {
-                    Ok(result) => result.map(Arc::new),
-                    Err(e) => Err(PageServerError::Unavailable(format!(
-                        "page rebuild failed: {e}"
-                    ))),
-                }
+                build().await.map(Arc::new)
             })
             .await
             .cloned();

@@ -212,23 +212,16 @@ async fn flush_layers(
 ) -> Result<()> {
     loop {
         while timeline.frozen_count() > 0 {
-            let tl = timeline.clone();
-            let flushed = tokio::task::spawn_blocking(move || tl.flush_frozen()).await;
-            match flushed {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) if applier_done.is_cancelled() => {
+            match timeline.flush_frozen_resident().await {
+                Ok(_) => {}
+                Err(e) if applier_done.is_cancelled() => {
                     // Stopping: no one will free the disk for us.
                     error!(error = %e, "cannot write a layer file; stopping without it");
                     return Err(e);
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     error!(error = %e, "cannot write a layer file; retrying");
                     tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                Err(e) => {
-                    return Err(PageServerError::Unavailable(format!(
-                        "flush task failed: {e}"
-                    )));
                 }
             }
         }

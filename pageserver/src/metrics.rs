@@ -427,6 +427,11 @@ fn put_upload(
             "Orphan layer objects of older generations deleted.",
             u.orphans_deleted,
         ),
+        (
+            "old_generation_objects_deleted_total",
+            "Generation markers and indexes of older generations deleted.",
+            u.old_generation_objects_deleted,
+        ),
     ];
     for (name, help, v) in counters {
         put(name, c, help, "", v as f64);

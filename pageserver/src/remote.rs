@@ -207,7 +207,18 @@ pub struct Bucket {
     cluster_id: String,
     /// For messages.
     describe: String,
+    /// Layer files larger than this are uploaded in parts.
+    multipart_threshold: u64,
+    /// The size of one part (S3 wants at least 5 MiB but the last).
+    part_bytes: usize,
 }
+
+/// Layer files above this are uploaded in parts ([`Bucket::put_layer_file`]).
+pub const MULTIPART_THRESHOLD: u64 = 16 << 20;
+/// One part of a multipart upload.
+pub const PART_BYTES: usize = 8 << 20;
+/// Parts of one upload in flight at once (besides the one being filled).
+const PARTS_IN_FLIGHT: usize = 2;
 
 impl std::fmt::Debug for Bucket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -251,7 +262,94 @@ impl Bucket {
             store,
             cluster_id: cluster_id.to_string(),
             describe,
+            multipart_threshold: MULTIPART_THRESHOLD,
+            part_bytes: PART_BYTES,
         })
+    }
+
+    /// Uploads files above `threshold` bytes in parts of `part_bytes`
+    /// (tests use small ones).
+    pub fn with_multipart(mut self, threshold: u64, part_bytes: usize) -> Bucket {
+        self.multipart_threshold = threshold;
+        self.part_bytes = part_bytes.max(1);
+        self
+    }
+
+    /// Uploads the layer file at `path` as `file_name` under `generation`,
+    /// returning what the index records of it (size, crc of the whole
+    /// object); `None` if the file is gone (a newer manifest dropped it).
+    /// A file above the multipart threshold goes up in parts, read and
+    /// crc'd as it is sent, so at most a few parts are in memory; a
+    /// smaller one in one put. Either way the object appears whole or not
+    /// at all (a local bucket stages it and renames, fsyncing both, as
+    /// for a put), and a download checks the crc over the whole object.
+    pub async fn put_layer_file(
+        &self,
+        file_name: &str,
+        generation: u32,
+        path: &std::path::Path,
+    ) -> Result<Option<RemoteLayer>> {
+        use tokio::io::AsyncReadExt;
+        let io_err = |e| PageServerError::io(format!("reading {}", path.display()))(e);
+        let mut file = match tokio::fs::File::open(path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(e)),
+        };
+        let bytes = file.metadata().await.map_err(io_err)?.len();
+        if bytes <= self.multipart_threshold {
+            let mut data = Vec::with_capacity(bytes as usize);
+            file.read_to_end(&mut data).await.map_err(io_err)?;
+            let layer = RemoteLayer {
+                generation,
+                crc: crc32fast::hash(&data),
+                bytes: data.len() as u64,
+            };
+            self.put_layer(file_name, generation, Bytes::from(data))
+                .await?;
+            return Ok(Some(layer));
+        }
+        let key = self.layer_key(file_name, generation);
+        let upload = self
+            .store
+            .put_multipart(&key)
+            .await
+            .map_err(store_error(format!("starting a multipart upload of {key}")))?;
+        let mut parts = object_store::WriteMultipart::new_with_chunk_size(upload, self.part_bytes);
+        let mut crc = crc32fast::Hasher::new();
+        let mut sent = 0u64;
+        let mut buf = vec![0u8; self.part_bytes];
+        let streamed: Result<()> = async {
+            loop {
+                let n = file.read(&mut buf).await.map_err(io_err)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                crc.update(&buf[..n]);
+                sent += n as u64;
+                parts
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(store_error(format!("uploading {key}")))?;
+                parts.write(&buf[..n]);
+            }
+        }
+        .await;
+        if let Err(e) = streamed {
+            if let Err(abort) = parts.abort().await {
+                tracing::warn!(%key, error = %abort, "cannot abort a multipart upload");
+            }
+            return Err(e);
+        }
+        parts
+            .finish()
+            .await
+            .map_err(store_error(format!("completing the upload of {key}")))?;
+        Ok(Some(RemoteLayer {
+            generation,
+            crc: crc.finalize(),
+            bytes: sent,
+        }))
     }
 
     fn key(&self, dir: &str, name: &str) -> ObjectPath {
@@ -426,6 +524,51 @@ impl Bucket {
             .collect())
     }
 
+    /// Deletes the generation markers and index objects of generations
+    /// older than `ours`; the number deleted. Only once `ours` has its
+    /// own index in the bucket (otherwise an older index is still the one
+    /// a starting page server reads, and none is deleted), and only after
+    /// checking that no newer generation has started ([`Self::check_generation`]).
+    ///
+    /// Safe for everyone who may still read them: a generation is 1 + the
+    /// highest marker and fencing compares against the highest, both of
+    /// which `ours` (never deleted) keeps; a page server recovers from the
+    /// newest index, which is ours or a newer one; and an older page
+    /// server is fenced by our marker before it publishes. Layer objects
+    /// are not touched here (orphans are swept by the uploader).
+    pub async fn delete_older_generations(&self, ours: u32) -> Result<u64> {
+        let indexes: Vec<u32> = self.generations("index").await?;
+        let markers: Vec<u32> = self.generations("generations").await?;
+        if !indexes.contains(&ours) {
+            return Ok(0);
+        }
+        let old: Vec<ObjectPath> = indexes
+            .into_iter()
+            .filter(|g| *g < ours)
+            .map(|g| self.index_key(g))
+            .chain(
+                markers
+                    .into_iter()
+                    .filter(|g| *g < ours)
+                    .map(|g| self.key("generations", &format!("{g:010}"))),
+            )
+            .collect();
+        self.check_generation(ours).await?;
+        let mut deleted = 0;
+        for key in &old {
+            match self.store.delete(key).await {
+                Ok(()) => deleted += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(format!("deleting {key}"))(e)),
+            }
+        }
+        info!(
+            deleted,
+            ours, "deleted older generations' markers and indexes"
+        );
+        Ok(deleted)
+    }
+
     async fn get(&self, key: &ObjectPath) -> Result<Bytes> {
         let got = self
             .store
@@ -536,5 +679,107 @@ mod tests {
         idx.generation = g2;
         bucket.put_index(&idx).await.unwrap();
         assert_eq!(bucket.newest_index().await.unwrap(), Some(idx));
+    }
+
+    #[tokio::test]
+    async fn older_generations_markers_and_indexes_are_swept_only_by_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(&BucketConfig::Local(dir.path().into()), "c").unwrap();
+        let mut idx = index();
+        for g in 1..=3 {
+            assert_eq!(bucket.take_generation().await.unwrap(), g);
+            if g < 3 {
+                idx.generation = g;
+                bucket.put_index(&idx).await.unwrap();
+            }
+        }
+        bucket
+            .put_layer("l0.delta", 1, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        // Generation 3 has no index yet: generation 2's is the one a
+        // starting page server reads, so nothing goes.
+        assert_eq!(bucket.delete_older_generations(3).await.unwrap(), 0);
+        assert_eq!(bucket.generations("index").await.unwrap().len(), 2);
+        // An older generation is fenced and deletes nothing.
+        let fenced = bucket.delete_older_generations(2).await.unwrap_err();
+        assert!(
+            matches!(fenced, PageServerError::Fenced { ours: 2, newer: 3 }),
+            "{fenced}"
+        );
+        idx.generation = 3;
+        bucket.put_index(&idx).await.unwrap();
+        // Indexes 1, 2 and markers 1, 2.
+        assert_eq!(bucket.delete_older_generations(3).await.unwrap(), 4);
+        assert_eq!(bucket.generations("index").await.unwrap(), vec![3]);
+        assert_eq!(bucket.generations("generations").await.unwrap(), vec![3]);
+        assert_eq!(bucket.newest_index().await.unwrap(), Some(idx.clone()));
+        assert_eq!(bucket.newest_generation().await.unwrap(), 3);
+        // Layer objects are left alone; the zombie is still fenced; the
+        // next generation is still 1 + the newest.
+        assert_eq!(bucket.list_layers().await.unwrap().len(), 1);
+        idx.generation = 2;
+        assert!(matches!(
+            bucket.put_index(&idx).await,
+            Err(PageServerError::Fenced { ours: 2, newer: 3 })
+        ));
+        assert_eq!(bucket.take_generation().await.unwrap(), 4);
+        assert_eq!(
+            bucket
+                .delete_older_generations(3)
+                .await
+                .unwrap_err()
+                .to_string(),
+            PageServerError::Fenced { ours: 3, newer: 4 }.to_string()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_layer_goes_up_in_parts_and_its_crc_is_checked_on_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(&BucketConfig::Local(dir.path().join("b")), "c")
+            .unwrap()
+            .with_multipart(10_000, 16_384);
+        let mut rng = crate::workload::Rng::new(11);
+        let data: Vec<u8> = (0..100_003).map(|_| rng.below(256) as u8).collect();
+        let path = dir.path().join("big.delta");
+        std::fs::write(&path, &data).unwrap();
+        let layer = bucket
+            .put_layer_file("big.delta", 4, &path)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (layer.bytes, layer.crc),
+            (data.len() as u64, crc32fast::hash(&data))
+        );
+        assert_eq!(bucket.get_layer("big.delta", layer).await.unwrap(), data);
+        // A small one in one put; a missing file is None.
+        std::fs::write(dir.path().join("small.delta"), b"abc").unwrap();
+        let small = bucket
+            .put_layer_file("small.delta", 4, &dir.path().join("small.delta"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            bucket.get_layer("small.delta", small).await.unwrap(),
+            &b"abc"[..]
+        );
+        let gone = dir.path().join("gone.delta");
+        assert_eq!(
+            bucket.put_layer_file("gone.delta", 4, &gone).await.unwrap(),
+            None
+        );
+        // A flipped bit in the object is caught by the whole object's crc.
+        let object = dir
+            .path()
+            .join("b")
+            .join(bucket.layer_key("big.delta", 4).as_ref());
+        let mut stored = std::fs::read(&object).unwrap();
+        assert_eq!(stored, data);
+        stored[77_777] ^= 0x10;
+        std::fs::write(&object, &stored).unwrap();
+        let err = bucket.get_layer("big.delta", layer).await.unwrap_err();
+        assert!(matches!(err, PageServerError::Corrupt { .. }), "{err}");
     }
 }

@@ -7,6 +7,12 @@
 //! last record at or below the LSN) and `to` (its next record, or the
 //! ingested LSN + 1); then the page from the cache, or rebuilt once from the
 //! same map and verified (checksum and layout) before it is cached or sent.
+//!
+//! A rebuild runs in the request's own task when its chain is short (at
+//! most [`INLINE_REPLAY_VALUES`] values, tens of microseconds of replay),
+//! and on the blocking pool otherwise: under ingest almost every read at
+//! the latest LSN rebuilds, and handing a short replay to another thread
+//! and back cost more (two wake-ups on a busy machine) than the replay.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -28,6 +34,11 @@ pub struct PageVersion {
     pub from: Lsn,
     pub to: Lsn,
 }
+
+/// Replays of at most this many values (records, images) run in the
+/// request's own task: one is tens of microseconds, less than handing it
+/// to another thread and back costs on a busy machine.
+const INLINE_REPLAY_VALUES: usize = 128;
 
 pub struct PageService {
     timeline: Arc<Timeline>,
@@ -127,11 +138,22 @@ impl PageService {
         let from = read::last_record(map, page, lsn)?
             .ok_or(PageServerError::PageNotFound { page, lsn })?;
         let to = read::next_record(map, page, lsn)?;
-        let map = map.clone();
         let image = self
             .cache
-            .get_or_rebuild((page, from), move || {
-                let image = read::rebuild(&map, page, from)?;
+            .get_or_build((page, from), || async move {
+                // Finding the chain reads layer files as the lookups above
+                // do; a short replay runs here too, a long one on the
+                // blocking pool (module doc).
+                let chain = read::chain(map, page, from)?;
+                let image = if chain.len() <= INLINE_REPLAY_VALUES {
+                    read::replay(page, from, &chain)?
+                } else {
+                    tokio::task::spawn_blocking(move || read::replay(page, from, &chain))
+                        .await
+                        .map_err(|e| {
+                            PageServerError::Unavailable(format!("page rebuild failed: {e}"))
+                        })??
+                };
                 image.verify(page).map_err(|e| PageServerError::Rebuild {
                     page,
                     lsn: from,

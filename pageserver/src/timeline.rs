@@ -107,6 +107,21 @@ pub struct TimelineStats {
     pub layers_deleted: AtomicU64,
 }
 
+/// How one try of a flush ended.
+pub(crate) enum Flushed {
+    /// Whether a frozen layer was written.
+    Done(bool),
+    /// Nothing written: building its images needs these evicted layers.
+    NeedLayers(Vec<String>),
+}
+
+/// A flush's images: those built (by index in the layer's pages) and the
+/// evicted layers the others need.
+struct FlushImagesDone {
+    built: HashMap<usize, Bytes>,
+    evicted: Vec<String>,
+}
+
 pub struct Timeline {
     config: TimelineConfig,
     map: RwLock<Arc<LayerMap>>,
@@ -296,7 +311,11 @@ impl Timeline {
         self.stats
             .wal_bytes_ingested
             .fetch_add(end.bytes_since(start), Ordering::Relaxed);
-        self.map.read().open.put(chunk);
+        // Not under the map's lock: a flush publishing a map would wait
+        // for the put and hold up every reader's snapshot behind it. Only
+        // this (the applier's) task replaces the open layer (`freeze`).
+        let open = self.map.read().open.clone();
+        open.put(chunk);
         self.records_ingested.fetch_add(records, Ordering::Relaxed);
         self.ingested.send_replace(end);
         Ok(())
@@ -311,7 +330,9 @@ impl Timeline {
         self.map.read().frozen.len()
     }
 
-    /// Freezes the open layer if it holds anything; true if it did.
+    /// Freezes the open layer if it holds anything; true if it did. Only
+    /// the task that calls [`Self::ingest_chunk`] may call it (that one
+    /// puts into the open layer it read outside the map's lock).
     pub fn freeze(&self) -> bool {
         let mut map = self.map.write();
         let open = map.open.range();
@@ -334,16 +355,39 @@ impl Timeline {
     /// if nothing was frozen. Blocking: call it off the async threads. Only
     /// one flush runs at a time (the manifest lock is held throughout).
     pub fn flush_frozen(&self) -> Result<bool> {
+        match self.flush_frozen_with(&mut images::FlushImages::default(), false)? {
+            Flushed::Done(flushed) => Ok(flushed),
+            Flushed::NeedLayers(_) => {
+                unreachable!("a flush without downloads never stops for them")
+            }
+        }
+    }
+
+    /// [`Self::flush_frozen`], keeping image work in `carry` between tries;
+    /// with `stop_for_downloads`, a flush whose images need evicted layers
+    /// writes nothing and names them ([`Flushed::NeedLayers`]) for the
+    /// caller to download before the next try (see `tier.rs`).
+    pub(crate) fn flush_frozen_with(
+        &self,
+        carry: &mut images::FlushImages,
+        stop_for_downloads: bool,
+    ) -> Result<Flushed> {
         let mut manifest = self.manifest.lock();
         self.check_not_crashed()?;
         let Some(layer) = self.map.read().frozen.first().cloned() else {
-            return Ok(false);
+            return Ok(Flushed::Done(false));
         };
         let range = layer.range();
         let pages = layer.sorted_pages();
         let file = match pages.is_empty() {
             true => None,
-            false => Some(self.write_layer_file(range, pages)?),
+            false => {
+                let images = self.flush_images(range, &pages, carry);
+                if stop_for_downloads && !images.evicted.is_empty() {
+                    return Ok(Flushed::NeedLayers(images.evicted));
+                }
+                Some(self.write_layer_file(range, pages, images.built)?)
+            }
         };
         let mut next = manifest.clone();
         if let Some(file) = &file {
@@ -361,7 +405,49 @@ impl Timeline {
             .lock()
             .record(std::time::Instant::now(), range.end);
         self.flushed.notify_waiters();
-        Ok(true)
+        Ok(Flushed::Done(true))
+    }
+
+    /// The images due in a frozen layer (`pages`, over `range`): those in
+    /// `carry` from an earlier try, and the rest built now.
+    fn flush_images(
+        &self,
+        range: LsnRange,
+        pages: &[images::PageRecords],
+        carry: &mut images::FlushImages,
+    ) -> FlushImagesDone {
+        if carry.range != Some(range) {
+            *carry = images::FlushImages {
+                range: Some(range),
+                due: self.chain_lens.due(pages, self.config.image_after_records),
+                built: HashMap::new(),
+            };
+        }
+        let todo: Vec<usize> = carry
+            .due
+            .iter()
+            .copied()
+            .filter(|i| !carry.built.contains_key(i))
+            .collect();
+        let mut evicted = std::collections::BTreeSet::new();
+        for (i, built) in todo
+            .iter()
+            .zip(images::build(&self.snapshot(), pages, &todo))
+        {
+            match built {
+                images::Built::Image(image) => {
+                    carry.built.insert(*i, image);
+                }
+                images::Built::Evicted(file) => {
+                    evicted.insert(file);
+                }
+                images::Built::Failed => {}
+            }
+        }
+        FlushImagesDone {
+            built: carry.built.clone(),
+            evicted: evicted.into_iter().collect(),
+        }
     }
 
     /// Replaces the flushed frozen layer with its file in the map.
@@ -391,6 +477,7 @@ impl Timeline {
         &self,
         range: LsnRange,
         pages: Vec<(PageId, Vec<(Lsn, Bytes)>)>,
+        mut images: HashMap<usize, Bytes>,
     ) -> Result<Arc<LayerFile>> {
         let file_name = layer_file_name(LayerKind::L0, range, KeyRange::ALL);
         let path = self.config.dir.join(&file_name);
@@ -400,15 +487,8 @@ impl Timeline {
                 .map_err(PageServerError::io(format!("removing {}", path.display())))?;
         }
         let started = std::time::Instant::now();
-        let due = self.chain_lens.due(&pages, self.config.image_after_records);
-        let built = images::build(&self.snapshot(), &pages, &due);
-        let imaging = started.elapsed();
-        let mut images: HashMap<usize, Bytes> = HashMap::with_capacity(due.len());
-        for (i, image) in due.into_iter().zip(built) {
-            if let Some(image) = image {
-                self.chain_lens.imaged(pages[i].0);
-                images.insert(i, image);
-            }
+        for i in images.keys() {
+            self.chain_lens.imaged(pages[*i].0);
         }
         let (page_count, image_count) = (pages.len(), images.len());
         let mut writer = DeltaFileWriter::create(&path, &self.config.cluster_id, range)?;
@@ -425,8 +505,8 @@ impl Timeline {
         durable::sync_dir(&self.config.dir)?;
         info!(
             file = %path.display(), pages = page_count, images = image_count,
-            bytes = file.file_bytes(), imaging_ms = imaging.as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64,
+            bytes = file.file_bytes(),
+            write_ms = started.elapsed().as_millis() as u64,
             "layer file written"
         );
         let desc = LayerDesc {

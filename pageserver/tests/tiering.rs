@@ -41,6 +41,12 @@ fn open(dir: &std::path::Path, tiering: Arc<Tiering>) -> Arc<Timeline> {
 /// Ingests `batches` batches of random records, freezes and flushes: one
 /// L0 layer file per call.
 fn write_layer(tl: &Timeline, workload: &mut Workload, model: &mut Model, batches: usize) {
+    ingest_frozen(tl, workload, model, batches);
+    while tl.flush_frozen().unwrap() {}
+}
+
+/// Ingests `batches` batches of random records and freezes them.
+fn ingest_frozen(tl: &Timeline, workload: &mut Workload, model: &mut Model, batches: usize) {
     for i in 0..batches {
         let start = tl.ingested();
         let mut batch = BatchBuilder::new();
@@ -53,7 +59,57 @@ fn write_layer(tl: &Timeline, workload: &mut Workload, model: &mut Model, batche
         tl.ingest_chunk(start, &Bytes::from(bytes), end).unwrap();
     }
     assert!(tl.freeze());
-    while tl.flush_frozen().unwrap() {}
+}
+
+/// Image values in the newest layer file.
+fn images_in_newest(tl: &Timeline) -> usize {
+    let map = tl.snapshot();
+    let file = map.files.last().unwrap().file().unwrap();
+    pages()
+        .into_iter()
+        .map(|p| file.read_page(p, Lsn::MAX).unwrap())
+        .map(|values| values.iter().filter(|(_, v)| v.is_image()).count())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_flush_downloads_the_evicted_layers_its_images_need() {
+    let (data, bucket_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let bucket =
+        Arc::new(Bucket::open(&BucketConfig::Local(bucket_dir.path().into()), CLUSTER).unwrap());
+    let g1 = bucket.take_generation().await.unwrap();
+    let tiering = Arc::new(Tiering::new(bucket.clone(), 0, Default::default()));
+    let tl = open(data.path(), tiering);
+    let (mut workload, mut model) = (Workload::new(5, pages()), Model::new());
+    // About 3 records a page per layer, an image due after 4.
+    write_layer(&tl, &mut workload, &mut model, 20);
+    upload(&tl, &bucket, g1).await;
+    assert_eq!(tl.evict_to_budget(), 1);
+
+    // Without downloads (the plain flush) a page whose chain reaches into
+    // the evicted layer gets no image.
+    write_layer(&tl, &mut workload, &mut model, 20);
+    let skipped = images_in_newest(&tl);
+    assert_eq!(downloads(&tl), 0);
+    let known = bucket.newest_index().await.unwrap().unwrap().by_name();
+    let hour = Duration::from_secs(3600);
+    upload_with(&tl, &bucket, g1, known, hour).await;
+    assert_eq!(tl.evict_to_budget(), 1);
+
+    // The flusher's flush downloads both older layers, once each, and
+    // writes the images.
+    ingest_frozen(&tl, &mut workload, &mut model, 20);
+    assert!(tl.flush_frozen_resident().await.unwrap());
+    assert_eq!(downloads(&tl), 2);
+    let written = images_in_newest(&tl);
+    assert!(
+        written >= PAGES as usize / 2 && written > skipped,
+        "{written} images with downloads, {skipped} without"
+    );
+    // The downloaded layers are no longer pinned: back under the budget.
+    assert_eq!(tl.evict_to_budget(), 2);
+    let service = PageService::new(tl.clone(), 1 << 20, Duration::from_secs(5));
+    check_all(&service, &model, tl.ingested()).await;
 }
 
 /// Runs the real uploader until the bucket's index covers the durable LSN.
@@ -279,6 +335,16 @@ async fn orphans_of_older_generations_are_swept_after_the_grace_period_and_nothi
     let figures = upload_with(&tl, &bucket, g2, inherited.clone(), hour).await;
     assert_eq!(figures.orphans_deleted, 0, "younger than the grace period");
     assert!(exists(orphan, g1));
+    // Generation 1's marker and index went once generation 2 published.
+    assert_eq!(figures.old_generation_objects_deleted, 2);
+    let gone = |dir: &str| {
+        !bucket_dir
+            .path()
+            .join(format!("{CLUSTER}/{dir}/{g1:010}"))
+            .exists()
+    };
+    assert!(gone("generations") && gone("index"));
+    assert_eq!(bucket.newest_generation().await.unwrap(), g2);
 
     write_layer(&tl, &mut workload, &mut model, 20);
     let figures = upload_with(&tl, &bucket, g2, inherited, Duration::ZERO).await;

@@ -6,7 +6,8 @@
 //! in, page records or not, so `end` *is* the ingested LSN. Readers see a
 //! consistent view under a read lock: the records of a page and `end` read
 //! together, so "no record for this page after L" is only ever claimed up
-//! to an `end` that was true at that moment. Once frozen (replaced as the
+//! to an `end` that was true at that moment (a large chunk is added in
+//! batches, each moving `end` to its last record). Once frozen (replaced as the
 //! open layer) it never changes again; it is dropped when its file is live.
 //!
 //! It holds deltas only: images are written when the layer is frozen into a
@@ -19,6 +20,9 @@ use parking_lot::RwLock;
 use strata_wal::{Lsn, PageId};
 
 use crate::layer::{LsnRange, Value};
+
+/// Records added under one hold of the write lock.
+const PUT_BATCH: usize = 64;
 
 pub struct InMemoryLayer {
     start: Lsn,
@@ -61,18 +65,30 @@ impl InMemoryLayer {
     }
 
     /// Adds a chunk's records (all above `end`, in LSN order) and moves
-    /// `end` to the chunk's end, in one step that readers see whole.
+    /// `end` to the chunk's end. The write lock is taken once per
+    /// [`PUT_BATCH`] records, not for the whole chunk (a catch-up chunk
+    /// holds thousands, and a reader waiting on the lock holds up its
+    /// thread): after each batch `end` is its last record's LSN, which is
+    /// true then (every record at or below it is in), so readers still
+    /// see records and `end` together.
     pub fn put(&self, chunk: ChunkRecords) {
-        let mut inner = self.inner.write();
-        debug_assert!(chunk.end >= inner.end, "a layer's end only grows");
-        for (page, lsn, frame) in chunk.records {
-            debug_assert!(lsn > inner.end && lsn <= chunk.end);
-            inner.bytes += frame.len();
-            inner.records += 1;
-            inner.pages.entry(page).or_default().push((lsn, frame));
+        let mut records = chunk.records.into_iter().peekable();
+        loop {
+            let mut inner = self.inner.write();
+            debug_assert!(chunk.end >= inner.end, "a layer's end only grows");
+            for (page, lsn, frame) in records.by_ref().take(PUT_BATCH) {
+                debug_assert!(lsn > inner.end && lsn <= chunk.end);
+                inner.bytes += frame.len();
+                inner.records += 1;
+                inner.pages.entry(page).or_default().push((lsn, frame));
+                inner.end = lsn;
+            }
+            if records.peek().is_none() {
+                inner.dropped_spaces.extend(chunk.dropped_spaces);
+                inner.end = chunk.end;
+                return;
+            }
         }
-        inner.dropped_spaces.extend(chunk.dropped_spaces);
-        inner.end = chunk.end;
     }
 
     pub fn range(&self) -> LsnRange {
@@ -189,5 +205,19 @@ mod tests {
         let pages = layer.sorted_pages();
         assert_eq!(pages[0].0, P);
         assert_eq!(pages[1].0, PageId::new(1, 8));
+    }
+
+    #[test]
+    fn a_chunk_larger_than_a_batch_is_put_whole() {
+        let layer = InMemoryLayer::new(Lsn(0));
+        let recs: Vec<_> = (1..=PUT_BATCH as u64 * 2 + 5)
+            .map(|i| (PageId::new(1, (i % 3) as u32), i * 10))
+            .collect();
+        layer.put(chunk(&recs, 5000));
+        assert_eq!(layer.end(), Lsn(5000));
+        assert_eq!(layer.records(), recs.len() as u64);
+        let last = recs.last().unwrap();
+        assert_eq!(layer.last_at_or_below(last.0, Lsn(5000)), Some(Lsn(last.1)));
+        assert_eq!(layer.next_after(last.0, Lsn(last.1)), (None, Lsn(5000)));
     }
 }

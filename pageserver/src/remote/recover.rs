@@ -109,6 +109,16 @@ async fn download(
 ) -> Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(PageServerError::io(format!("creating {}", dir.display())))?;
+    // Files this download adds (not ones already here, which an older
+    // local manifest may name): removed again if any download fails, so a
+    // failed recovery (a corrupt object) leaves the directory as it was.
+    let added: Vec<std::path::PathBuf> = index
+        .manifest
+        .layers
+        .iter()
+        .map(|l| dir.join(&l.file_name))
+        .filter(|p| !p.exists())
+        .collect();
     let results = futures::stream::iter(index.by_name())
         .map(|(name, layer)| async move {
             let data = bucket.get_layer(&name, layer).await?;
@@ -118,7 +128,12 @@ async fn download(
         .buffer_unordered(concurrency.max(1))
         .collect::<Vec<_>>()
         .await;
-    results.into_iter().collect::<Result<Vec<()>>>()?;
+    if let Err(e) = results.into_iter().collect::<Result<Vec<()>>>() {
+        for path in &added {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e);
+    }
     let (dir, manifest) = (dir.to_path_buf(), index.manifest.clone());
     blocking(move || {
         durable::sync_dir(&dir)?;

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::StreamExt;
 use strata_wal::Lsn;
 use tokio::sync::watch;
@@ -50,6 +49,7 @@ pub struct UploadState {
     bytes_uploaded: AtomicU64,
     objects_deleted: AtomicU64,
     orphans_deleted: AtomicU64,
+    old_generation_objects_deleted: AtomicU64,
     fenced: AtomicBool,
 }
 
@@ -66,6 +66,8 @@ pub struct UploadFigures {
     pub objects_deleted: u64,
     /// Objects of older generations that no index of ours named, swept.
     pub orphans_deleted: u64,
+    /// Generation markers and indexes of older generations, swept.
+    pub old_generation_objects_deleted: u64,
     pub fenced: bool,
 }
 
@@ -81,6 +83,7 @@ impl UploadState {
             bytes_uploaded: AtomicU64::new(0),
             objects_deleted: AtomicU64::new(0),
             orphans_deleted: AtomicU64::new(0),
+            old_generation_objects_deleted: AtomicU64::new(0),
             fenced: AtomicBool::new(false),
         }
     }
@@ -106,6 +109,7 @@ impl UploadState {
             bytes_uploaded: get(&self.bytes_uploaded),
             objects_deleted: get(&self.objects_deleted),
             orphans_deleted: get(&self.orphans_deleted),
+            old_generation_objects_deleted: get(&self.old_generation_objects_deleted),
             fenced: self.fenced.load(Ordering::Relaxed),
         }
     }
@@ -155,6 +159,20 @@ impl Uploader {
                             last_sweep = Some(Instant::now());
                             if let Err(e) = self.sweep_orphans(&m).await {
                                 warn!(error = %e, "cannot sweep orphan objects; trying later");
+                            }
+                            match self
+                                .bucket
+                                .delete_older_generations(self.state.generation)
+                                .await
+                            {
+                                Ok(n) => {
+                                    self.state
+                                        .old_generation_objects_deleted
+                                        .fetch_add(n, Ordering::Relaxed);
+                                }
+                                Err(e) => {
+                                    warn!(error = %e, "cannot sweep older generations; trying later")
+                                }
                             }
                         }
                         published = Some(m);
@@ -251,21 +269,10 @@ impl Uploader {
     /// Uploads one layer file; None if it is gone (a newer manifest).
     async fn upload_one(&self, name: String) -> Result<Option<(String, RemoteLayer)>> {
         let path = self.dir.join(&name);
-        let data = match tokio::fs::read(&path).await {
-            Ok(data) => Bytes::from(data),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(PageServerError::io(format!("reading {}", path.display()))(
-                    e,
-                ));
-            }
+        let generation = self.state.generation;
+        let Some(layer) = self.bucket.put_layer_file(&name, generation, &path).await? else {
+            return Ok(None);
         };
-        let layer = RemoteLayer {
-            generation: self.state.generation,
-            crc: crc32fast::hash(&data),
-            bytes: data.len() as u64,
-        };
-        self.bucket.put_layer(&name, layer.generation, data).await?;
         self.state.layers_uploaded.fetch_add(1, Ordering::Relaxed);
         self.state
             .bytes_uploaded

@@ -11,7 +11,10 @@
 //! still holds the layer being written, as a frozen in-memory layer), on a
 //! few scoped threads: it is the bulk of a flush's CPU. A page whose image
 //! cannot be built keeps its records only (and is counted as still due);
-//! the error is logged, the flush goes on.
+//! the error is logged, the flush goes on. One whose chain needs a layer
+//! evicted to the bucket is reported ([`Built::Evicted`]): the flusher
+//! downloads it and tries again, keeping the images already built
+//! ([`FlushImages`]).
 
 use std::collections::HashMap;
 
@@ -25,6 +28,18 @@ use tracing::warn;
 use super::read::{self, LayerMap};
 use crate::error::PageServerError;
 use crate::layer::frame_starts_page;
+
+/// A flush's image work kept between tries of the same frozen layer (a
+/// try that stops for downloads): which pages were due (counted once) and
+/// the images already built. An image is a function of the log alone, so
+/// one built from an older layer map is still right.
+#[derive(Default)]
+pub struct FlushImages {
+    /// The frozen layer these belong to (its LSN range).
+    pub(crate) range: Option<crate::layer::LsnRange>,
+    pub(crate) due: Vec<usize>,
+    pub(crate) built: HashMap<usize, Bytes>,
+}
 
 /// Records per page since its last image, as far as this process knows.
 #[derive(Default)]
@@ -61,9 +76,18 @@ impl ChainLens {
     }
 }
 
+/// What building one page's image came to.
+pub enum Built {
+    Image(Bytes),
+    /// An older layer the page's chain needs is only in the bucket.
+    Evicted(String),
+    /// Any other error (logged): the page keeps its records only.
+    Failed,
+}
+
 /// The images of `pages[i]` for each `i` in `due`, at each page's last
-/// LSN in the layer (`None` where one could not be built).
-pub fn build(map: &LayerMap, pages: &[PageRecords], due: &[usize]) -> Vec<Option<Bytes>> {
+/// LSN in the layer.
+pub fn build(map: &LayerMap, pages: &[PageRecords], due: &[usize]) -> Vec<Built> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
@@ -97,16 +121,17 @@ pub fn compress(page: &Page) -> Bytes {
     Bytes::from(compressed)
 }
 
-fn image(map: &LayerMap, (page, records): &PageRecords) -> Option<Bytes> {
+fn image(map: &LayerMap, (page, records): &PageRecords) -> Built {
     let (lsn, _) = *records.last().expect("a page in a layer has records");
     match read::rebuild(map, *page, lsn) {
-        Ok(img) => Some(compress(&img)),
-        // An older layer is only in the bucket: the page gets its image at
-        // a later flush (its chain is still counted).
-        Err(PageServerError::LayerEvicted { .. }) => None,
+        Ok(img) => Built::Image(compress(&img)),
+        // An older layer is only in the bucket: the flush downloads it and
+        // tries again, or (without downloads) the page gets its image at a
+        // later flush (its chain is still counted).
+        Err(PageServerError::LayerEvicted { file }) => Built::Evicted(file),
         Err(e) => {
             warn!(%page, %lsn, error = %e, "cannot write an image for the page; keeping its records only");
-            None
+            Built::Failed
         }
     }
 }

@@ -275,7 +275,7 @@ fn next_in_file(f: &DeltaFile, page: PageId, lsn: Lsn) -> Result<Option<Lsn>> {
 /// LSN in `[P, L]` — no record of the page lies between. One without such
 /// an image (the page did not exist then, was written after `lsn`, or its
 /// image could not be built) is passed over.
-fn chain(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Vec<(Lsn, Value)>> {
+pub fn chain(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Vec<(Lsn, Value)>> {
     let mut parts: Vec<Vec<(Lsn, Value)>> = Vec::new();
     for layer in map.layers_of(page).rev() {
         let mut entries = match layer {
@@ -313,7 +313,11 @@ fn chain(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Vec<(Lsn, Value)>> {
 /// Rebuilds `page` as of `lsn`; [`PageServerError::PageNotFound`] if it
 /// has no record at or below `lsn`.
 pub fn rebuild(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Page> {
-    let chain = chain(map, page, lsn)?;
+    replay(page, lsn, &chain(map, page, lsn)?)
+}
+
+/// Replays a [`chain`] of `page`'s values as of `lsn`: CPU only, no I/O.
+pub fn replay(page: PageId, lsn: Lsn, chain: &[(Lsn, Value)]) -> Result<Page> {
     let Some(((first_lsn, first), rest)) = chain.split_first() else {
         return Err(PageServerError::PageNotFound { page, lsn });
     };

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 use tokio::sync::Notify;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{LayerFile, Step, Timeline};
 use crate::error::{PageServerError, Result};
@@ -222,6 +222,47 @@ impl Timeline {
             })?,
         };
         self.download_layer(&layer).await
+    }
+
+    /// Writes the oldest frozen layer ([`Timeline::flush_frozen`], on the
+    /// blocking pool), downloading first the evicted layers its images
+    /// need: a try that meets one writes nothing and names them all; they
+    /// are downloaded (single-flight, as for reads; pinned until the flush
+    /// is done, then left to the evictor and the disk budget) and the
+    /// flush tried again with the images already built. A layer that
+    /// cannot be downloaded (a compaction dropped it, the bucket fails)
+    /// only costs its pages' images, as without tiering: the last try
+    /// skips them.
+    pub async fn flush_frozen_resident(self: &Arc<Self>) -> Result<bool> {
+        let mut carry = super::images::FlushImages::default();
+        let mut pinned = Vec::new();
+        let mut tries = 0;
+        loop {
+            let download = self.tiering().is_some() && tries < MAX_DOWNLOAD_RETRIES;
+            tries += 1;
+            let tl = self.clone();
+            let (flushed, back) = tokio::task::spawn_blocking(move || {
+                let flushed = tl.flush_frozen_with(&mut carry, download);
+                (flushed, carry)
+            })
+            .await
+            .map_err(|e| PageServerError::Unavailable(format!("flush task failed: {e}")))?;
+            carry = back;
+            match flushed? {
+                super::Flushed::Done(flushed) => return Ok(flushed),
+                super::Flushed::NeedLayers(files) => {
+                    let map = self.snapshot();
+                    for file in files {
+                        match self.download_named(&map, &file).await {
+                            Ok(handle) => pinned.push(handle),
+                            Err(e) => {
+                                warn!(%file, error = %e, "a flush cannot download a layer its images need")
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// One compaction step ([`Timeline::compact_step`], on a low-priority
