@@ -20,6 +20,7 @@
 mod access;
 mod alter;
 mod compile;
+mod covering;
 mod ddl;
 mod dml;
 mod explain;

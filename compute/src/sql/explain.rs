@@ -269,6 +269,9 @@ fn single(plan: &SelectPlan, t: &TableDef) -> Line {
     if list.len() > used_parts(&plan.access) || (line.ty == "range" && !list.is_empty()) {
         line.extra.push("Using where");
     }
+    if plan.access.cover.is_some() {
+        line.extra.push("Using index");
+    }
     line.extra.extend(sort_extra(plan));
     line
 }

@@ -78,6 +78,9 @@ pub(crate) struct Access {
     pub eq: Vec<Vec<Expr>>,
     pub lower: Option<(Expr, bool)>,
     pub upper: Option<(Expr, bool)>,
+    /// The index entries alone answer the query (a secondary index holding
+    /// every column it reads: [`super::covering`]).
+    pub cover: Option<super::covering::Cover>,
 }
 
 impl Access {

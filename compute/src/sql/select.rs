@@ -299,6 +299,7 @@ async fn read(
         keys,
         reverse,
         plan.lock,
+        plan.access.cover,
         &mut keep,
     )
     .await?;
