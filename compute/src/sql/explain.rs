@@ -144,14 +144,16 @@ impl Explainer {
         }
         let mut later = Vec::new();
         // A nest shows as its members, in the order they run.
-        let flat: Vec<&Step> = from
-            .steps
-            .iter()
-            .flat_map(|s| match &s.method {
-                Method::Nest(inner) => inner.iter().collect(),
-                _ => vec![s],
-            })
-            .collect();
+        fn flatten<'s>(steps: &'s [Step], out: &mut Vec<&'s Step>) {
+            for s in steps {
+                match &s.method {
+                    Method::Nest(inner) => flatten(inner, out),
+                    _ => out.push(s),
+                }
+            }
+        }
+        let mut flat: Vec<&Step> = Vec::new();
+        flatten(&from.steps, &mut flat);
         for (i, step) in flat.into_iter().enumerate() {
             let mut line = step_line(from, step);
             if i == 0 {

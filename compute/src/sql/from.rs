@@ -6,7 +6,8 @@
 //! joins joined by an inner join (or first) are flattened into their
 //! chain. Several tables as an outer join's inner side — `a LEFT JOIN (b
 //! JOIN c …) …`, or the left side of `a JOIN b … RIGHT JOIN c …` — become a
-//! nest ([`CompiledJoins::nests`]); a nest inside a nest is refused (1235).
+//! nest ([`CompiledJoins::nests`]), to any depth (a nest inside a nest
+//! records its parent).
 //! A parenthesized join on a RIGHT JOIN's right side runs first, the left
 //! side LEFT JOINed to it; USING and NATURAL work with a parenthesized
 //! join on either side of an inner or LEFT JOIN.
@@ -42,6 +43,8 @@ pub(crate) struct Joins<'q> {
     scope: Vec<Option<usize>>,
     /// Nested inner sides of outer joins: members (in run order) and ON.
     nests: Vec<(Vec<usize>, Cond<'q>)>,
+    /// Per nest, the nest it is inside (a nest inside a nest).
+    nest_parent: Vec<Option<usize>>,
     /// The order the sources must run in (outer joins); `None`: any.
     fixed: Option<Vec<usize>>,
     pub(crate) kinds_sources: Vec<SourceKind>,
@@ -61,6 +64,9 @@ pub(crate) struct CompiledJoins {
     /// (`a LEFT JOIN (b JOIN c ON …) ON …`, `a JOIN b … RIGHT JOIN c ON …`):
     /// their members, in the order they run, and the outer join's ON.
     pub nests: Vec<(Vec<usize>, Option<Expr>)>,
+    /// Per nest, the nest it is inside: its members are also the outer
+    /// nest's, and its step runs among the outer nest's steps.
+    pub nest_parent: Vec<Option<usize>>,
     pub fixed: Option<Vec<usize>>,
     pub sources: Vec<SourceKind>,
 }
@@ -118,6 +124,7 @@ impl<'q> Joins<'q> {
             more,
             scope: self.scope,
             nests,
+            nest_parent: self.nest_parent,
             fixed: self.fixed,
             sources: self.kinds_sources,
         })
@@ -137,6 +144,7 @@ pub(crate) fn sources<'q>(
         more: Vec::new(),
         scope: Vec::new(),
         nests: Vec::new(),
+        nest_parent: Vec::new(),
         fixed: None,
         kinds_sources: Vec::new(),
     };
@@ -238,6 +246,7 @@ impl Chain<'_, '_, '_> {
                     m.1 = Some(n);
                 }
                 j.nests.push((members, Cond::On(q)));
+                j.nest_parent.push(None);
                 j.kinds.push(JoinKind::Inner);
                 j.conds.push(Cond::None);
                 j.scope.push(self.nest);
@@ -275,27 +284,27 @@ impl Chain<'_, '_, '_> {
     }
 
     /// `… LEFT JOIN (group) ON cond` (or USING, NATURAL): the group's
-    /// sources as one nest.
+    /// sources as one nest — inside the nest being added, if any (its
+    /// members are then the outer nest's too).
     fn left_nest<'q>(
         &mut self,
         f: &'q TableFactor,
         constraint: &'q JoinConstraint,
         j: &mut Joins<'q>,
     ) -> Result<(), SqlError> {
-        if self.nest.is_some() {
-            return Err(SqlError::unsupported(
-                "outer joins nested inside a nested join",
-            ));
-        }
         let n = j.nests.len();
         let before = self.order.len();
         let start = self.names.sources.len();
+        let parent = self.nest;
+        // Reserved now: nests inside the group number after this one.
+        j.nests.push((Vec::new(), Cond::None));
+        j.nest_parent.push(parent);
         self.nest = Some(n);
         let added = self.group(f, j);
-        self.nest = None;
+        self.nest = parent;
         added?;
         let cond = group_condition(constraint, self.names, start)?;
-        j.nests.push((self.order[before..].to_vec(), cond));
+        j.nests[n] = (self.order[before..].to_vec(), cond);
         *self.outer = true;
         Ok(())
     }
@@ -333,6 +342,7 @@ impl Chain<'_, '_, '_> {
                     m.1 = Some(n);
                 }
                 j.nests.push((left, Cond::On(q)));
+                j.nest_parent.push(None);
             }
         }
         *self.outer = true;
