@@ -110,6 +110,10 @@ pub(crate) struct SelectPlan {
     /// Whether the query aggregates (aggregates or GROUP BY).
     pub grouped: bool,
     pub group_by: Vec<Expr>,
+    /// GROUP BY … WITH ROLLUP: after each group, the super-aggregate rows
+    /// of the shorter prefixes that end there (every GROUP BY expression
+    /// is then a plain column).
+    pub rollup: bool,
     pub having: Option<Expr>,
     pub order: Vec<OrderKey>,
     /// The access path yields rows in the ORDER BY's order (reversed if

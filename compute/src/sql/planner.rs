@@ -364,6 +364,7 @@ fn order_by_index(plan: &mut SelectPlan, from: &mut FromPlan) {
         aggs: Vec::new(),
         grouped: false,
         group_by: Vec::new(),
+        rollup: false,
         having: None,
         order: std::mem::take(&mut plan.order),
         index_order: None,
