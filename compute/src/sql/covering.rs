@@ -34,7 +34,7 @@ use crate::types::coerce::int_range;
 use crate::types::{ColumnType, Date, DateTime, Decimal, IntWidth, Value};
 
 use super::expr::Expr;
-use super::plan::SelectPlan;
+use super::plan::{FromPlan, Method, SelectPlan, Source, SourceKind, Step};
 
 /// How a covering read makes a row from an entry: decode the first
 /// `key_parts` parts of the entry's key (the index's columns) and the first
@@ -59,18 +59,11 @@ fn decodable(ty: &ColumnType) -> bool {
     )
 }
 
-/// The columns of a single-table plan's row that the query reads.
+/// The columns of a plan's row (one table's, or a join's layout) that the
+/// query reads after the FROM clause, and in its WHERE.
 fn needed(plan: &SelectPlan, ncols: usize) -> Vec<bool> {
     let mut need = vec![false; ncols];
-    let mut mark = |e: &Expr| {
-        e.walk(&mut |x| {
-            if let Expr::Column(i, _) = x
-                && let Some(n) = need.get_mut(*i)
-            {
-                *n = true;
-            }
-        })
-    };
+    let mut mark = |e: &Expr| mark_columns(e, &mut need);
     plan.items.iter().for_each(|i| mark(&i.expr));
     plan.filter.iter().for_each(&mut mark);
     plan.group_by.iter().for_each(&mut mark);
@@ -86,6 +79,82 @@ fn needed(plan: &SelectPlan, ncols: usize) -> Vec<bool> {
     need
 }
 
+fn mark_columns(e: &Expr, need: &mut [bool]) {
+    e.walk(&mut |x| {
+        if let Expr::Column(i, _) = x
+            && let Some(n) = need.get_mut(*i)
+        {
+            *n = true;
+        }
+    })
+}
+
+/// Marks covering reads on the table steps of a join plan. Only for a
+/// plan with no extras (no subquery results, correlated values or row
+/// keys ride in its rows, so every column read is one of the expressions
+/// walked here) and no locking read. A step's source is covered when the
+/// columns of it that anything reads — items, grouping, ordering,
+/// aggregates, every step's conditions and lookup keys, a hash join's
+/// build columns — are in its chosen secondary index.
+pub(crate) fn mark_join(plan: &SelectPlan, from: &mut FromPlan) {
+    if plan.lock || !from.extras.is_empty() || !from.subqueries.is_empty() {
+        return;
+    }
+    let mut need = needed(plan, from.width);
+    from.residual
+        .iter()
+        .for_each(|e| mark_columns(e, &mut need));
+    fn walk_steps(steps: &[Step], need: &mut [bool]) {
+        for s in steps {
+            for e in [&s.pushed, &s.on, &s.after].into_iter().flatten() {
+                mark_columns(e, need);
+            }
+            let a = &s.access;
+            for e in a.eq.iter().flatten() {
+                mark_columns(e, need);
+            }
+            for (e, _) in a.lower.iter().chain(&a.upper) {
+                mark_columns(e, need);
+            }
+            match &s.method {
+                Method::Hash { probe, .. } => probe.iter().for_each(|e| mark_columns(e, need)),
+                Method::Nest(inner) => walk_steps(inner, need),
+                Method::Scan | Method::Lookup => {}
+            }
+        }
+    }
+    walk_steps(&from.steps, &mut need);
+    fn set(steps: &mut [Step], sources: &[Source], need: &[bool]) {
+        for s in steps {
+            if let Method::Nest(inner) = &mut s.method {
+                set(inner, sources, need);
+                continue;
+            }
+            let Some(src) = sources.get(s.source) else {
+                continue;
+            };
+            let SourceKind::Table(t) = &src.kind else {
+                continue;
+            };
+            let Some(mut mine) = need
+                .get(src.offset..src.offset + src.columns)
+                .map(<[bool]>::to_vec)
+            else {
+                continue;
+            };
+            if let Method::Hash { build, .. } = &s.method {
+                for &b in build {
+                    if let Some(n) = mine.get_mut(b) {
+                        *n = true;
+                    }
+                }
+            }
+            s.access.cover = cover_needing(&t.def, s.access.index, mine);
+        }
+    }
+    set(&mut from.steps, &from.sources, &need);
+}
+
 /// The number of leading parts of `columns` to decode so that every
 /// needed column among them is read, if every one of those parts decodes.
 fn parts_for(t: &TableDef, columns: &[usize], need: &[bool]) -> Option<usize> {
@@ -98,11 +167,19 @@ fn parts_for(t: &TableDef, columns: &[usize], need: &[bool]) -> Option<usize> {
 
 /// Whether index `index` (a secondary one) covers the plan, and how.
 pub(crate) fn cover(plan: &SelectPlan, t: &TableDef, index: usize) -> Option<Cover> {
-    if index == 0 || plan.lock {
+    if plan.lock {
+        return None;
+    }
+    cover_needing(t, index, needed(plan, t.columns.len()))
+}
+
+/// Whether index `index` holds the columns `need` marks (one per column
+/// of `t`), and how to read them.
+fn cover_needing(t: &TableDef, index: usize, mut need: Vec<bool>) -> Option<Cover> {
+    if index == 0 || need.len() != t.columns.len() {
         return None;
     }
     let idx = t.secondary.get(index - 1)?;
-    let mut need = needed(plan, t.columns.len());
     let key_parts = parts_for(t, &idx.columns, &need)?;
     for &c in &idx.columns[..key_parts] {
         need[c] = false;

@@ -339,6 +339,9 @@ fn step_line(from: &FromPlan, step: &Step) -> Line {
     if conds > used_parts(&step.access) || (line.ty == "range" && conds > 0) {
         line.extra.push("Using where");
     }
+    if step.access.cover.is_some() {
+        line.extra.push("Using index");
+    }
     let first = from.steps.first().is_some_and(|f| f.source == step.source);
     if !first && !matches!(step.method, Method::Lookup) {
         line.extra.push("Using join buffer (hash join)");

@@ -209,6 +209,7 @@ pub(crate) fn plan(
     };
     mark_where_subqueries(&mut from);
     order_by_index(plan, &mut from);
+    super::covering::mark_join(plan, &mut from);
     Ok(from)
 }
 
