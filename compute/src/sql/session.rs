@@ -790,15 +790,20 @@ fn ok() -> Output {
 /// used, and a table dropped meanwhile is skipped.
 fn refresh_stats(engine: Engine, t: Arc<crate::catalog::TableDef>) {
     tokio::spawn(async move {
-        let current = engine.catalog().table_by_id(t.db_id, t.id);
-        if let Some(def) = current.filter(|d| d.created_lsn == t.created_lsn) {
-            let mut txn = engine.begin();
-            if let Err(e) = stats::analyze(&mut txn, &def).await {
-                tracing::debug!(table = %def.name, error = %e, "statistics refresh failed");
+        loop {
+            let current = engine.catalog().table_by_id(t.db_id, t.id);
+            if let Some(def) = current.filter(|d| d.created_lsn == t.created_lsn) {
+                let mut txn = engine.begin();
+                if let Err(e) = stats::analyze(&mut txn, &def).await {
+                    tracing::debug!(table = %def.name, error = %e, "statistics refresh failed");
+                }
+                txn.rollback();
             }
-            txn.rollback();
+            // Changes reported while it ran may call for another.
+            if !stats::refreshed(&t) {
+                break;
+            }
         }
-        stats::refreshed(&t);
     });
 }
 

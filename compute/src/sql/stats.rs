@@ -155,11 +155,17 @@ pub(crate) fn changed(t: &TableDef, n: u64) -> bool {
     start
 }
 
-/// A background refresh of `t` has ended (done or failed).
-pub(crate) fn refreshed(t: &TableDef) {
-    if let Some(k) = map().read().get(&key(t)) {
-        k.refreshing.store(false, Ordering::Release);
-    }
+/// A background refresh of `t` has ended (done or failed). `true`: the
+/// changes reported while it ran already pass the threshold (they could
+/// not start a refresh of their own), so the caller runs another one.
+pub(crate) fn refreshed(t: &TableDef) -> bool {
+    let m = map().read();
+    let Some(k) = m.get(&key(t)) else {
+        return false;
+    };
+    k.refreshing.store(false, Ordering::Release);
+    k.changed.load(Ordering::Relaxed) >= threshold(k.base_rows)
+        && !k.refreshing.swap(true, Ordering::AcqRel)
 }
 
 /// ANALYZE TABLE: reads `t` through each of its indexes (in the
@@ -276,11 +282,16 @@ mod tests {
         assert!(!changed(&t, 10));
         assert!(!changed(&t, 0));
         assert!(changed(&t, 6));
-        // One at a time.
+        // One at a time; changes made meanwhile start the next at its end.
         assert!(!changed(&t, 100));
-        refreshed(&t);
-        assert!(changed(&t, 1));
-        refreshed(&t);
+        assert!(refreshed(&t));
+        assert!(!changed(&t, 1));
+        update(&t, |k| k.changed.store(0, Ordering::Relaxed));
+        assert!(!refreshed(&t));
+        assert!(changed(&t, 16));
+        // (`analyze` restarts the count when it starts.)
+        update(&t, |k| k.changed.store(0, Ordering::Relaxed));
+        assert!(!refreshed(&t));
         // A computation over 1000 rows resets the count; 116 are needed.
         update(&t, |k| {
             k.base_rows = 1000;
