@@ -73,7 +73,8 @@ const WORDS: &[&str] = &[
 ];
 
 const TABLE: &str = "CREATE TABLE t (id INT PRIMARY KEY, i INT, b BIGINT, d DECIMAL(10,3), \
-     s VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, dt DATETIME, dd DATE)";
+     s VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, dt DATETIME, dd DATE, \
+     KEY ii (i), KEY idd (dd, d), KEY idt (dt))";
 
 const TABLE_U: &str = "CREATE TABLE u (id INT PRIMARY KEY, tid INT, k INT, \
      w VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, KEY tid_idx (tid))";
@@ -418,7 +419,50 @@ impl Gen<'_> {
         if self.rng.chance(20) {
             return self.sorted(&filter);
         }
+        if self.rng.chance(20) {
+            return self.covered();
+        }
         format!("SELECT id, {} FROM t{filter} ORDER BY id", items.join(", "))
+    }
+
+    /// A query an index of `t` covers (only its columns and `id`), read
+    /// through it: the index entries alone make the rows.
+    fn covered(&mut self) -> String {
+        let year = |rng: &mut Rng| rng.range(1995, 2030);
+        let (col, extra, a, b) = match self.rng.below(3) {
+            0 => (
+                "i",
+                "i * 2",
+                self.rng.range(-100, 100).to_string(),
+                self.rng.range(-100, 100).to_string(),
+            ),
+            1 => (
+                "dd",
+                "d",
+                format!("'{}-06-01'", year(self.rng)),
+                format!("'{}-01-01'", year(self.rng)),
+            ),
+            _ => (
+                "dt",
+                "YEAR(dt)",
+                format!("'{}-03-01 12:00:00'", year(self.rng)),
+                format!("'{}-09-01'", year(self.rng)),
+            ),
+        };
+        let cond = match self.rng.below(5) {
+            0 => format!("{col} = {a}"),
+            1 => format!("{col} BETWEEN {a} AND {b}"),
+            2 => format!("{col} > {a}"),
+            3 => format!("{col} <= {b} OR {col} IS NULL"),
+            _ => format!("{col} IN ({a}, {b})"),
+        };
+        match self.rng.below(3) {
+            0 => format!("SELECT COUNT(*), MIN({col}), MAX(id), SUM({extra}) FROM t WHERE {cond}"),
+            1 => format!(
+                "SELECT {col}, COUNT(*), MAX({extra}) FROM t WHERE {cond} GROUP BY {col} ORDER BY {col}"
+            ),
+            _ => format!("SELECT id, {col}, {extra} FROM t WHERE {cond} ORDER BY id"),
+        }
     }
 
     /// A sort or DISTINCT on strings and other values (the result order

@@ -21,6 +21,7 @@ mod access;
 mod alter;
 mod autoparam;
 mod compile;
+mod covering;
 mod ddl;
 mod dml;
 mod explain;

@@ -25,6 +25,7 @@ use crate::txn::{FoundRow, Txn};
 use crate::types::{ColumnType, Value};
 
 use super::SqlError;
+use super::covering::Cover;
 use super::expr::{CmpOp, Ctx, Env, Expr, sql_cmp};
 use super::plan::{Access, SelectPlan};
 
@@ -222,6 +223,7 @@ pub(crate) fn choose_for_select(plan: &mut SelectPlan, t: &TableDef) {
     plan.access = choose(t, plan.filter.as_ref());
     let full = plan.access.is_full_scan();
     order_for(plan, t, full);
+    plan.access.cover = super::covering::cover(plan, t, plan.access.index);
 }
 
 /// Whether the plan's access path gives the ORDER BY's order (or, when
@@ -380,6 +382,9 @@ pub(crate) fn resolve_at(
 
 /// Reads the rows an access path finds, calling `keep` on each (as of the
 /// snapshot, or — `current` — locked and as of now) until it returns false.
+/// With `cover`, a snapshot read of a transaction without writes makes the
+/// rows from the index entries alone ([`super::covering`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn read_rows(
     txn: &mut Txn,
     t: &TableDef,
@@ -387,6 +392,7 @@ pub(crate) async fn read_rows(
     keys: Keys,
     reverse: bool,
     current: bool,
+    cover: Option<Cover>,
     keep: &mut (dyn FnMut(FoundRow) -> Result<bool, SqlError> + Send),
 ) -> Result<(), SqlError> {
     let dir = if reverse {
@@ -427,12 +433,38 @@ pub(crate) async fn read_rows(
         }
         Keys::Range(lo, hi) => vec![(lo, hi)],
     };
+    let cover = cover.filter(|_| !current && !txn.has_writes());
     for (lo, hi) in ranges {
-        if !scan_range(txn, t, index, lo, hi, dir, current, keep).await? {
+        let more = match cover {
+            Some(cover) => scan_covering(txn, t, index, cover, (lo, hi), dir, keep).await?,
+            None => scan_range(txn, t, index, lo, hi, dir, current, keep).await?,
+        };
+        if !more {
             break;
         }
     }
     Ok(())
+}
+
+/// A snapshot scan of secondary index `index` whose entries alone make
+/// the rows.
+async fn scan_covering(
+    txn: &mut Txn,
+    t: &TableDef,
+    index: usize,
+    cover: Cover,
+    (lo, hi): (Bound<Vec<Value>>, Bound<Vec<Value>>),
+    dir: Direction,
+    keep: &mut (dyn FnMut(FoundRow) -> Result<bool, SqlError> + Send),
+) -> Result<bool, SqlError> {
+    let mut scan = txn.scan(t, index, lo, hi, dir).await?;
+    while let Some((key, value)) = scan.next_entry(txn).await? {
+        let values = super::covering::row(t, index, cover, &key, &value)?;
+        if !keep(FoundRow { key: value, values })? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 #[allow(clippy::too_many_arguments)]

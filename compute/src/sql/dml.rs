@@ -225,8 +225,7 @@ async fn conflicting(
         let access = Access {
             index: n,
             eq: key.iter().map(|v| vec![Expr::Lit(v.clone())]).collect(),
-            lower: None,
-            upper: None,
+            ..Default::default()
         };
         let keys = resolve(&access, t, env)?;
         let mut hits = Vec::new();
@@ -237,7 +236,7 @@ async fn conflicting(
             }
             Ok(true)
         };
-        read_rows(txn, t, n, keys, false, true, &mut keep).await?;
+        read_rows(txn, t, n, keys, false, true, None, &mut keep).await?;
         for h in hits {
             if !found.iter().any(|f| f.key == h.key) {
                 found.push(h);
@@ -400,7 +399,7 @@ async fn locked_matches(
         }
         Ok(rows.len() < stop)
     };
-    read_rows(txn, t, access.index, keys, false, true, &mut keep).await?;
+    read_rows(txn, t, access.index, keys, false, true, None, &mut keep).await?;
     if !order.is_empty() {
         rows = super::select::sort_found(rows, order, env)?;
         rows.truncate(limit);

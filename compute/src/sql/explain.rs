@@ -144,14 +144,16 @@ impl Explainer {
         }
         let mut later = Vec::new();
         // A nest shows as its members, in the order they run.
-        let flat: Vec<&Step> = from
-            .steps
-            .iter()
-            .flat_map(|s| match &s.method {
-                Method::Nest(inner) => inner.iter().collect(),
-                _ => vec![s],
-            })
-            .collect();
+        fn flatten<'s>(steps: &'s [Step], out: &mut Vec<&'s Step>) {
+            for s in steps {
+                match &s.method {
+                    Method::Nest(inner) => flatten(inner, out),
+                    _ => out.push(s),
+                }
+            }
+        }
+        let mut flat: Vec<&Step> = Vec::new();
+        flatten(&from.steps, &mut flat);
         for (i, step) in flat.into_iter().enumerate() {
             let mut line = step_line(from, step);
             if i == 0 {
@@ -269,6 +271,9 @@ fn single(plan: &SelectPlan, t: &TableDef) -> Line {
     if list.len() > used_parts(&plan.access) || (line.ty == "range" && !list.is_empty()) {
         line.extra.push("Using where");
     }
+    if plan.access.cover.is_some() {
+        line.extra.push("Using index");
+    }
     line.extra.extend(sort_extra(plan));
     line
 }
@@ -333,6 +338,9 @@ fn step_line(from: &FromPlan, step: &Step) -> Line {
     let conds = count(&step.pushed) + count(&step.on) + count(&step.after);
     if conds > used_parts(&step.access) || (line.ty == "range" && conds > 0) {
         line.extra.push("Using where");
+    }
+    if step.access.cover.is_some() {
+        line.extra.push("Using index");
     }
     let first = from.steps.first().is_some_and(|f| f.source == step.source);
     if !first && !matches!(step.method, Method::Lookup) {

@@ -6,7 +6,11 @@
 //! joins joined by an inner join (or first) are flattened into their
 //! chain. Several tables as an outer join's inner side — `a LEFT JOIN (b
 //! JOIN c …) …`, or the left side of `a JOIN b … RIGHT JOIN c …` — become a
-//! nest ([`CompiledJoins::nests`]); a nest inside a nest is refused (1235).
+//! nest ([`CompiledJoins::nests`]), to any depth (a nest inside a nest
+//! records its parent).
+//! A parenthesized join on a RIGHT JOIN's right side runs first, the left
+//! side LEFT JOINed to it; USING and NATURAL work with a parenthesized
+//! join on either side of an inner or LEFT JOIN.
 //! The execution
 //! order of a query with outer joins is fixed here; inner joins are
 //! ordered by the planner.
@@ -39,6 +43,8 @@ pub(crate) struct Joins<'q> {
     scope: Vec<Option<usize>>,
     /// Nested inner sides of outer joins: members (in run order) and ON.
     nests: Vec<(Vec<usize>, Cond<'q>)>,
+    /// Per nest, the nest it is inside (a nest inside a nest).
+    nest_parent: Vec<Option<usize>>,
     /// The order the sources must run in (outer joins); `None`: any.
     fixed: Option<Vec<usize>>,
     pub(crate) kinds_sources: Vec<SourceKind>,
@@ -58,6 +64,9 @@ pub(crate) struct CompiledJoins {
     /// (`a LEFT JOIN (b JOIN c ON …) ON …`, `a JOIN b … RIGHT JOIN c ON …`):
     /// their members, in the order they run, and the outer join's ON.
     pub nests: Vec<(Vec<usize>, Option<Expr>)>,
+    /// Per nest, the nest it is inside: its members are also the outer
+    /// nest's, and its step runs among the outer nest's steps.
+    pub nest_parent: Vec<Option<usize>>,
     pub fixed: Option<Vec<usize>>,
     pub sources: Vec<SourceKind>,
 }
@@ -69,42 +78,45 @@ impl CompiledJoins {
     }
 }
 
+impl Cond<'_> {
+    /// The condition as an expression (USING: the AND of its equalities).
+    fn compile(self, cx: &mut ExprCompiler<'_>) -> Result<Option<Expr>, SqlError> {
+        Ok(match self {
+            Cond::None => None,
+            Cond::On(e) => Some(cx.expr(e)?),
+            Cond::Using(pairs) => pairs
+                .into_iter()
+                .map(|(l, r)| {
+                    let coll = cx
+                        .names
+                        .map_or(Collation::Binary, |n| n.joined.columns[l].ty.collation());
+                    Expr::Cmp(
+                        CmpOp::Eq,
+                        Box::new(Expr::Column(l, coll)),
+                        Box::new(Expr::Column(r, coll)),
+                        coll,
+                    )
+                })
+                .reduce(|a, b| Expr::And(Box::new(a), Box::new(b))),
+        })
+    }
+}
+
 impl<'q> Joins<'q> {
     pub(crate) fn compile(self, cx: &mut ExprCompiler<'_>) -> Result<CompiledJoins, SqlError> {
         let mut on = Vec::with_capacity(self.conds.len());
         let mut more = Vec::new();
         for (c, scope) in self.more {
-            if let Cond::On(e) = c {
-                more.push((cx.expr(e)?, scope));
+            if let Some(e) = c.compile(cx)? {
+                more.push((e, scope));
             }
         }
         let mut nests = Vec::with_capacity(self.nests.len());
         for (members, c) in self.nests {
-            let on = match c {
-                Cond::On(e) => Some(cx.expr(e)?),
-                _ => None,
-            };
-            nests.push((members, on));
+            nests.push((members, c.compile(cx)?));
         }
         for c in self.conds {
-            on.push(match c {
-                Cond::None => None,
-                Cond::On(e) => Some(cx.expr(e)?),
-                Cond::Using(pairs) => pairs
-                    .into_iter()
-                    .map(|(l, r)| {
-                        let coll = cx
-                            .names
-                            .map_or(Collation::Binary, |n| n.joined.columns[l].ty.collation());
-                        Expr::Cmp(
-                            CmpOp::Eq,
-                            Box::new(Expr::Column(l, coll)),
-                            Box::new(Expr::Column(r, coll)),
-                            coll,
-                        )
-                    })
-                    .reduce(|a, b| Expr::And(Box::new(a), Box::new(b))),
-            });
+            on.push(c.compile(cx)?);
         }
         Ok(CompiledJoins {
             kinds: self.kinds,
@@ -112,6 +124,7 @@ impl<'q> Joins<'q> {
             more,
             scope: self.scope,
             nests,
+            nest_parent: self.nest_parent,
             fixed: self.fixed,
             sources: self.kinds_sources,
         })
@@ -131,6 +144,7 @@ pub(crate) fn sources<'q>(
         more: Vec::new(),
         scope: Vec::new(),
         nests: Vec::new(),
+        nest_parent: Vec::new(),
         fixed: None,
         kinds_sources: Vec::new(),
     };
@@ -197,26 +211,22 @@ impl Chain<'_, '_, '_> {
                 }
             };
             if let TableFactor::NestedJoin { .. } = &join.relation {
-                let cond = match constraint {
-                    JoinConstraint::None => Cond::None,
-                    JoinConstraint::On(e) => Cond::On(e),
-                    _ => {
-                        return Err(SqlError::unsupported(
-                            "USING or NATURAL with a parenthesized join",
-                        ));
-                    }
-                };
                 match (kind, swap) {
                     (JoinKind::Inner, _) => {
+                        let start = self.names.sources.len();
                         self.group(&join.relation, j)?;
+                        let cond = group_condition(constraint, self.names, start)?;
                         j.more.push((cond, self.nest));
                     }
                     (_, true) => {
-                        return Err(SqlError::unsupported(
-                            "RIGHT JOIN with a parenthesized join on its right",
-                        ));
+                        let JoinConstraint::On(q) = constraint else {
+                            return Err(SqlError::unsupported(
+                                "USING or NATURAL on a RIGHT JOIN with a parenthesized join on its right",
+                            ));
+                        };
+                        self.right_group(&join.relation, q, (chain_start, more_start), j)?;
                     }
-                    (_, false) => self.left_nest(&join.relation, cond, j)?,
+                    (_, false) => self.left_nest(&join.relation, constraint, j)?,
                 }
                 continue;
             }
@@ -236,6 +246,7 @@ impl Chain<'_, '_, '_> {
                     m.1 = Some(n);
                 }
                 j.nests.push((members, Cond::On(q)));
+                j.nest_parent.push(None);
                 j.kinds.push(JoinKind::Inner);
                 j.conds.push(Cond::None);
                 j.scope.push(self.nest);
@@ -272,11 +283,41 @@ impl Chain<'_, '_, '_> {
         Ok(())
     }
 
-    /// `… LEFT JOIN (group) ON cond`: the group's sources as one nest.
+    /// `… LEFT JOIN (group) ON cond` (or USING, NATURAL): the group's
+    /// sources as one nest — inside the nest being added, if any (its
+    /// members are then the outer nest's too).
     fn left_nest<'q>(
         &mut self,
         f: &'q TableFactor,
-        cond: Cond<'q>,
+        constraint: &'q JoinConstraint,
+        j: &mut Joins<'q>,
+    ) -> Result<(), SqlError> {
+        let n = j.nests.len();
+        let before = self.order.len();
+        let start = self.names.sources.len();
+        let parent = self.nest;
+        // Reserved now: nests inside the group number after this one.
+        j.nests.push((Vec::new(), Cond::None));
+        j.nest_parent.push(parent);
+        self.nest = Some(n);
+        let added = self.group(f, j);
+        self.nest = parent;
+        added?;
+        let cond = group_condition(constraint, self.names, start)?;
+        j.nests[n] = (self.order[before..].to_vec(), cond);
+        *self.outer = true;
+        Ok(())
+    }
+
+    /// `left RIGHT JOIN (group) ON q`: the group runs first (flattened, as
+    /// any inner group), then the left side — the chain so far, from
+    /// `chain_start` — LEFT JOINed on `q`: one table as any LEFT JOIN, several
+    /// as a nest (whose `more` conditions, from `more_start`, go with it).
+    fn right_group<'q>(
+        &mut self,
+        f: &'q TableFactor,
+        q: &'q ast::Expr,
+        (chain_start, more_start): (usize, usize),
         j: &mut Joins<'q>,
     ) -> Result<(), SqlError> {
         if self.nest.is_some() {
@@ -284,13 +325,26 @@ impl Chain<'_, '_, '_> {
                 "outer joins nested inside a nested join",
             ));
         }
-        let n = j.nests.len();
+        let left = self.order[chain_start..].to_vec();
+        let more_mid = j.more.len();
         let before = self.order.len();
-        self.nest = Some(n);
-        let added = self.group(f, j);
-        self.nest = None;
-        added?;
-        j.nests.push((self.order[before..].to_vec(), cond));
+        self.group(f, j)?;
+        let group: Vec<usize> = self.order.drain(before..).collect();
+        self.order.splice(chain_start..chain_start, group);
+        match left.as_slice() {
+            [one] => {
+                j.kinds[*one] = JoinKind::Left;
+                j.conds[*one] = Cond::On(q);
+            }
+            _ => {
+                let n = self.new_nest(&left, j)?;
+                for m in &mut j.more[more_start..more_mid] {
+                    m.1 = Some(n);
+                }
+                j.nests.push((left, Cond::On(q)));
+                j.nest_parent.push(None);
+            }
+        }
         *self.outer = true;
         Ok(())
     }
@@ -321,8 +375,10 @@ impl Chain<'_, '_, '_> {
             alias,
         } = f
         {
-            if alias.is_some() {
-                return Err(SqlError::unsupported("an alias for a parenthesized join"));
+            // MySQL's grammar has no alias for a parenthesized join (only
+            // a derived table, a SELECT, takes one): a syntax error there.
+            if let Some(alias) = alias {
+                return Err(SqlError::syntax(&format!("AS {alias}"), 1));
             }
             self.chain(table_with_joins, j)?;
             return Ok(None);
@@ -481,6 +537,43 @@ fn condition<'q>(
     right: usize,
     swap: bool,
 ) -> Result<Cond<'q>, SqlError> {
+    condition_over(c, names, right, swap)
+}
+
+/// The condition joining a parenthesized group (the sources from `start`
+/// on) to the sources before it.
+fn group_condition<'q>(
+    c: &'q JoinConstraint,
+    names: &mut Names<'_>,
+    start: usize,
+) -> Result<Cond<'q>, SqlError> {
+    condition_over(c, names, start, false)
+}
+
+/// The layout positions of the unmerged columns named `c` in `sources`.
+fn positions(sources: &[super::names::NamedSource], c: &str) -> Vec<usize> {
+    sources
+        .iter()
+        .filter_map(|s| {
+            s.columns
+                .iter()
+                .position(|x| x.eq_ignore_ascii_case(c))
+                .filter(|&i| !s.merged[i])
+                .map(|i| s.offset + i)
+        })
+        .collect()
+}
+
+/// A join condition between the sources before `start` (left) and the
+/// sources from `start` on (right: one source, or a parenthesized group).
+/// USING and NATURAL name columns each side has exactly once (else 1054
+/// or 1052).
+fn condition_over<'q>(
+    c: &'q JoinConstraint,
+    names: &mut Names<'_>,
+    start: usize,
+    swap: bool,
+) -> Result<Cond<'q>, SqlError> {
     let columns: Vec<String> = match c {
         JoinConstraint::None => return Ok(Cond::None),
         JoinConstraint::On(e) => return Ok(Cond::On(e)),
@@ -489,49 +582,35 @@ fn condition<'q>(
             .map(super::compile::last_name)
             .collect::<Result<_, _>>()?,
         JoinConstraint::Natural => {
-            let r = &names.sources[right];
-            r.columns
-                .iter()
-                .filter(|c| {
-                    names.sources[..right]
-                        .iter()
-                        .any(|s| s.columns.iter().any(|x| x.eq_ignore_ascii_case(c)))
-                })
-                .cloned()
-                .collect()
+            let mut common: Vec<String> = Vec::new();
+            for r in &names.sources[start..] {
+                for (i, c) in r.columns.iter().enumerate() {
+                    if !r.merged[i]
+                        && !common.iter().any(|x| x.eq_ignore_ascii_case(c))
+                        && !positions(&names.sources[..start], c).is_empty()
+                    {
+                        common.push(c.clone());
+                    }
+                }
+            }
+            common
         }
     };
     let mut pairs = Vec::new();
     for c in &columns {
         let unknown = || SqlError::unknown_column(c, "from clause");
-        let left: Vec<usize> = names.sources[..right]
-            .iter()
-            .filter_map(|s| {
-                s.columns
-                    .iter()
-                    .position(|x| x.eq_ignore_ascii_case(c))
-                    .filter(|&i| !s.merged[i])
-                    .map(|i| s.offset + i)
-            })
-            .collect();
-        let l = match left.as_slice() {
-            [l] => *l,
-            [] => return Err(unknown()),
-            _ => {
-                return Err(SqlError::new(
-                    1052,
-                    "23000",
-                    format!("Column '{c}' in from clause is ambiguous"),
-                ));
-            }
+        let one = |found: Vec<usize>| match found.as_slice() {
+            [p] => Ok(*p),
+            [] => Err(unknown()),
+            _ => Err(SqlError::new(
+                1052,
+                "23000",
+                format!("Column '{c}' in from clause is ambiguous"),
+            )),
         };
-        let s = &names.sources[right];
-        let i = s
-            .columns
-            .iter()
-            .position(|x| x.eq_ignore_ascii_case(c))
-            .ok_or_else(unknown)?;
-        pairs.push((l, s.offset + i));
+        let l = one(positions(&names.sources[..start], c))?;
+        let r = one(positions(&names.sources[start..], c))?;
+        pairs.push((l, r));
     }
     for &(l, r) in &pairs {
         // The preserved side's column is the one `c` and `*` mean.

@@ -351,6 +351,7 @@ async fn read_source(
                 keys,
                 read.reverse,
                 read.lock,
+                step.access.cover,
                 &mut found,
             )
             .await?;

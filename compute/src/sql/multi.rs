@@ -242,6 +242,7 @@ fn finish(
         aggs: Vec::new(),
         grouped: false,
         group_by: Vec::new(),
+        rollup: false,
         having: None,
         order: Vec::new(),
         index_order: None,

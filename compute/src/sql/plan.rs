@@ -78,6 +78,9 @@ pub(crate) struct Access {
     pub eq: Vec<Vec<Expr>>,
     pub lower: Option<(Expr, bool)>,
     pub upper: Option<(Expr, bool)>,
+    /// The index entries alone answer the query (a secondary index holding
+    /// every column it reads: [`super::covering`]).
+    pub cover: Option<super::covering::Cover>,
 }
 
 impl Access {
@@ -107,6 +110,10 @@ pub(crate) struct SelectPlan {
     /// Whether the query aggregates (aggregates or GROUP BY).
     pub grouped: bool,
     pub group_by: Vec<Expr>,
+    /// GROUP BY … WITH ROLLUP: after each group, the super-aggregate rows
+    /// of the shorter prefixes that end there (every GROUP BY expression
+    /// is then a plain column).
+    pub rollup: bool,
     pub having: Option<Expr>,
     pub order: Vec<OrderKey>,
     /// The access path yields rows in the ORDER BY's order (reversed if

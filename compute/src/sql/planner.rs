@@ -160,22 +160,18 @@ pub(crate) fn plan(
         let s = order_left.remove(pick);
         if let Some(nn) = joins.scope[s] {
             // A nest: its members' steps run inside one outer-join step.
-            let members = &joins.nests[nn].0;
+            let cx = NestCx {
+                nests: &joins.nests,
+                parent: &joins.nest_parent,
+                scope: &joins.scope,
+                kinds: &joins.kinds,
+                sources: &sources,
+                names: &names,
+            };
+            let top = cx.outermost(nn, None);
+            let members = &joins.nests[top].0;
             order_left.retain(|x| !members.contains(x));
-            let mut inner = Vec::with_capacity(members.len());
-            let mut inner_bound = bound;
-            for (k, &m) in members.iter().enumerate() {
-                let kind = joins.kinds[m];
-                let at = Place {
-                    bound: inner_bound,
-                    first: k == 0,
-                    scope: Some(nn),
-                };
-                inner.push(step(m, kind, &at, &sources, &mut list, &names));
-                inner_bound |= 1 << m;
-            }
-            steps.push(nest_step(nn, inner, inner_bound, &mut list));
-            bound = inner_bound;
+            steps.push(cx.nest(top, None, &mut bound, &mut list));
             continue;
         }
         let at = Place {
@@ -213,6 +209,7 @@ pub(crate) fn plan(
     };
     mark_where_subqueries(&mut from);
     order_by_index(plan, &mut from);
+    super::covering::mark_join(plan, &mut from);
     Ok(from)
 }
 
@@ -224,10 +221,81 @@ struct Place {
     scope: Option<usize>,
 }
 
+/// What building a nest's steps reads (of [`CompiledJoins`]).
+struct NestCx<'a, 'n> {
+    nests: &'a [(Vec<usize>, Option<Expr>)],
+    parent: &'a [Option<usize>],
+    scope: &'a [Option<usize>],
+    kinds: &'a [JoinKind],
+    sources: &'a [Source],
+    names: &'a Names<'n>,
+}
+
+impl NestCx<'_, '_> {
+    /// The nest holding nest `n` directly inside `within` (`None`: at the
+    /// query's top level): `n` itself or one of the nests around it.
+    fn outermost(&self, n: usize, within: Option<usize>) -> usize {
+        let mut top = n;
+        // Bounded by the number of nests (a parent numbers lower).
+        for _ in 0..self.nests.len() {
+            match self.parent.get(top).copied().flatten() {
+                p if p == within => break,
+                Some(p) => top = p,
+                None => break,
+            }
+        }
+        top
+    }
+
+    /// The outer-join step of nest `nn` (inside nest `parent`), its members'
+    /// steps in their order — a nest inside it as one step of its own —
+    /// after the sources `bound`, which it extends by its members.
+    fn nest(
+        &self,
+        nn: usize,
+        parent: Option<usize>,
+        bound: &mut u64,
+        list: &mut [Conjunct],
+    ) -> Step {
+        let members = &self.nests[nn].0;
+        let mut inner = Vec::with_capacity(members.len());
+        let mut inner_bound = *bound;
+        let mut done: Vec<usize> = Vec::new();
+        for &m in members {
+            if done.contains(&m) {
+                continue;
+            }
+            if let Some(sub) = self.scope[m].filter(|&s| s != nn) {
+                let top = self.outermost(sub, Some(nn));
+                done.extend(&self.nests[top].0);
+                inner.push(self.nest(top, Some(nn), &mut inner_bound, list));
+                continue;
+            }
+            let at = Place {
+                bound: inner_bound,
+                first: inner.is_empty(),
+                scope: Some(nn),
+            };
+            let kind = self.kinds[m];
+            inner.push(step(m, kind, &at, self.sources, list, self.names));
+            inner_bound |= 1 << m;
+        }
+        *bound = inner_bound;
+        nest_step(nn, parent, inner, inner_bound, list)
+    }
+}
+
 /// The outer-join step of nest `n` (its members' steps already built):
 /// the ON is checked on the nest's rows, a row of NULLs when none passes,
-/// then the WHERE conjuncts due.
-fn nest_step(n: usize, inner: Vec<Step>, after_bits: u64, list: &mut [Conjunct]) -> Step {
+/// then the conjuncts due of the steps around it (WHERE's at the top
+/// level, the enclosing nest's inside one).
+fn nest_step(
+    n: usize,
+    parent: Option<usize>,
+    inner: Vec<Step>,
+    after_bits: u64,
+    list: &mut [Conjunct],
+) -> Step {
     let (mut on, mut after) = (Vec::new(), Vec::new());
     for c in list.iter_mut() {
         if c.done || c.late || c.reads & !after_bits != 0 {
@@ -235,7 +303,7 @@ fn nest_step(n: usize, inner: Vec<Step>, after_bits: u64, list: &mut [Conjunct])
         }
         match c.on_of {
             Some(o) if o == NEST + n => on.push(c.expr.clone()),
-            None if c.scope.is_none() => after.push(c.expr.clone()),
+            None if c.scope == parent => after.push(c.expr.clone()),
             _ => continue,
         }
         c.done = true;
@@ -297,6 +365,7 @@ fn order_by_index(plan: &mut SelectPlan, from: &mut FromPlan) {
         aggs: Vec::new(),
         grouped: false,
         group_by: Vec::new(),
+        rollup: false,
         having: None,
         order: std::mem::take(&mut plan.order),
         index_order: None,

@@ -574,6 +574,7 @@ pub(crate) fn wrap(
         aggs: Vec::new(),
         grouped: false,
         group_by: Vec::new(),
+        rollup: false,
         having: None,
         order,
         index_order: None,
@@ -617,7 +618,7 @@ fn select(
     cx.clause = "where clause";
     let filter = s.selection.as_ref().map(|e| cx.expr(e)).transpose()?;
     cx.clause = "group statement";
-    let group_by = group_by(&s.group_by, &mut cx, &items)?;
+    let (group_by, rollup) = group_by(&s.group_by, &mut cx, &items)?;
     cx.clause = "having clause";
     cx.aggs = Some(&mut aggs);
     if s.having.is_some() || tail.order.is_some() {
@@ -649,6 +650,7 @@ fn select(
         aggs,
         grouped,
         group_by,
+        rollup,
         having,
         order,
         index_order: None,
@@ -809,28 +811,43 @@ fn unnamed(e: &ast::Expr) -> String {
     }
 }
 
+/// The GROUP BY expressions, and whether WITH ROLLUP follows them.
 fn group_by(
     g: &GroupByExpr,
     cx: &mut ExprCompiler<'_>,
     items: &[OutItem],
-) -> Result<Vec<Expr>, SqlError> {
-    match g {
-        GroupByExpr::Expressions(list, mods) if mods.is_empty() => list
-            .iter()
-            .map(|e| {
-                let x = output_ref(e, cx, items, "group statement")?;
-                if x.as_ref().is_some_and(has_agg) {
-                    return Err(SqlError::new(
-                        1056,
-                        "42000",
-                        format!("Can't group on '{e}'"),
-                    ));
-                }
-                x.map_or_else(|| cx.expr(e), Ok)
-            })
-            .collect(),
-        other => Err(SqlError::unsupported(other)),
+) -> Result<(Vec<Expr>, bool), SqlError> {
+    let (list, rollup) = match g {
+        GroupByExpr::Expressions(list, mods) if mods.is_empty() => (list, false),
+        GroupByExpr::Expressions(list, mods)
+            if matches!(mods.as_slice(), [ast::GroupByWithModifier::Rollup]) =>
+        {
+            (list, true)
+        }
+        other => return Err(SqlError::unsupported(other)),
+    };
+    let exprs = list
+        .iter()
+        .map(|e| {
+            let x = output_ref(e, cx, items, "group statement")?;
+            if x.as_ref().is_some_and(has_agg) {
+                return Err(SqlError::new(
+                    1056,
+                    "42000",
+                    format!("Can't group on '{e}'"),
+                ));
+            }
+            x.map_or_else(|| cx.expr(e), Ok)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // A super-aggregate row shows NULL for the rolled-up expressions: made
+    // by NULLing their columns, which is exact for plain columns only.
+    if rollup && !exprs.iter().all(|e| matches!(e, Expr::Column(..))) {
+        return Err(SqlError::unsupported(
+            "WITH ROLLUP over a GROUP BY expression that is not a column",
+        ));
     }
+    Ok((exprs, rollup))
 }
 
 fn has_agg(e: &Expr) -> bool {

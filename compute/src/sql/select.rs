@@ -299,6 +299,7 @@ async fn read(
         keys,
         reverse,
         plan.lock,
+        plan.access.cover,
         &mut keep,
     )
     .await?;
@@ -429,15 +430,15 @@ fn grouped(
     };
     keyed.sort_by(|a, b| cmp_keys(&a.0, &b.0));
     let mut groups: Vec<Vec<Vec<Value>>> = Vec::new();
-    let mut last: Option<Vec<Value>> = None;
+    let mut keys: Vec<Vec<Value>> = Vec::new();
     for (key, row) in keyed {
-        match &last {
+        match keys.last() {
             Some(k) if cmp_keys(k, &key).is_eq() => {
                 groups.last_mut().expect("a group exists").push(row)
             }
             _ => {
                 groups.push(vec![row]);
-                last = Some(key);
+                keys.push(key);
             }
         }
     }
@@ -445,22 +446,62 @@ fn grouped(
         groups.push(Vec::new());
     }
     let mut out = Vec::new();
-    for g in groups {
-        let aggs = aggregate(&plan.aggs, &g, env)?;
+    // WITH ROLLUP: per prefix length k, where the current run of groups
+    // sharing their first k keys started.
+    let mut starts = vec![0usize; plan.group_by.len()];
+    for i in 0..groups.len() {
+        let g = &groups[i];
         let first = g.first().map(Vec::as_slice).unwrap_or(&[]);
-        if let Some(h) = &plan.having {
-            let cx = Ctx {
-                env,
-                row: first,
-                aggs: &aggs,
-            };
-            if h.truth(&cx)? != Some(true) {
-                continue;
-            }
+        emit_group(plan, shape, g, first, env, &mut out)?;
+        if !plan.rollup {
+            continue;
         }
-        out.push(produce(plan, shape, first, &aggs, env)?);
+        for k in (0..plan.group_by.len()).rev() {
+            let ends = keys
+                .get(i + 1)
+                .is_none_or(|next| cmp_keys(&keys[i][..k], &next[..k]).is_ne());
+            if !ends {
+                break;
+            }
+            let rows: Vec<Vec<Value>> = groups[starts[k]..=i].concat();
+            let mut first = first.to_vec();
+            for e in &plan.group_by[k..] {
+                if let super::expr::Expr::Column(c, _) = e
+                    && let Some(v) = first.get_mut(*c)
+                {
+                    *v = Value::Null;
+                }
+            }
+            emit_group(plan, shape, &rows, &first, env, &mut out)?;
+            starts[k] = i + 1;
+        }
     }
     Ok(out)
+}
+
+/// One group's result row (`first` stands for its columns), if HAVING
+/// keeps it.
+fn emit_group(
+    plan: &SelectPlan,
+    shape: &Shape,
+    rows: &[Vec<Value>],
+    first: &[Value],
+    env: &Env<'_>,
+    out: &mut Vec<Produced>,
+) -> Result<(), SqlError> {
+    let aggs = aggregate(&plan.aggs, rows, env)?;
+    if let Some(h) = &plan.having {
+        let cx = Ctx {
+            env,
+            row: first,
+            aggs: &aggs,
+        };
+        if h.truth(&cx)? != Some(true) {
+            return Ok(());
+        }
+    }
+    out.push(produce(plan, shape, first, &aggs, env)?);
+    Ok(())
 }
 
 /// Every aggregate over one group's rows.

@@ -178,6 +178,9 @@ pub struct Session {
     process: Arc<Process>,
     /// The running statement's token (KILL QUERY cancels it).
     cancel: tokio_util::sync::CancellationToken,
+    /// Rows changed per table by the open transaction's statements,
+    /// reported to the statistics when it commits (dropped on rollback).
+    changes: Vec<(Arc<crate::catalog::TableDef>, u64)>,
 }
 
 impl Drop for Session {
@@ -221,6 +224,7 @@ impl Session {
             processes,
             process,
             cancel: tokio_util::sync::CancellationToken::new(),
+            changes: Vec::new(),
         }
     }
 
@@ -519,8 +523,18 @@ impl Session {
             txn = slot.expect("exec gives the transaction back");
             r
         };
+        if let Ok((out, _)) = &result {
+            self.note_changes(plan, out);
+        }
         let result = match (single, result) {
-            (true, Ok(r)) => txn.commit().await.map(|_| r).map_err(SqlError::from),
+            (true, Ok(r)) => {
+                let done = txn.commit().await.map(|_| r).map_err(SqlError::from);
+                match done.is_ok() {
+                    true => self.report_changes(),
+                    false => self.changes.clear(),
+                }
+                done
+            }
             (true, Err(e)) => {
                 txn.rollback();
                 Err(e)
@@ -531,6 +545,7 @@ impl Session {
             }
             (false, Err(e)) if e.is_deadlock() => {
                 txn.rollback();
+                self.changes.clear();
                 self.explicit = false;
                 Err(e)
             }
@@ -551,8 +566,59 @@ impl Session {
     async fn commit(&mut self) -> Result<(), SqlError> {
         self.explicit = false;
         match self.txn.take() {
-            Some(txn) => Ok(txn.commit().await?),
+            Some(txn) => {
+                let done = txn.commit().await;
+                match done.is_ok() {
+                    true => self.report_changes(),
+                    false => self.changes.clear(),
+                }
+                Ok(done?)
+            }
             None => Ok(()),
+        }
+    }
+
+    /// Remembers the rows a DML statement changed, per target table, until
+    /// its transaction commits.
+    fn note_changes(&mut self, plan: &Plan, out: &Output) {
+        let Output::Ok { affected_rows, .. } = out else {
+            return;
+        };
+        if *affected_rows == 0 {
+            return;
+        }
+        let mut note = |t: &Arc<crate::catalog::TableDef>| match self
+            .changes
+            .iter_mut()
+            .find(|(c, _)| Arc::ptr_eq(c, t))
+        {
+            Some((_, n)) => *n = n.saturating_add(*affected_rows),
+            None => self.changes.push((t.clone(), *affected_rows)),
+        };
+        match plan {
+            Plan::Insert(i) => note(&i.table.def),
+            Plan::Update(u) => note(&u.table.def),
+            Plan::Delete(d) => note(&d.table.def),
+            Plan::Multi(m) => m.targets.iter().for_each(|t| note(&t.table.def)),
+            _ => {}
+        }
+    }
+
+    /// Reports a committed transaction's changes to the statistics and
+    /// starts a background refresh of each table that changed enough
+    /// (`innodb_stats_auto_recalc`, on unless set to 0).
+    fn report_changes(&mut self) {
+        if self.changes.is_empty() {
+            return;
+        }
+        let auto = !matches!(
+            self.state.vars.get("innodb_stats_auto_recalc"),
+            Some(Value::Int(0))
+        );
+        for (t, n) in self.changes.drain(..) {
+            if auto && stats::changed(&t, n) {
+                refresh_stats(self.engine.clone(), t);
+            }
         }
     }
 
@@ -581,6 +647,7 @@ impl Session {
                 savepoint: None, ..
             } => {
                 self.explicit = false;
+                self.changes.clear();
                 if let Some(t) = self.txn.take() {
                     t.rollback();
                 }
@@ -769,6 +836,28 @@ fn ok() -> Output {
         warnings: 0,
         info: String::new(),
     }
+}
+
+/// Recomputes `t`'s statistics in a task of its own, in a transaction of
+/// its own (never on a query's path); the table's current definition is
+/// used, and a table dropped meanwhile is skipped.
+fn refresh_stats(engine: Engine, t: Arc<crate::catalog::TableDef>) {
+    tokio::spawn(async move {
+        loop {
+            let current = engine.catalog().table_by_id(t.db_id, t.id);
+            if let Some(def) = current.filter(|d| d.created_lsn == t.created_lsn) {
+                let mut txn = engine.begin();
+                if let Err(e) = stats::analyze(&mut txn, &def).await {
+                    tracing::debug!(table = %def.name, error = %e, "statistics refresh failed");
+                }
+                txn.rollback();
+            }
+            // Changes reported while it ran may call for another.
+            if !stats::refreshed(&t) {
+                break;
+            }
+        }
+    });
 }
 
 /// Whether a plan reads an information_schema table below its top level.

@@ -16,8 +16,14 @@
 //! [`super::planner::estimate`] divides the rows by for an equality on an
 //! index prefix; without them it assumes a tenth of the rows per column.
 //! They are kept in memory (lost at restart, like MySQL's non-persistent
-//! statistics), refreshed only by ANALYZE TABLE, and tied to the index's
-//! root page, so an index rebuilt by ALTER TABLE drops its figures.
+//! statistics) and tied to the index's root page, so an index rebuilt by
+//! ALTER TABLE drops its figures. Besides ANALYZE TABLE, they are
+//! recomputed in the background once enough of the table changed since
+//! the last computation (MySQL's `innodb_stats_auto_recalc`): committed
+//! statements report their changed rows ([`changed`], an atomic add under
+//! the map's read lock), and the one that passes `16 + rows / 10` (rows as
+//! of the last computation, InnoDB's threshold) gets `true` back and starts
+//! the refresh; at most one runs per table ([`Known::refreshing`]).
 //! Estimates only steer plan choices: a stale one makes a plan slower,
 //! never an answer wrong.
 //!
@@ -28,6 +34,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use parking_lot::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use std::ops::Bound;
 
@@ -47,12 +54,23 @@ const MAX_TABLES: usize = 100_000;
 type Key = (u32, u32, u64);
 
 /// What is known of one table.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Known {
     rows: Option<u64>,
     /// Per analyzed index: its root page and, for each prefix length k
     /// (from 1), the distinct values of its first k columns.
     distinct: Vec<(PageId, Vec<u64>)>,
+    /// The rows the last computation of `distinct` saw (0 before any).
+    base_rows: u64,
+    /// Rows changed (inserted, updated, deleted) since that computation.
+    changed: AtomicU64,
+    /// A background refresh is running.
+    refreshing: AtomicBool,
+}
+
+/// Changed rows that start a refresh: InnoDB's `16 + n_rows / 10`.
+fn threshold(base_rows: u64) -> u64 {
+    16 + base_rows / 10
 }
 
 fn map() -> &'static RwLock<HashMap<Key, Known>> {
@@ -117,10 +135,47 @@ fn index_root(t: &TableDef, index: usize) -> Option<PageId> {
     }
 }
 
+/// Records `n` committed changed rows of `t`. `true`: the changes since
+/// the last computation passed the threshold and no refresh is running —
+/// the caller starts one ([`analyze`] in a transaction of its own, then
+/// [`refreshed`]).
+pub(crate) fn changed(t: &TableDef, n: u64) -> bool {
+    if n == 0 {
+        return false;
+    }
+    let add = |k: &Known| {
+        let total = k.changed.fetch_add(n, Ordering::Relaxed).saturating_add(n);
+        total >= threshold(k.base_rows) && !k.refreshing.swap(true, Ordering::AcqRel)
+    };
+    if let Some(k) = map().read().get(&key(t)) {
+        return add(k);
+    }
+    let mut start = false;
+    update(t, |k| start = add(k));
+    start
+}
+
+/// A background refresh of `t` has ended (done or failed). `true`: the
+/// changes reported while it ran already pass the threshold (they could
+/// not start a refresh of their own), so the caller runs another one.
+pub(crate) fn refreshed(t: &TableDef) -> bool {
+    let m = map().read();
+    let Some(k) = m.get(&key(t)) else {
+        return false;
+    };
+    k.refreshing.store(false, Ordering::Release);
+    k.changed.load(Ordering::Relaxed) >= threshold(k.base_rows)
+        && !k.refreshing.swap(true, Ordering::AcqRel)
+}
+
 /// ANALYZE TABLE: reads `t` through each of its indexes (in the
 /// transaction's snapshot) and records its rows and each index's
 /// distinct-prefix counts.
 pub(crate) async fn analyze(txn: &mut Txn, t: &TableDef) -> Result<(), SqlError> {
+    // Changes from here on count toward the next computation.
+    if let Some(k) = map().read().get(&key(t)) {
+        k.changed.store(0, Ordering::Relaxed);
+    }
     let mut counted = Vec::new();
     let mut rows = 0;
     for index in 0..=t.secondary.len() {
@@ -180,6 +235,7 @@ pub(crate) async fn analyze(txn: &mut Txn, t: &TableDef) -> Result<(), SqlError>
     update(t, |k| {
         k.rows = Some(rows);
         k.distinct = counted;
+        k.base_rows = rows;
     });
     Ok(())
 }
@@ -215,5 +271,33 @@ mod tests {
         assert_eq!(rows(&t), 5);
         observe(&t, 0);
         assert_eq!(rows(&t), 0);
+    }
+
+    #[test]
+    fn enough_changes_start_one_refresh_at_a_time() {
+        let mut t = crate::sql::names::Names::empty_table();
+        t.db_id = 78;
+        t.id = 992;
+        // Never computed: 16 changed rows start a refresh.
+        assert!(!changed(&t, 10));
+        assert!(!changed(&t, 0));
+        assert!(changed(&t, 6));
+        // One at a time; changes made meanwhile start the next at its end.
+        assert!(!changed(&t, 100));
+        assert!(refreshed(&t));
+        assert!(!changed(&t, 1));
+        update(&t, |k| k.changed.store(0, Ordering::Relaxed));
+        assert!(!refreshed(&t));
+        assert!(changed(&t, 16));
+        // (`analyze` restarts the count when it starts.)
+        update(&t, |k| k.changed.store(0, Ordering::Relaxed));
+        assert!(!refreshed(&t));
+        // A computation over 1000 rows resets the count; 116 are needed.
+        update(&t, |k| {
+            k.base_rows = 1000;
+            k.changed.store(0, Ordering::Relaxed);
+        });
+        assert!(!changed(&t, 115));
+        assert!(changed(&t, 1));
     }
 }

@@ -51,6 +51,7 @@ pub(crate) fn defaults() -> BTreeMap<String, Value> {
         ("sql_safe_updates", 0),
         ("session_track_schema", 1),
         ("cte_max_recursion_depth", 1000),
+        ("innodb_stats_auto_recalc", 1),
     ];
     let texts: &[(&str, &str)] = &[
         ("version", VERSION),

@@ -220,8 +220,9 @@ impl RowScan {
         Ok(self.tree_ahead.next())
     }
 
-    /// The next live entry of the merge of tree and own writes.
-    async fn next_entry(&mut self, txn: &mut Txn) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    /// The next live entry of the merge of tree and own writes: its key
+    /// and value (a secondary index's value is the row's clustered key).
+    pub(crate) async fn next_entry(&mut self, txn: &mut Txn) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         loop {
             if self.tree_head.is_none() && !self.tree_done {
                 self.tree_head = self.next_tree_entry(txn).await?;
