@@ -525,7 +525,7 @@ fn coerce_row(table: &TableDef, values: Row, skip: Option<usize>) -> Result<Row>
 }
 
 /// Coerces a value to its column and checks NOT NULL.
-fn coerce_value(c: &ColumnDef, v: Value) -> Result<Value> {
+pub(crate) fn coerce_value(c: &ColumnDef, v: Value) -> Result<Value> {
     let v = c.ty.coerce(v).map_err(|error| EngineError::Value {
         column: c.name.clone(),
         error,

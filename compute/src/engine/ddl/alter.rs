@@ -33,7 +33,7 @@ use crate::engine::stage::Stage;
 use crate::error::{EngineError, Result};
 use crate::row::encode_row;
 use crate::space::{read_header, set_counters};
-use crate::txn::{Row, auto_inc_value, decode_stored, duplicate, index_key};
+use crate::txn::{Row, auto_inc_value, coerce_value, decode_stored, duplicate, index_key};
 use crate::types::{ColumnType, Date, DateTime, Value};
 
 use super::{TableLocks, bulk_build, commit};
@@ -394,13 +394,7 @@ fn reshape(def: &TableDef, change: &TableChange, old: &Row, max_auto: &mut u64) 
                 None => zero_of(&col.ty),
             },
         };
-        let v = col.ty.coerce(v).map_err(|error| EngineError::Value {
-            column: col.name.clone(),
-            error,
-        })?;
-        if matches!(v, Value::Null) && !col.nullable {
-            return Err(EngineError::NotNull(col.name.clone()));
-        }
+        let v = coerce_value(col, v)?;
         if col.auto_increment {
             *max_auto = (*max_auto).max(auto_inc_value(&v));
         }
