@@ -72,14 +72,44 @@ fn images_in_newest(tl: &Timeline) -> usize {
         .sum()
 }
 
-#[tokio::test]
-async fn a_flush_downloads_the_evicted_layers_its_images_need() {
+/// A timeline on a fresh disk with a local bucket, its generation taken,
+/// and a disk budget of 0 (every uploaded layer may be evicted).
+struct Tiered {
+    data: tempfile::TempDir,
+    bucket_dir: tempfile::TempDir,
+    bucket: Arc<Bucket>,
+    generation: u32,
+    tiering: Arc<Tiering>,
+    tl: Arc<Timeline>,
+}
+
+async fn tiered() -> Tiered {
     let (data, bucket_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let bucket =
         Arc::new(Bucket::open(&BucketConfig::Local(bucket_dir.path().into()), CLUSTER).unwrap());
-    let g1 = bucket.take_generation().await.unwrap();
+    let generation = bucket.take_generation().await.unwrap();
     let tiering = Arc::new(Tiering::new(bucket.clone(), 0, Default::default()));
-    let tl = open(data.path(), tiering);
+    let tl = open(data.path(), tiering.clone());
+    Tiered {
+        data,
+        bucket_dir,
+        bucket,
+        generation,
+        tiering,
+        tl,
+    }
+}
+
+#[tokio::test]
+async fn a_flush_downloads_the_evicted_layers_its_images_need() {
+    let Tiered {
+        data: _data,
+        bucket_dir: _bucket_dir,
+        bucket,
+        generation: g1,
+        tiering: _,
+        tl,
+    } = tiered().await;
     let (mut workload, mut model) = (Workload::new(5, pages()), Model::new());
     // About 3 records a page per layer, an image due after 4.
     write_layer(&tl, &mut workload, &mut model, 20);
@@ -178,12 +208,14 @@ fn downloads(tl: &Timeline) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_evicted_layer_is_downloaded_once_for_concurrent_readers_and_checked() {
-    let (data, bucket_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let bucket =
-        Arc::new(Bucket::open(&BucketConfig::Local(bucket_dir.path().into()), CLUSTER).unwrap());
-    let generation = bucket.take_generation().await.unwrap();
-    let tiering = Arc::new(Tiering::new(bucket.clone(), 0, Default::default()));
-    let tl = open(data.path(), tiering.clone());
+    let Tiered {
+        data,
+        bucket_dir,
+        bucket,
+        generation,
+        tiering,
+        tl,
+    } = tiered().await;
     let (mut workload, mut model) = (Workload::new(5, pages()), Model::new());
     write_layer(&tl, &mut workload, &mut model, 60);
     let end = tl.ingested();
