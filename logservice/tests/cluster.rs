@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use strata_logservice::client::{LogClient, LogClientConfig, LogReader, replica_status};
+use strata_logservice::client::{
+    LogClient, LogClientConfig, LogReader, ReplicaStatus, replica_status,
+};
 use strata_logservice::server::{ServerConfig, serve_on};
 use strata_proto::logservice as pb;
 use strata_proto::logservice::log_service_client::LogServiceClient;
@@ -395,10 +397,12 @@ async fn bad_framed_appends_get_typed_answers_and_harm_nobody() {
 
     let cluster = Cluster::start(3).await;
     let client = cluster.writer("w1").await;
-    client.append(batch(0, 100)).await.unwrap();
-    let s = replica_status(&cluster.endpoints[0], CLUSTER)
-        .await
-        .unwrap();
+    let committed = client.append(batch(0, 100)).await.unwrap();
+    // A quorum is two of three: replica 0 may not have the batch yet.
+    // The bad appends below are placed at its end, so wait until that end
+    // is the committed one (a later arrival would turn them into
+    // mismatches that keep the stream open).
+    let s = wait_for_end(&cluster.endpoints[0], committed).await;
     let append = |cluster_id: &str, term: u64, data: Vec<u8>| pb::AppendRequest {
         cluster_id: cluster_id.into(),
         term,
@@ -473,6 +477,22 @@ async fn bad_framed_appends_get_typed_answers_and_harm_nobody() {
     client.append(batch(1, 100)).await.unwrap();
 }
 
+/// Polls `endpoint`'s status until its log ends at or past `lsn`.
+async fn wait_for_end(endpoint: &str, lsn: Lsn) -> ReplicaStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = replica_status(endpoint, CLUSTER).await.unwrap();
+        if s.end_lsn >= lsn {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{endpoint} never reached {lsn}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Opens a framed append connection to `addr`, sends `frames`, and reads
 /// answers until the replica hangs up or `max` have come.
 async fn framed_exchange(
@@ -495,7 +515,9 @@ async fn framed_exchange(
         }
         let n = tokio::time::timeout(Duration::from_secs(10), conn.read_buf(&mut buf))
             .await
-            .expect("the replica answers or hangs up")
+            .unwrap_or_else(|_| {
+                panic!("the replica neither answered nor hung up after {answers:?}")
+            })
             .unwrap_or(0);
         if n == 0 {
             break;
