@@ -56,6 +56,64 @@ pub fn encode_key_part(out: &mut Vec<u8>, ty: &ColumnType, v: &Value) -> Result<
     result
 }
 
+/// The length of the key part of a `ty` column at the start of `key`, or
+/// `None` if `key` does not start with a whole one. Parts are
+/// self-delimiting, so this splits a key into its columns without decoding
+/// them: equal part bytes are equal values (under the column's collation).
+pub fn part_len(ty: &ColumnType, key: &[u8]) -> Option<usize> {
+    let (&flag, rest) = key.split_first()?;
+    let body = match flag {
+        0 => return Some(1),
+        1 => match ty {
+            ColumnType::Int { width, .. } => int_width_bytes(*width),
+            ColumnType::Boolean => int_width_bytes(IntWidth::Tiny),
+            ColumnType::Double => 8,
+            ColumnType::Decimal { precision, .. } => match *precision <= 18 {
+                true => 8,
+                false => 16,
+            },
+            ColumnType::Date => 4,
+            ColumnType::DateTime | ColumnType::Timestamp => 11,
+            ColumnType::Char { collation, .. }
+            | ColumnType::VarChar { collation, .. }
+            | ColumnType::Text { collation, .. } => string_part_len(*collation, rest)?,
+            ColumnType::Blob { .. } => string_part_len(Collation::Binary, rest)?,
+        },
+        _ => return None,
+    };
+    (body <= rest.len()).then_some(1 + body)
+}
+
+/// The length of an encoded string (after the NULL flag).
+fn string_part_len(collation: Collation, bytes: &[u8]) -> Option<usize> {
+    let unit = match collation {
+        Collation::Utf8mb4GeneralCi => 2,
+        Collation::Utf8mb4Bin => 1,
+        Collation::Binary => {
+            // Up to the first 0x00 not followed by 0xFF (then 0x00).
+            let mut i = 0;
+            loop {
+                match (bytes.get(i)?, bytes.get(i + 1)) {
+                    (0, Some(0)) => return Some(i + 2),
+                    (0, Some(0xFF)) => i += 2,
+                    (0, _) => return None,
+                    _ => i += 1,
+                }
+            }
+        }
+    };
+    let group = GROUP_UNITS * unit + 1;
+    let mut len = 0;
+    loop {
+        len += group;
+        match *bytes.get(len - 1)? {
+            END => return Some(len),
+            BELOW_PAD | ABOVE_PAD => {}
+            _ => return None,
+        }
+    }
+}
+
 fn encode_non_null(out: &mut Vec<u8>, ty: &ColumnType, v: &Value) -> Result<(), ValueError> {
     if matches!(v, Value::Null) {
         out.push(0);
@@ -127,15 +185,18 @@ fn encode_int(
     // fits the width; its big-endian bytes order as the numbers.
     let biased = u64::try_from(n - min).map_err(|_| ValueError::OutOfRange)?;
     let bytes = biased.to_be_bytes();
-    let width_bytes = match width {
+    out.extend_from_slice(&bytes[8 - int_width_bytes(width)..]);
+    Ok(())
+}
+
+fn int_width_bytes(width: IntWidth) -> usize {
+    match width {
         IntWidth::Tiny => 1,
         IntWidth::Small => 2,
         IntWidth::Medium => 3,
         IntWidth::Int => 4,
         IntWidth::Big => 8,
-    };
-    out.extend_from_slice(&bytes[8 - width_bytes..]);
-    Ok(())
+    }
 }
 
 fn encode_double(out: &mut Vec<u8>, f: f64) {
@@ -320,6 +381,26 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn part_len_splits_a_key_into_its_columns(
+            (types, a, _) in arb_tuples(),
+            tail in prop::collection::vec(any::<u8>(), 0..4),
+        ) {
+            let mut k = tuple_key(&types, &a);
+            let whole = k.len();
+            k.extend_from_slice(&tail);
+            let mut at = 0;
+            for (ty, v) in types.iter().zip(&a) {
+                let n = part_len(ty, &k[at..]);
+                prop_assert_eq!(n, Some(key(ty, v).len()), "{:?} {:?}", ty, v);
+                at += n.unwrap();
+            }
+            prop_assert_eq!(at, whole);
+            // A part cut short is not a whole part.
+            let first = key(&types[0], &a[0]);
+            prop_assert_eq!(part_len(&types[0], &first[..first.len() - 1]), None);
+        }
 
         #[test]
         fn key_order_is_column_order((ty, a, b) in arb_pair()) {

@@ -844,6 +844,7 @@ fn ok() -> Output {
 fn refresh_stats(engine: Engine, t: Arc<crate::catalog::TableDef>) {
     tokio::spawn(async move {
         loop {
+            tokio::time::sleep(stats::refresh_delay(&t)).await;
             let current = engine.catalog().table_by_id(t.db_id, t.id);
             if let Some(def) = current.filter(|d| d.created_lsn == t.created_lsn) {
                 let mut txn = engine.begin();

@@ -8,9 +8,11 @@
 //! [`DEFAULT_ROWS`].
 //!
 //! Distinct-key estimates come from `ANALYZE TABLE` ([`analyze`]): it
-//! reads the table through each index in index order and counts, for each
-//! prefix length k, how many distinct values the first k index columns
-//! take (NULLs equal, as InnoDB's default `nulls_equal`; strings under the
+//! reads each index's keys in order (keys only: a secondary index is not
+//! joined to its rows) and counts, for each prefix length k, how many
+//! distinct values the first k index columns take — the key parts are
+//! self-delimiting and memcomparable, so equal part bytes are equal values
+//! (NULLs equal, as InnoDB's default `nulls_equal`; strings under the
 //! column's collation). They are what SHOW INDEX's `Cardinality` and
 //! information_schema.STATISTICS.CARDINALITY show and what
 //! [`super::planner::estimate`] divides the rows by for an equality on an
@@ -23,7 +25,10 @@
 //! statements report their changed rows ([`changed`], an atomic add under
 //! the map's read lock), and the one that passes `16 + rows / 10` (rows as
 //! of the last computation, InnoDB's threshold) gets `true` back and starts
-//! the refresh; at most one runs per table ([`Known::refreshing`]).
+//! the refresh; at most one runs per table ([`Known::refreshing`]), and
+//! not sooner than [`MIN_REFRESH_INTERVAL`] after the last computation
+//! started (it waits for its turn, as InnoDB's background statistics
+//! thread puts a table back in its queue).
 //! Estimates only steer plan choices: a stale one makes a plan slower,
 //! never an answer wrong.
 //!
@@ -32,6 +37,7 @@
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,8 +70,46 @@ struct Known {
     base_rows: u64,
     /// Rows changed (inserted, updated, deleted) since that computation.
     changed: AtomicU64,
-    /// A background refresh is running.
+    /// A background refresh is running (or waiting for its turn).
     refreshing: AtomicBool,
+    /// When the last computation started, in ms since [`epoch`] plus one
+    /// (0: never).
+    computed_at_ms: AtomicU64,
+}
+
+/// Background refreshes of one table start at least this far apart
+/// (InnoDB's `MIN_RECALC_INTERVAL`): a table written faster than a tenth
+/// of its rows per interval is recomputed once per interval, not once per
+/// tenth, so the cost stays bounded under sustained writes.
+pub(crate) const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64 + 1
+}
+
+/// How long a background refresh of `t` waits before it may compute:
+/// [`MIN_REFRESH_INTERVAL`] after the last computation started.
+pub(crate) fn refresh_delay(t: &TableDef) -> Duration {
+    let last = map()
+        .read()
+        .get(&key(t))
+        .map_or(0, |k| k.computed_at_ms.load(Ordering::Relaxed));
+    delay(last, now_ms())
+}
+
+/// The wait at `now` after a computation started at `last` (both in
+/// [`now_ms`]'s terms; `last` 0: never).
+fn delay(last: u64, now: u64) -> Duration {
+    if last == 0 {
+        return Duration::ZERO;
+    }
+    let due = last.saturating_add(MIN_REFRESH_INTERVAL.as_millis() as u64);
+    Duration::from_millis(due.saturating_sub(now))
 }
 
 /// Changed rows that start a refresh: InnoDB's `16 + n_rows / 10`.
@@ -173,9 +217,10 @@ pub(crate) fn refreshed(t: &TableDef) -> bool {
 /// distinct-prefix counts.
 pub(crate) async fn analyze(txn: &mut Txn, t: &TableDef) -> Result<(), SqlError> {
     // Changes from here on count toward the next computation.
-    if let Some(k) = map().read().get(&key(t)) {
+    update(t, |k| {
         k.changed.store(0, Ordering::Relaxed);
-    }
+        k.computed_at_ms.store(now_ms(), Ordering::Relaxed);
+    });
     let mut counted = Vec::new();
     let mut rows = 0;
     for index in 0..=t.secondary.len() {
@@ -199,7 +244,8 @@ pub(crate) async fn analyze(txn: &mut Txn, t: &TableDef) -> Result<(), SqlError>
             ));
         };
         let mut counts = vec![0u64; idx.columns.len()];
-        let mut prev: Option<Vec<Value>> = None;
+        // The previous key and where each of its first columns ends.
+        let mut prev: Option<(Vec<u8>, Vec<usize>)> = None;
         let mut seen = 0u64;
         let mut scan = txn
             .scan(
@@ -210,24 +256,28 @@ pub(crate) async fn analyze(txn: &mut Txn, t: &TableDef) -> Result<(), SqlError>
                 Direction::Forward,
             )
             .await?;
-        while let Some(row) = scan.next(txn).await? {
+        // Keys, not rows: equal key parts are equal values under the
+        // column's collation (NULLs equal), so counting needs no decoding
+        // and a secondary index no visit to the clustered rows.
+        while let Some((key, _)) = scan.next_entry(txn).await? {
             seen += 1;
-            let cur: Vec<Value> = idx
-                .columns
-                .iter()
-                .map(|&c| row.values.get(c).cloned().unwrap_or(Value::Null))
-                .collect();
+            let ends = part_ends(&types, &key).ok_or_else(|| {
+                SqlError::from(crate::error::EngineError::Corrupt(format!(
+                    "a key of index {} of table '{}' does not split into its columns",
+                    idx.name, t.name
+                )))
+            })?;
             let first_change = match &prev {
                 None => 0,
-                Some(p) => p
-                    .iter()
-                    .zip(&cur)
-                    .zip(&types)
-                    .position(|((a, b), ty)| crate::types::compare(ty, a, b).is_ne())
+                Some((p, p_ends)) => (0..ends.len())
+                    .find(|&i| {
+                        let from = |e: &[usize]| if i == 0 { 0 } else { e[i - 1] };
+                        key[from(&ends)..ends[i]] != p[from(p_ends)..p_ends[i]]
+                    })
                     .unwrap_or(counts.len()),
             };
             counts[first_change..].iter_mut().for_each(|c| *c += 1);
-            prev = Some(cur);
+            prev = Some((key, ends));
         }
         rows = rows.max(seen);
         counted.push((root, counts));
@@ -238,6 +288,18 @@ pub(crate) async fn analyze(txn: &mut Txn, t: &TableDef) -> Result<(), SqlError>
         k.base_rows = rows;
     });
     Ok(())
+}
+
+/// Where each of the first `types.len()` parts of `key` ends.
+fn part_ends(types: &[&ColumnType], key: &[u8]) -> Option<Vec<usize>> {
+    let mut at = 0;
+    types
+        .iter()
+        .map(|ty| {
+            at += crate::key::part_len(ty, &key[at..])?;
+            Some(at)
+        })
+        .collect()
 }
 
 /// ANALYZE TABLE's answer: one row, `db.table analyze status OK`.
@@ -271,6 +333,26 @@ mod tests {
         assert_eq!(rows(&t), 5);
         observe(&t, 0);
         assert_eq!(rows(&t), 0);
+    }
+
+    #[test]
+    fn refreshes_wait_for_the_interval_after_the_last_computation() {
+        let interval = MIN_REFRESH_INTERVAL.as_millis() as u64;
+        assert_eq!(delay(0, 5), Duration::ZERO);
+        assert_eq!(delay(1000, 1000), MIN_REFRESH_INTERVAL);
+        assert_eq!(
+            delay(1000, 1250),
+            MIN_REFRESH_INTERVAL - Duration::from_millis(250)
+        );
+        assert_eq!(delay(1000, 1000 + interval), Duration::ZERO);
+        assert_eq!(delay(1000, 5000 + interval), Duration::ZERO);
+        // `analyze` records its start.
+        let mut t = crate::sql::names::Names::empty_table();
+        t.db_id = 79;
+        t.id = 993;
+        assert_eq!(refresh_delay(&t), Duration::ZERO);
+        update(&t, |k| k.computed_at_ms.store(now_ms(), Ordering::Relaxed));
+        assert!(refresh_delay(&t) > Duration::ZERO);
     }
 
     #[test]
