@@ -269,11 +269,10 @@ pub(crate) async fn analyze(txn: &mut Txn, t: &TableDef) -> Result<(), SqlError>
             })?;
             let first_change = match &prev {
                 None => 0,
+                // Parts are self-delimiting: the first k parts are equal
+                // exactly when the keys' bytes up to the k-th end are.
                 Some((p, p_ends)) => (0..ends.len())
-                    .find(|&i| {
-                        let from = |e: &[usize]| if i == 0 { 0 } else { e[i - 1] };
-                        key[from(&ends)..ends[i]] != p[from(p_ends)..p_ends[i]]
-                    })
+                    .find(|&i| key[..ends[i]] != p[..p_ends[i]])
                     .unwrap_or(counts.len()),
             };
             counts[first_change..].iter_mut().for_each(|c| *c += 1);
