@@ -111,7 +111,7 @@ impl State {
             }
             Ok(Output::Rows { rows, .. }) => {
                 self.row_count = -1;
-                self.found_rows = rows.len() as u64;
+                self.found_rows = self.stmt.calc_found_rows().unwrap_or(rows.len() as u64);
             }
             Err(e) => {
                 self.row_count = -1;
