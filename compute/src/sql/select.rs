@@ -642,17 +642,19 @@ fn group_concat(
     }
     if spec.distinct {
         let coll = spec.collation;
-        let same =
-            |a: &[Value], b: &[Value]| a.iter().zip(b).all(|(x, y)| sort_cmp(x, y, coll).is_eq());
-        let mut seen: Vec<(Vec<u8>, Vec<Value>)> = Vec::new();
-        let mut seen_parts: Vec<Vec<Value>> = Vec::new();
-        for (it, p) in items.into_iter().zip(parts) {
-            if !seen_parts.iter().any(|s| same(s, &p)) {
-                seen.push(it);
-                seen_parts.push(p);
-            }
-        }
-        items = seen;
+        let cmp = |a: &[Value], b: &[Value]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| sort_cmp(x, y, coll))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        };
+        // Sorted by value (stable: the first of equal values stays), as
+        // MySQL's and MariaDB's unique tree gives them without ORDER BY.
+        let mut both: Vec<_> = parts.into_iter().zip(items).collect();
+        both.sort_by(|a, b| cmp(&a.0, &b.0));
+        both.dedup_by(|later, kept| cmp(&later.0, &kept.0).is_eq());
+        items = both.into_iter().map(|(_, it)| it).collect();
     }
     items.sort_by(|a, b| order_cmp(&a.1, &b.1, &c.order));
     let max = match env.sys_vars.get("group_concat_max_len") {
