@@ -671,6 +671,9 @@ impl Session {
                 return Ok(show::processlist(&self.processes, *full));
             }
             Statement::ShowStatus { filter, .. } => {
+                if let Some(e) = show::where_filter(stmt) {
+                    return Err(e);
+                }
                 return Ok(show::status(&self.processes, filter.as_ref()));
             }
             _ => {}

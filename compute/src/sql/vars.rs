@@ -109,7 +109,7 @@ fn read_only(name: &str) -> bool {
     )
 }
 
-fn is_boolean(name: &str) -> bool {
+pub(crate) fn is_boolean(name: &str) -> bool {
     matches!(
         name,
         "autocommit"
