@@ -51,6 +51,11 @@ fn query_body(
     params: &mut Params,
     outer: Option<&Names<'_>>,
 ) -> Result<SelectPlan, SqlError> {
+    // NOWAIT / SKIP LOCKED would change what a lock conflict does; run
+    // as a plain locking read they would wait instead: refused.
+    if let Some(nb) = q.locks.iter().find_map(|l| l.nonblock.as_ref()) {
+        return Err(SqlError::unsupported(format!("FOR UPDATE {nb}")));
+    }
     let tail = Tail {
         order: q.order_by.as_ref(),
         limit: q.limit_clause.as_ref(),
