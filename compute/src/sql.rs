@@ -37,6 +37,7 @@ mod plan;
 mod planner;
 mod process;
 mod query;
+mod rollup;
 mod select;
 mod session;
 mod show;

@@ -224,6 +224,14 @@ pub(crate) fn choose_for_select(plan: &mut SelectPlan, t: &TableDef) {
     let full = plan.access.is_full_scan();
     order_for(plan, t, full);
     plan.access.cover = super::covering::cover(plan, t, plan.access.index);
+    if full
+        && plan.access.cover.is_none()
+        && plan.index_order.is_none()
+        && let Some((n, cover)) = super::covering::full_index_scan(plan, t)
+    {
+        plan.access.index = n;
+        plan.access.cover = Some(cover);
+    }
 }
 
 /// Whether the plan's access path gives the ORDER BY's order (or, when

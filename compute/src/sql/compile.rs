@@ -523,6 +523,9 @@ impl ExprCompiler<'_> {
         if let Some(func) = agg_func(&name, &args) {
             return self.aggregate(func, &args, distinct, &name);
         }
+        if name == "GROUPING" {
+            return self.grouping(&args);
+        }
         if let Some(r) = self.date_add_call(&name, &args) {
             return r;
         }
@@ -538,6 +541,37 @@ impl ExprCompiler<'_> {
         Ok(Expr::Func(func, compiled))
     }
 
+    /// A compiler for an aggregate's (or GROUPING's) arguments: the same
+    /// names, no aggregates.
+    fn without_aggregates(&mut self) -> ExprCompiler<'_> {
+        ExprCompiler {
+            table: self.table,
+            alias: self.alias,
+            clause: self.clause,
+            params: self.params,
+            aggs: None,
+            names: self.names,
+        }
+    }
+
+    /// `GROUPING(e, …)`, where aggregates may stand (the select list,
+    /// HAVING, ORDER BY; elsewhere 1111): bound to the GROUP BY
+    /// expressions once the query is compiled (`rollup::bind`).
+    fn grouping(&mut self, args: &[&FunctionArg]) -> Result<Expr, SqlError> {
+        if self.aggs.is_none() || args.is_empty() {
+            return Err(super::rollup::invalid_use());
+        }
+        let mut inner = self.without_aggregates();
+        let compiled = args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => inner.expr(e),
+                other => Err(SqlError::unsupported(other)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Expr::Func(super::func::Func::Grouping, compiled))
+    }
+
     fn aggregate(
         &mut self,
         func: AggFunc,
@@ -549,15 +583,7 @@ impl ExprCompiler<'_> {
             (AggFunc::CountStar, _) => None,
             (_, [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))]) => {
                 // An aggregate's argument may not itself aggregate.
-                let mut inner = ExprCompiler {
-                    table: self.table,
-                    alias: self.alias,
-                    clause: self.clause,
-                    params: self.params,
-                    aggs: None,
-                    names: self.names,
-                };
-                Some(inner.expr(e)?)
+                Some(self.without_aggregates().expr(e)?)
             }
             _ => {
                 return Err(SqlError::unsupported(format!(

@@ -149,7 +149,18 @@ pub(crate) fn mark_join(plan: &SelectPlan, from: &mut FromPlan) {
                     }
                 }
             }
-            s.access.cover = cover_needing(&t.def, s.access.index, mine);
+            s.access.cover = cover_needing(&t.def, s.access.index, mine.clone());
+            // A step reading its whole table (no key, no index order) may
+            // read a narrower covering index instead.
+            if s.access.cover.is_none()
+                && s.access.index == 0
+                && s.access.is_full_scan()
+                && !s.ordered
+                && let Some((n, cover)) = narrowest(&t.def, &mine)
+            {
+                s.access.index = n;
+                s.access.cover = Some(cover);
+            }
         }
     }
     set(&mut from.steps, &from.sources, &need);
@@ -171,6 +182,50 @@ pub(crate) fn cover(plan: &SelectPlan, t: &TableDef, index: usize) -> Option<Cov
         return None;
     }
     cover_needing(t, index, needed(plan, t.columns.len()))
+}
+
+/// For a read of the whole table (no usable condition, no index order
+/// wanted): the covering secondary index with the narrowest entries, if
+/// they are narrower than the rows — MySQL's full index scan (EXPLAIN's
+/// type `index` with `Using index`), as for `SELECT COUNT(*) FROM t`.
+pub(crate) fn full_index_scan(plan: &SelectPlan, t: &TableDef) -> Option<(usize, Cover)> {
+    if plan.lock {
+        return None;
+    }
+    narrowest(t, &needed(plan, t.columns.len()))
+}
+
+/// The covering secondary index (number and cover) whose entries — its
+/// columns and the primary key's — are the narrowest, if narrower than
+/// the rows. Widths are MySQL's key lengths (`explain::key_bytes`), an
+/// estimate that only ranks.
+fn narrowest(t: &TableDef, need: &[bool]) -> Option<(usize, Cover)> {
+    let width = |cols: &[usize]| -> u64 {
+        cols.iter()
+            .filter_map(|&c| t.columns.get(c))
+            .map(|c| u64::from(super::explain::key_bytes(&c.ty)))
+            .sum()
+    };
+    let all: Vec<usize> = (0..t.columns.len()).collect();
+    let row = width(&all);
+    t.secondary
+        .iter()
+        .enumerate()
+        .filter_map(|(i, idx)| {
+            let cover = cover_needing(t, i + 1, need.to_vec())?;
+            let mut cols: Vec<usize> = idx
+                .columns
+                .iter()
+                .chain(&t.primary.columns)
+                .copied()
+                .collect();
+            cols.sort_unstable();
+            cols.dedup();
+            let entry = width(&cols);
+            (entry < row).then_some((entry, i + 1, cover))
+        })
+        .min_by_key(|&(entry, n, _)| (entry, n))
+        .map(|(_, n, cover)| (n, cover))
 }
 
 /// Whether index `index` holds the columns `need` marks (one per column

@@ -366,7 +366,8 @@ fn access_line(
     let constant = a.eq.iter().flatten().all(Expr::is_constant);
     let full = a.eq.len() == idx.columns.len() && idx.unique;
     let ty = if a.is_full_scan() {
-        if ordered && !t.has_hidden_key() {
+        // A whole index read in its order, or a covering one.
+        if (ordered && !t.has_hidden_key()) || a.cover.is_some() {
             "index"
         } else {
             "ALL"
@@ -415,7 +416,7 @@ fn access_line(
 
 /// A key part's length as MySQL's `key_len` counts it (utf8mb4: 4 bytes
 /// a character, 2 more for a variable length).
-fn key_bytes(ty: &ColumnType) -> u32 {
+pub(crate) fn key_bytes(ty: &ColumnType) -> u32 {
     match ty {
         ColumnType::Int { width, .. } => match width {
             IntWidth::Tiny => 1,

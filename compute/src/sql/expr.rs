@@ -141,6 +141,7 @@ pub(crate) struct StmtEnv {
     pub found_rows: u64,
     warnings: Mutex<(Vec<Warning>, usize)>,
     insert_id: Mutex<Option<u64>>,
+    calc_found_rows: Mutex<Option<u64>>,
     /// Common table expressions' rows, kept for the statement
     /// (`super::join`): each CTE runs once however often it is named.
     ctes: Mutex<HashMap<u64, std::sync::Arc<Vec<Vec<Value>>>>>,
@@ -161,6 +162,7 @@ impl StmtEnv {
             found_rows,
             warnings: Mutex::new((Vec::new(), 0)),
             insert_id: Mutex::new(None),
+            calc_found_rows: Mutex::new(None),
             ctes: Mutex::new(HashMap::new()),
         }
     }
@@ -198,6 +200,16 @@ impl StmtEnv {
     }
 
     /// `LAST_INSERT_ID(n)` sets the session's value.
+    /// The row count SQL_CALC_FOUND_ROWS computed (FOUND_ROWS() after the
+    /// statement).
+    pub(crate) fn set_calc_found_rows(&self, n: u64) {
+        *self.calc_found_rows.lock() = Some(n);
+    }
+
+    pub(crate) fn calc_found_rows(&self) -> Option<u64> {
+        *self.calc_found_rows.lock()
+    }
+
     pub(crate) fn set_insert_id(&self, id: u64) {
         *self.insert_id.lock() = Some(id);
     }
@@ -374,6 +386,52 @@ impl Expr {
             }
         });
         constant
+    }
+
+    /// Calls `f` on this expression and, unless `f` says it replaced it
+    /// (`Ok(true)`), on every sub-expression, in place.
+    pub(crate) fn rewrite(
+        &mut self,
+        f: &mut dyn FnMut(&mut Expr) -> Result<bool, SqlError>,
+    ) -> Result<(), SqlError> {
+        if f(self)? {
+            return Ok(());
+        }
+        match self {
+            Expr::Neg(e) | Expr::Not(e) | Expr::IsNull(e, _) | Expr::Cast(e, _) => e.rewrite(f),
+            Expr::Arith(_, a, b)
+            | Expr::Cmp(_, a, b, _)
+            | Expr::And(a, b)
+            | Expr::Or(a, b)
+            | Expr::Xor(a, b)
+            | Expr::Like(a, b, _, _)
+            | Expr::LikeEscape(a, b, _, _, _)
+            | Expr::DateArith(a, b, _, _) => {
+                a.rewrite(f)?;
+                b.rewrite(f)
+            }
+            Expr::Case(operand, arms, otherwise, _) => {
+                for o in operand.iter_mut().chain(otherwise.iter_mut()) {
+                    o.rewrite(f)?;
+                }
+                for (w, t) in arms {
+                    w.rewrite(f)?;
+                    t.rewrite(f)?;
+                }
+                Ok(())
+            }
+            Expr::In(e, list, _, _) => {
+                e.rewrite(f)?;
+                list.iter_mut().try_for_each(|x| x.rewrite(f))
+            }
+            Expr::Between(e, lo, hi, _, _) => {
+                e.rewrite(f)?;
+                lo.rewrite(f)?;
+                hi.rewrite(f)
+            }
+            Expr::Func(_, args) => args.iter_mut().try_for_each(|x| x.rewrite(f)),
+            _ => Ok(()),
+        }
     }
 
     /// Calls `f` on this expression and every sub-expression.

@@ -9,8 +9,10 @@
 //! nest ([`CompiledJoins::nests`]), to any depth (a nest inside a nest
 //! records its parent).
 //! A parenthesized join on a RIGHT JOIN's right side runs first, the left
-//! side LEFT JOINed to it; USING and NATURAL work with a parenthesized
-//! join on either side of an inner or LEFT JOIN.
+//! side LEFT JOINed to it; a RIGHT JOIN whose left side joins several
+//! tables makes them a nest, also inside a nest. USING and NATURAL work
+//! with every shape; they look only at the chain the join ends (a comma
+//! binds looser than JOIN).
 //! The execution
 //! order of a query with outer joins is fixed here; inner joins are
 //! ordered by the planner.
@@ -191,6 +193,9 @@ impl Chain<'_, '_, '_> {
     ) -> Result<(), SqlError> {
         let chain_start = self.order.len();
         let more_start = j.more.len();
+        // The chain's sources, as numbered: a join's left side is the
+        // chain so far (a comma binds looser than JOIN).
+        let src_start = self.names.sources.len();
         let first = self.group(&twj.relation, j)?;
         for join in &twj.joins {
             let (kind, constraint, swap) = match &join.join_operator {
@@ -215,18 +220,16 @@ impl Chain<'_, '_, '_> {
                     (JoinKind::Inner, _) => {
                         let start = self.names.sources.len();
                         self.group(&join.relation, j)?;
-                        let cond = group_condition(constraint, self.names, start)?;
+                        let cond = condition_over(constraint, self.names, src_start, start, false)?;
                         j.more.push((cond, self.nest));
                     }
-                    (_, true) => {
-                        let JoinConstraint::On(q) = constraint else {
-                            return Err(SqlError::unsupported(
-                                "USING or NATURAL on a RIGHT JOIN with a parenthesized join on its right",
-                            ));
-                        };
-                        self.right_group(&join.relation, q, (chain_start, more_start), j)?;
-                    }
-                    (_, false) => self.left_nest(&join.relation, constraint, j)?,
+                    (_, true) => self.right_group(
+                        &join.relation,
+                        constraint,
+                        (chain_start, more_start, src_start),
+                        j,
+                    )?,
+                    (_, false) => self.left_nest(&join.relation, constraint, src_start, j)?,
                 }
                 continue;
             }
@@ -235,18 +238,11 @@ impl Chain<'_, '_, '_> {
             if swap && !left_one {
                 // `a JOIN b … RIGHT JOIN c ON q`: c, then (a JOIN b …)
                 // LEFT JOINed on q as one nest.
-                let JoinConstraint::On(q) = constraint else {
-                    return Err(SqlError::unsupported(
-                        "USING or NATURAL on a RIGHT JOIN whose left side joins several tables",
-                    ));
-                };
+                let cond = condition_over(constraint, self.names, src_start, right, true)?;
                 let members = self.order[chain_start..].to_vec();
-                let n = self.new_nest(&members, j)?;
-                for m in &mut j.more[more_start..] {
-                    m.1 = Some(n);
-                }
-                j.nests.push((members, Cond::On(q)));
-                j.nest_parent.push(None);
+                let more = more_start..j.more.len();
+                self.new_nest(&members, more, j);
+                j.nests.push((members, cond));
                 j.kinds.push(JoinKind::Inner);
                 j.conds.push(Cond::None);
                 j.scope.push(self.nest);
@@ -256,14 +252,11 @@ impl Chain<'_, '_, '_> {
             }
             let first = match (swap, first) {
                 (true, Some(f)) => f,
-                (true, None) => {
-                    return Err(SqlError::unsupported(
-                        "RIGHT JOIN whose left side is a parenthesized join",
-                    ));
-                }
+                // `(a) RIGHT JOIN b`: the group is its one table.
+                (true, None) => self.order[chain_start],
                 (false, _) => 0,
             };
-            let cond = condition(constraint, self.names, right, swap)?;
+            let cond = condition_over(constraint, self.names, src_start, right, swap)?;
             *self.outer |= kind == JoinKind::Left;
             if swap {
                 // `a RIGHT JOIN b ON c`: b, then a LEFT JOINed on c.
@@ -290,6 +283,7 @@ impl Chain<'_, '_, '_> {
         &mut self,
         f: &'q TableFactor,
         constraint: &'q JoinConstraint,
+        src_start: usize,
         j: &mut Joins<'q>,
     ) -> Result<(), SqlError> {
         let n = j.nests.len();
@@ -303,64 +297,76 @@ impl Chain<'_, '_, '_> {
         let added = self.group(f, j);
         self.nest = parent;
         added?;
-        let cond = group_condition(constraint, self.names, start)?;
+        let cond = condition_over(constraint, self.names, src_start, start, false)?;
         j.nests[n] = (self.order[before..].to_vec(), cond);
         *self.outer = true;
         Ok(())
     }
 
-    /// `left RIGHT JOIN (group) ON q`: the group runs first (flattened, as
-    /// any inner group), then the left side — the chain so far, from
-    /// `chain_start` — LEFT JOINed on `q`: one table as any LEFT JOIN, several
-    /// as a nest (whose `more` conditions, from `more_start`, go with it).
+    /// `left RIGHT JOIN (group) ON q` (or USING, NATURAL): the group runs
+    /// first (flattened, as any inner group), then the left side — the
+    /// chain so far, from `chain_start` (sources from `src_start`) — LEFT
+    /// JOINed on `q`: one table as any LEFT JOIN, several as a nest (whose
+    /// `more` conditions, from `more_start`, go with it).
     fn right_group<'q>(
         &mut self,
         f: &'q TableFactor,
-        q: &'q ast::Expr,
-        (chain_start, more_start): (usize, usize),
+        constraint: &'q JoinConstraint,
+        (chain_start, more_start, src_start): (usize, usize, usize),
         j: &mut Joins<'q>,
     ) -> Result<(), SqlError> {
-        if self.nest.is_some() {
-            return Err(SqlError::unsupported(
-                "outer joins nested inside a nested join",
-            ));
-        }
         let left = self.order[chain_start..].to_vec();
         let more_mid = j.more.len();
         let before = self.order.len();
+        let start = self.names.sources.len();
         self.group(f, j)?;
+        let cond = condition_over(constraint, self.names, src_start, start, true)?;
         let group: Vec<usize> = self.order.drain(before..).collect();
         self.order.splice(chain_start..chain_start, group);
         match left.as_slice() {
             [one] => {
                 j.kinds[*one] = JoinKind::Left;
-                j.conds[*one] = Cond::On(q);
+                j.conds[*one] = cond;
             }
             _ => {
-                let n = self.new_nest(&left, j)?;
-                for m in &mut j.more[more_start..more_mid] {
-                    m.1 = Some(n);
-                }
-                j.nests.push((left, Cond::On(q)));
-                j.nest_parent.push(None);
+                self.new_nest(&left, more_start..more_mid, j);
+                j.nests.push((left, cond));
             }
         }
         *self.outer = true;
         Ok(())
     }
 
-    /// Makes `members` (already added, outside any nest) a new nest.
-    fn new_nest(&mut self, members: &[usize], j: &mut Joins<'_>) -> Result<usize, SqlError> {
-        if self.nest.is_some() || members.iter().any(|&m| j.scope[m].is_some()) {
-            return Err(SqlError::unsupported(
-                "outer joins nested inside a nested join",
-            ));
-        }
+    /// Makes `members` (already added, in the nest being added or at the
+    /// top level) a new nest there, with the inner-join conditions
+    /// `j.more[more]` of that level; a nest among the members moves inside
+    /// the new one. The caller pushes the nest's members and ON next.
+    fn new_nest(&mut self, members: &[usize], more: std::ops::Range<usize>, j: &mut Joins<'_>) {
         let n = j.nests.len();
+        let parent = self.nest;
+        j.nest_parent.push(parent);
         for &m in members {
-            j.scope[m] = Some(n);
+            match j.scope[m] {
+                s if s == parent => j.scope[m] = Some(n),
+                Some(mut top) => {
+                    // The nest holding `m` directly at this level.
+                    while let Some(p) = j.nest_parent[top]
+                        && Some(p) != parent
+                        && p != n
+                    {
+                        top = p;
+                    }
+                    j.nest_parent[top] = Some(n);
+                }
+                // Every member of the chain is at this level or deeper.
+                None => {}
+            }
         }
-        Ok(n)
+        for m in &mut j.more[more] {
+            if m.1 == parent {
+                m.1 = Some(n);
+            }
+        }
     }
 
     /// A table, a derived table, or a parenthesized join (flattened): the
@@ -529,27 +535,6 @@ fn check_duplicates(columns: &[crate::catalog::ColumnDef]) -> Result<(), SqlErro
     Ok(())
 }
 
-/// A join's condition; USING and NATURAL resolve their columns now (the
-/// right source's copies are merged away from `*` and plain names).
-fn condition<'q>(
-    c: &'q JoinConstraint,
-    names: &mut Names<'_>,
-    right: usize,
-    swap: bool,
-) -> Result<Cond<'q>, SqlError> {
-    condition_over(c, names, right, swap)
-}
-
-/// The condition joining a parenthesized group (the sources from `start`
-/// on) to the sources before it.
-fn group_condition<'q>(
-    c: &'q JoinConstraint,
-    names: &mut Names<'_>,
-    start: usize,
-) -> Result<Cond<'q>, SqlError> {
-    condition_over(c, names, start, false)
-}
-
 /// The layout positions of the unmerged columns named `c` in `sources`.
 fn positions(sources: &[super::names::NamedSource], c: &str) -> Vec<usize> {
     sources
@@ -564,13 +549,16 @@ fn positions(sources: &[super::names::NamedSource], c: &str) -> Vec<usize> {
         .collect()
 }
 
-/// A join condition between the sources before `start` (left) and the
-/// sources from `start` on (right: one source, or a parenthesized group).
-/// USING and NATURAL name columns each side has exactly once (else 1054
-/// or 1052).
+/// A join condition between the sources `left..start` (the chain so far)
+/// and the sources from `start` on (right: one source, or a parenthesized
+/// group). USING and NATURAL resolve their columns now, each side having
+/// each exactly once (else 1054 or 1052); the copy of the side that is
+/// not preserved (the right one, or the left one of a RIGHT JOIN: `swap`)
+/// is merged away from `*` and plain names.
 fn condition_over<'q>(
     c: &'q JoinConstraint,
     names: &mut Names<'_>,
+    left: usize,
     start: usize,
     swap: bool,
 ) -> Result<Cond<'q>, SqlError> {
@@ -587,7 +575,7 @@ fn condition_over<'q>(
                 for (i, c) in r.columns.iter().enumerate() {
                     if !r.merged[i]
                         && !common.iter().any(|x| x.eq_ignore_ascii_case(c))
-                        && !positions(&names.sources[..start], c).is_empty()
+                        && !positions(&names.sources[left..start], c).is_empty()
                     {
                         common.push(c.clone());
                     }
@@ -608,7 +596,7 @@ fn condition_over<'q>(
                 format!("Column '{c}' in from clause is ambiguous"),
             )),
         };
-        let l = one(positions(&names.sources[..start], c))?;
+        let l = one(positions(&names.sources[left..start], c))?;
         let r = one(positions(&names.sources[start..], c))?;
         pairs.push((l, r));
     }

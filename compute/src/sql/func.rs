@@ -103,6 +103,9 @@ pub(crate) enum Func {
     LastInsertId,
     RowCount,
     FoundRows,
+    /// `GROUPING(e, …)`: compiled by the expression compiler (not in the
+    /// name table) and replaced at compile time by `rollup::bind`.
+    Grouping,
 }
 
 /// Name, function, least and most arguments.
@@ -282,6 +285,7 @@ pub(crate) fn kind(f: Func, args: &[Expr], kind_of: &dyn Fn(&Expr) -> Kind) -> K
         | Func::DayOfWeek
         | Func::DayOfYear
         | Func::RowCount
+        | Func::Grouping
         | Func::UnixTimestamp => Kind::Int,
         Func::ConnectionId | Func::LastInsertId | Func::FoundRows => Kind::UInt,
         Func::Now | Func::SysDate => Kind::DateTime,
@@ -362,8 +366,14 @@ pub(crate) fn call(f: Func, args: &[Expr], cx: &Ctx<'_>) -> Result<Value, SqlErr
             Ok(if same == Some(true) { Value::Null } else { a })
         }
         Func::ConcatWs => string::concat_ws(args, cx),
+        // Replaced when the query compiles (`rollup::bind`); reaching it
+        // means it stood where no GROUP BY … WITH ROLLUP is.
+        Func::Grouping => Err(super::rollup::invalid_use()),
         Func::LastInsertId => match args.first() {
-            None => Ok(Value::UInt(cx.env.last_insert_id)),
+            // LAST_INSERT_ID(n) earlier in the statement counts at once.
+            None => Ok(Value::UInt(
+                cx.env.stmt.insert_id_set().unwrap_or(cx.env.last_insert_id),
+            )),
             Some(e) => {
                 let v = e.eval(cx)?;
                 if !matches!(v, Value::Null) {

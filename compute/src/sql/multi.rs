@@ -250,6 +250,7 @@ fn finish(
         limit: None,
         offset: None,
         lock: true,
+        calc_found_rows: false,
     };
     let mut from = super::planner::plan(&mut query, names, joins)?;
     for (t, &s) in targets.iter_mut().zip(chosen) {

@@ -111,8 +111,8 @@ pub(crate) struct SelectPlan {
     pub grouped: bool,
     pub group_by: Vec<Expr>,
     /// GROUP BY … WITH ROLLUP: after each group, the super-aggregate rows
-    /// of the shorter prefixes that end there (every GROUP BY expression
-    /// is then a plain column).
+    /// of the shorter prefixes that end there (expressions that are not
+    /// plain columns read group slots: [`super::rollup`]).
     pub rollup: bool,
     pub having: Option<Expr>,
     pub order: Vec<OrderKey>,
@@ -124,6 +124,9 @@ pub(crate) struct SelectPlan {
     pub offset: Option<Expr>,
     /// FOR UPDATE / FOR SHARE: a locking (current) read.
     pub lock: bool,
+    /// SELECT SQL_CALC_FOUND_ROWS: FOUND_ROWS() is then the rows before
+    /// LIMIT (every row is read).
+    pub calc_found_rows: bool,
 }
 
 pub(crate) struct InsertPlan {

@@ -373,6 +373,7 @@ fn order_by_index(plan: &mut SelectPlan, from: &mut FromPlan) {
         limit: None,
         offset: None,
         lock: false,
+        calc_found_rows: false,
     };
     let full = probe.access.is_full_scan();
     access::order_for(&mut probe, &t.def, full);

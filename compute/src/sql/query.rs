@@ -51,6 +51,11 @@ fn query_body(
     params: &mut Params,
     outer: Option<&Names<'_>>,
 ) -> Result<SelectPlan, SqlError> {
+    // NOWAIT / SKIP LOCKED would change what a lock conflict does; run
+    // as a plain locking read they would wait instead: refused.
+    if let Some(nb) = q.locks.iter().find_map(|l| l.nonblock.as_ref()) {
+        return Err(SqlError::unsupported(format!("FOR UPDATE {nb}")));
+    }
     let tail = Tail {
         order: q.order_by.as_ref(),
         limit: q.limit_clause.as_ref(),
@@ -404,6 +409,13 @@ fn part(
         lock: false,
     };
     match body {
+        SetExpr::Select(s)
+            if s.select_modifiers
+                .as_ref()
+                .is_some_and(|m| m.sql_calc_found_rows) =>
+        {
+            Err(SqlError::unsupported("SQL_CALC_FOUND_ROWS in a UNION"))
+        }
         SetExpr::Select(s) => select(s, &none, scope, params, outer),
         SetExpr::Query(q) => query(q, scope, params, outer),
         other => Err(SqlError::unsupported(format!("this query form ({other})"))),
@@ -582,6 +594,7 @@ pub(crate) fn wrap(
         limit,
         offset,
         lock: tail.lock,
+        calc_found_rows: false,
     })
 }
 
@@ -658,7 +671,13 @@ fn select(
         limit,
         offset,
         lock: tail.lock,
+        calc_found_rows: s
+            .select_modifiers
+            .as_ref()
+            .is_some_and(|m| m.sql_calc_found_rows),
     };
+    // Rolled-up expressions and GROUPING() read the group slots.
+    super::rollup::bind(&mut plan)?;
     let simple = outer.is_none()
         && names.extras.borrow().is_empty()
         && names.sources.len() == 1
@@ -840,13 +859,6 @@ fn group_by(
             x.map_or_else(|| cx.expr(e), Ok)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // A super-aggregate row shows NULL for the rolled-up expressions: made
-    // by NULLing their columns, which is exact for plain columns only.
-    if rollup && !exprs.iter().all(|e| matches!(e, Expr::Column(..))) {
-        return Err(SqlError::unsupported(
-            "WITH ROLLUP over a GROUP BY expression that is not a column",
-        ));
-    }
     Ok((exprs, rollup))
 }
 

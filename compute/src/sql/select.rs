@@ -180,7 +180,10 @@ fn run_in<'a>(
 /// Whether rows can stop at the limit (nothing after the filter needs
 /// every row).
 fn streams(plan: &SelectPlan) -> bool {
-    !plan.grouped && !plan.distinct && (plan.order.is_empty() || plan.index_order.is_some())
+    !plan.grouped
+        && !plan.distinct
+        && !plan.calc_found_rows
+        && (plan.order.is_empty() || plan.index_order.is_some())
 }
 
 /// A SELECT over rows given whole (a virtual table's scan, e.g.
@@ -234,6 +237,9 @@ fn finish_rows(
     }
     if sort_needed {
         sort(plan, &shape, &mut produced);
+    }
+    if plan.calc_found_rows {
+        env.stmt.set_calc_found_rows(produced.len() as u64);
     }
     let rows: Vec<Vec<Value>> = produced
         .into_iter()
@@ -452,7 +458,9 @@ fn grouped(
     for i in 0..groups.len() {
         let g = &groups[i];
         let first = g.first().map(Vec::as_slice).unwrap_or(&[]);
-        emit_group(plan, shape, g, first, env, &mut out)?;
+        // No GROUP BY: one group, no key.
+        let key = keys.get(i).map_or(&[][..], Vec::as_slice);
+        emit_group(plan, shape, g, first, (key, key.len()), env, &mut out)?;
         if !plan.rollup {
             continue;
         }
@@ -472,7 +480,7 @@ fn grouped(
                     *v = Value::Null;
                 }
             }
-            emit_group(plan, shape, &rows, &first, env, &mut out)?;
+            emit_group(plan, shape, &rows, &first, (key, k), env, &mut out)?;
             starts[k] = i + 1;
         }
     }
@@ -480,16 +488,22 @@ fn grouped(
 }
 
 /// One group's result row (`first` stands for its columns), if HAVING
-/// keeps it.
+/// keeps it. `(key, kept)`: the group's GROUP BY values and how many of
+/// them the row keeps (fewer for a ROLLUP super-aggregate row), which a
+/// ROLLUP plan reads through its group slots ([`super::rollup`]).
 fn emit_group(
     plan: &SelectPlan,
     shape: &Shape,
     rows: &[Vec<Value>],
     first: &[Value],
+    (key, kept): (&[Value], usize),
     env: &Env<'_>,
     out: &mut Vec<Produced>,
 ) -> Result<(), SqlError> {
-    let aggs = aggregate(&plan.aggs, rows, env)?;
+    let mut aggs = aggregate(&plan.aggs, rows, env)?;
+    if plan.rollup {
+        super::rollup::slots(&mut aggs, key, kept);
+    }
     if let Some(h) = &plan.having {
         let cx = Ctx {
             env,
@@ -588,7 +602,11 @@ fn group_concat(
     rows: &[Vec<Value>],
     env: &Env<'_>,
 ) -> Result<Value, SqlError> {
+    // Per row: its text, its ORDER BY values and (for DISTINCT) its
+    // argument values, which DISTINCT compares one by one (('ab', 'c')
+    // and ('a', 'bc') are two values with one text).
     let mut items: Vec<(Vec<u8>, Vec<Value>)> = Vec::new();
+    let mut parts: Vec<Vec<Value>> = Vec::new();
     'rows: for r in rows {
         let cx = Ctx {
             env,
@@ -596,10 +614,16 @@ fn group_concat(
             aggs: &[],
         };
         let mut text = Vec::new();
+        let mut values = Vec::new();
         for e in spec.arg.iter().chain(&c.more) {
             match e.eval(&cx)? {
                 Value::Null => continue 'rows,
-                v => text.extend_from_slice(&super::expr::text_bytes(&v)),
+                v => {
+                    text.extend_from_slice(&super::expr::text_bytes(&v));
+                    if spec.distinct {
+                        values.push(v);
+                    }
+                }
             }
         }
         let keys = c
@@ -608,6 +632,7 @@ fn group_concat(
             .map(|k| k.expr.eval(&cx))
             .collect::<Result<Vec<_>, _>>()?;
         items.push((text, keys));
+        parts.push(values);
     }
     if spec.func == AggFunc::Count {
         return Ok(Value::Int(count_distinct(spec, c, rows, env)?));
@@ -617,16 +642,19 @@ fn group_concat(
     }
     if spec.distinct {
         let coll = spec.collation;
-        let mut seen: Vec<(Vec<u8>, Vec<Value>)> = Vec::new();
-        for it in items {
-            if !seen
-                .iter()
-                .any(|s| crate::types::collation::compare(coll, &s.0, &it.0).is_eq())
-            {
-                seen.push(it);
-            }
-        }
-        items = seen;
+        let cmp = |a: &[Value], b: &[Value]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| sort_cmp(x, y, coll))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        };
+        // Sorted by value (stable: the first of equal values stays), as
+        // MySQL's and MariaDB's unique tree gives them without ORDER BY.
+        let mut both: Vec<_> = parts.into_iter().zip(items).collect();
+        both.sort_by(|a, b| cmp(&a.0, &b.0));
+        both.dedup_by(|later, kept| cmp(&later.0, &kept.0).is_eq());
+        items = both.into_iter().map(|(_, it)| it).collect();
     }
     items.sort_by(|a, b| order_cmp(&a.1, &b.1, &c.order));
     let max = match env.sys_vars.get("group_concat_max_len") {

@@ -111,7 +111,7 @@ impl State {
             }
             Ok(Output::Rows { rows, .. }) => {
                 self.row_count = -1;
-                self.found_rows = rows.len() as u64;
+                self.found_rows = self.stmt.calc_found_rows().unwrap_or(rows.len() as u64);
             }
             Err(e) => {
                 self.row_count = -1;
@@ -671,6 +671,9 @@ impl Session {
                 return Ok(show::processlist(&self.processes, *full));
             }
             Statement::ShowStatus { filter, .. } => {
+                if let Some(e) = show::where_filter(stmt) {
+                    return Err(e);
+                }
                 return Ok(show::status(&self.processes, filter.as_ref()));
             }
             _ => {}
@@ -916,9 +919,49 @@ fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
         Err(e) => match drop_key_as_drop_index(sql).or_else(|| update_commas_as_joins(sql)) {
             Some(again) => Parser::parse_sql(&MySqlDialect {}, &again)
                 .map_err(|_| syntax_error(sql, &e.to_string())),
-            None => Err(syntax_error(sql, &e.to_string())),
+            None => Err(match unsupported_construct(sql) {
+                Some(what) => SqlError::unsupported(what),
+                None => syntax_error(sql, &e.to_string()),
+            }),
         },
     }
+}
+
+/// A MySQL construct Strata does not have that sqlparser cannot parse
+/// either (`None`: none recognised), so that it answers 1235 naming it,
+/// as for the constructs that parse, instead of MySQL-valid text being a
+/// syntax error. Only asked after the parse failed.
+fn unsupported_construct(sql: &str) -> Option<&'static str> {
+    let tokens = Tokenizer::new(&MySqlDialect {}, sql).tokenize().ok()?;
+    let mut depth = 0usize;
+    let mut words: Vec<String> = Vec::new();
+    for t in &tokens {
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Word(w) if depth == 0 && w.quote_style.is_none() => {
+                words.push(w.value.to_ascii_uppercase())
+            }
+            _ => {}
+        }
+    }
+    let first = words.first().map(String::as_str);
+    let has = |w: &str| words.iter().any(|x| x == w);
+    let pair = |a: &str, b: &str| words.windows(2).any(|p| p[0] == a && p[1] == b);
+    let routine = ["TRIGGER", "PROCEDURE", "FUNCTION", "EVENT"]
+        .into_iter()
+        .find(|k| has(k));
+    Some(match (first, routine) {
+        (Some("CREATE"), Some("TRIGGER")) => "CREATE TRIGGER",
+        (Some("CREATE"), Some("PROCEDURE")) => "CREATE PROCEDURE",
+        (Some("CREATE"), Some("FUNCTION")) => "CREATE FUNCTION",
+        (Some("CREATE"), Some("EVENT")) => "CREATE EVENT",
+        _ if pair("PARTITION", "BY") || pair("PARTITIONS", "BY") => "PARTITION BY",
+        _ if pair("RENAME", "INDEX") || pair("RENAME", "KEY") => "RENAME INDEX",
+        _ if pair("INTO", "OUTFILE") || pair("INTO", "DUMPFILE") => "SELECT … INTO OUTFILE",
+        _ if first == Some("LOAD") && has("DATA") => "LOAD DATA",
+        _ => return None,
+    })
 }
 
 /// `ALTER TABLE … DROP KEY k`, which sqlparser reads only as DROP INDEX,
@@ -1109,5 +1152,39 @@ mod tests {
         assert!(parse("UPDATE t1, t2 SET t1.a = t2.b WHERE t1.id = t2.id").is_ok());
         assert_eq!(update_commas_as_joins("UPDATE t SET a = 1, b = 2"), None);
         assert_eq!(update_commas_as_joins("SELECT 1, 2"), None);
+    }
+
+    #[test]
+    fn constructs_sqlparser_cannot_parse_are_named() {
+        let named = |sql: &str| parse(sql).err().map(|e| (e.code, e.message));
+        for (sql, what) in [
+            (
+                "CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW SET NEW.a = 1",
+                "CREATE TRIGGER",
+            ),
+            (
+                "CREATE DEFINER = root PROCEDURE p() SELECT 1",
+                "CREATE PROCEDURE",
+            ),
+            ("ALTER TABLE t RENAME INDEX a TO b", "RENAME INDEX"),
+            (
+                "ALTER TABLE t PARTITION BY HASH(id) PARTITIONS 2",
+                "PARTITION BY",
+            ),
+            (
+                "SELECT a FROM t INTO OUTFILE '/tmp/x'",
+                "SELECT … INTO OUTFILE",
+            ),
+        ] {
+            let (code, message) = named(sql).expect("not parsed");
+            assert_eq!(code, 1235, "{sql}");
+            assert!(message.contains(what), "{sql}: {message}");
+        }
+        // Other text that does not parse stays a syntax error.
+        assert_eq!(named("SELEC 1").map(|e| e.0), Some(1064));
+        assert_eq!(
+            named("CREATE TABLE t (event INT,)").map(|e| e.0),
+            Some(1064)
+        );
     }
 }

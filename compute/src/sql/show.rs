@@ -35,6 +35,9 @@ pub(crate) fn run(
     db: Option<&str>,
     vars: &BTreeMap<String, Value>,
 ) -> Option<Result<Output, SqlError>> {
+    if let Some(e) = where_filter(stmt) {
+        return Some(Err(e));
+    }
     Some(match stmt {
         Statement::ShowDatabases { show_options, .. } => {
             let pattern = filter_pattern(show_options.filter_position.as_ref());
@@ -80,6 +83,28 @@ pub(crate) fn run(
         }
         _ => return None,
     })
+}
+
+/// 1235 for `SHOW … WHERE` (only LIKE filters are built): answering
+/// every row instead would be a wrong answer.
+pub(crate) fn where_filter(stmt: &Statement) -> Option<SqlError> {
+    use sqlparser::ast::ShowStatementFilterPosition as P;
+    let filter = match stmt {
+        Statement::ShowDatabases { show_options, .. }
+        | Statement::ShowTables { show_options, .. }
+        | Statement::ShowColumns { show_options, .. } => match &show_options.filter_position {
+            Some(P::Infix(f) | P::Suffix(f)) => Some(f),
+            None => None,
+        },
+        Statement::ShowVariables { filter, .. } | Statement::ShowStatus { filter, .. } => {
+            filter.as_ref()
+        }
+        _ => None,
+    };
+    match filter {
+        None | Some(ShowStatementFilter::Like(_)) => None,
+        Some(other) => Some(SqlError::unsupported(format!("SHOW … {other}"))),
+    }
 }
 
 fn is_warnings(v: &[sqlparser::ast::Ident]) -> bool {
@@ -153,10 +178,15 @@ fn show_tables(
 }
 
 fn show_variables(vars: &BTreeMap<String, Value>, filter: Option<&ShowStatementFilter>) -> Output {
-    name_values(
-        vars.iter().map(|(k, v)| (k.as_str(), v.to_string())),
-        filter,
-    )
+    // A boolean variable shows ON / OFF, as MySQL's SHOW VARIABLES (its
+    // value, `@@autocommit`, is still 1 / 0).
+    let shown = |k: &str, v: &Value| match v {
+        Value::Int(n) if super::vars::is_boolean(k) => {
+            (if *n == 0 { "OFF" } else { "ON" }).to_string()
+        }
+        v => v.to_string(),
+    };
+    name_values(vars.iter().map(|(k, v)| (k.as_str(), shown(k, v))), filter)
 }
 
 /// Variable_name, Value rows (SHOW VARIABLES, SHOW STATUS), LIKE-filtered.

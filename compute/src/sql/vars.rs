@@ -44,6 +44,7 @@ pub(crate) fn defaults() -> BTreeMap<String, Value> {
         ("innodb_lock_wait_timeout", 50),
         ("lock_wait_timeout", 31_536_000),
         ("div_precision_increment", 4),
+        ("group_concat_max_len", 1024),
         ("max_execution_time", 0),
         ("foreign_key_checks", 1),
         ("unique_checks", 1),
@@ -109,7 +110,7 @@ fn read_only(name: &str) -> bool {
     )
 }
 
-fn is_boolean(name: &str) -> bool {
+pub(crate) fn is_boolean(name: &str) -> bool {
     matches!(
         name,
         "autocommit"
