@@ -171,6 +171,7 @@ fn sbtest_spec() -> TableSpec {
             columns: vec!["k".into()],
             unique: false,
         }],
+        auto_increment: 0,
     }
 }
 

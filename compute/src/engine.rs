@@ -223,6 +223,17 @@ impl Engine {
         Txn::new(self.shared.clone(), id)
     }
 
+    /// How long a lock waits unless the session says otherwise (the
+    /// server's `innodb_lock_wait_timeout`).
+    pub fn lock_wait_timeout(&self) -> std::time::Duration {
+        self.shared.cfg.lock_wait_timeout
+    }
+
+    /// The auto-increment value `table`'s next insert takes (none taken).
+    pub async fn peek_auto_inc(&self, table: &crate::catalog::TableDef) -> Result<u64> {
+        self.shared.peek_auto_inc(table).await
+    }
+
     /// The catalog as of now: an immutable snapshot, shared (not copied)
     /// by every statement until the next DDL replaces it.
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -514,6 +525,12 @@ impl Shared {
         let v = *next;
         *next += 1;
         Ok(v)
+    }
+
+    /// The value the next insert would take, without taking it.
+    pub async fn peek_auto_inc(&self, table: &crate::catalog::TableDef) -> Result<u64> {
+        self.load_auto_inc(table).await?;
+        Ok(*self.auto_inc.lock().get(&table.id).expect("loaded above"))
     }
 
     /// An explicit value `used` was stored: later values go above it.

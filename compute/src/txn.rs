@@ -25,6 +25,7 @@ mod scan;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use strata_wal::page::Page;
 use strata_wal::{Lsn, PageId};
@@ -61,6 +62,9 @@ pub struct Txn {
     read_lsn: Lsn,
     tables: HashSet<u32>,
     finished: bool,
+    /// How long a row or table lock waits before error 1205
+    /// (`innodb_lock_wait_timeout`; the engine's default until set).
+    lock_wait_timeout: Duration,
 }
 
 /// One undone change: the tree, the key, what the key held before.
@@ -102,6 +106,7 @@ impl WriteSet {
 impl Txn {
     pub(crate) fn new(shared: Arc<Shared>, id: TxnId) -> Txn {
         Txn {
+            lock_wait_timeout: shared.cfg.lock_wait_timeout,
             shared,
             id,
             snapshot: None,
@@ -110,6 +115,11 @@ impl Txn {
             tables: HashSet::new(),
             finished: false,
         }
+    }
+
+    /// Sets how long this transaction's next lock waits may last.
+    pub fn set_lock_wait_timeout(&mut self, timeout: Duration) {
+        self.lock_wait_timeout = timeout;
     }
 
     pub fn id(&self) -> TxnId {
@@ -174,7 +184,7 @@ impl Txn {
     }
 
     async fn lock(&self, key: LockKey, mode: LockMode) -> Result<()> {
-        let timeout = self.shared.cfg.lock_wait_timeout;
+        let timeout = self.lock_wait_timeout;
         self.shared.locks.lock(self.id, key, mode, timeout).await?;
         Ok(())
     }

@@ -50,6 +50,7 @@ fn spec(name: &str, columns: &[&str]) -> TableSpec {
         columns: columns.iter().map(|c| bigint_col(c)).collect(),
         primary_key: vec!["id".into()],
         indexes: vec![],
+        auto_increment: 0,
     }
 }
 

@@ -69,6 +69,7 @@ fn accounts() -> TableSpec {
                 unique: false,
             },
         ],
+        auto_increment: 0,
     }
 }
 
@@ -454,6 +455,7 @@ fn docs() -> TableSpec {
             columns: vec!["tag".into()],
             unique: false,
         }],
+        auto_increment: 0,
     }
 }
 

@@ -16,10 +16,14 @@ struct Db {
 }
 
 async fn start(id: &str) -> Db {
+    start_with_lock_wait(id, Duration::from_secs(2)).await
+}
+
+async fn start_with_lock_wait(id: &str, lock_wait_timeout: Duration) -> Db {
     let dir = tempfile::tempdir().unwrap();
     let cluster = StorageCluster::start(dir.path(), id).await.unwrap();
     let mut cfg = cluster.engine_config();
-    cfg.lock_wait_timeout = Duration::from_secs(2);
+    cfg.lock_wait_timeout = lock_wait_timeout;
     let engine = Engine::open(cfg).await.expect("the engine opens");
     Db {
         _dir: dir,
@@ -351,6 +355,47 @@ async fn ddl_dml_types_and_access_paths() {
         "{}",
         create[0][1]
     );
+    // AUTO_INCREMENT= names the value the next insert takes.
+    let next = create[0][1]
+        .split(" AUTO_INCREMENT=")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no AUTO_INCREMENT=: {}", create[0][1]))
+        .to_string();
+    q(&mut s, "INSERT INTO items (name) VALUES ('next-id')").await;
+    assert_eq!(one(&mut s, "SELECT LAST_INSERT_ID()").await, next);
+    q(&mut s, "DELETE FROM items WHERE name = 'next-id'").await;
+    q(
+        &mut s,
+        "CREATE TABLE fresh (id INT AUTO_INCREMENT PRIMARY KEY)",
+    )
+    .await;
+    let fresh = rows(&mut s, "SHOW CREATE TABLE fresh").await;
+    assert!(!fresh[0][1].contains("AUTO_INCREMENT="), "{}", fresh[0][1]);
+    q(&mut s, "DROP TABLE fresh").await;
+    // The table option starts the counter (as mysqldump's output needs).
+    q(
+        &mut s,
+        "CREATE TABLE fresh (id INT AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB AUTO_INCREMENT=100",
+    )
+    .await;
+    q(&mut s, "INSERT INTO fresh VALUES (NULL)").await;
+    assert_eq!(one(&mut s, "SELECT LAST_INSERT_ID()").await, "100");
+    let fresh = rows(&mut s, "SHOW CREATE TABLE fresh").await;
+    assert!(
+        fresh[0][1].contains(" AUTO_INCREMENT=101 "),
+        "{}",
+        fresh[0][1]
+    );
+    q(&mut s, "DROP TABLE fresh").await;
+    assert_eq!(
+        code(
+            &mut s,
+            "CREATE TABLE fresh (id INT PRIMARY KEY) AUTO_INCREMENT=x"
+        )
+        .await,
+        1064
+    );
     assert!(
         rows(&mut s, "SHOW DATABASES")
             .await
@@ -451,6 +496,52 @@ async fn transactions_between_sessions() {
     q(&mut a, "INSERT INTO other VALUES (1), (1), (2)").await;
     assert_eq!(affected(&mut a, "DELETE FROM other WHERE x = 1").await.0, 2);
     assert_eq!(one(&mut b, "SELECT COUNT(*) FROM other").await, "1");
+}
+
+/// `innodb_lock_wait_timeout` is the session's: with the server's wait at
+/// an hour, a session that sets 1 s gets 1205 (a hang here means
+/// the variable was not read), and the blocked statement alone is undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lock_wait_timeout_is_the_sessions() {
+    let db = start_with_lock_wait("sql-lockwait", Duration::from_secs(3600)).await;
+    let mut a = Session::new(db.engine.clone(), 1);
+    let mut b = Session::new(db.engine.clone(), 2);
+    q(&mut a, "CREATE DATABASE lw").await;
+    q(&mut a, "USE lw").await;
+    b.init_db("lw").await.unwrap();
+    q(&mut a, "CREATE TABLE t (id INT PRIMARY KEY, v INT)").await;
+    q(&mut a, "INSERT INTO t VALUES (1, 0), (2, 0)").await;
+    // A session starts from the server's wait.
+    assert_eq!(
+        one(&mut b, "SELECT @@innodb_lock_wait_timeout").await,
+        "3600"
+    );
+    // Out of range is clamped to MySQL's bounds; a bad value refused.
+    q(&mut b, "SET innodb_lock_wait_timeout = 0").await;
+    assert_eq!(one(&mut b, "SELECT @@innodb_lock_wait_timeout").await, "1");
+    assert_eq!(
+        code(&mut b, "SET innodb_lock_wait_timeout = 'x'").await,
+        1232
+    );
+
+    q(&mut a, "BEGIN").await;
+    q(&mut a, "UPDATE t SET v = 1 WHERE id = 1").await;
+    q(&mut b, "BEGIN").await;
+    q(&mut b, "UPDATE t SET v = 2 WHERE id = 2").await;
+    let blocked = tokio::time::timeout(
+        Duration::from_secs(600),
+        code(&mut b, "UPDATE t SET v = 2 WHERE id = 1"),
+    )
+    .await
+    .expect("the session's 1 s lock wait, not the engine's hour");
+    assert_eq!(blocked, 1205);
+    // Only the timed-out statement is undone (innodb_rollback_on_timeout=OFF).
+    q(&mut b, "COMMIT").await;
+    q(&mut a, "COMMIT").await;
+    assert_eq!(
+        rows(&mut a, "SELECT id, v FROM t ORDER BY id").await,
+        vec![texts(&["1", "1"]), texts(&["2", "2"])]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -63,6 +63,8 @@ pub struct TableSpec {
     /// Empty: the table gets a hidden row id.
     pub primary_key: Vec<String>,
     pub indexes: Vec<IndexSpec>,
+    /// The first auto-increment value (`AUTO_INCREMENT=n`; 0 or 1: from 1).
+    pub auto_increment: u64,
 }
 
 impl Engine {
@@ -140,6 +142,10 @@ impl Engine {
         let mut created = None;
         commit(s, |st| {
             let def = allocate_table(st, &template)?;
+            if spec.auto_increment > 1 {
+                let header = read_header(st, def.id)?;
+                set_counters(st, def.id, spec.auto_increment - 1, header.next_space_id)?;
+            }
             let key = table_key(def.db_id, &def.name);
             BTree::open(TABLES_ROOT).put(st, &key, &encode_table(&def))?;
             created = Some(def);

@@ -487,6 +487,7 @@ fn empty_spec() -> crate::engine::TableSpec {
         columns: Vec::new(),
         primary_key: Vec::new(),
         indexes: Vec::<IndexSpec>::new(),
+        auto_increment: 0,
     }
 }
 

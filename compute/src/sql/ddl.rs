@@ -211,6 +211,7 @@ fn table_spec(c: &ast::CreateTable, name: String) -> Result<TableSpec, SqlError>
         columns: Vec::new(),
         primary_key: Vec::new(),
         indexes: Vec::new(),
+        auto_increment: auto_increment_option(&c.table_options)?,
     };
     for col in &c.columns {
         column(col, &mut spec)?;
@@ -220,6 +221,31 @@ fn table_spec(c: &ast::CreateTable, name: String) -> Result<TableSpec, SqlError>
     }
     name_indexes(&mut spec.indexes);
     Ok(spec)
+}
+
+/// The table option `AUTO_INCREMENT=n` (0 when absent), as SHOW CREATE
+/// TABLE and mysqldump write it.
+fn auto_increment_option(options: &ast::CreateTableOptions) -> Result<u64, SqlError> {
+    use ast::{CreateTableOptions as O, SqlOption};
+    let list = match options {
+        O::None => return Ok(0),
+        O::With(l) | O::Options(l) | O::Plain(l) | O::TableProperties(l) => l,
+    };
+    let mut start = 0;
+    for opt in list {
+        if let SqlOption::KeyValue { key, value } = opt
+            && key.value.eq_ignore_ascii_case("AUTO_INCREMENT")
+        {
+            start = value.to_string().parse::<u64>().map_err(|_| {
+                SqlError::new(
+                    1064,
+                    "42000",
+                    format!("You have an error in your SQL syntax near 'AUTO_INCREMENT={value}'"),
+                )
+            })?;
+        }
+    }
+    Ok(start)
 }
 
 /// Unnamed indexes take their first column's name (`k`, `k_2`, …).

@@ -500,7 +500,7 @@ fn emit_group(
     env: &Env<'_>,
     out: &mut Vec<Produced>,
 ) -> Result<(), SqlError> {
-    let mut aggs = aggregate(&plan.aggs, rows, env)?;
+    let mut aggs = aggregate(&plan.aggs, rows, env, out.len() + 1)?;
     if plan.rollup {
         super::rollup::slots(&mut aggs, key, kept);
     }
@@ -518,17 +518,19 @@ fn emit_group(
     Ok(())
 }
 
-/// Every aggregate over one group's rows.
+/// Every aggregate over one group's rows; `row_no` is the result row the
+/// group makes (for GROUP_CONCAT's warning).
 fn aggregate(
     specs: &[AggSpec],
     rows: &[Vec<Value>],
     env: &Env<'_>,
+    row_no: usize,
 ) -> Result<Vec<Value>, SqlError> {
     specs
         .iter()
         .map(|spec| {
             if let Some(c) = &spec.concat {
-                return group_concat(spec, c, rows, env);
+                return group_concat(spec, c, rows, env, row_no);
             }
             let mut values = Vec::new();
             for r in rows {
@@ -595,12 +597,13 @@ fn fold(spec: &AggSpec, values: Vec<Value>) -> Result<Value, SqlError> {
 
 /// GROUP_CONCAT over one group: the non-NULL argument tuples (distinct
 /// ones with DISTINCT), in its ORDER BY, joined by the separator, cut at
-/// `group_concat_max_len` bytes.
+/// `group_concat_max_len` bytes (warning 1260 naming result row `row_no`).
 fn group_concat(
     spec: &AggSpec,
     c: &super::plan::ConcatSpec,
     rows: &[Vec<Value>],
     env: &Env<'_>,
+    row_no: usize,
 ) -> Result<Value, SqlError> {
     // Per row: its text, its ORDER BY values and (for DISTINCT) its
     // argument values, which DISTINCT compares one by one (('ab', 'c')
@@ -668,8 +671,10 @@ fn group_concat(
             out.extend_from_slice(&c.separator);
         }
         out.extend_from_slice(text);
-        if out.len() >= max {
+        if out.len() > max || (out.len() == max && i + 1 < items.len()) {
             out.truncate(max);
+            env.stmt
+                .warn(1260, format!("Row {row_no} was cut by GROUP_CONCAT()"));
             break;
         }
     }

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use sqlparser::ast::{Statement, Use};
@@ -143,6 +144,33 @@ impl State {
     fn autocommit(&self) -> bool {
         !matches!(self.vars.get("autocommit"), Some(Value::Int(0)))
     }
+
+    /// `innodb_lock_wait_timeout`, read at every statement as MySQL reads
+    /// it at every wait (a SET inside a transaction applies to its next
+    /// statement); at its default, the server's own (finer than seconds).
+    fn lock_wait_timeout(&self, server: Duration) -> Duration {
+        match self.vars.get("innodb_lock_wait_timeout") {
+            Some(Value::Int(s)) if *s != whole_seconds(server) => {
+                Duration::from_secs(u64::try_from(*s).unwrap_or(1))
+            }
+            _ => server,
+        }
+    }
+}
+
+/// The variables a session starts with: [`vars::defaults`], with the
+/// server's lock wait.
+fn session_defaults(engine: &Engine) -> BTreeMap<String, Value> {
+    let mut vars = vars::defaults();
+    let wait = whole_seconds(engine.lock_wait_timeout());
+    vars.insert("innodb_lock_wait_timeout".into(), Value::Int(wait));
+    vars
+}
+
+/// A lock wait as `innodb_lock_wait_timeout` shows it: whole seconds,
+/// rounded up, at least 1.
+fn whole_seconds(d: Duration) -> i64 {
+    i64::try_from(d.as_millis().div_ceil(1000)).map_or(i64::MAX, |s| s.max(1))
 }
 
 struct Stmt {
@@ -202,12 +230,13 @@ impl Session {
         processes: Arc<Processes>,
     ) -> Session {
         let process = processes.register(connection_id);
+        let vars = session_defaults(&engine);
         Session {
             engine,
             state: State {
                 connection_id,
                 db: None,
-                vars: vars::defaults(),
+                vars,
                 user_vars: HashMap::new(),
                 last_insert_id: 0,
                 stmt: StmtEnv::starting(0, 0),
@@ -506,6 +535,10 @@ impl Session {
     async fn run_in_txn(&mut self, plan: &Plan, params: &[Value]) -> Result<Output, SqlError> {
         let single = self.txn.is_none() && !self.explicit && self.state.autocommit();
         let mut txn = self.txn.take().unwrap_or_else(|| self.engine.begin());
+        txn.set_lock_wait_timeout(
+            self.state
+                .lock_wait_timeout(self.engine.lock_wait_timeout()),
+        );
         if !single {
             txn.begin_statement();
         }
@@ -682,6 +715,23 @@ impl Session {
             return Ok(self.show_warnings(what));
         }
         let catalog = self.engine.catalog();
+        if let Statement::ShowCreate { obj_type, obj_name } = stmt
+            && obj_type.to_string() == "TABLE"
+        {
+            let (d, t) = super::compile::table_name(obj_name, self.state.db.as_deref())?;
+            let t = catalog.table(&d, &t)?;
+            let next = match t.auto_increment_column() {
+                Some(_) => Some(self.engine.peek_auto_inc(&t).await?),
+                None => None,
+            };
+            return Ok(Output::Rows {
+                columns: show::text_columns(&["Table", "Create Table"]),
+                rows: vec![vec![
+                    Value::Bytes(t.name.as_bytes().to_vec()),
+                    Value::Bytes(show::create_table(&t, next).into_bytes()),
+                ]],
+            });
+        }
         match show::run(stmt, &catalog, self.state.db.as_deref(), &self.state.vars) {
             Some(r) => r,
             None => Err(SqlError::unsupported(statement_kind(stmt))),
@@ -747,7 +797,7 @@ impl Session {
 
     async fn set_system(&mut self, name: &str, v: Value) -> Result<(), SqlError> {
         let is_default = matches!(&v, Value::Bytes(b) if b.eq_ignore_ascii_case(b"DEFAULT"));
-        let v = match (is_default, vars::defaults().get(name)) {
+        let v = match (is_default, session_defaults(&self.engine).get(name)) {
             (true, Some(d)) => d.clone(),
             _ => vars::check_set(&self.state.vars, name, v)?,
         };

@@ -24,7 +24,7 @@ fn text(s: &str) -> Value {
     Value::Bytes(s.as_bytes().to_vec())
 }
 
-fn text_columns(names: &[&str]) -> Vec<Column> {
+pub(crate) fn text_columns(names: &[&str]) -> Vec<Column> {
     names.iter().map(|n| expr_column(n, Kind::Text)).collect()
 }
 
@@ -78,7 +78,7 @@ pub(crate) fn run(
                 .and_then(|(d, t)| Ok(catalog.table(&d, &t)?))
                 .map(|t| Output::Rows {
                     columns: text_columns(&["Table", "Create Table"]),
-                    rows: vec![vec![text(&t.name), text(&create_table(&t))]],
+                    rows: vec![vec![text(&t.name), text(&create_table(&t, None))]],
                 })
         }
         _ => return None,
@@ -262,8 +262,9 @@ pub(crate) fn type_name(ty: &ColumnType) -> String {
     }
 }
 
-/// SHOW CREATE TABLE's text.
-pub(crate) fn create_table(t: &TableDef) -> String {
+/// SHOW CREATE TABLE's text; `next_auto_inc` is the value the next
+/// insert takes, shown as MySQL does once past 1.
+pub(crate) fn create_table(t: &TableDef, next_auto_inc: Option<u64>) -> String {
     let mut lines = Vec::new();
     for c in &t.columns {
         let mut line = format!("  `{}` {}", c.name, type_sql(&c.ty));
@@ -292,8 +293,12 @@ pub(crate) fn create_table(t: &TableDef) -> String {
         let kind = if i.unique { "UNIQUE KEY" } else { "KEY" };
         lines.push(format!("  {kind} `{}` ({})", i.name, cols(&i.columns)));
     }
+    let auto_inc = match next_auto_inc {
+        Some(n) if n > 1 => format!(" AUTO_INCREMENT={n}"),
+        _ => String::new(),
+    };
     format!(
-        "CREATE TABLE `{}` (\n{}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+        "CREATE TABLE `{}` (\n{}\n) ENGINE=InnoDB{auto_inc} DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
         t.name,
         lines.join(",\n")
     )

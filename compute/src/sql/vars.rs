@@ -148,7 +148,25 @@ pub(crate) fn check_set(
     }
     Ok(match (current, v) {
         (_, Value::Null) => text(""),
+        // MySQL takes no text for a numeric variable (1232); text that is
+        // a whole number is taken here, no other (it was read as 0).
+        (Value::Int(_), Value::Bytes(b))
+            if std::str::from_utf8(&b)
+                .ok()
+                .and_then(|t| t.trim().parse::<i64>().ok())
+                .is_none() =>
+        {
+            return Err(SqlError::new(
+                1232,
+                "42000",
+                format!("Incorrect argument type to variable '{name}'"),
+            ));
+        }
         (Value::Int(_), v) => match super::expr::double_of(&v) {
+            // MySQL's range; a value outside is clamped (with a warning there).
+            f if name == "innodb_lock_wait_timeout" && f.fract() == 0.0 && f.is_finite() => {
+                Value::Int((f as i64).clamp(1, 1_073_741_824))
+            }
             f if f.fract() == 0.0 && f.is_finite() => Value::Int(f as i64),
             _ => return Err(wrong_value(name, &v)),
         },
@@ -206,6 +224,12 @@ mod tests {
         assert_eq!(
             check_set(&vars, "wait_timeout", text("60")),
             Ok(Value::Int(60))
+        );
+        assert_eq!(
+            check_set(&vars, "wait_timeout", text("sixty"))
+                .unwrap_err()
+                .code,
+            1232
         );
     }
 }
