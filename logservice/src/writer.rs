@@ -41,6 +41,13 @@ pub struct WriterConfig {
     pub max_append_bytes: usize,
     /// Appends sent to one replica and not yet acknowledged.
     pub max_inflight_appends: usize,
+    /// While an append with data is in flight to a replica, another goes
+    /// out only once this many bytes wait; until then they gather into the
+    /// next append. Small commits then share one append (one write and one
+    /// fsync on each replica) instead of each taking a pipeline slot, and
+    /// a heavy stream (bulk loads, catch-up) still pipelines. A heartbeat
+    /// in flight never holds data back.
+    pub pipeline_min_bytes: u64,
     /// Bytes above the commit LSN; new batches wait beyond it.
     pub max_uncommitted_bytes: u64,
     /// Bytes kept for lagging replicas beyond what is uncommitted.
@@ -72,6 +79,7 @@ impl WriterConfig {
             replicas,
             max_append_bytes: 1 << 20,
             max_inflight_appends: 2,
+            pipeline_min_bytes: 256 << 10,
             max_uncommitted_bytes: 64 << 20,
             window_bytes: 128 << 20,
             heartbeat_ms: 50,
@@ -664,6 +672,10 @@ impl Writer {
             return;
         }
         while pr.inflight.len() < self.cfg.max_inflight_appends && pr.next < self.end {
+            let data_in_flight = pr.next > pr.acked_end;
+            if data_in_flight && self.end.0 - pr.next.0 < self.cfg.pipeline_min_bytes {
+                break;
+            }
             let (data, data_term) = self.collect(pr.next);
             if data.is_empty() {
                 break;

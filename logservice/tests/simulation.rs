@@ -498,6 +498,63 @@ fn a_fenced_writer_cannot_commit_with_a_replica_that_forgot_its_promise() {
     assert!(holds(&lab.log(2), &x, x_lsn));
 }
 
+/// The data appends among `out`.
+fn data_appends(out: &[Outgoing]) -> Vec<&AppendRequest> {
+    out.iter()
+        .filter_map(|o| match o {
+            Outgoing::Append(_, req) if !req.data.is_empty() => Some(req),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn small_batches_gather_behind_an_append_in_flight_and_backlogs_pipeline() {
+    let (mut lab, mut w1) = bootstrapped();
+    let min = world::writer_config("w1").pipeline_min_bytes;
+    let a = w1.submit(&batch(1, 1, 100)).unwrap();
+    let first = w1.pump(lab.now_ms);
+    assert_eq!(data_appends(&first).len(), 3, "one append per replica");
+    // While those are unanswered, small batches wait…
+    w1.submit(&batch(2, 1, 100)).unwrap();
+    let c = w1.submit(&batch(3, 1, 100)).unwrap();
+    let held = w1.pump(lab.now_ms);
+    assert!(
+        data_appends(&held).is_empty(),
+        "sent behind one in flight: {held:?}"
+    );
+    // …and leave together, in one append per replica, on the answers.
+    let mut next = Vec::new();
+    for o in first {
+        next.extend(lab.step(&mut w1, o, ALL).unwrap());
+    }
+    assert_eq!(w1.commit(), a);
+    let together = data_appends(&next);
+    assert_eq!(together.len(), 3, "{next:?}");
+    for req in &together {
+        assert_eq!((req.start, req.end()), (a, c), "both batches in one append");
+    }
+    lab.run(&mut w1, next, ALL).unwrap();
+    assert_eq!(w1.commit(), c);
+
+    // A backlog of at least `pipeline_min_bytes` does not wait.
+    let d = w1.submit(&batch(4, 1, 100)).unwrap();
+    let first = w1.pump(lab.now_ms);
+    assert_eq!(data_appends(&first).len(), 3);
+    let mut end = d;
+    while end.0 - d.0 < min {
+        end = w1.submit(&batch(5, 4, 400)).unwrap();
+    }
+    let piped = w1.pump(lab.now_ms);
+    assert_eq!(data_appends(&piped).len(), 3, "pipelined: {piped:?}");
+    for req in data_appends(&piped) {
+        assert_eq!(req.start, d, "right behind the append in flight");
+    }
+    lab.run(&mut w1, first.into_iter().chain(piped).collect(), ALL)
+        .unwrap();
+    assert_eq!(w1.commit(), end);
+}
+
 #[test]
 fn appends_stay_within_max_append_bytes() {
     let (mut lab, mut w1) = bootstrapped();

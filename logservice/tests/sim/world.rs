@@ -48,6 +48,9 @@ pub fn writer_config(id: &str) -> WriterConfig {
     let mut cfg = WriterConfig::new(id, REPLICAS.to_vec());
     cfg.max_append_bytes = 4 << 10;
     cfg.max_inflight_appends = 3;
+    // Between one append and the uncommitted bound, so that runs both
+    // gather small batches and pipeline backlogs.
+    cfg.pipeline_min_bytes = 8 << 10;
     cfg.max_uncommitted_bytes = 64 << 10;
     cfg.window_bytes = 16 << 10;
     cfg.heartbeat_ms = 20;
