@@ -724,13 +724,7 @@ impl Session {
                 Some(_) => Some(self.engine.peek_auto_inc(&t).await?),
                 None => None,
             };
-            return Ok(Output::Rows {
-                columns: show::text_columns(&["Table", "Create Table"]),
-                rows: vec![vec![
-                    Value::Bytes(t.name.as_bytes().to_vec()),
-                    Value::Bytes(show::create_table(&t, next).into_bytes()),
-                ]],
-            });
+            return Ok(show::show_create_table(&t, next));
         }
         match show::run(stmt, &catalog, self.state.db.as_deref(), &self.state.vars) {
             Some(r) => r,
@@ -797,9 +791,12 @@ impl Session {
 
     async fn set_system(&mut self, name: &str, v: Value) -> Result<(), SqlError> {
         let is_default = matches!(&v, Value::Bytes(b) if b.eq_ignore_ascii_case(b"DEFAULT"));
-        let v = match (is_default, session_defaults(&self.engine).get(name)) {
-            (true, Some(d)) => d.clone(),
-            _ => vars::check_set(&self.state.vars, name, v)?,
+        let default = is_default
+            .then(|| session_defaults(&self.engine).remove(name))
+            .flatten();
+        let v = match default {
+            Some(d) => d,
+            None => vars::check_set(&self.state.vars, name, v)?,
         };
         if name == "autocommit" && v == Value::Int(1) && !self.state.autocommit() {
             self.commit().await?;

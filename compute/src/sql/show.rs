@@ -24,7 +24,7 @@ fn text(s: &str) -> Value {
     Value::Bytes(s.as_bytes().to_vec())
 }
 
-pub(crate) fn text_columns(names: &[&str]) -> Vec<Column> {
+fn text_columns(names: &[&str]) -> Vec<Column> {
     names.iter().map(|n| expr_column(n, Kind::Text)).collect()
 }
 
@@ -73,14 +73,6 @@ pub(crate) fn run(
         } => table_name(name, db)
             .and_then(|(d, t)| Ok(catalog.table(&d, &t)?))
             .map(|t| columns_output(&t, false, None)),
-        Statement::ShowCreate { obj_type, obj_name } if obj_type.to_string() == "TABLE" => {
-            table_name(obj_name, db)
-                .and_then(|(d, t)| Ok(catalog.table(&d, &t)?))
-                .map(|t| Output::Rows {
-                    columns: text_columns(&["Table", "Create Table"]),
-                    rows: vec![vec![text(&t.name), text(&create_table(&t, None))]],
-                })
-        }
         _ => return None,
     })
 }
@@ -259,6 +251,15 @@ pub(crate) fn type_name(ty: &ColumnType) -> String {
         ColumnType::Date => "date".into(),
         ColumnType::DateTime => "datetime".into(),
         ColumnType::Timestamp => "timestamp".into(),
+    }
+}
+
+/// SHOW CREATE TABLE (its table's next auto-increment value is the
+/// engine's, so the session answers it with [`create_table`]).
+pub(crate) fn show_create_table(t: &TableDef, next_auto_inc: Option<u64>) -> Output {
+    Output::Rows {
+        columns: text_columns(&["Table", "Create Table"]),
+        rows: vec![vec![text(&t.name), text(&create_table(t, next_auto_inc))]],
     }
 }
 
