@@ -529,7 +529,7 @@ async fn lock_wait_timeout_is_the_sessions() {
     q(&mut b, "BEGIN").await;
     q(&mut b, "UPDATE t SET v = 2 WHERE id = 2").await;
     let blocked = tokio::time::timeout(
-        Duration::from_secs(600),
+        Duration::from_secs(120),
         code(&mut b, "UPDATE t SET v = 2 WHERE id = 1"),
     )
     .await
