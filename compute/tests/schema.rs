@@ -100,6 +100,18 @@ async fn schema_changes_survive_a_reopen_and_a_failed_rebuild_leaves_the_old_tab
     q(&mut s, "CREATE TABLE e (id INT AUTO_INCREMENT PRIMARY KEY)").await;
     q(&mut s, "INSERT INTO e VALUES (), (), ()").await;
     q(&mut s, "TRUNCATE TABLE e").await;
+    // Counters set by DDL alone (no insert since) are in the space header.
+    q(
+        &mut s,
+        "CREATE TABLE f (id INT AUTO_INCREMENT PRIMARY KEY) AUTO_INCREMENT=40",
+    )
+    .await;
+    q(
+        &mut s,
+        "CREATE TABLE g (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+    )
+    .await;
+    q(&mut s, "ALTER TABLE g AUTO_INCREMENT = 70").await;
     drop(s);
     engine.close();
 
@@ -124,6 +136,10 @@ async fn schema_changes_survive_a_reopen_and_a_failed_rebuild_leaves_the_old_tab
     assert_eq!(t2.columns.len(), 3);
     q(&mut s, "INSERT INTO e VALUES ()").await;
     assert_eq!(rows(&mut s, "SELECT id FROM e").await, vec!["1"]);
+    q(&mut s, "INSERT INTO f VALUES ()").await;
+    q(&mut s, "INSERT INTO g (v) VALUES (1)").await;
+    assert_eq!(rows(&mut s, "SELECT id FROM f").await, vec!["40"]);
+    assert_eq!(rows(&mut s, "SELECT id FROM g").await, vec!["70"]);
     engine.close();
 }
 

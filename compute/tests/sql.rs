@@ -387,6 +387,13 @@ async fn ddl_dml_types_and_access_paths() {
         "{}",
         fresh[0][1]
     );
+    // ALTER TABLE … AUTO_INCREMENT raises the counter, never lowers it.
+    q(&mut s, "ALTER TABLE fresh AUTO_INCREMENT = 500").await;
+    q(&mut s, "INSERT INTO fresh VALUES (NULL)").await;
+    assert_eq!(one(&mut s, "SELECT LAST_INSERT_ID()").await, "500");
+    q(&mut s, "ALTER TABLE fresh AUTO_INCREMENT = 10").await;
+    q(&mut s, "INSERT INTO fresh VALUES (NULL)").await;
+    assert_eq!(one(&mut s, "SELECT LAST_INSERT_ID()").await, "501");
     q(&mut s, "DROP TABLE fresh").await;
     assert_eq!(
         code(

@@ -157,6 +157,30 @@ impl Engine {
         Ok(true)
     }
 
+    /// `ALTER TABLE … AUTO_INCREMENT = n`: the table's next auto-increment
+    /// value becomes at least `next`, in memory and in its space header.
+    /// Never lower: values above the rows may have been handed out already
+    /// (MySQL lowers it down to the largest value in the column + 1).
+    pub async fn raise_auto_increment(&self, db: &str, table: &str, next: u64) -> Result<()> {
+        let s = &self.shared;
+        let _ddl = s.ddl.lock().await;
+        let table = s.catalog.read().table(db, table)?;
+        if table.auto_increment_column().is_none() {
+            return Ok(());
+        }
+        let used = next.saturating_sub(1);
+        s.bump_auto_inc(&table, used).await?;
+        commit(s, |st| {
+            let header = read_header(st, table.id)?;
+            if used > header.auto_inc {
+                set_counters(st, table.id, used, header.next_space_id)?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Drops a table: its catalog entry and every space, in one batch.
     pub async fn drop_table(&self, db: &str, name: &str, if_exists: bool) -> Result<bool> {
         let s = &self.shared;

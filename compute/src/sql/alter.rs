@@ -81,12 +81,25 @@ async fn rename(
 async fn alter(engine: &Engine, a: &ast::AlterTable, db: Option<&str>) -> Result<Output, SqlError> {
     let (d, name) = table_name(&a.name, db)?;
     let mut rename_to = None;
+    let mut auto_increment = None;
     let mut shape_ops = Vec::new();
     for op in &a.operations {
         match op {
             AlterTableOperation::RenameTable { table_name: kind } => {
                 let (RenameTableNameKind::To(n) | RenameTableNameKind::As(n)) = kind;
                 rename_to = Some(target_name(n, &d)?);
+            }
+            AlterTableOperation::AutoIncrement { value, .. } => {
+                let n = value.to_string().parse::<u64>().map_err(|_| {
+                    SqlError::new(
+                        1064,
+                        "42000",
+                        format!(
+                            "You have an error in your SQL syntax near 'AUTO_INCREMENT = {value}'"
+                        ),
+                    )
+                })?;
+                auto_increment = Some(n);
             }
             other => shape_ops.push(other),
         }
@@ -101,6 +114,9 @@ async fn alter(engine: &Engine, a: &ast::AlterTable, db: Option<&str>) -> Result
                 draft.finish()
             })
             .await?;
+    }
+    if let Some(n) = auto_increment {
+        engine.raise_auto_increment(&d, &name, n).await?;
     }
     if let Some(to) = rename_to {
         engine.rename_tables(&[((d, name), to)]).await?;
