@@ -90,16 +90,7 @@ async fn alter(engine: &Engine, a: &ast::AlterTable, db: Option<&str>) -> Result
                 rename_to = Some(target_name(n, &d)?);
             }
             AlterTableOperation::AutoIncrement { value, .. } => {
-                let n = value.to_string().parse::<u64>().map_err(|_| {
-                    SqlError::new(
-                        1064,
-                        "42000",
-                        format!(
-                            "You have an error in your SQL syntax near 'AUTO_INCREMENT = {value}'"
-                        ),
-                    )
-                })?;
-                auto_increment = Some(n);
+                auto_increment = Some(super::ddl::auto_increment_value(value)?);
             }
             other => shape_ops.push(other),
         }

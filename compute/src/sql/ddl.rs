@@ -236,16 +236,21 @@ fn auto_increment_option(options: &ast::CreateTableOptions) -> Result<u64, SqlEr
         if let SqlOption::KeyValue { key, value } = opt
             && key.value.eq_ignore_ascii_case("AUTO_INCREMENT")
         {
-            start = value.to_string().parse::<u64>().map_err(|_| {
-                SqlError::new(
-                    1064,
-                    "42000",
-                    format!("You have an error in your SQL syntax near 'AUTO_INCREMENT={value}'"),
-                )
-            })?;
+            start = auto_increment_value(value)?;
         }
     }
     Ok(start)
+}
+
+/// The `n` of `AUTO_INCREMENT [=] n` (CREATE and ALTER TABLE).
+pub(super) fn auto_increment_value(value: &dyn std::fmt::Display) -> Result<u64, SqlError> {
+    value.to_string().parse::<u64>().map_err(|_| {
+        SqlError::new(
+            1064,
+            "42000",
+            format!("You have an error in your SQL syntax near 'AUTO_INCREMENT = {value}'"),
+        )
+    })
 }
 
 /// Unnamed indexes take their first column's name (`k`, `k_2`, …).
