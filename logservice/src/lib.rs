@@ -16,6 +16,7 @@ pub mod replica;
 pub mod segment;
 pub mod server;
 pub mod storage;
+pub mod tail;
 pub mod wire;
 pub mod writer;
 

@@ -44,7 +44,11 @@
 //!   other than the last are therefore measured by their file length.
 //! - Group fsync: [`SegmentStorage::sync_job`] hands out the files that
 //!   hold unsynced data and `SyncJob::run` fsyncs them outside the caller's
-//!   lock. A failed fsync aborts the process: after one the kernel may have
+//!   lock. Where the file system takes direct I/O, the last segment's
+//!   appends stay in memory until a sync job writes them with one
+//!   `O_DIRECT | O_DSYNC` write instead (see [`crate::tail`]; off with
+//!   `STRATA_LOG_DIRECT_IO=0`). Before a segment is sealed, cut or
+//!   dropped, what memory holds of it is written out. A failed fsync aborts the process: after one the kernel may have
 //!   dropped the dirty pages, and a retry would report a success that is not
 //!   one (Postgres' "fsyncgate"). The same holds for every fsync here.
 //! - `truncate` and `trim` delete whole files (newest first for truncate,
@@ -68,6 +72,7 @@ use strata_wal::record::{HEADER_BYTES, MAX_RECORD_BYTES, RecordIter};
 use crate::control_file::{self, ByteReader, fsync_dir, must_sync};
 use crate::error::{LogError, Result};
 use crate::storage::{Control, Storage, SyncJob};
+use crate::tail::{BLOCK_BYTES, DirectTail, TailWrite};
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"STRATLOG";
 pub const SEGMENT_FORMAT_VERSION: u32 = 1;
@@ -265,6 +270,8 @@ struct Segment {
     file: Arc<File>,
     /// Whether bytes were written since the last sync job was handed out.
     unsynced: bool,
+    /// The last segment's direct-I/O tail, if it takes direct I/O.
+    tail: Option<DirectTail>,
 }
 
 impl Segment {
@@ -277,16 +284,70 @@ impl Segment {
     }
 }
 
-/// Fsyncs the segment files that held unsynced data when it was made.
+impl Segment {
+    /// Gives the segment a direct-I/O tail, if `mode` and the file system
+    /// allow: memory starts with the block holding its data end.
+    fn start_tail(&mut self, mode: IoMode) -> Result<()> {
+        if mode != IoMode::Direct || self.tail.is_some() {
+            return Ok(());
+        }
+        let end = SEGMENT_HEADER_BYTES + self.data_bytes;
+        let base = end / BLOCK_BYTES * BLOCK_BYTES;
+        let mut bytes = vec![0; (end - base) as usize];
+        self.file
+            .read_exact_at(&mut bytes, base)
+            .map_err(LogError::io_with(|| format!("reading {}", self.what())))?;
+        self.tail = DirectTail::open(&self.path, base, bytes).map_err(LogError::io_with(|| {
+            format!("opening {} for direct I/O", self.what())
+        }))?;
+        Ok(())
+    }
+
+    /// Writes out what memory holds and drops the tail: the file holds
+    /// every byte (durably) from here on.
+    fn end_tail(&mut self) {
+        if let Some(tail) = self.tail.take() {
+            must_sync(tail.write_job().run(), &self.path);
+        }
+    }
+}
+
+/// How the last segment is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoMode {
+    /// Buffered writes, then `fdatasync`.
+    Buffered,
+    /// Appends in memory, then one `O_DIRECT | O_DSYNC` write per sync,
+    /// where the file system takes it (buffered otherwise).
+    Direct,
+}
+
+impl IoMode {
+    /// Direct unless `STRATA_LOG_DIRECT_IO=0`.
+    pub fn from_env() -> IoMode {
+        match std::env::var("STRATA_LOG_DIRECT_IO").as_deref() {
+            Ok("0") => IoMode::Buffered,
+            _ => IoMode::Direct,
+        }
+    }
+}
+
+/// Makes durable the segment files that held unsynced data when it was
+/// made: fsyncs the buffered ones, writes the direct tail.
 #[derive(Debug)]
 pub struct SegmentSync {
     files: Vec<(PathBuf, Arc<File>)>,
+    tail: Option<(PathBuf, TailWrite)>,
 }
 
 impl SyncJob for SegmentSync {
     fn run(self) -> Result<()> {
         for (path, file) in &self.files {
             must_sync(file.sync_data(), path);
+        }
+        if let Some((path, write)) = &self.tail {
+            // As a failed fsync, a failed synchronous write aborts.
+            must_sync(write.run(), path);
         }
         Ok(())
     }
@@ -304,15 +365,19 @@ pub struct SegmentStorage {
     segments: Vec<Segment>,
     /// The thread zero-filling the spare file for the next roll.
     spare: Option<JoinHandle<Result<File>>>,
+    io_mode: IoMode,
 }
 
 impl Drop for SegmentStorage {
     /// Waits for the spare's thread, so that it never writes into a file a
-    /// reopened storage has taken.
+    /// reopened storage has taken; writes out the direct tail, so that a
+    /// storage closed without a last sync leaves its bytes in the file as
+    /// buffered writes would.
     fn drop(&mut self) {
         if let Some(spare) = self.spare.take() {
             let _ = spare.join();
         }
+        self.write_out_tail();
     }
 }
 
@@ -324,6 +389,23 @@ impl SegmentStorage {
         cluster_id: &str,
         replica_id: u32,
         segment_size_bytes: u64,
+    ) -> Result<SegmentStorage> {
+        Self::open_with(
+            dir,
+            cluster_id,
+            replica_id,
+            segment_size_bytes,
+            IoMode::from_env(),
+        )
+    }
+
+    /// [`SegmentStorage::open`], writing the last segment as `io_mode` says.
+    pub fn open_with(
+        dir: &Path,
+        cluster_id: &str,
+        replica_id: u32,
+        segment_size_bytes: u64,
+        io_mode: IoMode,
     ) -> Result<SegmentStorage> {
         check_open_args(cluster_id, segment_size_bytes)?;
         let wal_dir = dir.join(WAL_DIR_NAME);
@@ -340,7 +422,10 @@ impl SegmentStorage {
             )));
         }
         remove_spare(&wal_dir)?;
-        let segments = load_segments(&wal_dir, cluster_id)?;
+        let mut segments = load_segments(&wal_dir, cluster_id)?;
+        if let Some(last) = segments.last_mut() {
+            last.start_tail(io_mode)?;
+        }
         if control.is_none() && !segments.is_empty() {
             return Err(LogError::CorruptFile {
                 what: control_file::control_path(dir).display().to_string(),
@@ -355,11 +440,23 @@ impl SegmentStorage {
             control,
             segments,
             spare: None,
+            io_mode,
         };
         storage.maybe_start_spare();
         tracing::info!(dir = %dir.display(), start = %storage.start(), end = %storage.end(),
             segments = storage.segments.len(), "opened the log");
         Ok(storage)
+    }
+
+    /// Writes out what the direct tail holds and drops it (until reopened,
+    /// appends go to the file directly).
+    fn write_out_tail(&mut self) {
+        if let Some(last) = self.segments.last_mut()
+            && let Some(tail) = last.tail.take()
+            && let Err(e) = tail.write_job().run()
+        {
+            tracing::warn!(path = %last.what(), error = %e, "writing the log's tail at close failed");
+        }
     }
 
     /// Log bytes one segment holds (a larger record still gets one alone).
@@ -412,6 +509,7 @@ impl SegmentStorage {
     /// then renamed and the directory fsynced, before any data goes in.
     fn roll(&mut self, at: Lsn) -> Result<()> {
         if let Some(last) = self.segments.last_mut() {
+            last.end_tail();
             last.file
                 .set_len(SEGMENT_HEADER_BYTES + last.data_bytes)
                 .map_err(LogError::io(format!("sealing {}", last.what())))?;
@@ -433,13 +531,16 @@ impl SegmentStorage {
             path.display()
         )))?;
         fsync_dir(&self.wal_dir)?;
-        self.segments.push(Segment {
+        let mut segment = Segment {
             start: at,
             data_bytes: 0,
             path,
             file: Arc::new(file),
             unsynced: false,
-        });
+            tail: None,
+        };
+        segment.start_tail(self.io_mode)?;
+        self.segments.push(segment);
         Ok(())
     }
 
@@ -449,9 +550,13 @@ impl SegmentStorage {
             .segments
             .last_mut()
             .expect("a chunk is planned into a segment");
-        last.file
-            .write_all_at(bytes, SEGMENT_HEADER_BYTES + last.data_bytes)
-            .map_err(LogError::io_with(|| format!("writing {}", last.what())))?;
+        match &last.tail {
+            Some(tail) => tail.push(bytes),
+            None => last
+                .file
+                .write_all_at(bytes, SEGMENT_HEADER_BYTES + last.data_bytes)
+                .map_err(LogError::io_with(|| format!("writing {}", last.what())))?,
+        }
         last.data_bytes += bytes.len() as u64;
         last.unsynced = true;
         self.maybe_start_spare();
@@ -495,11 +600,22 @@ impl SegmentStorage {
             };
             let offset = pos.bytes_since(seg.start);
             let take = (seg.data_bytes.saturating_sub(offset) as usize).min(out.len() - filled);
+            let at = SEGMENT_HEADER_BYTES + offset;
+            let mut part = &mut out[filled..filled + take];
+            if let Some(tail) = &seg.tail {
+                // Below the memory window the bytes are in the file.
+                let in_file = tail.base().saturating_sub(at).min(part.len() as u64) as usize;
+                let (from_file, from_memory) = part.split_at_mut(in_file);
+                if !from_memory.is_empty() && !tail.read(at + in_file as u64, from_memory) {
+                    return Err(LogError::CorruptFile {
+                        what: seg.what(),
+                        detail: format!("the direct tail does not hold offset {at}"),
+                    });
+                }
+                part = from_file;
+            }
             seg.file
-                .read_exact_at(
-                    &mut out[filled..filled + take],
-                    SEGMENT_HEADER_BYTES + offset,
-                )
+                .read_exact_at(part, at)
                 .map_err(LogError::io_with(|| format!("reading {}", seg.what())))?;
             filled += take;
             pos = pos.advance(take as u64);
@@ -655,6 +771,7 @@ fn open_segment(
         path,
         file: Arc::new(file),
         unsynced: false,
+        tail: None,
     }))
 }
 
@@ -745,13 +862,18 @@ impl Storage for SegmentStorage {
     }
 
     fn sync_job(&mut self) -> SegmentSync {
-        let files = (self.segments.iter_mut().filter(|s| s.unsynced))
-            .map(|s| {
-                s.unsynced = false;
-                (s.path.clone(), Arc::clone(&s.file))
-            })
-            .collect();
-        SegmentSync { files }
+        let mut job = SegmentSync {
+            files: Vec::new(),
+            tail: None,
+        };
+        for s in self.segments.iter_mut().filter(|s| s.unsynced) {
+            s.unsynced = false;
+            match &s.tail {
+                Some(tail) => job.tail = Some((s.path.clone(), tail.write_job())),
+                None => job.files.push((s.path.clone(), Arc::clone(&s.file))),
+            }
+        }
+        job
     }
 
     /// Deletes the segments starting at or after `at` (but never the first,
@@ -769,6 +891,8 @@ impl Storage for SegmentStorage {
             return Ok(());
         };
         let cut = last.data_bytes.min(at.bytes_since(last.start));
+        // Cut in the file alone: memory is reloaded from it below.
+        last.end_tail();
         write_zeros(
             &last.file,
             SEGMENT_HEADER_BYTES + cut,
@@ -778,7 +902,7 @@ impl Storage for SegmentStorage {
         last.data_bytes = cut;
         must_sync(last.file.sync_all(), &last.path);
         last.unsynced = false;
-        Ok(())
+        last.start_tail(self.io_mode)
     }
 
     fn read(&self, from: Lsn, max_bytes: usize) -> Result<Vec<u8>> {
@@ -847,7 +971,11 @@ mod tests {
 
     /// A fresh storage in `dir` with its control file stored.
     fn create(dir: &Path, segment_size_bytes: u64) -> SegmentStorage {
-        let mut s = SegmentStorage::open(dir, CLUSTER, 1, segment_size_bytes).unwrap();
+        create_with(dir, segment_size_bytes, IoMode::from_env())
+    }
+
+    fn create_with(dir: &Path, segment_size_bytes: u64, mode: IoMode) -> SegmentStorage {
+        let mut s = reopen_with(dir, segment_size_bytes, mode);
         assert_eq!(s.load_control(), None);
         let control = Control {
             cluster_id: CLUSTER.into(),
@@ -861,6 +989,10 @@ mod tests {
 
     fn reopen(dir: &Path, segment_size_bytes: u64) -> SegmentStorage {
         SegmentStorage::open(dir, CLUSTER, 1, segment_size_bytes).unwrap()
+    }
+
+    fn reopen_with(dir: &Path, segment_size_bytes: u64, mode: IoMode) -> SegmentStorage {
+        SegmentStorage::open_with(dir, CLUSTER, 1, segment_size_bytes, mode).unwrap()
     }
 
     /// Appends records of body sizes `bodies` at the end; returns them.
@@ -1008,19 +1140,59 @@ mod tests {
 
     #[test]
     fn sync_job_holds_only_files_with_unsynced_data() {
+        for mode in [IoMode::Buffered, IoMode::Direct] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = create_with(dir.path(), SEG, mode);
+            assert!(job_paths(&s.sync_job()).is_empty());
+            append(&mut s, &[100]);
+            let job = s.sync_job();
+            assert_eq!(job_paths(&job).len(), 1);
+            job.run().unwrap();
+            assert!(job_paths(&s.sync_job()).is_empty());
+            // Rolling seals the full segment: only the new one is unsynced.
+            append(&mut s, &[1000; 8]);
+            let job = s.sync_job();
+            assert_eq!(job_paths(&job), vec![&s.segments.last().unwrap().path]);
+        }
+    }
+
+    fn job_paths(job: &SegmentSync) -> Vec<&PathBuf> {
+        let files = job.files.iter().map(|(p, _)| p);
+        files.chain(job.tail.iter().map(|(p, _)| p)).collect()
+    }
+
+    #[test]
+    fn a_direct_tail_keeps_unsynced_bytes_out_of_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = create(dir.path(), SEG);
-        assert!(s.sync_job().files.is_empty());
-        append(&mut s, &[100]);
-        let job = s.sync_job();
-        assert_eq!(job.files.len(), 1);
-        job.run().unwrap();
-        assert!(s.sync_job().files.is_empty());
-        // Rolling seals the full segment: only the new one is unsynced.
-        append(&mut s, &[1000; 8]);
-        let job = s.sync_job();
-        assert_eq!(job.files.len(), 1);
-        assert_eq!(job.files[0].0, s.segments.last().unwrap().path);
+        let mut s = create_with(dir.path(), SEG, IoMode::Direct);
+        if s.segments.is_empty() {
+            append(&mut s, &[10]);
+            s.sync_job().run().unwrap();
+        }
+        if s.segments[0].tail.is_none() {
+            eprintln!("no direct I/O on this file system: nothing to test");
+            return;
+        }
+        let synced = all(&s);
+        let unsynced = append(&mut s, &[100, 7]);
+        // Readable at once, from memory…
+        assert_eq!(all(&s), [synced.clone(), unsynced.clone()].concat());
+        // …but not in the file: a killed process (no drop) loses them.
+        let data = SEGMENT_HEADER_BYTES as usize..;
+        let on_disk = fs::read(&s.segments[0].path).unwrap();
+        assert_eq!(on_disk[data.clone()][..synced.len()], synced[..]);
+        assert!(
+            on_disk[data.clone()][synced.len()..]
+                .iter()
+                .all(|&b| b == 0)
+        );
+        s.sync_job().run().unwrap();
+        let on_disk = fs::read(&s.segments[0].path).unwrap();
+        let both = [synced, unsynced].concat();
+        assert_eq!(on_disk[data][..both.len()], both[..]);
+        // A reopened log reads them back from the file.
+        drop(s);
+        assert_eq!(all(&reopen(dir.path(), SEG)), both);
     }
 
     #[test]
@@ -1292,7 +1464,7 @@ mod tests {
     const PROP_SEG: u64 = 2048;
 
     /// Applies `op` to both the segment store and the model.
-    fn apply(dir: &Path, s: &mut SegmentStorage, model: &mut Model, op: &Op) {
+    fn apply(dir: &Path, s: &mut SegmentStorage, model: &mut Model, op: &Op, mode: IoMode) {
         match op {
             Op::Write(bodies) => {
                 let at = model.mem.end();
@@ -1325,7 +1497,11 @@ mod tests {
                     "trim({below}) from {before} gave {start}"
                 );
             }
-            Op::Reopen => *s = reopen(dir, PROP_SEG),
+            Op::Reopen => {
+                // Closed first, as a restarted process would be.
+                s.write_out_tail();
+                *s = reopen_with(dir, PROP_SEG, mode);
+            }
         }
     }
 
@@ -1333,12 +1509,16 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
         #[test]
-        fn behaves_like_mem_storage(ops in prop::collection::vec(op(), 1..30)) {
+        fn behaves_like_mem_storage(
+            ops in prop::collection::vec(op(), 1..30),
+            direct in any::<bool>(),
+        ) {
+            let mode = if direct { IoMode::Direct } else { IoMode::Buffered };
             let dir = tempfile::tempdir().unwrap();
-            let mut s = create(dir.path(), PROP_SEG);
+            let mut s = create_with(dir.path(), PROP_SEG, mode);
             let mut model = Model::default();
             for op in &ops {
-                apply(dir.path(), &mut s, &mut model, op);
+                apply(dir.path(), &mut s, &mut model, op, mode);
                 prop_assert_eq!(s.end(), model.mem.end());
                 let start = s.start();
                 // (MemStorage::read overflows on usize::MAX.)
