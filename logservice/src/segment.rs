@@ -48,9 +48,10 @@
 //!   appends stay in memory until a sync job writes them with one
 //!   `O_DIRECT | O_DSYNC` write instead (see [`crate::tail`]; off with
 //!   `STRATA_LOG_DIRECT_IO=0`). Before a segment is sealed, cut or
-//!   dropped, what memory holds of it is written out. A failed fsync aborts the process: after one the kernel may have
-//!   dropped the dirty pages, and a retry would report a success that is not
-//!   one (Postgres' "fsyncgate"). The same holds for every fsync here.
+//!   dropped, what memory holds of it is written out. A failed fsync (or
+//!   direct write) aborts the process: after one the kernel may have
+//!   dropped the dirty pages, and a retry would report a success that is
+//!   not one (Postgres' "fsyncgate"). The same holds for every fsync here.
 //! - `truncate` and `trim` delete whole files (newest first for truncate,
 //!   oldest first for trim), so a crash part way leaves a contiguous log.
 //!
@@ -282,9 +283,7 @@ impl Segment {
     fn what(&self) -> String {
         self.path.display().to_string()
     }
-}
 
-impl Segment {
     /// Gives the segment a direct-I/O tail, if `mode` and the file system
     /// allow: memory starts with the block holding its data end.
     fn start_tail(&mut self, mode: IoMode) -> Result<()> {
