@@ -112,6 +112,12 @@ pub fn run(args: &SysbenchArgs, dir: &Path) -> anyhow::Result<()> {
                 tps[&(short, threads, "strata")],
                 tps[&(short, threads, "mariadb")],
             );
+            // One line per pair as it is measured, so a long run shows
+            // progress (the table at the end repeats them).
+            println!(
+                "  {short} {threads} threads: strata {s:.0} tx/s, mariadb {m:.0} tx/s, ratio {:.2}",
+                s / m
+            );
             table.row(vec![
                 short.into(),
                 threads.to_string(),
