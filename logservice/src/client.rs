@@ -411,8 +411,8 @@ impl Driver {
     /// scheduler turns lets their batches share the next append (one write
     /// and one fsync on each replica) instead of spreading over the ones
     /// that follow. On two cores, three turns took the batches per append
-    /// under sysbench at 16 threads from 7.5 to 11.9 and the CPU per
-    /// commit down by about a seventh (docs/logservice.md). Only after a
+    /// under sysbench at 16 threads from 7.6 to 10.9–11.8 and the CPU per
+    /// commit down by about a tenth (docs/logservice.md). Only after a
     /// group of more than one: a lone session, whose next commit cannot
     /// arrive during the wait, is never held back.
     async fn gather(&self) {
