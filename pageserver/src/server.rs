@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub freeze_interval: Duration,
     pub image_after_records: u32,
     pub cache_bytes: u64,
+    /// Bytes of newest page versions ingest keeps up to date
+    /// (`timeline::newest`).
+    pub newest_cache_bytes: u64,
     pub wait_lsn_timeout: Duration,
     pub max_frozen_layers: usize,
     pub safe_lsn_report_interval: Duration,
@@ -88,6 +91,7 @@ impl ServerConfig {
             freeze_interval: Duration::from_secs(10),
             image_after_records: 32,
             cache_bytes: 256 << 20,
+            newest_cache_bytes: crate::timeline::newest::DEFAULT_NEWEST_BYTES,
             wait_lsn_timeout: Duration::from_secs(5),
             max_frozen_layers: 4,
             safe_lsn_report_interval: Duration::from_secs(5),
@@ -110,6 +114,7 @@ impl ServerConfig {
             compaction: self.compaction.clone(),
             gc: self.gc.clone(),
             tiering,
+            newest_bytes: self.newest_cache_bytes,
         }
     }
 
