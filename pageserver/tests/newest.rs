@@ -12,8 +12,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use strata_pageserver::service::PageService;
 use strata_pageserver::timeline::{CompactionConfig, Step, Timeline, TimelineConfig, read};
-use strata_pageserver::workload::{Model, Rng, Workload};
-use strata_wal::op::PageOp;
+use strata_pageserver::workload::{
+    Model, Rng, Workload, init_record as init, insert_record as insert,
+};
 use strata_wal::page::PAGE_SIZE;
 use strata_wal::{BatchBuilder, Lsn, PageId, Record};
 
@@ -157,26 +158,6 @@ fn the_cases_are_answered_from_the_newest_cache() {
         })
         .sum();
     assert!(hits > 100, "{hits} hits");
-}
-
-fn init(page: PageId) -> Record {
-    Record::Page {
-        page,
-        op: PageOp::Init {
-            page_type: 1,
-            level: 0,
-        },
-    }
-}
-
-fn insert(page: PageId, bytes: &[u8]) -> Record {
-    Record::Page {
-        page,
-        op: PageOp::Insert {
-            slot: 0,
-            bytes: bytes.to_vec(),
-        },
-    }
 }
 
 /// A version rebuilt before a later record of its page was ingested must
