@@ -12,7 +12,14 @@
 //!    at `--rate-mib-s`, for `--seconds`, while `--clients` readers ask
 //!    for random pages at the latest ingested LSN. Each GetPage is counted
 //!    as *compacting* if a compaction or GC step was running when it was
-//!    sent (the status RPC's `compaction_running`, polled every 20 ms).
+//!    due (the status RPC's `compaction_running`, polled every 20 ms).
+//!    By default the readers are an **open loop**: a pacer thread issues
+//!    `--getpage-rate` requests a second on a fixed schedule, round robin
+//!    over the clients, and a request's latency runs from its *scheduled*
+//!    time, so a stall counts for every request it delays (no coordinated
+//!    omission); the offered and achieved rates are printed. With
+//!    `--getpage-rate 0` each client asks again as soon as it has an
+//!    answer (closed loop), which keeps both cores of this machine busy.
 //!    Every `--report-secs` a line: WAL ingested, live layers by kind,
 //!    bytes on disk, write amplification, compaction debt, p99.
 //!
@@ -61,12 +68,21 @@ pub struct SoakArgs {
     /// Concurrent GetPage clients.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub clients: u64,
+    /// GetPage requests per second over all clients, sent on a fixed
+    /// schedule (open loop; latency counted from each request's scheduled
+    /// time). 0: closed loop, each client asks again as soon as it has an
+    /// answer (keeps every core busy).
+    #[arg(long, default_value_t = 2_000)]
+    pub getpage_rate: u64,
     /// The page server's layer size, in MiB.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     pub layer_size_mib: u64,
     /// The page server's history window, in MiB of WAL.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     pub history_mib: u64,
+    /// The page server's newest-page cache, in MiB (0: off).
+    #[arg(long, default_value_t = 128)]
+    pub newest_cache_mib: u64,
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub report_secs: u64,
@@ -140,6 +156,7 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
         ServerConfig::new(CLUSTER_ID, dir.join("pageserver"), log.endpoints().to_vec());
     config.layer_size_bytes = args.layer_size_mib << 20;
     config.gc.history_bytes = Some(args.history_mib << 20);
+    config.newest_cache_bytes = args.newest_cache_mib << 20;
     config.bucket = Some(BucketConfig::Local(dir.join("bucket")));
     let ps = PageServer::start_with(config.clone()).await?;
     let mut status = ps.client().await?;
@@ -154,12 +171,28 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
         samples: Mutex::new(Samples::default()),
     });
     let mut readers = tokio::task::JoinSet::new();
+    let mut tickets = Vec::new();
     for c in 0..args.clients {
         let client = ps.client().await?;
-        readers.spawn(read_pages(client, shared.clone(), args.pages, c));
+        match args.getpage_rate {
+            0 => readers.spawn(read_closed_loop(client, shared.clone(), args.pages, c)),
+            _ => {
+                let (tx, rx) = tokio::sync::mpsc::channel(TICKET_QUEUE);
+                tickets.push(tx);
+                readers.spawn(read_open_loop(client, shared.clone(), rx, args.pages, c))
+            }
+        };
     }
+    let pacer = match args.getpage_rate {
+        0 => None,
+        rate => Some(Pacer::start(rate, tickets, shared.clone())?),
+    };
+    let load = match args.getpage_rate {
+        0 => "closed loop".to_string(),
+        rate => format!("open loop, {rate} GetPage/s offered"),
+    };
     println!(
-        "pageserver-soak: {} pages, {} MiB/s of WAL for {} s, {} GetPage clients, {} MiB layers, {} MiB history",
+        "pageserver-soak: {} pages, {} MiB/s of WAL for {} s, {} GetPage clients ({load}), {} MiB layers, {} MiB history",
         args.pages,
         args.rate_mib_s,
         args.seconds,
@@ -167,18 +200,22 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
         args.layer_size_mib,
         args.history_mib
     );
+    let idle_started = Instant::now();
     tokio::time::sleep(Duration::from_secs(IDLE_SECS)).await;
     let idle = Latency::from_samples(std::mem::take(&mut shared.lock().idle))
         .context("no idle GetPage samples")?;
+    let idle_secs = idle_started.elapsed().as_secs_f64();
     println!(
         "idle: GetPage p50 {} p99 {} ({} samples)",
         us(idle.p50_us),
         us(idle.p99_us),
         idle.samples
     );
+    print_rates(pacer.as_ref(), "idle", false, idle.samples, idle_secs);
 
     shared.soaking.store(true, Ordering::Release);
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let soak_started = Instant::now();
+    let deadline = soak_started + Duration::from_secs(args.seconds);
     let written = Arc::new(AtomicU64::new(0));
     let mut writers = tokio::task::JoinSet::new();
     let counter = Arc::new(AtomicU64::new(next));
@@ -216,8 +253,19 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
         done??;
     }
     shared.stop.store(true, Ordering::Release);
+    let soak_secs = soak_started.elapsed().as_secs_f64();
     while let Some(done) = readers.join_next().await {
         done??;
+    }
+    if let Some(p) = &pacer {
+        let soaked = {
+            let s = shared.lock();
+            s.ingesting.len() + s.compacting.len()
+        };
+        print_rates(Some(p), "soak", true, soaked, soak_secs);
+    }
+    if let Some(p) = pacer {
+        p.join().await?;
     }
     let last = status.status().await?;
     writer.close();
@@ -281,7 +329,7 @@ async fn sample_pages(
     let mut rng = Rng::new(4242);
     let mut out = Vec::new();
     for _ in 0..RECOVERY_SAMPLE {
-        let page = PageId::new(SPACE, rng.below(u64::from(pages)) as u32);
+        let page = random_page(&mut rng, pages);
         out.push((page, lsn, c.get_page(page, lsn).await?));
     }
     Ok(out)
@@ -379,7 +427,115 @@ async fn watch(
     Ok(max_layers)
 }
 
-async fn read_pages(
+/// Tickets queued per open-loop client (far more than a run issues to a
+/// client that is behind: a full queue is counted and reported).
+const TICKET_QUEUE: usize = 1 << 20;
+
+/// One scheduled GetPage: when it is due and the phase it was due in.
+struct Ticket {
+    due: Instant,
+    soaking: bool,
+    compacting: bool,
+}
+
+/// The open loop's clock: a thread that issues tickets at a fixed rate,
+/// round robin over the clients, until the run stops. A thread, not a
+/// tokio timer: tokio's timer wheel has a resolution of one millisecond,
+/// which would count up to that much lateness as latency; a sleeping OS
+/// thread wakes within tens of microseconds.
+struct Pacer {
+    thread: std::thread::JoinHandle<()>,
+    rate: u64,
+    /// Tickets issued while idle, while soaking; tickets not issued
+    /// because a client's queue was full.
+    issued: Arc<[AtomicU64; 3]>,
+}
+
+impl Pacer {
+    fn start(
+        rate: u64,
+        clients: Vec<tokio::sync::mpsc::Sender<Ticket>>,
+        shared: Arc<Shared>,
+    ) -> anyhow::Result<Pacer> {
+        let issued: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+        let counts = issued.clone();
+        let every = Duration::from_secs_f64(1.0 / rate as f64);
+        let thread = std::thread::Builder::new()
+            .name("soak-pacer".into())
+            .spawn(move || {
+                let start = Instant::now();
+                let mut k: u32 = 0;
+                while !shared.stop.load(Ordering::Acquire) {
+                    let due = start + every * k;
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let soaking = shared.soaking.load(Ordering::Acquire);
+                    let ticket = Ticket {
+                        due,
+                        soaking,
+                        compacting: shared.compacting.load(Ordering::Acquire),
+                    };
+                    let sent = clients[k as usize % clients.len()].try_send(ticket);
+                    let counter = match sent {
+                        Ok(()) => usize::from(soaking),
+                        Err(_) => 2,
+                    };
+                    counts[counter].fetch_add(1, Ordering::Relaxed);
+                    k = k.wrapping_add(1);
+                }
+            })
+            .context("starting the pacer thread")?;
+        Ok(Pacer {
+            thread,
+            rate,
+            issued,
+        })
+    }
+
+    async fn join(self) -> anyhow::Result<()> {
+        tokio::task::spawn_blocking(move || self.thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))
+    }
+}
+
+/// Prints a phase's offered and achieved GetPage rates (open loop only).
+fn print_rates(pacer: Option<&Pacer>, phase: &str, soaking: bool, done: usize, secs: f64) {
+    let Some(p) = pacer else { return };
+    let issued = p.issued[usize::from(soaking)].load(Ordering::Relaxed);
+    let dropped = p.issued[2].load(Ordering::Relaxed);
+    println!(
+        "{phase}: GetPage offered {} /s (issued {:.0} /s), achieved {:.0} /s{}",
+        p.rate,
+        issued as f64 / secs,
+        done as f64 / secs,
+        match dropped {
+            0 => String::new(),
+            n => format!(", {n} tickets not issued (a client's queue was full)"),
+        }
+    );
+}
+
+/// Files a GetPage's latency under the phase it belongs to.
+fn record(shared: &Shared, soaking: bool, compacting: bool, took: Duration) {
+    let mut s = shared.lock();
+    match (soaking, compacting) {
+        (false, _) => s.idle.push(took),
+        (true, true) => s.compacting.push(took),
+        (true, false) => s.ingesting.push(took),
+    }
+    if soaking {
+        s.interval.push(took);
+    }
+}
+
+fn random_page(rng: &mut Rng, pages: u32) -> PageId {
+    PageId::new(SPACE, rng.below(u64::from(pages)) as u32)
+}
+
+/// A closed-loop client: asks again as soon as it has an answer.
+async fn read_closed_loop(
     mut client: PageServerClient,
     shared: Arc<Shared>,
     pages: u32,
@@ -387,22 +543,38 @@ async fn read_pages(
 ) -> anyhow::Result<()> {
     let mut rng = Rng::new(seed + 1);
     while !shared.stop.load(Ordering::Acquire) {
-        let page = PageId::new(SPACE, rng.below(u64::from(pages)) as u32);
+        let page = random_page(&mut rng, pages);
         let lsn = Lsn(shared.lsn.load(Ordering::Acquire));
         let soaking = shared.soaking.load(Ordering::Acquire);
         let compacting = shared.compacting.load(Ordering::Acquire);
         let t = Instant::now();
         client.get_page(page, lsn).await?;
-        let took = t.elapsed();
-        let mut s = shared.lock();
-        match (soaking, compacting) {
-            (false, _) => s.idle.push(took),
-            (true, true) => s.compacting.push(took),
-            (true, false) => s.ingesting.push(took),
-        }
-        if soaking {
-            s.interval.push(took);
-        }
+        record(&shared, soaking, compacting, t.elapsed());
+    }
+    Ok(())
+}
+
+/// An open-loop client: one request per ticket, its latency counted from
+/// the ticket's due time (so time spent waiting behind an earlier, slow
+/// request counts too). Ends when the pacer stops.
+async fn read_open_loop(
+    mut client: PageServerClient,
+    shared: Arc<Shared>,
+    mut tickets: tokio::sync::mpsc::Receiver<Ticket>,
+    pages: u32,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let mut rng = Rng::new(seed + 1);
+    while let Some(ticket) = tickets.recv().await {
+        let page = random_page(&mut rng, pages);
+        let lsn = Lsn(shared.lsn.load(Ordering::Acquire));
+        client.get_page(page, lsn).await?;
+        record(
+            &shared,
+            ticket.soaking,
+            ticket.compacting,
+            ticket.due.elapsed(),
+        );
     }
     Ok(())
 }

@@ -1,10 +1,11 @@
-//! Background work at low CPU priority, so GetPage keeps the CPU.
+//! Background work at low CPU and I/O priority, so GetPage keeps the CPU.
 //!
-//! Compaction steps and the image building of flushes are CPU-heavy (redo
-//! replay, lz4, k-way merges) and share the machine's cores with the
-//! lookups and rebuilds that answer GetPage. Each runs on a thread of its
-//! own whose OS scheduling priority is lowered ([`lower_priority`]: nice
-//! 19 on Linux, where a nice value applies to one thread): the scheduler
+//! Compaction steps, flushes (and their image building) and uploads are
+//! CPU-heavy (redo replay, lz4, k-way merges, crcs) and share the
+//! machine's cores with the lookups and rebuilds that answer GetPage. Each
+//! runs on a thread of its own whose OS scheduling priority is lowered
+//! ([`lower_priority`]: nice 19 on Linux, where a nice value applies to
+//! one thread, and the lowest best-effort I/O priority): the scheduler
 //! then gives a runnable GetPage thread almost all of a contended core,
 //! and background work still uses every idle cycle. Threads of the tokio
 //! blocking pool are never lowered: they are reused for rebuilds, and an
@@ -19,20 +20,36 @@ use crate::error::{PageServerError, Result};
 /// The nice value background threads run at (the lowest priority).
 const BACKGROUND_NICE: i32 = 19;
 
-/// Lowers the calling thread's CPU priority (best effort: a failure only
-/// leaves it at normal priority). Call it only on a thread that does
-/// background work until it exits.
+/// `ioprio_set`'s "who": one thread (Linux's IOPRIO_WHO_PROCESS).
+#[cfg(target_os = "linux")]
+const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+/// The best-effort class at its lowest level (7): `IOPRIO_CLASS_BE << 13 | 7`.
+#[cfg(target_os = "linux")]
+const BACKGROUND_IOPRIO: libc::c_int = (2 << 13) | 7;
+
+/// Lowers the calling thread's CPU and I/O priority (best effort: a
+/// failure only leaves it at normal priority). Call it only on a thread
+/// that does background work until it exits.
 pub fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: gettid and setpriority take no pointers and only act on
-        // the calling thread.
-        let failed = unsafe {
+        // SAFETY: gettid, setpriority and ioprio_set take no pointers and
+        // only act on the calling thread.
+        let (nice_failed, ioprio_failed) = unsafe {
             let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, BACKGROUND_NICE) != 0
+            (
+                libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, BACKGROUND_NICE) != 0,
+                libc::syscall(
+                    libc::SYS_ioprio_set,
+                    IOPRIO_WHO_PROCESS,
+                    tid,
+                    BACKGROUND_IOPRIO,
+                ) != 0,
+            )
         };
-        if failed {
-            debug!(error = %std::io::Error::last_os_error(), "cannot lower a background thread's priority");
+        if nice_failed || ioprio_failed {
+            debug!(error = %std::io::Error::last_os_error(), nice_failed, ioprio_failed,
+                "cannot lower a background thread's priority");
         }
     }
 }
@@ -67,12 +84,19 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn the_thread_runs_at_the_lowest_priority() {
-        let nice = super::run("test-bg", || {
+        let (nice, ioprio) = super::run("test-bg", || {
             // SAFETY: as in lower_priority.
-            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+            unsafe {
+                let tid = libc::gettid();
+                (
+                    libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t),
+                    libc::syscall(libc::SYS_ioprio_get, super::IOPRIO_WHO_PROCESS, tid),
+                )
+            }
         })
         .await
         .unwrap();
         assert_eq!(nice, super::BACKGROUND_NICE);
+        assert_eq!(ioprio, libc::c_long::from(super::BACKGROUND_IOPRIO));
     }
 }

@@ -7,11 +7,13 @@
 //! - the **reader** follows the log from the ingested LSN with a
 //!   `LogReader` (which fails over between replicas) and hands chunks over
 //!   a bounded channel;
-//! - the **applier** adds each chunk to the timeline, freezes the open
+//! - the **applier** adds each chunk to the timeline (a large one on the
+//!   blocking pool, off the threads that answer GetPage), freezes the open
 //!   layer by size and by age, and stops taking chunks while too many
 //!   frozen layers wait for the flusher (backpressure reaches the reader
 //!   through the channel);
-//! - the **flusher** writes frozen layers to files on the blocking pool;
+//! - the **flusher** writes frozen layers to files on a low-priority thread
+//!   (`crate::background`);
 //! - the **reporter** tells the log service the safe LSN whenever it moves,
 //!   and again every few seconds (a restarted replica forgets): the LSN the
 //!   uploaded index covers when there is a bucket, else the durable LSN;
@@ -177,8 +179,9 @@ async fn apply_chunks(
             _ = stop.cancelled() => break Ok(()),
             chunk = rx.recv() => {
                 let Some(chunk) = chunk else { break Ok(()) };
-                if let Err(e) = timeline.ingest_chunk(chunk.start, &chunk.data, chunk.commit_lsn) {
-                    error!(at = %chunk.start, error = %e, "cannot ingest the log; ingest stops");
+                let at = chunk.start;
+                if let Err(e) = ingest_chunk(&timeline, chunk).await {
+                    error!(%at, error = %e, "cannot ingest the log; ingest stops");
                     failed.cancel();
                     break Err(e);
                 }
@@ -195,6 +198,22 @@ async fn apply_chunks(
     };
     freeze(&timeline, &flush_wanted, &mut opened);
     result
+}
+
+/// Chunks at least this large are ingested on the blocking pool: parsing
+/// them, putting them in the open layer and applying them to the newest
+/// pages takes long enough (about a millisecond for 64 KiB) to hold up
+/// the GetPage requests queued on the same async thread.
+const BLOCKING_CHUNK_BYTES: usize = 16 << 10;
+
+async fn ingest_chunk(timeline: &Arc<Timeline>, chunk: ReadChunk) -> Result<()> {
+    if chunk.data.len() < BLOCKING_CHUNK_BYTES {
+        return timeline.ingest_chunk(chunk.start, &chunk.data, chunk.commit_lsn);
+    }
+    let tl = timeline.clone();
+    tokio::task::spawn_blocking(move || tl.ingest_chunk(chunk.start, &chunk.data, chunk.commit_lsn))
+        .await
+        .map_err(|e| PageServerError::Unavailable(format!("ingesting a chunk failed: {e}")))?
 }
 
 fn freeze(timeline: &Timeline, flush_wanted: &Notify, opened: &mut Instant) {

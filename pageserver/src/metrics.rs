@@ -270,7 +270,7 @@ impl Metrics {
         put(
             "cache_hits_total",
             c,
-            "GetPage answers from the page cache.",
+            "GetPage answers from the page cache or the newest-page cache.",
             "",
             self.cache_hits as f64,
         );

@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub freeze_interval: Duration,
     pub image_after_records: u32,
     pub cache_bytes: u64,
+    /// Bytes of newest page versions ingest keeps up to date
+    /// (`timeline::newest`).
+    pub newest_cache_bytes: u64,
     pub wait_lsn_timeout: Duration,
     pub max_frozen_layers: usize,
     pub safe_lsn_report_interval: Duration,
@@ -88,6 +91,7 @@ impl ServerConfig {
             freeze_interval: Duration::from_secs(10),
             image_after_records: 32,
             cache_bytes: 256 << 20,
+            newest_cache_bytes: crate::timeline::newest::DEFAULT_NEWEST_BYTES,
             wait_lsn_timeout: Duration::from_secs(5),
             max_frozen_layers: 4,
             safe_lsn_report_interval: Duration::from_secs(5),
@@ -110,6 +114,7 @@ impl ServerConfig {
             compaction: self.compaction.clone(),
             gc: self.gc.clone(),
             tiering,
+            newest_bytes: self.newest_cache_bytes,
         }
     }
 
@@ -165,7 +170,9 @@ pub async fn serve_on(
     let timeline = tokio::task::spawn_blocking(move || Timeline::open(tl_config))
         .await
         .map_err(|e| PageServerError::Unavailable(format!("opening the timeline: {e}")))??;
-    let uploader = attached.map(|(bucket, a)| start_uploader(&config, &timeline, bucket, a));
+    let uploader = attached
+        .map(|(bucket, a)| start_uploader(&config, &timeline, bucket, a))
+        .transpose()?;
     let evictor_stop = CancellationToken::new();
     let evictor = tiering.map(|t| tokio::spawn(evict(timeline.clone(), t, evictor_stop.clone())));
     let safe_lsn = match &uploader {
@@ -238,11 +245,12 @@ pub async fn serve_on(
     uploaded
 }
 
-/// The running uploader.
+/// The running uploader, on a tokio runtime of its own.
 struct RunningUploader {
     state: Arc<UploadState>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Result<()>>,
+    _runtime: BackgroundRuntime,
 }
 
 impl RunningUploader {
@@ -257,12 +265,46 @@ impl RunningUploader {
     }
 }
 
+/// A tokio runtime whose threads (workers and blocking pool) run at
+/// background priority ([`crate::background`]): the uploader's crcs,
+/// reads of layer files and the local bucket's writes and fsyncs then
+/// yield the CPU to GetPage. Shut down without waiting when dropped (a
+/// runtime must not be dropped from async code otherwise).
+struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
+
+impl BackgroundRuntime {
+    fn start(name: &str) -> Result<BackgroundRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(name)
+            .on_thread_start(crate::background::lower_priority)
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                PageServerError::Unavailable(format!("starting the {name} runtime: {e}"))
+            })?;
+        Ok(BackgroundRuntime(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("present until dropped").handle()
+    }
+}
+
+impl Drop for BackgroundRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 fn start_uploader(
     config: &ServerConfig,
     timeline: &Timeline,
     bucket: Arc<Bucket>,
     attached: recover::Attached,
-) -> RunningUploader {
+) -> Result<RunningUploader> {
     let state = Arc::new(UploadState::new(
         attached.generation,
         attached.uploaded_lsn,
@@ -278,8 +320,16 @@ fn start_uploader(
         orphan_grace: config.orphan_grace,
     };
     let stop = CancellationToken::new();
-    let task = tokio::spawn(uploader.run(timeline.subscribe_manifest(), stop.clone()));
-    RunningUploader { state, stop, task }
+    let runtime = BackgroundRuntime::start("uploader")?;
+    let task = runtime
+        .handle()
+        .spawn(uploader.run(timeline.subscribe_manifest(), stop.clone()));
+    Ok(RunningUploader {
+        state,
+        stop,
+        task,
+        _runtime: runtime,
+    })
 }
 
 /// The evictor: keeps the resident layer files under the disk budget,

@@ -8,6 +8,10 @@
 //! ingested LSN + 1); then the page from the cache, or rebuilt once from the
 //! same map and verified (checksum and layout) before it is cached or sent.
 //!
+//! The newest version of a recently read page comes from the timeline's
+//! newest-page cache, which ingest keeps up to date (`timeline::newest`);
+//! a version rebuilt here is offered to it.
+//!
 //! A rebuild runs in the request's own task when its chain is short (at
 //! most [`INLINE_REPLAY_VALUES`] values, tens of microseconds of replay),
 //! and on the blocking pool otherwise: under ingest almost every read at
@@ -72,8 +76,12 @@ impl PageService {
         &self.timeline
     }
 
+    /// The page cache's figures; a read answered from the newest-page
+    /// cache counts as a hit.
     pub fn cache_stats(&self) -> CacheStats {
-        self.cache.stats()
+        let mut stats = self.cache.stats();
+        stats.hits += self.timeline.newest_stats().hits;
+        stats
     }
 
     /// `page` as of `lsn`.
@@ -138,6 +146,13 @@ impl PageService {
         let from = read::last_record(map, page, lsn)?
             .ok_or(PageServerError::PageNotFound { page, lsn })?;
         let to = read::next_record(map, page, lsn)?;
+        if let Some(image) = self.timeline.newest_page(page, from) {
+            return Ok(PageVersion {
+                page: image,
+                from,
+                to,
+            });
+        }
         let image = self
             .cache
             .get_or_build((page, from), || async move {
@@ -162,6 +177,7 @@ impl PageService {
                 Ok(image)
             })
             .await?;
+        self.timeline.offer_newest(page, &image);
         Ok(PageVersion {
             page: image,
             from,

@@ -27,6 +27,7 @@
 pub mod compact;
 pub mod gc;
 mod images;
+pub mod newest;
 pub mod read;
 pub mod tier;
 
@@ -39,6 +40,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
+use strata_wal::page::Page;
 use strata_wal::record::RecordIter;
 use strata_wal::{Lsn, PageId, Record, RecordKind};
 use tokio::sync::{Notify, watch};
@@ -53,6 +55,7 @@ use crate::layer::{LsnRange, Value};
 use crate::manifest::Manifest;
 pub use compact::{CompactionConfig, FailPoint, Step};
 pub use gc::GcConfig;
+pub use newest::{NewestPages, NewestStats};
 pub use read::{LayerFile, LayerMap};
 pub use tier::Tiering;
 
@@ -73,6 +76,9 @@ pub struct TimelineConfig {
     /// The bucket and the disk budget (None: every layer file stays on the
     /// local disk, and a missing one is an error).
     pub tiering: Option<Arc<Tiering>>,
+    /// Bytes of newest page versions kept up to date by ingest
+    /// ([`newest`]).
+    pub newest_bytes: u64,
 }
 
 impl TimelineConfig {
@@ -86,6 +92,7 @@ impl TimelineConfig {
             compaction: CompactionConfig::default(),
             gc: GcConfig::default(),
             tiering: None,
+            newest_bytes: newest::DEFAULT_NEWEST_BYTES,
         }
     }
 }
@@ -141,6 +148,9 @@ pub struct Timeline {
     /// as this process knows; a page missing here gets an image at its next
     /// flush (after a restart its history is not counted again).
     chain_lens: images::ChainLens,
+    /// The newest version of recently read pages, kept up to date by
+    /// ingest.
+    newest: NewestPages,
     /// Woken when a flush has finished (ingest waits on it when too many
     /// layers are frozen).
     flushed: Notify,
@@ -194,6 +204,7 @@ impl Timeline {
             stored: watch::Sender::new(Arc::new(manifest.clone())),
             manifest: Mutex::new(manifest),
             chain_lens: images::ChainLens::default(),
+            newest: NewestPages::new(config.newest_bytes, durable),
             flushed: Notify::new(),
             compacting: Mutex::new(()),
             snapshots: Mutex::new(HashMap::new()),
@@ -315,10 +326,41 @@ impl Timeline {
         // for the put and hold up every reader's snapshot behind it. Only
         // this (the applier's) task replaces the open layer (`freeze`).
         let open = self.map.read().open.clone();
-        open.put(chunk);
+        open.put(&chunk);
+        // Only after the put: see `newest`'s invariant.
+        self.newest.apply(&chunk);
         self.records_ingested.fetch_add(records, Ordering::Relaxed);
         self.ingested.send_replace(end);
         Ok(())
+    }
+
+    /// The newest version of `page` if its last record is `from`.
+    pub fn newest_page(&self, page: PageId, from: Lsn) -> Option<Arc<Page>> {
+        self.newest.get(page, from)
+    }
+
+    pub fn newest_stats(&self) -> NewestStats {
+        self.newest.stats()
+    }
+
+    /// Offers a verified version of `page` (labelled by its page LSN) to
+    /// the newest-page cache; it goes in only if no later record of the
+    /// page has been ingested. True if it went in.
+    pub fn offer_newest(&self, page: PageId, image: &Arc<Page>) -> bool {
+        let label = image.lsn();
+        self.newest.offer(page, image, |applied| {
+            // Every record at or below `applied` is in a layer of this map
+            // (ingest puts before it applies); those above the oldest
+            // in-memory layer's start are only in memory.
+            let map = self.snapshot();
+            let oldest = map.frozen.first().unwrap_or(&map.open);
+            label >= oldest.range().start
+                && map
+                    .frozen
+                    .iter()
+                    .chain(std::iter::once(&map.open))
+                    .all(|mem| mem.next_after(page, label).0.is_none_or(|n| n > applied))
+        })
     }
 
     /// Bytes held by the open layer.

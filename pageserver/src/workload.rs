@@ -160,6 +160,29 @@ impl Workload {
     }
 }
 
+/// A record that formats `page` (type 1, level 0): the first of a page in
+/// a hand-written log.
+pub fn init_record(page: PageId) -> Record {
+    Record::Page {
+        page,
+        op: PageOp::Init {
+            page_type: 1,
+            level: 0,
+        },
+    }
+}
+
+/// A record that inserts `bytes` at slot 0 of `page`.
+pub fn insert_record(page: PageId, bytes: &[u8]) -> Record {
+    Record::Page {
+        page,
+        op: PageOp::Insert {
+            slot: 0,
+            bytes: bytes.to_vec(),
+        },
+    }
+}
+
 /// What the page server must answer for a page at an LSN.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expected {

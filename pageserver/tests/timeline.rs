@@ -11,7 +11,7 @@ use strata_pageserver::layer::LsnRange;
 use strata_pageserver::layer::desc::{KeyRange, LayerKind, layer_file_name};
 use strata_pageserver::service::PageService;
 use strata_pageserver::timeline::{Timeline, TimelineConfig};
-use strata_wal::op::PageOp;
+use strata_pageserver::workload::{init_record as init, insert_record as insert};
 use strata_wal::{BatchBuilder, Lsn, PageId, Record};
 
 const CLUSTER: &str = "timeline-test";
@@ -34,26 +34,6 @@ fn batch(records: &[Record], start: Lsn) -> (Bytes, Lsn) {
     let mut out = Vec::new();
     let end = b.commit(1).stamp_into(&mut out, start);
     (Bytes::from(out), end)
-}
-
-fn init(page: PageId) -> Record {
-    Record::Page {
-        page,
-        op: PageOp::Init {
-            page_type: 1,
-            level: 0,
-        },
-    }
-}
-
-fn insert(page: PageId, bytes: &[u8]) -> Record {
-    Record::Page {
-        page,
-        op: PageOp::Insert {
-            slot: 0,
-            bytes: bytes.to_vec(),
-        },
-    }
 }
 
 fn ingest(tl: &Timeline, records: &[Record]) -> Lsn {

@@ -54,7 +54,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -163,6 +163,7 @@ impl DeltaFileWriter {
             .read(true)
             .write(true)
             .create_new(true)
+            .custom_flags(NO_ATIME)
             .open(path)
             .map_err(PageServerError::io(format!("creating {}", path.display())))?;
         let mut out = BufWriter::with_capacity(BLOCK_TARGET_BYTES * 2, file);
@@ -339,6 +340,30 @@ impl Drop for DeltaFileWriter {
     }
 }
 
+/// `O_NOATIME` where there is one: reads of a layer file (GetPage's
+/// lookups and rebuilds) then never update its access time. With
+/// `relatime` the first read of a newly written file would, and that
+/// needs a journal handle, which waits while the journal commits (a
+/// flush's or compaction's fsync, the blocks freed by a deleted layer):
+/// a read from the page cache would wait for the disk.
+#[cfg(target_os = "linux")]
+const NO_ATIME: i32 = libc::O_NOATIME;
+#[cfg(not(target_os = "linux"))]
+const NO_ATIME: i32 = 0;
+
+/// Opens `path` for reading with [`NO_ATIME`], or without it where that
+/// is refused (`EPERM`: a file this user does not own).
+fn open_no_atime(path: &Path) -> std::io::Result<File> {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(NO_ATIME)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        other => other,
+    }
+}
+
 /// An open, verified delta layer file.
 pub struct DeltaFile {
     path: PathBuf,
@@ -353,8 +378,8 @@ pub struct DeltaFile {
 impl DeltaFile {
     pub fn open(path: &Path, cluster_id: &str) -> Result<DeltaFile> {
         let corrupt = |detail: String| PageServerError::corrupt(path, detail);
-        let file =
-            File::open(path).map_err(PageServerError::io(format!("opening {}", path.display())))?;
+        let file = open_no_atime(path)
+            .map_err(PageServerError::io(format!("opening {}", path.display())))?;
         let file_bytes = file
             .metadata()
             .map_err(PageServerError::io(format!(
@@ -1029,6 +1054,26 @@ mod tests {
         assert!(f.blocks.len() >= 3);
         assert!(f.blocks.iter().any(|b| b.len as usize > 100_000));
         assert!(f.blocks.iter().all(|b| b.len as usize <= 100_000 + 1024));
+    }
+
+    #[test]
+    fn reads_leave_the_access_time_alone() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("layer");
+        write(&path, range(0, 100), &small_entries(), BLOCK_TARGET_BYTES);
+        // An access time before the last change: with `relatime` (the
+        // usual mount option) a plain read would move it to now.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_times(std::fs::FileTimes::new().set_accessed(old))
+            .unwrap();
+        let f = DeltaFile::open(&path, CLUSTER).unwrap();
+        f.read_all().unwrap();
+        let accessed = std::fs::metadata(&path).unwrap().accessed().unwrap();
+        assert_eq!(accessed, old);
     }
 
     #[test]

@@ -71,20 +71,26 @@ impl InMemoryLayer {
     /// thread): after each batch `end` is its last record's LSN, which is
     /// true then (every record at or below it is in), so readers still
     /// see records and `end` together.
-    pub fn put(&self, chunk: ChunkRecords) {
-        let mut records = chunk.records.into_iter().peekable();
+    pub fn put(&self, chunk: &ChunkRecords) {
+        let mut records = chunk.records.iter().peekable();
         loop {
             let mut inner = self.inner.write();
             debug_assert!(chunk.end >= inner.end, "a layer's end only grows");
             for (page, lsn, frame) in records.by_ref().take(PUT_BATCH) {
-                debug_assert!(lsn > inner.end && lsn <= chunk.end);
+                debug_assert!(*lsn > inner.end && *lsn <= chunk.end);
                 inner.bytes += frame.len();
                 inner.records += 1;
-                inner.pages.entry(page).or_default().push((lsn, frame));
-                inner.end = lsn;
+                inner
+                    .pages
+                    .entry(*page)
+                    .or_default()
+                    .push((*lsn, frame.clone()));
+                inner.end = *lsn;
             }
             if records.peek().is_none() {
-                inner.dropped_spaces.extend(chunk.dropped_spaces);
+                inner
+                    .dropped_spaces
+                    .extend(chunk.dropped_spaces.iter().copied());
                 inner.end = chunk.end;
                 return;
             }
@@ -186,7 +192,7 @@ mod tests {
     #[test]
     fn lookups_honour_lsn_bounds_and_end() {
         let layer = InMemoryLayer::new(Lsn(100));
-        layer.put(chunk(&[(P, 130), (PageId::new(1, 8), 160), (P, 190)], 200));
+        layer.put(&chunk(&[(P, 130), (PageId::new(1, 8), 160), (P, 190)], 200));
         assert_eq!(
             layer.range(),
             LsnRange {
@@ -213,7 +219,7 @@ mod tests {
         let recs: Vec<_> = (1..=PUT_BATCH as u64 * 2 + 5)
             .map(|i| (PageId::new(1, (i % 3) as u32), i * 10))
             .collect();
-        layer.put(chunk(&recs, 5000));
+        layer.put(&chunk(&recs, 5000));
         assert_eq!(layer.end(), Lsn(5000));
         assert_eq!(layer.records(), recs.len() as u64);
         let last = recs.last().unwrap();

@@ -241,12 +241,12 @@ impl Timeline {
             let download = self.tiering().is_some() && tries < MAX_DOWNLOAD_RETRIES;
             tries += 1;
             let tl = self.clone();
-            let (flushed, back) = tokio::task::spawn_blocking(move || {
+            // A low-priority thread, as compaction (crate::background).
+            let (flushed, back) = crate::background::run("flush", move || {
                 let flushed = tl.flush_frozen_with(&mut carry, download);
                 (flushed, carry)
             })
-            .await
-            .map_err(|e| PageServerError::Unavailable(format!("flush task failed: {e}")))?;
+            .await?;
             carry = back;
             match flushed? {
                 super::Flushed::Done(flushed) => return Ok(flushed),

@@ -1,0 +1,308 @@
+//! The newest-page cache: the newest version of recently read pages, kept
+//! up to date by ingest.
+//!
+//! Under ingest almost every read at the latest LSN asks for a version
+//! that did not exist a moment ago, so the page cache (keyed by version)
+//! misses and the read replays the newest records onto an older image.
+//! Here ingest does that work once per record instead: every page record
+//! it takes in is applied to the cached image of its page, if the page is
+//! cached, so a read of the newest version is answered from memory.
+//!
+//! **Invariant.** `applied` is the LSN up to which ingest has applied the
+//! log; for every cached page, its image is the page after its last
+//! record at or below `applied`, and the image's page LSN is that record's
+//! LSN (its *label*). So an image answers a read exactly when its label is
+//! the read's `from` (the page's last record at or below the read's LSN,
+//! found in the layers): a stale image simply never matches. The
+//! invariant is kept by
+//! - ingest ([`NewestPages::apply`]): it runs after the chunk is in the open
+//!   layer, applies each record to its cached page in LSN order and only
+//!   then moves `applied` (per batch of records, under the lock; a record
+//!   that does not apply drops its page);
+//! - reads that rebuilt a version ([`NewestPages::offer`]): the image goes
+//!   in only if the caller checks, under the lock (so `applied` cannot
+//!   move), that the page has no record in `(label, applied]`; every such
+//!   record is already in a layer of any map taken then, because ingest
+//!   puts a chunk into the open layer before it applies it here.
+//!
+//! Bounded by a byte budget (LRU by read; ingest does not count as a use).
+//! This module knows nothing of layers: the check is the caller's.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lru::LruCache;
+use parking_lot::Mutex;
+use strata_wal::page::{PAGE_SIZE, Page};
+use strata_wal::{Lsn, PageId, record};
+use tracing::warn;
+
+use crate::layer::inmem::ChunkRecords;
+
+/// Records applied under one hold of the lock: a few microseconds each,
+/// and a reader waiting for the lock holds up its thread.
+const APPLY_BATCH: usize = 16;
+
+/// The default budget: 16,384 pages.
+pub const DEFAULT_NEWEST_BYTES: u64 = 128 << 20;
+
+pub struct NewestPages {
+    /// False with a budget below one page: nothing is ever cached.
+    enabled: bool,
+    inner: Mutex<Inner>,
+    hits: AtomicU64,
+    applied_records: AtomicU64,
+}
+
+struct Inner {
+    pages: LruCache<PageId, Arc<Page>>,
+    /// Every page record at or below it has been applied to the cached
+    /// pages.
+    applied: Lsn,
+}
+
+/// The cache's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NewestStats {
+    /// Reads answered from here.
+    pub hits: u64,
+    /// Records ingest applied to cached pages.
+    pub applied_records: u64,
+    pub pages: u64,
+}
+
+impl NewestPages {
+    /// An empty cache of at most `budget_bytes` of pages (below one page:
+    /// none, the cache is off), for a log ingested from `start`.
+    pub fn new(budget_bytes: u64, start: Lsn) -> NewestPages {
+        let pages = usize::try_from(budget_bytes / PAGE_SIZE as u64).unwrap_or(usize::MAX);
+        NewestPages {
+            enabled: pages > 0,
+            inner: Mutex::new(Inner {
+                pages: LruCache::new(NonZeroUsize::new(pages).unwrap_or(NonZeroUsize::MIN)),
+                applied: start,
+            }),
+            hits: AtomicU64::new(0),
+            applied_records: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> NewestStats {
+        NewestStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            applied_records: self.applied_records.load(Ordering::Relaxed),
+            pages: self.inner.lock().pages.len() as u64,
+        }
+    }
+
+    /// The cached image of `page` if it is the version whose last record
+    /// is `from`.
+    pub fn get(&self, page: PageId, from: Lsn) -> Option<Arc<Page>> {
+        let found = self
+            .inner
+            .lock()
+            .pages
+            .get(&page)
+            .filter(|p| p.lsn() == from)
+            .cloned();
+        if found.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+
+    /// Offers `image` (verified, of `page`, labelled by its page LSN) for
+    /// the cache. `no_record_until(applied)` must say whether the page has
+    /// no record above the label and at or below `applied`; it runs under
+    /// the lock, and the image goes in only if it says so. True if it went
+    /// in.
+    pub fn offer(
+        &self,
+        page: PageId,
+        image: &Arc<Page>,
+        no_record_until: impl FnOnce(Lsn) -> bool,
+    ) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let mut inner = self.inner.lock();
+        if image.lsn() > inner.applied || !no_record_until(inner.applied) {
+            return false;
+        }
+        inner.pages.put(page, image.clone());
+        true
+    }
+
+    /// Applies a chunk's records (all above `applied`, in LSN order, and
+    /// already in the open layer) to the cached pages, drops the pages of
+    /// spaces it drops, and moves `applied` to the chunk's end.
+    pub fn apply(&self, chunk: &ChunkRecords) {
+        for batch in chunk.records.chunks(APPLY_BATCH) {
+            let mut inner = self.inner.lock();
+            let mut applied = 0;
+            for (page, lsn, frame) in batch {
+                debug_assert!(*lsn > inner.applied);
+                if let Some(cached) = inner.pages.peek_mut(page) {
+                    applied += 1;
+                    if let Err(e) = apply_frame(cached, *page, *lsn, frame) {
+                        warn!(%page, %lsn, error = %e, "cannot apply a record to a cached newest page; dropping it");
+                        inner.pages.pop(page);
+                    }
+                }
+                inner.applied = *lsn;
+            }
+            self.applied_records.fetch_add(applied, Ordering::Relaxed);
+        }
+        let mut inner = self.inner.lock();
+        for (space, _) in &chunk.dropped_spaces {
+            let gone: Vec<PageId> = inner
+                .pages
+                .iter()
+                .map(|(p, _)| *p)
+                .filter(|p| p.space == *space)
+                .collect();
+            for p in gone {
+                inner.pages.pop(&p);
+            }
+        }
+        inner.applied = inner.applied.max(chunk.end);
+    }
+}
+
+/// Applies one framed record to `cached` (copied first if a reader holds
+/// it), checking it is the record for `page` at `lsn`, and seals it.
+fn apply_frame(
+    cached: &mut Arc<Page>,
+    page: PageId,
+    lsn: Lsn,
+    frame: &[u8],
+) -> crate::error::Result<()> {
+    let start = Lsn(lsn.0.saturating_sub(frame.len() as u64));
+    let rec = record::decode(frame, start)?;
+    if rec.lsn != lsn || rec.page != page {
+        return Err(crate::error::PageServerError::Rebuild {
+            page,
+            lsn,
+            detail: format!(
+                "the chunk holds a record for page {} at {}",
+                rec.page, rec.lsn
+            ),
+        });
+    }
+    // On an error the page may be half changed: the caller drops it.
+    strata_wal::redo::apply(Arc::make_mut(cached), &rec)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use strata_wal::Record;
+    use strata_wal::op::PageOp;
+
+    const P: PageId = PageId::new(4, 2);
+
+    /// `op` on `page` framed at `start`: its frame and LSN.
+    fn framed(page: PageId, op: PageOp, start: Lsn) -> (Bytes, Lsn) {
+        let mut buf = Vec::new();
+        let lsn = Record::Page { page, op }.encode(&mut buf, start).unwrap();
+        (Bytes::from(buf), lsn)
+    }
+
+    fn chunk(records: Vec<(PageId, Lsn, Bytes)>, end: Lsn) -> ChunkRecords {
+        ChunkRecords {
+            records,
+            dropped_spaces: Vec::new(),
+            end,
+        }
+    }
+
+    fn insert(bytes: &[u8]) -> PageOp {
+        PageOp::Insert {
+            slot: 0,
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    /// A formatted page at `lsn` and the chunk holding it.
+    fn formatted(start: Lsn) -> (Arc<Page>, ChunkRecords) {
+        let (frame, lsn) = framed(
+            P,
+            PageOp::Init {
+                page_type: 1,
+                level: 0,
+            },
+            start,
+        );
+        let mut page = Page::new_zeroed();
+        let rec = record::decode(&frame, start).unwrap();
+        strata_wal::redo::apply(&mut page, &rec).unwrap();
+        (Arc::new(page), chunk(vec![(P, lsn, frame)], lsn))
+    }
+
+    #[test]
+    fn ingest_keeps_a_cached_page_newest_and_an_old_label_never_matches() {
+        let newest = NewestPages::new(1 << 20, Lsn::ZERO);
+        let (page, c) = formatted(Lsn::ZERO);
+        newest.apply(&c);
+        assert!(newest.offer(P, &page, |_| true));
+        let held = newest.get(P, page.lsn()).unwrap();
+        let (frame, lsn) = framed(P, insert(b"row"), c.end);
+        newest.apply(&chunk(vec![(P, lsn, frame)], lsn.advance(5)));
+        assert!(newest.get(P, page.lsn()).is_none(), "the old version");
+        let now = newest.get(P, lsn).unwrap();
+        assert_eq!(now.item(0).unwrap(), b"row");
+        now.verify(P).unwrap();
+        // The reader's copy did not change under it.
+        assert_eq!(held.slot_count(), 0);
+        assert_eq!(newest.stats().applied_records, 1);
+    }
+
+    #[test]
+    fn an_offer_is_refused_when_the_check_fails_or_the_image_is_ahead() {
+        let newest = NewestPages::new(1 << 20, Lsn::ZERO);
+        let (page, c) = formatted(Lsn::ZERO);
+        assert!(!newest.offer(P, &page, |_| true), "ahead of ingest");
+        newest.apply(&c);
+        let mut asked = None;
+        assert!(!newest.offer(P, &page, |applied| {
+            asked = Some(applied);
+            false
+        }));
+        assert_eq!(asked, Some(c.end));
+        assert!(newest.get(P, page.lsn()).is_none());
+    }
+
+    #[test]
+    fn a_record_that_does_not_apply_drops_the_page_and_a_drop_empties_its_space() {
+        let newest = NewestPages::new(1 << 20, Lsn::ZERO);
+        let (page, c) = formatted(Lsn::ZERO);
+        newest.apply(&c);
+        assert!(newest.offer(P, &page, |_| true));
+        // A delete of a slot the page does not have.
+        let (frame, lsn) = framed(P, PageOp::Delete { slot: 3 }, c.end);
+        newest.apply(&chunk(vec![(P, lsn, frame)], lsn));
+        assert_eq!(newest.stats().pages, 0);
+        assert!(newest.offer(P, &page, |_| true));
+        let mut drop = chunk(Vec::new(), lsn.advance(30));
+        drop.dropped_spaces.push((P.space, lsn.advance(30)));
+        newest.apply(&drop);
+        assert_eq!(newest.stats().pages, 0);
+    }
+
+    #[test]
+    fn the_budget_holds() {
+        let newest = NewestPages::new(2 * PAGE_SIZE as u64, Lsn::ZERO);
+        let (page, c) = formatted(Lsn::ZERO);
+        newest.apply(&c);
+        for n in 0..5 {
+            assert!(newest.offer(PageId::new(9, n), &page, |_| true));
+        }
+        assert_eq!(newest.stats().pages, 2);
+        let off = NewestPages::new(PAGE_SIZE as u64 - 1, Lsn::ZERO);
+        off.apply(&c);
+        assert!(!off.offer(P, &page, |_| true));
+    }
+}
