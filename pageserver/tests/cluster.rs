@@ -666,6 +666,10 @@ async fn a_zombie_page_server_is_fenced_and_the_newer_manifest_wins() {
     // own manifest dropped, after publishing it).
     let new_dir_layers = layer_files(&new).len();
     assert!(new_dir_layers > 0);
+    // Stopped before the bucket is read: a running server goes on
+    // publishing manifests and deleting what they no longer name, so the
+    // index read below could name layers gone by the time they are listed.
+    new.stop().await;
     let remote = strata_pageserver::remote::Bucket::open(
         &BucketConfig::Local(bucket.path().to_path_buf()),
         CLUSTER,
@@ -707,7 +711,6 @@ async fn a_zombie_page_server_is_fenced_and_the_newer_manifest_wins() {
     }
 
     // The newer manifest is the bucket's: a third server recovers from it.
-    new.stop().await;
     let third = PageServer::start_on(&log, |_| {}, Some(bucket.path())).await;
     third.wait_ingested(end).await;
     check_samples(&third, &model, &mut rng, 200).await;
