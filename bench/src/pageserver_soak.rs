@@ -17,7 +17,11 @@
 //!    `--getpage-rate` requests a second on a fixed schedule, round robin
 //!    over the clients, and a request's latency runs from its *scheduled*
 //!    time, so a stall counts for every request it delays (no coordinated
-//!    omission); the offered and achieved rates are printed. With
+//!    omission); the offered and achieved rates are printed, and so is
+//!    each phase's latency from *sending* to the answer, without the wait
+//!    to be sent (behind the client's previous request, or for the
+//!    pacer's and the client's wake-ups), to tell the page server's share
+//!    of a tail from the load generator's. With
 //!    `--getpage-rate 0` each client asks again as soon as it has an
 //!    answer (closed loop), which keeps both cores of this machine busy.
 //!    Every `--report-secs` a line: WAL ingested, live layers by kind,
@@ -117,6 +121,11 @@ struct Samples {
     ingesting: Vec<Duration>,
     /// Since the last progress line, all kinds.
     interval: Vec<Duration>,
+    /// Open loop only: each GetPage from the moment its client sent it to
+    /// the answer (idle, ingesting, compacting), leaving out the time it
+    /// waited to be sent — behind the client's previous request, or for
+    /// the pacer's and the client's own wake-ups on a busy machine.
+    in_flight: [Vec<Duration>; 3],
 }
 
 /// What the readers need to know, kept fresh by the poller.
@@ -276,6 +285,18 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
     log_side.spawn(log.stop()).await??;
 
     let samples = std::mem::take(&mut *shared.lock());
+    for (phase, taken) in ["idle", "ingesting", "compacting"]
+        .into_iter()
+        .zip(samples.in_flight)
+    {
+        if let Some(l) = Latency::from_samples(taken) {
+            println!(
+                "{phase}: GetPage sent to answered p50 {} p99 {} (open loop: without the wait to be sent)",
+                us(l.p50_us),
+                us(l.p99_us)
+            );
+        }
+    }
     let compacting = Latency::from_samples(samples.compacting);
     let ingesting = Latency::from_samples(samples.ingesting);
     let write_amp = write_amp(&last);
@@ -568,7 +589,14 @@ async fn read_open_loop(
     while let Some(ticket) = tickets.recv().await {
         let page = random_page(&mut rng, pages);
         let lsn = Lsn(shared.lsn.load(Ordering::Acquire));
+        let sent = Instant::now();
         client.get_page(page, lsn).await?;
+        let phase = match (ticket.soaking, ticket.compacting) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
+        };
+        shared.lock().in_flight[phase].push(sent.elapsed());
         record(
             &shared,
             ticket.soaking,
