@@ -104,8 +104,9 @@ fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
 }
 
 /// Creates `path` as `size_bytes` of written zeros (not holes: a write
-/// into a hole changes metadata), fsynced.
-fn create_zeroed(path: &Path, size_bytes: u64) -> Result<File> {
+/// into a hole changes metadata), fsynced; with direct writes where the
+/// log writes its last segment that way.
+fn create_zeroed(path: &Path, size_bytes: u64, mode: IoMode) -> Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -113,8 +114,13 @@ fn create_zeroed(path: &Path, size_bytes: u64) -> Result<File> {
         .truncate(true)
         .open(path)
         .map_err(LogError::io(format!("creating {}", path.display())))?;
-    write_zeros(&file, 0, size_bytes)
-        .map_err(LogError::io(format!("zero-filling {}", path.display())))?;
+    let zero_fill = || {
+        if mode == IoMode::Direct && crate::tail::write_zeros_direct(path, size_bytes)? {
+            return Ok(());
+        }
+        write_zeros(&file, 0, size_bytes)
+    };
+    zero_fill().map_err(LogError::io(format!("zero-filling {}", path.display())))?;
     must_sync(file.sync_all(), path);
     Ok(file)
 }
@@ -477,9 +483,10 @@ impl SegmentStorage {
         }
         let path = self.wal_dir.join(SPARE_FILE_NAME);
         let size_bytes = self.segment_size_bytes;
+        let mode = self.io_mode;
         let spawned = std::thread::Builder::new()
             .name("log-segment-prealloc".into())
-            .spawn(move || create_zeroed(&path, size_bytes));
+            .spawn(move || create_zeroed(&path, size_bytes, mode));
         match spawned {
             Ok(handle) => self.spare = Some(handle),
             // The roll will zero-fill the spare itself.
@@ -500,7 +507,7 @@ impl SegmentStorage {
                 Err(e) => tracing::warn!(error = %e, "preallocating a segment failed; retrying"),
             }
         }
-        create_zeroed(&path, self.segment_size_bytes)
+        create_zeroed(&path, self.segment_size_bytes, self.io_mode)
     }
 
     /// Cuts the last segment to exactly its data and fsyncs it, then starts
