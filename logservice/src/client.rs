@@ -482,14 +482,32 @@ impl Driver {
         }
     }
 
-    /// Resolves every waiting `append` whose batch is committed.
+    /// Resolves every waiting `append` whose batch is committed, after
+    /// publishing the state: an answered caller then never sees a commit
+    /// LSN below its own batch (the driver may yield several turns before
+    /// its next step publishes again).
     fn answer_committed(&mut self) {
         let commit = self.writer.commit();
+        if self.waiting.front().is_some_and(|(lsn, _)| *lsn <= commit) {
+            self.publish_state();
+        }
         while self.waiting.front().is_some_and(|(lsn, _)| *lsn <= commit) {
             let (lsn, done) = self.waiting.pop_front().expect("checked");
             let _ = done.send(Ok(lsn));
             self.answered += 1;
         }
+    }
+
+    /// Publishes the writer's phase, term, commit and end LSNs.
+    fn publish_state(&self) {
+        let s = WriterState {
+            phase: self.writer.phase(),
+            term: self.writer.term(),
+            commit_lsn: self.writer.commit(),
+            end_lsn: self.writer.end(),
+        };
+        self.state
+            .send_if_modified(|old| std::mem::replace(old, s) != s);
     }
 
     /// Submits queued batches, sends what is due, answers what committed.
@@ -499,7 +517,6 @@ impl Driver {
         let out = self.writer.pump(now);
         self.dispatch(out);
         self.answer_committed();
-        let commit = self.writer.commit();
         match self.writer.phase() {
             Phase::Fenced { by_term } => {
                 let term = self.writer.term();
@@ -516,14 +533,7 @@ impl Driver {
             }
             _ => {}
         }
-        let s = WriterState {
-            phase: self.writer.phase(),
-            term: self.writer.term(),
-            commit_lsn: commit,
-            end_lsn: self.writer.end(),
-        };
-        self.state
-            .send_if_modified(|old| std::mem::replace(old, s) != s);
+        self.publish_state();
     }
 
     fn submit_queued(&mut self) {
