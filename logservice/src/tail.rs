@@ -186,7 +186,7 @@ const ZERO_CHUNK_BYTES: u64 = 1 << 20;
 /// no direct I/O or `size` is not a whole number of blocks: the caller
 /// writes the zeros buffered.
 pub fn write_zeros_direct(path: &Path, size: u64) -> std::io::Result<bool> {
-    if size % BLOCK_BYTES != 0 {
+    if !size.is_multiple_of(BLOCK_BYTES) {
         return Ok(false);
     }
     let file = match OpenOptions::new()
