@@ -354,7 +354,7 @@ impl Timeline {
             // in-memory layer's start are only in memory.
             let map = self.snapshot();
             let oldest = map.frozen.first().unwrap_or(&map.open);
-            label >= oldest.range().start
+            label >= oldest.start()
                 && map
                     .frozen
                     .iter()

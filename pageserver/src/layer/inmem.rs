@@ -97,6 +97,11 @@ impl InMemoryLayer {
         }
     }
 
+    /// Where the layer starts (after this LSN): no lock needed.
+    pub fn start(&self) -> Lsn {
+        self.start
+    }
+
     pub fn range(&self) -> LsnRange {
         LsnRange {
             start: self.start,

@@ -201,7 +201,7 @@ impl LayerMap {
 pub fn last_record(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Option<Lsn>> {
     for layer in map.layers_of(page).rev() {
         let found = match layer {
-            Layer::Mem(m) if m.range().start < lsn => m.last_at_or_below(page, lsn),
+            Layer::Mem(m) if m.start() < lsn => m.last_at_or_below(page, lsn),
             Layer::Delta(f) if f.desc.range.start < lsn => {
                 last_in_file(f.file()?.as_ref(), page, lsn)?
             }
@@ -279,7 +279,7 @@ pub fn chain(map: &LayerMap, page: PageId, lsn: Lsn) -> Result<Vec<(Lsn, Value)>
     let mut parts: Vec<Vec<(Lsn, Value)>> = Vec::new();
     for layer in map.layers_of(page).rev() {
         let mut entries = match layer {
-            Layer::Mem(m) if m.range().start < lsn => m.read_page(page, lsn),
+            Layer::Mem(m) if m.start() < lsn => m.read_page(page, lsn),
             Layer::Delta(f) if f.desc.range.start < lsn => f.file()?.read_page(page, lsn)?,
             Layer::Image(f) => {
                 let entries = f.file()?.read_page(page, lsn)?;
