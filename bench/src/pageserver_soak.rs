@@ -7,7 +7,8 @@
 //!    a 256 MiB history window by default, so compaction and GC both run
 //!    within a couple of minutes); every page formatted once;
 //! 2. **idle**: GetPage for a few seconds with no ingest and no compaction
-//!    running — the idle p99;
+//!    running — the idle p99 (after a second of warm-up, not counted, that
+//!    fills the page server's caches and the clients' connections);
 //! 3. **soak**: writers append batches that replace each page's one item,
 //!    at `--rate-mib-s`, for `--seconds`, while `--clients` readers ask
 //!    for random pages at the latest ingested LSN. Each GetPage is counted
@@ -26,6 +27,10 @@
 //!    answer (closed loop), which keeps both cores of this machine busy.
 //!    Every `--report-secs` a line: WAL ingested, live layers by kind,
 //!    bytes on disk, write amplification, compaction debt, p99.
+//!    Each phase's latency is also printed as the page server itself
+//!    measured it (its GetPage histogram on the status RPC, split by the
+//!    phase seen at each poll), which leaves out the network and every
+//!    client-side wait.
 //!
 //! 4. **recovery**: the page server uploads its layers to a local bucket
 //!    (`DIR/bucket`) as it goes; at the end the soak reads a sample of pages
@@ -46,6 +51,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use strata_pageserver::client::{PageServerClient, RemotePage, Status};
+use strata_pageserver::metrics::quantile_bound_us;
 use strata_pageserver::remote::BucketConfig;
 use strata_pageserver::server::ServerConfig;
 use strata_pageserver::workload::Rng;
@@ -93,6 +99,7 @@ pub struct SoakArgs {
 }
 
 const WRITERS: usize = 8;
+const WARM_UP: Duration = Duration::from_secs(1);
 const IDLE_SECS: u64 = 5;
 const POLL: Duration = Duration::from_millis(20);
 
@@ -126,6 +133,37 @@ struct Samples {
     /// waited to be sent — behind the client's previous request, or for
     /// the pacer's and the client's own wake-ups on a busy machine.
     in_flight: [Vec<Duration>; 3],
+}
+
+/// The page server's own GetPage histogram (status RPC), split by phase
+/// (idle, ingesting, compacting).
+#[derive(Default)]
+struct ServerTimes {
+    phases: [Vec<u64>; 3],
+    last: Vec<u64>,
+}
+
+impl ServerTimes {
+    /// Adds the answers counted since the last reading to `phase`.
+    fn add(&mut self, phase: usize, now: &[u64]) {
+        if !self.last.is_empty() {
+            let sums = &mut self.phases[phase];
+            sums.resize(now.len(), 0);
+            for ((sum, n), before) in sums.iter_mut().zip(now).zip(&self.last) {
+                *sum += n.saturating_sub(*before);
+            }
+        }
+        self.last = now.to_vec();
+    }
+
+    /// A phase's quantile, as "≤ bound".
+    fn quantile(&self, phase: usize, q: f64) -> String {
+        match quantile_bound_us(&self.phases[phase], q) {
+            None => "-".into(),
+            Some(Some(bound)) => format!("<= {}", us(bound as f64)),
+            Some(None) => "above every bucket".into(),
+        }
+    }
 }
 
 /// What the readers need to know, kept fresh by the poller.
@@ -209,8 +247,20 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
         args.layer_size_mib,
         args.history_mib
     );
+    tokio::time::sleep(WARM_UP).await;
+    {
+        let mut s = shared.lock();
+        s.idle.clear();
+        s.in_flight[0].clear();
+    }
+    if let Some(p) = &pacer {
+        p.issued[0].store(0, Ordering::Relaxed);
+    }
+    let mut server_times = ServerTimes::default();
+    server_times.add(0, &status.status().await?.getpage_latency_buckets);
     let idle_started = Instant::now();
     tokio::time::sleep(Duration::from_secs(IDLE_SECS)).await;
+    server_times.add(0, &status.status().await?.getpage_latency_buckets);
     let idle = Latency::from_samples(std::mem::take(&mut shared.lock().idle))
         .context("no idle GetPage samples")?;
     let idle_secs = idle_started.elapsed().as_secs_f64();
@@ -257,7 +307,7 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
             log_side,
         );
     }
-    let max_layers = watch(&mut status, &shared, args, deadline).await?;
+    let max_layers = watch(&mut status, &shared, &mut server_times, args, deadline).await?;
     while let Some(done) = writers.join_next().await {
         done??;
     }
@@ -296,6 +346,13 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
                 us(l.p99_us)
             );
         }
+    }
+    for (i, phase) in ["idle", "ingesting", "compacting"].into_iter().enumerate() {
+        println!(
+            "{phase}: GetPage in the page server p50 {} p99 {} (its own histogram)",
+            server_times.quantile(i, 0.5),
+            server_times.quantile(i, 0.99)
+        );
     }
     let compacting = Latency::from_samples(samples.compacting);
     let ingesting = Latency::from_samples(samples.ingesting);
@@ -409,6 +466,7 @@ fn write_amp(s: &Status) -> f64 {
 async fn watch(
     status: &mut PageServerClient,
     shared: &Shared,
+    server_times: &mut ServerTimes,
     args: &SoakArgs,
     deadline: Instant,
 ) -> anyhow::Result<u64> {
@@ -421,6 +479,10 @@ async fn watch(
     );
     while Instant::now() < deadline {
         let s = status.status().await?;
+        // Answers since the last poll count in the phase seen then, as
+        // the readers' own samples do.
+        let phase = 1 + usize::from(shared.compacting.load(Ordering::Acquire));
+        server_times.add(phase, &s.getpage_latency_buckets);
         shared.lsn.store(s.ingested_lsn, Ordering::Release);
         shared
             .compacting

@@ -5,7 +5,8 @@
 //! from one layer map, so layer counts and bytes agree with each other.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::layer::desc::LayerKind;
 use crate::remote::upload::UploadFigures;
@@ -47,6 +48,11 @@ pub struct Metrics {
     pub local_layer_bytes: u64,
     /// Tiering's figures (None: no bucket).
     pub tiering: Option<TierFigures>,
+    /// GetPage answers by the time the page server took, per bucket of
+    /// [`GETPAGE_BUCKETS_US`] (one more for slower ones).
+    pub getpage_latency: Vec<u64>,
+    /// The time all of them took, in seconds.
+    pub getpage_seconds: f64,
 }
 
 /// One reading of tiering's counters.
@@ -110,6 +116,8 @@ impl Metrics {
                 download_bytes: t.stats.download_bytes.load(Ordering::Relaxed),
                 hit_rate: t.hit_rate(),
             }),
+            getpage_latency: service.latency().counts(),
+            getpage_seconds: service.latency().sum_seconds(),
         }
     }
 
@@ -315,8 +323,101 @@ impl Metrics {
         if let Some(t) = &self.tiering {
             put_tiering(t, &mut put);
         }
+        put_histogram(
+            &mut out,
+            "getpage_seconds",
+            "The page server's time for each GetPage, from the request to the answer.",
+            &self.getpage_latency,
+            self.getpage_seconds,
+        );
         out
     }
+}
+
+/// Upper bounds, in microseconds, of the GetPage latency histogram's
+/// buckets; a last bucket counts the slower answers.
+pub const GETPAGE_BUCKETS_US: [u64; 22] = [
+    10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500,
+    10_000, 20_000, 50_000, 100_000, 1_000_000,
+];
+
+/// Counts of durations by [`GETPAGE_BUCKETS_US`], and their sum.
+pub struct LatencyHistogram {
+    counts: [AtomicU64; GETPAGE_BUCKETS_US.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LatencyHistogram {
+    pub fn record(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let bucket = GETPAGE_BUCKETS_US.partition_point(|&bound| bound < us);
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// The count in each bucket (not cumulative).
+    pub fn counts(&self) -> Vec<u64> {
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9
+    }
+}
+
+/// The `q` quantile (0 to 1) of bucket `counts` of [`GETPAGE_BUCKETS_US`],
+/// as the upper bound of the bucket it falls in, in microseconds: `Some(None)`
+/// when it falls in the last bucket (slower than every bound), `None` when
+/// there are no counts.
+pub fn quantile_bound_us(counts: &[u64], q: f64) -> Option<Option<u64>> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    // The rank of the quantile's sample, 1-based.
+    let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+    let mut seen = 0;
+    for (i, &n) in counts.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            return Some(GETPAGE_BUCKETS_US.get(i).copied());
+        }
+    }
+    Some(None)
+}
+
+/// A Prometheus histogram: cumulative `_bucket` lines by `le`, `_sum` and
+/// `_count`.
+fn put_histogram(out: &mut String, name: &str, help: &str, counts: &[u64], sum_seconds: f64) {
+    let _ = writeln!(out, "# HELP strata_pageserver_{name} {help}");
+    let _ = writeln!(out, "# TYPE strata_pageserver_{name} histogram");
+    let mut cumulative = 0;
+    for (i, &n) in counts.iter().enumerate() {
+        cumulative += n;
+        let le = match GETPAGE_BUCKETS_US.get(i) {
+            Some(us) => format!("{}", *us as f64 / 1e6),
+            None => "+Inf".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "strata_pageserver_{name}_bucket{{le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let _ = writeln!(out, "strata_pageserver_{name}_sum {sum_seconds}");
+    let _ = writeln!(out, "strata_pageserver_{name}_count {cumulative}");
 }
 
 /// Tiering's figures in Prometheus text.
@@ -435,5 +536,89 @@ fn put_upload(
     ];
     for (name, help, v) in counters {
         put(name, c, help, "", v as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    #[test]
+    fn durations_land_in_the_bucket_of_their_upper_bound() {
+        let h = LatencyHistogram::default();
+        for d in [
+            us(0),
+            us(10),
+            us(11),
+            us(999),
+            us(1_000),
+            us(1_001),
+            us(5_000_000),
+        ] {
+            h.record(d);
+        }
+        let counts = h.counts();
+        assert_eq!(counts.len(), GETPAGE_BUCKETS_US.len() + 1);
+        let at = |bound: u64| counts[GETPAGE_BUCKETS_US.iter().position(|&b| b == bound).unwrap()];
+        assert_eq!(at(10), 2, "0 and 10 us");
+        assert_eq!(at(20), 1, "11 us");
+        assert_eq!(at(1_000), 2, "999 and 1000 us");
+        assert_eq!(at(1_500), 1, "1001 us");
+        assert_eq!(
+            counts[GETPAGE_BUCKETS_US.len()],
+            1,
+            "5 s: above every bound"
+        );
+        assert_eq!(counts.iter().sum::<u64>(), 7);
+        assert!(
+            (h.sum_seconds() - 5.003021).abs() < 1e-9,
+            "{}",
+            h.sum_seconds()
+        );
+    }
+
+    #[test]
+    fn a_quantile_is_the_bound_of_the_bucket_it_falls_in() {
+        let mut counts = vec![0; GETPAGE_BUCKETS_US.len() + 1];
+        assert_eq!(quantile_bound_us(&counts, 0.99), None);
+        counts[0] = 98; // <= 10 us
+        counts[5] = 1; // <= 100 us
+        counts[GETPAGE_BUCKETS_US.len()] = 1; // slower than every bound
+        assert_eq!(quantile_bound_us(&counts, 0.5), Some(Some(10)));
+        assert_eq!(quantile_bound_us(&counts, 0.98), Some(Some(10)));
+        assert_eq!(quantile_bound_us(&counts, 0.99), Some(Some(100)));
+        assert_eq!(quantile_bound_us(&counts, 1.0), Some(None));
+    }
+
+    #[test]
+    fn the_histogram_is_exposed_cumulative_for_prometheus() {
+        let m = Metrics {
+            getpage_latency: {
+                let mut c = vec![0; GETPAGE_BUCKETS_US.len() + 1];
+                c[0] = 3;
+                c[2] = 2;
+                c[GETPAGE_BUCKETS_US.len()] = 1;
+                c
+            },
+            getpage_seconds: 2.5,
+            ..Metrics::default()
+        };
+        let text = m.prometheus();
+        for line in [
+            "# TYPE strata_pageserver_getpage_seconds histogram\n",
+            "strata_pageserver_getpage_seconds_bucket{le=\"0.00001\"} 3\n",
+            "strata_pageserver_getpage_seconds_bucket{le=\"0.00002\"} 3\n",
+            "strata_pageserver_getpage_seconds_bucket{le=\"0.00003\"} 5\n",
+            "strata_pageserver_getpage_seconds_bucket{le=\"1\"} 5\n",
+            "strata_pageserver_getpage_seconds_bucket{le=\"+Inf\"} 6\n",
+            "strata_pageserver_getpage_seconds_sum 2.5\n",
+            "strata_pageserver_getpage_seconds_count 6\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
     }
 }

@@ -482,6 +482,7 @@ impl PageServer for Grpc {
             layer_evictions: m.tiering.map_or(0, |t| t.evictions),
             layer_downloads: m.tiering.map_or(0, |t| t.downloads),
             layer_hit_rate: m.tiering.map_or(0.0, |t| t.hit_rate),
+            getpage_latency_buckets: m.getpage_latency,
         }))
     }
 

@@ -20,13 +20,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use strata_wal::page::Page;
 use strata_wal::{Lsn, PageId};
 
 use crate::cache::{CacheStats, PageCache};
 use crate::error::{PageServerError, Result};
+use crate::metrics::LatencyHistogram;
 use crate::remote::upload::UploadState;
 use crate::timeline::tier::MAX_DOWNLOAD_RETRIES;
 use crate::timeline::{LayerMap, Timeline, read};
@@ -50,6 +51,8 @@ pub struct PageService {
     wait_lsn_timeout: Duration,
     /// The uploader's figures, when there is a bucket.
     upload: Option<Arc<UploadState>>,
+    /// Every GetPage's time here, answered or refused.
+    latency: LatencyHistogram,
 }
 
 impl PageService {
@@ -59,6 +62,7 @@ impl PageService {
             cache: PageCache::new(cache_bytes),
             wait_lsn_timeout,
             upload: None,
+            latency: LatencyHistogram::default(),
         }
     }
 
@@ -76,6 +80,11 @@ impl PageService {
         &self.timeline
     }
 
+    /// The time each GetPage took here, from the call to the answer.
+    pub fn latency(&self) -> &LatencyHistogram {
+        &self.latency
+    }
+
     /// The page cache's figures; a read answered from the newest-page
     /// cache counts as a hit.
     pub fn cache_stats(&self) -> CacheStats {
@@ -86,6 +95,13 @@ impl PageService {
 
     /// `page` as of `lsn`.
     pub async fn get_page(&self, page: PageId, lsn: Lsn) -> Result<PageVersion> {
+        let started = Instant::now();
+        let answer = self.answer(page, lsn).await;
+        self.latency.record(started.elapsed());
+        answer
+    }
+
+    async fn answer(&self, page: PageId, lsn: Lsn) -> Result<PageVersion> {
         self.timeline.wait_for(lsn, self.wait_lsn_timeout).await?;
         if let Some(dropped_at) = self.timeline.space_dropped(page.space)
             && dropped_at <= lsn

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use strata_logservice::client::{LogClient, LogClientConfig, replica_status};
 use strata_pageserver::client::{PageServerClient, RemotePage};
+use strata_pageserver::metrics::GETPAGE_BUCKETS_US;
 use strata_pageserver::remote::BucketConfig;
 use strata_pageserver::server::{ServerConfig, serve_on};
 use strata_pageserver::workload::{Model, Rng, Workload};
@@ -282,6 +283,11 @@ async fn answers_match_the_model_across_freezes_and_a_restart() {
     check_samples(&ps, &model, &mut rng, 200).await;
     let status = ps.client().await.status().await.unwrap();
     assert!(status.reconstructions > 0 && status.cache_hits + status.cache_misses > 0);
+    // The 400 GetPages since the restart, each in the page server's own
+    // latency histogram once.
+    let buckets = &status.getpage_latency_buckets;
+    assert_eq!(buckets.len(), GETPAGE_BUCKETS_US.len() + 1);
+    assert_eq!(buckets.iter().sum::<u64>(), 400, "{buckets:?}");
     writer.close();
 }
 
