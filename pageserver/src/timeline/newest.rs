@@ -8,6 +8,14 @@
 //! it takes in is applied to the cached image of its page, if the page is
 //! cached, so a read of the newest version is answered from memory.
 //!
+//! **Superseded versions.** Readers often ask a little behind ingest (a
+//! replica at its replay LSN, a client at the LSN it last heard of), for
+//! the version a record has just replaced. So when ingest applies a record
+//! to a cached page, the version it replaces is kept too, keyed by its
+//! label, in a second LRU of a quarter of the budget: the last few
+//! milliseconds of versions under heavy ingest, more under light. A
+//! version is immutable, so one found by its exact label is always right.
+//!
 //! **Shards.** The pages are split over up to [`MAX_SHARDS`] shards by
 //! page, each with a lock, an LRU and an `applied` LSN of its own. Ingest
 //! applies a chunk shard by shard, so a read waits only while ingest works
@@ -35,8 +43,9 @@
 //!   here.
 //!
 //! Bounded by a byte budget, split evenly over the shards (LRU by read
-//! within a shard; ingest does not count as a use). This module knows
-//! nothing of layers: the check is the caller's.
+//! within a shard; ingest does not count as a use), and a quarter more
+//! (at least a page per shard) for superseded versions. This module knows nothing of layers: the
+//! check is the caller's.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -65,11 +74,14 @@ pub struct NewestPages {
     enabled: bool,
     shards: Box<[Mutex<Shard>]>,
     hits: AtomicU64,
+    superseded_hits: AtomicU64,
     applied_records: AtomicU64,
 }
 
 struct Shard {
     pages: LruCache<PageId, Arc<Page>>,
+    /// Versions ingest replaced, by page and label (None: not kept).
+    superseded: Option<LruCache<(PageId, Lsn), Arc<Page>>>,
     /// Every record of this shard's pages at or below it has been applied
     /// to its cached pages.
     applied: Lsn,
@@ -78,8 +90,10 @@ struct Shard {
 /// The cache's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NewestStats {
-    /// Reads answered from here.
+    /// Reads answered from here (superseded versions included).
     pub hits: u64,
+    /// Of those, reads answered by a superseded version.
+    pub superseded_hits: u64,
     /// Records ingest applied to cached pages.
     pub applied_records: u64,
     pub pages: u64,
@@ -92,17 +106,24 @@ impl NewestPages {
         let pages = usize::try_from(budget_bytes / PAGE_SIZE as u64).unwrap_or(usize::MAX);
         let count = pages.clamp(1, MAX_SHARDS);
         let per_shard = NonZeroUsize::new(pages / count).unwrap_or(NonZeroUsize::MIN);
+        // At least one per shard, so a small budget keeps some too.
+        let superseded = match pages {
+            0 => None,
+            _ => NonZeroUsize::new((pages / 4 / count).max(1)),
+        };
         NewestPages {
             enabled: pages > 0,
             shards: (0..count)
                 .map(|_| {
                     Mutex::new(Shard {
                         pages: LruCache::new(per_shard),
+                        superseded: superseded.map(LruCache::new),
                         applied: start,
                     })
                 })
                 .collect(),
             hits: AtomicU64::new(0),
+            superseded_hits: AtomicU64::new(0),
             applied_records: AtomicU64::new(0),
         }
     }
@@ -114,6 +135,7 @@ impl NewestPages {
     pub fn stats(&self) -> NewestStats {
         NewestStats {
             hits: self.hits.load(Ordering::Relaxed),
+            superseded_hits: self.superseded_hits.load(Ordering::Relaxed),
             applied_records: self.applied_records.load(Ordering::Relaxed),
             pages: self
                 .shards
@@ -124,14 +146,21 @@ impl NewestPages {
     }
 
     /// The cached image of `page` if it is the version whose last record
-    /// is `from`.
+    /// is `from`: the newest, or one ingest superseded.
     pub fn get(&self, page: PageId, from: Lsn) -> Option<Arc<Page>> {
-        let found = self.shards[self.shard_of(page)]
-            .lock()
-            .pages
-            .get(&page)
-            .filter(|p| p.lsn() == from)
-            .cloned();
+        let mut shard = self.shards[self.shard_of(page)].lock();
+        let newest = shard.pages.get(&page).filter(|p| p.lsn() == from).cloned();
+        let found = match newest {
+            Some(image) => Some(image),
+            None => {
+                let older = shard.superseded.as_mut()?.get(&(page, from)).cloned();
+                if older.is_some() {
+                    self.superseded_hits.fetch_add(1, Ordering::Relaxed);
+                }
+                older
+            }
+        };
+        drop(shard);
         if found.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
@@ -173,13 +202,24 @@ impl NewestPages {
             for batch in records.chunks(APPLY_BATCH) {
                 let mut shard = shard.lock();
                 let mut applied = 0;
+                let shard = &mut *shard;
                 for (page, lsn, frame) in batch {
                     debug_assert!(*lsn > shard.applied);
                     if let Some(cached) = shard.pages.peek_mut(page) {
                         applied += 1;
-                        if let Err(e) = apply_frame(cached, *page, *lsn, frame) {
-                            warn!(%page, %lsn, error = %e, "cannot apply a record to a cached newest page; dropping it");
-                            shard.pages.pop(page);
+                        // Kept, the old version makes the apply copy the
+                        // page (8 KiB) rather than change it in place.
+                        let old = shard.superseded.is_some().then(|| cached.clone());
+                        match apply_frame(cached, *page, *lsn, frame) {
+                            Ok(()) => {
+                                if let (Some(kept), Some(old)) = (shard.superseded.as_mut(), old) {
+                                    kept.put((*page, old.lsn()), old);
+                                }
+                            }
+                            Err(e) => {
+                                warn!(%page, %lsn, error = %e, "cannot apply a record to a cached newest page; dropping it");
+                                shard.pages.pop(page);
+                            }
                         }
                     }
                     shard.applied = *lsn;
@@ -196,6 +236,16 @@ impl NewestPages {
                     .collect();
                 for p in gone {
                     shard.pages.pop(&p);
+                }
+                if let Some(kept) = shard.superseded.as_mut() {
+                    let gone: Vec<(PageId, Lsn)> = kept
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .filter(|(p, _)| p.space == *space)
+                        .collect();
+                    for k in gone {
+                        kept.pop(&k);
+                    }
                 }
             }
             shard.applied = shard.applied.max(chunk.end);
@@ -283,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn ingest_keeps_a_cached_page_newest_and_an_old_label_never_matches() {
+    fn ingest_keeps_a_cached_page_newest_and_an_old_label_never_gets_the_newest() {
         let newest = NewestPages::new(1 << 20, Lsn::ZERO);
         let (page, c) = formatted(Lsn::ZERO);
         newest.apply(&c);
@@ -291,7 +341,10 @@ mod tests {
         let held = newest.get(P, page.lsn()).unwrap();
         let (frame, lsn) = framed(P, insert(b"row"), c.end);
         newest.apply(&chunk(vec![(P, lsn, frame)], lsn.advance(5)));
-        assert!(newest.get(P, page.lsn()).is_none(), "the old version");
+        // The old label gets the old version (kept as superseded), never
+        // the new one.
+        let old = newest.get(P, page.lsn()).unwrap();
+        assert!(*old == *page && old.slot_count() == 0);
         let now = newest.get(P, lsn).unwrap();
         assert_eq!(now.item(0).unwrap(), b"row");
         now.verify(P).unwrap();
@@ -374,5 +427,51 @@ mod tests {
             seen[shard_index(PageId::new(3, n), MAX_SHARDS)] += 1;
         }
         assert!(seen.iter().all(|&k| (32..=96).contains(&k)), "{seen:?}");
+    }
+
+    #[test]
+    fn the_version_a_record_replaces_is_still_answered_by_its_label() {
+        let newest = NewestPages::new(1 << 20, Lsn::ZERO);
+        let (page, c) = formatted(Lsn::ZERO);
+        newest.apply(&c);
+        assert!(newest.offer(P, &page, |_| true));
+        let (frame, first) = framed(P, insert(b"one"), c.end);
+        newest.apply(&chunk(vec![(P, first, frame)], first));
+        let (frame, second) = framed(P, insert(b"two"), first);
+        newest.apply(&chunk(vec![(P, second, frame)], second));
+        let formatted_again = newest.get(P, page.lsn()).unwrap();
+        assert!(*formatted_again == *page, "the formatted page, unchanged");
+        let after_one = newest.get(P, first).unwrap();
+        assert_eq!(after_one.slot_count(), 1);
+        after_one.verify(P).unwrap();
+        assert_eq!(newest.get(P, second).unwrap().slot_count(), 2);
+        let stats = newest.stats();
+        assert_eq!((stats.hits, stats.superseded_hits), (3, 2));
+        // A label that was never a version of the page answers nothing.
+        assert!(newest.get(P, first.advance(1)).is_none());
+    }
+
+    #[test]
+    fn superseded_versions_keep_to_their_budget_and_leave_with_their_space() {
+        // 64 pages: 16 shards of 4, and one superseded version per shard.
+        let newest = NewestPages::new(64 * PAGE_SIZE as u64, Lsn::ZERO);
+        let (page, c) = formatted(Lsn::ZERO);
+        newest.apply(&c);
+        assert!(newest.offer(P, &page, |_| true));
+        let mut at = c.end;
+        let mut labels = vec![page.lsn()];
+        for n in 0..3u8 {
+            let (frame, lsn) = framed(P, insert(&[n]), at);
+            newest.apply(&chunk(vec![(P, lsn, frame)], lsn));
+            labels.push(lsn);
+            at = lsn;
+        }
+        // The newest, and only the one version it replaced.
+        let kept: Vec<bool> = labels.iter().map(|l| newest.get(P, *l).is_some()).collect();
+        assert_eq!(kept, [false, false, true, true]);
+        let mut drop = chunk(Vec::new(), at.advance(30));
+        drop.dropped_spaces.push((P.space, at.advance(30)));
+        newest.apply(&drop);
+        assert!(labels.iter().all(|l| newest.get(P, *l).is_none()));
     }
 }
