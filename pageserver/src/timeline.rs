@@ -376,16 +376,44 @@ impl Timeline {
     /// the task that calls [`Self::ingest_chunk`] may call it (that one
     /// puts into the open layer it read outside the map's lock).
     pub fn freeze(&self) -> bool {
-        let mut map = self.map.write();
-        let open = map.open.range();
-        if open.start == open.end {
-            return false;
+        self.publish_map(|map| {
+            let open = map.open.range();
+            if open.start == open.end {
+                return None;
+            }
+            let mut next = map.clone();
+            next.frozen.push(next.open.clone());
+            next.open = Arc::new(InMemoryLayer::new(open.end));
+            Some(next)
+        })
+    }
+
+    /// Replaces the layer map with `change` of it (None: leave it); true
+    /// if it did. The new map is built outside the lock, which is held
+    /// only to swap it in (and `change` runs again if another map was
+    /// published meanwhile): the threads that publish maps (flushes and
+    /// compaction run at background priority) must never be preempted
+    /// holding a lock every GetPage takes.
+    pub(crate) fn publish_map(
+        &self,
+        mut change: impl FnMut(&LayerMap) -> Option<LayerMap>,
+    ) -> bool {
+        loop {
+            let current = self.snapshot();
+            let Some(next) = change(&current) else {
+                return false;
+            };
+            let next = Arc::new(next);
+            let mut map = self.map.write();
+            if Arc::ptr_eq(&map, &current) {
+                let old = std::mem::replace(&mut *map, next);
+                drop(map);
+                // The old map (and maybe its last layers) goes after the
+                // lock.
+                drop((old, current));
+                return true;
+            }
         }
-        let mut next = (**map).clone();
-        next.frozen.push(next.open.clone());
-        next.open = Arc::new(InMemoryLayer::new(open.end));
-        *map = Arc::new(next);
-        true
     }
 
     /// Waits until a flush finishes (or `timeout` passes).
@@ -494,16 +522,17 @@ impl Timeline {
 
     /// Replaces the flushed frozen layer with its file in the map.
     fn publish_flushed(&self, layer: &Arc<InMemoryLayer>, file: Option<Arc<LayerFile>>) {
-        let mut map = self.map.write();
-        let mut next = (**map).clone();
-        let first = next.frozen.remove(0);
-        debug_assert!(
-            Arc::ptr_eq(&first, layer),
-            "only the flusher removes frozen layers"
-        );
-        next.files.extend(file);
-        debug_assert!(next.files.is_sorted_by_key(|f| f.desc.order()));
-        *map = Arc::new(next);
+        self.publish_map(|map| {
+            let mut next = map.clone();
+            let first = next.frozen.remove(0);
+            debug_assert!(
+                Arc::ptr_eq(&first, layer),
+                "only the flusher removes frozen layers"
+            );
+            next.files.extend(file.clone());
+            debug_assert!(next.files.is_sorted_by_key(|f| f.desc.order()));
+            Some(next)
+        });
     }
 
     fn check_not_crashed(&self) -> Result<()> {

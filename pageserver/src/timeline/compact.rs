@@ -255,16 +255,17 @@ impl Timeline {
             self.fail_at(FailPoint::AfterManifest)?;
             // Published under the manifest lock, so a flush's map and this
             // one never cross.
-            let mut map = self.map.write();
-            let mut next = (**map).clone();
-            next.files
-                .retain(|f| !gone.contains(f.desc.file_name.as_str()));
-            next.files.extend(add.iter().cloned());
-            next.files.sort_by_key(|f| f.desc.order());
-            if let Some(cutoff) = cutoff {
-                next.gc_cutoff = next.gc_cutoff.max(cutoff);
-            }
-            *map = Arc::new(next);
+            self.publish_map(|map| {
+                let mut next = map.clone();
+                next.files
+                    .retain(|f| !gone.contains(f.desc.file_name.as_str()));
+                next.files.extend(add.iter().cloned());
+                next.files.sort_by_key(|f| f.desc.order());
+                if let Some(cutoff) = cutoff {
+                    next.gc_cutoff = next.gc_cutoff.max(cutoff);
+                }
+                Some(next)
+            });
         }
         let written: u64 = add.iter().map(|f| f.desc.file_bytes).sum();
         self.stats

@@ -183,12 +183,12 @@ impl Timeline {
     /// Refuses reads below `cutoff` from now on (in memory; the manifest
     /// records it with the next deletion, which is all a restart needs).
     fn raise_cutoff(&self, cutoff: Lsn) {
-        let mut map = self.map.write();
-        if cutoff > map.gc_cutoff {
-            let mut next = (**map).clone();
-            next.gc_cutoff = cutoff;
-            *map = Arc::new(next);
-        }
+        self.publish_map(|map| {
+            (cutoff > map.gc_cutoff).then(|| LayerMap {
+                gc_cutoff: cutoff,
+                ..map.clone()
+            })
+        });
     }
 }
 
