@@ -89,6 +89,13 @@ pub struct Entry {
 }
 
 /// The order of entries in a layer: page, LSN, delta before image.
+/// The shard of `page` among `count` (Fibonacci hashing: neighbouring
+/// pages land in different shards).
+pub fn shard_of(page: PageId, count: usize) -> usize {
+    let key = (u64::from(page.space) << 32) | u64::from(page.page_no);
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % count
+}
+
 pub fn entry_key(page: PageId, lsn: Lsn, value: &Value) -> (PageId, Lsn, bool) {
     (page, lsn, value.is_image())
 }

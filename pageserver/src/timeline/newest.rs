@@ -58,6 +58,7 @@ use strata_wal::{Lsn, PageId, record};
 use tracing::warn;
 
 use crate::layer::inmem::ChunkRecords;
+use crate::layer::shard_of;
 
 /// Records applied under one hold of a shard's lock: a few microseconds
 /// each, and a reader waiting for the lock holds up its thread.
@@ -129,7 +130,7 @@ impl NewestPages {
     }
 
     fn shard_of(&self, page: PageId) -> usize {
-        shard_index(page, self.shards.len())
+        shard_of(page, self.shards.len())
     }
 
     pub fn stats(&self) -> NewestStats {
@@ -251,13 +252,6 @@ impl NewestPages {
             shard.applied = shard.applied.max(chunk.end);
         }
     }
-}
-
-/// The shard of `page` among `count`.
-fn shard_index(page: PageId, count: usize) -> usize {
-    let key = (u64::from(page.space) << 32) | u64::from(page.page_no);
-    // Fibonacci hashing: neighbouring pages land in different shards.
-    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % count
 }
 
 /// Applies one framed record to `cached` (copied first if a reader holds
@@ -424,7 +418,7 @@ mod tests {
     fn neighbouring_pages_spread_over_every_shard() {
         let mut seen = [0u32; MAX_SHARDS];
         for n in 0..1024 {
-            seen[shard_index(PageId::new(3, n), MAX_SHARDS)] += 1;
+            seen[shard_of(PageId::new(3, n), MAX_SHARDS)] += 1;
         }
         assert!(seen.iter().all(|&k| (32..=96).contains(&k)), "{seen:?}");
     }
