@@ -47,10 +47,12 @@
 //! (at least a page per shard) for superseded versions. This module knows nothing of layers: the
 //! check is the caller's.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use lru::LruCache;
 use parking_lot::Mutex;
 use strata_wal::page::{PAGE_SIZE, Page};
@@ -60,9 +62,9 @@ use tracing::warn;
 use crate::layer::inmem::ChunkRecords;
 use crate::layer::shard_of;
 
-/// Records applied under one hold of a shard's lock: a few microseconds
-/// each, and a reader waiting for the lock holds up its thread.
-const APPLY_BATCH: usize = 16;
+/// Records applied per batch (the shard's lock is taken twice per batch,
+/// for lookups only).
+const APPLY_BATCH: usize = 64;
 
 /// The most shards (a budget of fewer pages has one page per shard).
 pub const MAX_SHARDS: usize = 16;
@@ -201,31 +203,7 @@ impl NewestPages {
         }
         for (shard, records) in self.shards.iter().zip(by_shard) {
             for batch in records.chunks(APPLY_BATCH) {
-                let mut shard = shard.lock();
-                let mut applied = 0;
-                let shard = &mut *shard;
-                for (page, lsn, frame) in batch {
-                    debug_assert!(*lsn > shard.applied);
-                    if let Some(cached) = shard.pages.peek_mut(page) {
-                        applied += 1;
-                        // Kept, the old version makes the apply copy the
-                        // page (8 KiB) rather than change it in place.
-                        let old = shard.superseded.is_some().then(|| cached.clone());
-                        match apply_frame(cached, *page, *lsn, frame) {
-                            Ok(()) => {
-                                if let (Some(kept), Some(old)) = (shard.superseded.as_mut(), old) {
-                                    kept.put((*page, old.lsn()), old);
-                                }
-                            }
-                            Err(e) => {
-                                warn!(%page, %lsn, error = %e, "cannot apply a record to a cached newest page; dropping it");
-                                shard.pages.pop(page);
-                            }
-                        }
-                    }
-                    shard.applied = *lsn;
-                }
-                self.applied_records.fetch_add(applied, Ordering::Relaxed);
+                self.apply_batch(shard, batch);
             }
             let mut shard = shard.lock();
             for (space, _) in &chunk.dropped_spaces {
@@ -252,7 +230,84 @@ impl NewestPages {
             shard.applied = shard.applied.max(chunk.end);
         }
     }
+
+    /// Applies a batch of one shard's records in three steps, so the
+    /// shard's lock is held only for lookups, never for a page copy or a
+    /// replay: take the cached pages the batch touches; apply the records
+    /// to copies, keeping each version a record replaces; then, under the
+    /// lock again, put the new versions in where the cache still holds the
+    /// page taken (a page offered meanwhile, or not taken because it was not
+    /// cached, is dropped: it lacks the batch's records) and move `applied`.
+    /// Only the ingest task applies, so nothing else moves `applied`
+    /// between the steps.
+    fn apply_batch(&self, shard: &Mutex<Shard>, batch: &[&(PageId, Lsn, Bytes)]) {
+        let taken: HashMap<PageId, Arc<Page>> = {
+            let shard = shard.lock();
+            batch
+                .iter()
+                .filter_map(|(page, _, _)| Some((*page, shard.pages.peek(page)?.clone())))
+                .collect()
+        };
+        let mut working: HashMap<PageId, Working> = HashMap::new();
+        let mut applied = 0;
+        for (page, lsn, frame) in batch {
+            let Some(taken) = taken.get(page) else {
+                continue;
+            };
+            let (current, replaced) = working
+                .entry(*page)
+                .or_insert_with(|| (Some(taken.clone()), Vec::new()));
+            let Some(image) = current else {
+                continue;
+            };
+            applied += 1;
+            let old = image.clone();
+            // `old` shares the page, so this changes a copy.
+            match apply_frame(image, *page, *lsn, frame) {
+                Ok(()) => replaced.push(old),
+                Err(e) => {
+                    warn!(%page, %lsn, error = %e, "cannot apply a record to a cached newest page; dropping it");
+                    *current = None;
+                }
+            }
+        }
+        let mut guard = shard.lock();
+        let shard = &mut *guard;
+        for (page, (newest, replaced)) in working {
+            let Some(now) = shard.pages.peek_mut(&page) else {
+                continue;
+            };
+            match newest {
+                Some(newest) if Arc::ptr_eq(&taken[&page], now) => {
+                    *now = newest;
+                    if let Some(kept) = shard.superseded.as_mut() {
+                        for old in replaced {
+                            kept.put((page, old.lsn()), old);
+                        }
+                    }
+                }
+                _ => {
+                    shard.pages.pop(&page);
+                }
+            }
+        }
+        // Offered while the batch was applied: without its records.
+        for (page, lsn, _) in batch {
+            debug_assert!(*lsn > shard.applied);
+            if !taken.contains_key(page) {
+                shard.pages.pop(page);
+            }
+        }
+        if let Some((_, lsn, _)) = batch.last() {
+            shard.applied = *lsn;
+        }
+        self.applied_records.fetch_add(applied, Ordering::Relaxed);
+    }
 }
+
+/// A page while a batch is applied: its newest version so far (None: a
+/// record failed to apply) and the versions the batch replaced.
+type Working = (Option<Arc<Page>>, Vec<Arc<Page>>);
 
 /// Applies one framed record to `cached` (copied first if a reader holds
 /// it), checking it is the record for `page` at `lsn`, and seals it.
