@@ -32,9 +32,10 @@
 //! last record at or below the read's LSN, found in the layers): a stale
 //! image simply never matches. The invariant is kept by
 //! - ingest ([`NewestPages::apply`]): it runs after the chunk is in the open
-//!   layer, applies each record to its cached page in LSN order and only
-//!   then moves the shard's `applied` (per batch of records, under the
-//!   shard's lock; a record that does not apply drops its page);
+//!   layer, applies each record to (a copy of) its cached page in LSN
+//!   order, and only then, under the shard's lock, swaps the new versions
+//!   in and moves the shard's `applied` (per batch of records; a page that
+//!   changed meanwhile, or whose record does not apply, is dropped);
 //! - reads that rebuilt a version ([`NewestPages::offer`]): the image goes
 //!   in only if the caller checks, under the shard's lock (so its `applied`
 //!   cannot move), that the page has no record in `(label, applied]`;
@@ -44,8 +45,8 @@
 //!
 //! Bounded by a byte budget, split evenly over the shards (LRU by read
 //! within a shard; ingest does not count as a use), and a quarter more
-//! (at least a page per shard) for superseded versions. This module knows nothing of layers: the
-//! check is the caller's.
+//! (at least a page per shard) for superseded versions. This module knows
+//! nothing of layers: the check is the caller's.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
