@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod remote;
 pub mod server;
 pub mod service;
+pub mod sync;
 pub mod timeline;
 pub mod workload;
 

@@ -22,8 +22,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::sync::RwLock;
 use bytes::Bytes;
-use parking_lot::RwLock;
 use strata_wal::{Lsn, PageId};
 
 use crate::layer::{LsnRange, Value, shard_of};

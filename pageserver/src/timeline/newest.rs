@@ -53,9 +53,9 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::sync::Mutex;
 use bytes::Bytes;
 use lru::LruCache;
-use parking_lot::Mutex;
 use strata_wal::page::{PAGE_SIZE, Page};
 use strata_wal::{Lsn, PageId, record};
 use tracing::warn;
