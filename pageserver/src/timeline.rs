@@ -679,3 +679,38 @@ fn remove_stray_files(dir: &Path, m: &Manifest) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A map published while another change is being built makes that
+    /// change run again on the new map: neither edit is lost.
+    #[test]
+    fn a_map_published_meanwhile_makes_the_change_run_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let tl = Timeline::open(TimelineConfig::new("publish", dir.path())).unwrap();
+        let mut seen = Vec::new();
+        let published = tl.publish_map(|map| {
+            seen.push(map.gc_cutoff);
+            if seen.len() == 1 {
+                assert!(tl.publish_map(|m| Some(LayerMap {
+                    gc_cutoff: Lsn(5),
+                    ..m.clone()
+                })));
+            }
+            Some(LayerMap {
+                gc_cutoff: Lsn(map.gc_cutoff.0 + 1),
+                ..map.clone()
+            })
+        });
+        assert!(published);
+        assert_eq!(
+            seen,
+            [Lsn(0), Lsn(5)],
+            "built twice, the second time on the new map"
+        );
+        assert_eq!(tl.snapshot().gc_cutoff, Lsn(6));
+        assert!(!tl.publish_map(|_| None), "no change, nothing published");
+    }
+}
