@@ -169,8 +169,11 @@ pub(crate) fn write_durably(path: &Path, data: &[u8]) -> Result<()> {
     tmp.as_mut_os_string().push(".download");
     let mut file = std::fs::File::create(&tmp)
         .map_err(PageServerError::io(format!("creating {}", tmp.display())))?;
-    file.write_all(data)
-        .map_err(PageServerError::io(format!("writing {}", tmp.display())))?;
+    // In pieces: see `IO_CHUNK`.
+    for piece in data.chunks(crate::remote::IO_CHUNK) {
+        file.write_all(piece)
+            .map_err(PageServerError::io(format!("writing {}", tmp.display())))?;
+    }
     durable::sync_file(&file, &tmp);
     std::fs::rename(&tmp, path).map_err(PageServerError::io(format!(
         "renaming {} to {}",
