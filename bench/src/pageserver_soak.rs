@@ -15,7 +15,8 @@
 //!    for random pages at the latest ingested LSN. Each GetPage is counted
 //!    as *compacting* if a compaction or GC step was running when it was
 //!    due (the status RPC's `compaction_running`, polled every 20 ms).
-//!    By default the readers are an **open loop**: a pacer thread issues
+//!    By default the readers are an **open loop**: a pacer thread (at
+//!    `SCHED_FIFO` if permitted, see [`Pacer`]) issues
 //!    `--getpage-rate` requests a second on a fixed schedule, round robin
 //!    over the clients, and a request's latency runs from its *scheduled*
 //!    time, so a stall counts for every request it delays (no coordinated
@@ -136,6 +137,9 @@ struct Samples {
     /// waited to be sent — behind the client's previous request, or for
     /// the pacer's and the client's own wake-ups on a busy machine.
     in_flight: [Vec<Duration>; 3],
+    /// Open loop only: how late the pacer handed each GetPage to its
+    /// client (the load generator's own error), by phase.
+    pacer_late: [Vec<Duration>; 3],
 }
 
 /// The page server's own GetPage histogram (status RPC), split by phase
@@ -249,7 +253,13 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
     };
     let load = match args.getpage_rate {
         0 => "closed loop".to_string(),
-        rate => format!("open loop, {rate} GetPage/s offered"),
+        rate => format!(
+            "open loop, {rate} GetPage/s offered, the pacer {}",
+            match pacer.as_ref().is_some_and(|p| p.realtime) {
+                true => "at SCHED_FIFO",
+                false => "at normal priority (SCHED_FIFO not permitted): its wake-ups count",
+            }
+        ),
     };
     println!(
         "pageserver-soak: {} pages, {} MiB/s of WAL for {} s, {} GetPage clients ({load}), {} MiB layers, {} MiB history",
@@ -265,6 +275,7 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
         let mut s = shared.lock();
         s.idle.clear();
         s.in_flight[0].clear();
+        s.pacer_late[0].clear();
     }
     if let Some(p) = &pacer {
         p.issued[0].store(0, Ordering::Relaxed);
@@ -355,6 +366,18 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
         if let Some(l) = Latency::from_samples(taken) {
             println!(
                 "{phase}: GetPage sent to answered p50 {} p99 {} (open loop: without the wait to be sent)",
+                us(l.p50_us),
+                us(l.p99_us)
+            );
+        }
+    }
+    for (phase, late) in ["idle", "ingesting", "compacting"]
+        .into_iter()
+        .zip(samples.pacer_late)
+    {
+        if let Some(l) = Latency::from_samples(late) {
+            println!(
+                "{phase}: the pacer late p50 {} p99 {} (scheduled to handed to its client: the load generator's own error)",
                 us(l.p50_us),
                 us(l.p99_us)
             );
@@ -537,6 +560,8 @@ const TICKET_QUEUE: usize = 1 << 20;
 /// One scheduled GetPage: when it is due and the phase it was due in.
 struct Ticket {
     due: Instant,
+    /// When the pacer handed it over.
+    issued: Instant,
     soaking: bool,
     compacting: bool,
 }
@@ -545,10 +570,16 @@ struct Ticket {
 /// round robin over the clients, until the run stops. A thread, not a
 /// tokio timer: tokio's timer wheel has a resolution of one millisecond,
 /// which would count up to that much lateness as latency; a sleeping OS
-/// thread wakes within tens of microseconds.
+/// thread wakes within tens of microseconds. It runs at `SCHED_FIFO` when
+/// the process may (root or `CAP_SYS_NICE`): it stands for clients on
+/// other machines, and at normal priority on two busy cores its wake-ups
+/// came up to 2 ms late at p99, the load generator's starvation counted as
+/// the page server's latency. How late it was is printed per phase.
 struct Pacer {
     thread: std::thread::JoinHandle<()>,
     rate: u64,
+    /// Whether the thread runs at `SCHED_FIFO`.
+    realtime: bool,
     /// Tickets issued while idle, while soaking; tickets not issued
     /// because a client's queue was full.
     issued: Arc<[AtomicU64; 3]>,
@@ -563,9 +594,11 @@ impl Pacer {
         let issued: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
         let counts = issued.clone();
         let every = Duration::from_secs_f64(1.0 / rate as f64);
+        let (told, realtime) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("soak-pacer".into())
             .spawn(move || {
+                let _ = told.send(realtime_priority());
                 let start = Instant::now();
                 let mut k: u32 = 0;
                 while !shared.stop.load(Ordering::Acquire) {
@@ -576,6 +609,7 @@ impl Pacer {
                     let soaking = shared.soaking.load(Ordering::Acquire);
                     let ticket = Ticket {
                         due,
+                        issued: Instant::now(),
                         soaking,
                         compacting: shared.compacting.load(Ordering::Acquire),
                     };
@@ -589,9 +623,11 @@ impl Pacer {
                 }
             })
             .context("starting the pacer thread")?;
+        let realtime = realtime.recv().context("the pacer thread ended at once")?;
         Ok(Pacer {
             thread,
             rate,
+            realtime,
             issued,
         })
     }
@@ -601,6 +637,15 @@ impl Pacer {
             .await?
             .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))
     }
+}
+
+/// Puts the calling thread in `SCHED_FIFO` (the lowest real-time
+/// priority), if this process may; true if it did.
+fn realtime_priority() -> bool {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: sched_setscheduler on the calling thread (pid 0) only reads
+    // `param`, which lives across the call.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
 }
 
 /// Prints a phase's offered and achieved GetPage rates (open loop only).
@@ -678,7 +723,11 @@ async fn read_open_loop(
             (true, false) => 1,
             (true, true) => 2,
         };
-        shared.lock().in_flight[phase].push(sent.elapsed());
+        {
+            let mut s = shared.lock();
+            s.in_flight[phase].push(sent.elapsed());
+            s.pacer_late[phase].push(ticket.issued.saturating_duration_since(ticket.due));
+        }
         record(
             &shared,
             ticket.soaking,
