@@ -83,8 +83,10 @@ pub struct SoakArgs {
     /// GetPage requests per second over all clients, sent on a fixed
     /// schedule (open loop; latency counted from each request's scheduled
     /// time). 0: closed loop, each client asks again as soon as it has an
-    /// answer (keeps every core busy).
-    #[arg(long, default_value_t = 2_000)]
+    /// answer (keeps every core busy). At most 100,000: the pacer may run
+    /// at real-time priority, and a rate it cannot keep up with would keep
+    /// it on a core.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub getpage_rate: u64,
     /// The page server's layer size, in MiB.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
