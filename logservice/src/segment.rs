@@ -91,7 +91,7 @@ const SPARE_FILE_NAME: &str = "next-segment.tmp";
 /// Zeros are written in chunks of this many bytes: a buffered write is a
 /// call the kernel may not preempt (on a kernel without full preemption),
 /// so a short one lets a woken thread have the core sooner.
-const ZERO_CHUNK_BYTES: u64 = 256 << 10;
+const ZERO_CHUNK_BYTES: u64 = 64 << 10;
 
 /// Writes zeros over bytes `from..to` of `file`.
 fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {

@@ -224,8 +224,9 @@ pub const PART_BYTES: usize = 8 << 20;
 /// project's test VM: `PREEMPT_NONE`, HZ 250), and one 16 MiB write held a
 /// core for ~5 ms, so a GetPage woken on that core waited that long (a
 /// `SCHED_FIFO` thread too). A call returns to user space, where a woken
-/// thread gets the core, after at most this much.
-pub const IO_CHUNK: usize = 256 << 10;
+/// thread gets the core, after at most this much (256 KiB still held it
+/// ~0.4 ms at a time; the layer writers' buffers are 64 KiB too).
+pub const IO_CHUNK: usize = 64 << 10;
 /// Parts of one upload in flight at once (besides the one being filled).
 const PARTS_IN_FLIGHT: usize = 2;
 
