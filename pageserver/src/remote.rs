@@ -219,10 +219,10 @@ pub const MULTIPART_THRESHOLD: u64 = 16 << 20;
 pub const PART_BYTES: usize = 8 << 20;
 /// The most bytes one read or write call moves in the layer I/O done
 /// beside serving: an upload's reads and (local bucket) writes, and the
-/// write of a downloaded layer to local disk. The kernel cannot preempt a thread
-/// inside a write on a kernel built without full preemption (this
-/// project's test VM: `PREEMPT_NONE`, HZ 250), and one 16 MiB write held a
-/// core for ~5 ms, so a GetPage woken on that core waited that long (a
+/// write of a downloaded layer to local disk. A kernel built without full
+/// preemption (this project's test VM: `PREEMPT_NONE`, HZ 250) does not
+/// preempt a thread inside a write, and one 16 MiB write held a core for
+/// ~5 ms, so a GetPage woken on that core waited that long (a
 /// `SCHED_FIFO` thread too). A call returns to user space, where a woken
 /// thread gets the core, after at most this much (256 KiB still held it
 /// ~0.4 ms at a time; the layer writers' buffers are 64 KiB too).
