@@ -361,30 +361,16 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
     log_side.spawn(log.stop()).await??;
 
     let samples = std::mem::take(&mut *shared.lock());
-    for (phase, taken) in ["idle", "ingesting", "compacting"]
-        .into_iter()
-        .zip(samples.in_flight)
-    {
-        if let Some(l) = Latency::from_samples(taken) {
-            println!(
-                "{phase}: GetPage sent to answered p50 {} p99 {} (open loop: without the wait to be sent)",
-                us(l.p50_us),
-                us(l.p99_us)
-            );
-        }
-    }
-    for (phase, late) in ["idle", "ingesting", "compacting"]
-        .into_iter()
-        .zip(samples.pacer_late)
-    {
-        if let Some(l) = Latency::from_samples(late) {
-            println!(
-                "{phase}: the pacer late p50 {} p99 {} (scheduled to handed to its client: the load generator's own error)",
-                us(l.p50_us),
-                us(l.p99_us)
-            );
-        }
-    }
+    print_by_phase(
+        samples.in_flight,
+        "GetPage sent to answered",
+        "open loop: without the wait to be sent",
+    );
+    print_by_phase(
+        samples.pacer_late,
+        "the pacer late",
+        "scheduled to handed to its client: the load generator's own error",
+    );
     for (i, phase) in ["idle", "ingesting", "compacting"].into_iter().enumerate() {
         println!(
             "{phase}: GetPage in the page server p50 {} p99 {} (its own histogram)",
@@ -648,6 +634,20 @@ fn realtime_priority() -> bool {
     // SAFETY: sched_setscheduler on the calling thread (pid 0) only reads
     // `param`, which lives across the call.
     unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
+}
+
+/// Prints p50 and p99 of each phase's (idle, ingesting, compacting)
+/// samples of `what`, if it has any.
+fn print_by_phase(samples: [Vec<Duration>; 3], what: &str, note: &str) {
+    for (phase, taken) in ["idle", "ingesting", "compacting"].into_iter().zip(samples) {
+        if let Some(l) = Latency::from_samples(taken) {
+            println!(
+                "{phase}: {what} p50 {} p99 {} ({note})",
+                us(l.p50_us),
+                us(l.p99_us)
+            );
+        }
+    }
 }
 
 /// Prints a phase's offered and achieved GetPage rates (open loop only).

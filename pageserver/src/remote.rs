@@ -774,26 +774,43 @@ mod tests {
         );
     }
 
+    fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut rng = crate::workload::Rng::new(seed);
+        (0..len).map(|_| rng.below(256) as u8).collect()
+    }
+
+    /// Writes `data` to `dir/name`, uploads it, checks what the index would
+    /// record of it, and checks that it downloads the same.
+    async fn round_trip(
+        bucket: &Bucket,
+        dir: &std::path::Path,
+        name: &str,
+        generation: u32,
+        data: &[u8],
+    ) -> RemoteLayer {
+        let path = dir.join(name);
+        std::fs::write(&path, data).unwrap();
+        let layer = bucket
+            .put_layer_file(name, generation, &path)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (layer.bytes, layer.crc, layer.generation),
+            (data.len() as u64, crc32fast::hash(data), generation)
+        );
+        assert_eq!(bucket.get_layer(name, layer).await.unwrap(), data);
+        layer
+    }
+
     #[tokio::test]
     async fn a_large_layer_goes_up_in_parts_and_its_crc_is_checked_on_download() {
         let dir = tempfile::tempdir().unwrap();
         let bucket = Bucket::open(&BucketConfig::Local(dir.path().join("b")), "c")
             .unwrap()
             .with_multipart(10_000, 16_384);
-        let mut rng = crate::workload::Rng::new(11);
-        let data: Vec<u8> = (0..100_003).map(|_| rng.below(256) as u8).collect();
-        let path = dir.path().join("big.delta");
-        std::fs::write(&path, &data).unwrap();
-        let layer = bucket
-            .put_layer_file("big.delta", 4, &path)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (layer.bytes, layer.crc),
-            (data.len() as u64, crc32fast::hash(&data))
-        );
-        assert_eq!(bucket.get_layer("big.delta", layer).await.unwrap(), data);
+        let data = random_bytes(11, 100_003);
+        let layer = round_trip(&bucket, dir.path(), "big.delta", 4, &data).await;
         // A small one in one put; a missing file is None.
         std::fs::write(dir.path().join("small.delta"), b"abc").unwrap();
         let small = bucket
@@ -827,25 +844,11 @@ mod tests {
     async fn a_layer_of_several_io_chunks_goes_up_whole_in_one_put() {
         let dir = tempfile::tempdir().unwrap();
         let bucket = Bucket::open(&BucketConfig::Local(dir.path().join("b")), "c").unwrap();
-        let mut rng = crate::workload::Rng::new(12);
         // Two whole chunks and a part of one: read, crc'd and written
         // chunk by chunk, none lost or repeated.
-        let data: Vec<u8> = (0..2 * IO_CHUNK + 12_345)
-            .map(|_| rng.below(256) as u8)
-            .collect();
+        let data = random_bytes(12, 2 * IO_CHUNK + 12_345);
         assert!(data.len() as u64 <= MULTIPART_THRESHOLD);
-        let path = dir.path().join("mid.delta");
-        std::fs::write(&path, &data).unwrap();
-        let layer = bucket
-            .put_layer_file("mid.delta", 5, &path)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (layer.bytes, layer.crc),
-            (data.len() as u64, crc32fast::hash(&data))
-        );
-        assert_eq!(bucket.get_layer("mid.delta", layer).await.unwrap(), data);
+        let layer = round_trip(&bucket, dir.path(), "mid.delta", 5, &data).await;
         // The same bytes handed over in memory.
         bucket
             .put_layer("mem.delta", 5, Bytes::from(data.clone()))
@@ -853,19 +856,7 @@ mod tests {
             .unwrap();
         assert_eq!(bucket.get_layer("mem.delta", layer).await.unwrap(), data);
         // An empty file: an empty object.
-        std::fs::write(dir.path().join("empty.delta"), b"").unwrap();
-        let empty = bucket
-            .put_layer_file("empty.delta", 5, &dir.path().join("empty.delta"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((empty.bytes, empty.crc), (0, crc32fast::hash(b"")));
-        assert!(
-            bucket
-                .get_layer("empty.delta", empty)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        let empty = round_trip(&bucket, dir.path(), "empty.delta", 5, b"").await;
+        assert_eq!(empty.bytes, 0);
     }
 }
