@@ -49,7 +49,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
 use tracing::info;
 
 use crate::error::{PageServerError, Result};
@@ -218,14 +220,14 @@ pub const MULTIPART_THRESHOLD: u64 = 16 << 20;
 /// One part of a multipart upload.
 pub const PART_BYTES: usize = 8 << 20;
 /// The most bytes one read or write call moves in the layer I/O done
-/// beside serving: an upload's reads and (local bucket) writes, and the
-/// write of a downloaded layer to local disk. A kernel built without full
-/// preemption (this project's test VM: `PREEMPT_NONE`, HZ 250) does not
-/// preempt a thread inside a write, and one 16 MiB write held a core for
-/// ~5 ms, so a GetPage woken on that core waited that long (a
-/// `SCHED_FIFO` thread too). A call returns to user space, where a woken
-/// thread gets the core, after at most this much (256 KiB still held it
-/// ~0.4 ms at a time; the layer writers' buffers are 64 KiB too).
+/// beside serving: an upload's reads and (local bucket) writes, a
+/// download's reads (local bucket) and its write to local disk. A kernel
+/// built without full preemption (this project's test VM: `PREEMPT_NONE`,
+/// HZ 250) does not preempt a thread inside a write, and one 16 MiB write
+/// held a core for ~5 ms, so a GetPage woken on that core waited that long
+/// (a `SCHED_FIFO` thread too). A call returns to user space, where a
+/// woken thread gets the core, after at most this much (256 KiB still
+/// held it ~0.4 ms at a time; the layer writers' buffers are 64 KiB too).
 pub const IO_CHUNK: usize = 64 << 10;
 /// Parts of one upload in flight at once (besides the one being filled).
 const PARTS_IN_FLIGHT: usize = 2;
@@ -255,6 +257,28 @@ async fn read_chunk(file: &mut tokio::fs::File) -> std::io::Result<Option<Bytes>
     }
     buf.truncate(filled);
     Ok((filled > 0).then(|| buf.freeze()))
+}
+
+/// Bytes `range` of `file` (fewer if the file ends first), read in
+/// [`IO_CHUNK`] calls.
+fn read_file_range(mut file: std::fs::File, range: std::ops::Range<u64>) -> std::io::Result<Bytes> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = usize::try_from(range.end.saturating_sub(range.start))
+        .map_err(|_| std::io::Error::other("the object does not fit in memory"))?;
+    file.seek(SeekFrom::Start(range.start))?;
+    let mut data = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        let end = len.min(filled + IO_CHUNK);
+        match file.read(&mut data[filled..end])? {
+            // Shorter than it said: what is there (the caller's crc
+            // check tells a cut object from a whole one).
+            0 => break,
+            n => filled += n,
+        }
+    }
+    data.truncate(filled);
+    Ok(Bytes::from(data))
 }
 
 /// The generation in a key's last part (`…-GGGGGGGGGG` or `GGGGGGGGGG`).
@@ -615,9 +639,29 @@ impl Bucket {
             .get(key)
             .await
             .map_err(store_error(format!("downloading {key}")))?;
-        got.bytes()
-            .await
-            .map_err(store_error(format!("downloading {key}")))
+        let range = got.range;
+        match got.payload {
+            // A local bucket's object is a file: read in IO_CHUNK calls
+            // (`GetResult::bytes` would read it in one).
+            GetResultPayload::File(file, path) => {
+                let reading = |e| PageServerError::io(format!("reading {}", path.display()))(e);
+                tokio::task::spawn_blocking(move || read_file_range(file, range))
+                    .await
+                    .map_err(|e| reading(std::io::Error::other(e)))?
+                    .map_err(reading)
+            }
+            GetResultPayload::Stream(stream) => {
+                let chunks: Vec<Bytes> = stream
+                    .try_collect()
+                    .await
+                    .map_err(store_error(format!("downloading {key}")))?;
+                let mut all = bytes::BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+                for chunk in chunks {
+                    all.extend_from_slice(&chunk);
+                }
+                Ok(all.freeze())
+            }
+        }
     }
 }
 
@@ -858,5 +902,18 @@ mod tests {
         // An empty file: an empty object.
         let empty = round_trip(&bucket, dir.path(), "empty.delta", 5, b"").await;
         assert_eq!(empty.bytes, 0);
+        // An object cut short in the bucket is read as far as it goes and
+        // refused by its crc and length.
+        let object = dir
+            .path()
+            .join("b")
+            .join(bucket.layer_key("mid.delta", 5).as_ref());
+        let stored = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&object)
+            .unwrap();
+        stored.set_len(IO_CHUNK as u64 + 7).unwrap();
+        let err = bucket.get_layer("mid.delta", layer).await.unwrap_err();
+        assert!(matches!(err, PageServerError::Corrupt { .. }), "{err}");
     }
 }
