@@ -438,3 +438,23 @@ fn the_cases_reach_compaction_images_gc_and_crashes() {
         "L0 merges, image runs, GC, crashes, downloads: {totals:?}"
     );
 }
+
+/// Found by the property test: with a disk budget of nothing every layer is
+/// evicted, and one compaction step needed more layers downloaded than the
+/// fixed retry allowance (64), so it failed with "compaction kept meeting
+/// evicted layers". It now gets a try per layer of the map besides.
+#[test]
+fn a_compaction_may_download_more_layers_than_the_retry_allowance() {
+    run(Case {
+        seed: 508079368321499583,
+        batches: 129,
+        pages: 29,
+        image_after: 2,
+        layer_bytes: 2000,
+        history: None,
+        l0_threshold: 1,
+        target_file_bytes: 1000,
+        image_after_runs: 1,
+        disk_budget: Some(0),
+    });
+}

@@ -113,9 +113,10 @@ impl Tiering {
     }
 }
 
-/// How often a step is tried again after downloads, at most: each try
-/// downloads (and pins) at least one more layer, so this only bounds a
-/// map that keeps changing under it.
+/// How often a step is tried again after downloads, at most (beyond one
+/// try per layer of the map, for compaction): each try downloads (and
+/// pins) at least one more layer, so this only bounds a map that keeps
+/// changing under it.
 pub const MAX_DOWNLOAD_RETRIES: usize = 64;
 
 impl Timeline {
@@ -270,7 +271,12 @@ impl Timeline {
     /// it needs first.
     pub async fn compact_step_resident(self: &Arc<Self>) -> Result<Step> {
         let mut pinned = Vec::new();
-        for _ in 0..MAX_DOWNLOAD_RETRIES {
+        // A step may need every layer of the map (tiny layers, a disk
+        // budget of nothing): each try pins one more, so as many tries as
+        // there are layers, and the usual allowance for a map that changes
+        // under it.
+        let tries = self.snapshot().files.len() + MAX_DOWNLOAD_RETRIES;
+        for _ in 0..tries {
             let tl = self.clone();
             let step = crate::background::run("compaction", move || tl.compact_step()).await?;
             match step {
