@@ -15,6 +15,7 @@ pub mod msg;
 pub mod replica;
 pub mod segment;
 pub mod server;
+pub mod sniff;
 pub mod storage;
 pub mod tail;
 pub mod wire;

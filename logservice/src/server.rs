@@ -29,8 +29,7 @@ use parking_lot::{Condvar, Mutex};
 use strata_proto::logservice as pb;
 use strata_proto::logservice::log_service_server::{LogService, LogServiceServer};
 use strata_wal::Lsn;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -39,12 +38,12 @@ use tracing::{info, warn};
 
 use crate::control_file::new_incarnation;
 use crate::error::{LogError, Result};
-use crate::framed;
 use crate::msg::{AppendOutcome, AppendRequest, FetchRequest, FetchResponse, ReplicaId};
 use crate::replica::Replica;
 use crate::segment::SegmentStorage;
 use crate::storage::Storage;
 use crate::wire::history_to_pb;
+use crate::{framed, sniff};
 
 /// The most bytes one read-stream message carries.
 const READ_CHUNK_BYTES: usize = 1 << 20;
@@ -228,12 +227,15 @@ pub async fn serve_on(
     // Connections are accepted here and sorted: the writers' framed append
     // streams are served directly, the rest goes to the gRPC server.
     let (grpc_tx, grpc_rx) = mpsc::channel(16);
-    let acceptor = tokio::spawn(accept_loop(
-        listener,
-        shared.clone(),
-        grpc_tx,
-        shutdown.clone(),
-    ));
+    let serve_shared = shared.clone();
+    let routes = sniff::Routes {
+        magic: framed::MAGIC,
+        thread_name: "log-append",
+        serve: Arc::new(move |stream| serve_framed_appends(&serve_shared, stream)),
+        max_framed: MAX_FRAMED_APPENDS,
+        grpc: grpc_tx,
+    };
+    let acceptor = tokio::spawn(sniff::accept_loop(listener, routes, shutdown.clone()));
     let served = tonic::transport::Server::builder()
         .add_service(service)
         .serve_with_incoming_shutdown(ReceiverStream::new(grpc_rx), shutdown.cancelled_owned())
@@ -248,97 +250,9 @@ pub async fn serve_on(
     served.map_err(|e| LogError::Unavailable(format!("gRPC server failed: {e}")))
 }
 
-/// How long a new connection may take to send the bytes that say which
-/// protocol it speaks.
-const SNIFF_PATIENCE: Duration = Duration::from_secs(10);
-
-/// Accepts connections until `shutdown`: a writer's framed append stream is
-/// served on a thread of its own, anything else is handed to the gRPC
-/// server. Returns once every append thread has ended (they end soon
-/// after `shutdown`).
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    grpc: mpsc::Sender<std::io::Result<TcpStream>>,
-    shutdown: CancellationToken,
-) {
-    let mut conns = tokio::task::JoinSet::new();
-    let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    // Every answer is one small write that must leave now.
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(route(shared.clone(), stream, grpc.clone()));
-                }
-                Err(e) => {
-                    // Out of file descriptors, say: wait rather than spin.
-                    warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            Some(routed) = conns.join_next(), if !conns.is_empty() => {
-                threads.retain(|t| !t.is_finished());
-                threads.extend(routed.ok().flatten());
-            }
-        }
-    }
-    drop(grpc);
-    while let Some(routed) = conns.join_next().await {
-        threads.extend(routed.ok().flatten());
-    }
-    let _ = tokio::task::spawn_blocking(move || {
-        for t in threads {
-            let _ = t.join();
-        }
-    })
-    .await;
-}
-
-/// Serves `stream` as a framed append stream if it opens with
-/// [`framed::MAGIC`] (returning the thread that serves it), else hands it
-/// to the gRPC server.
-async fn route(
-    shared: Arc<Shared>,
-    mut stream: TcpStream,
-    grpc: mpsc::Sender<std::io::Result<TcpStream>>,
-) -> Option<std::thread::JoinHandle<()>> {
-    let mut head = [0u8; framed::MAGIC.len()];
-    let sniff = tokio::time::timeout(SNIFF_PATIENCE, async {
-        loop {
-            let n = stream.peek(&mut head).await?;
-            if n == 0 || n == head.len() || head[..n] != framed::MAGIC[..n] {
-                return std::io::Result::Ok(n);
-            }
-            // The magic is sent in one write, so this is rare: let the
-            // rest arrive rather than spin on `peek`.
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    });
-    let sniffed = tokio::select! {
-        sniffed = sniff => sniffed,
-        _ = shared.stop.cancelled() => return None,
-    };
-    if matches!(sniffed, Ok(Ok(n)) if n == head.len()) && &head == framed::MAGIC {
-        stream.read_exact(&mut head).await.ok()?;
-        let stream = stream.into_std().ok()?;
-        // A thread, not the blocking pool: it lives as long as the writer.
-        let thread = std::thread::Builder::new()
-            .name("log-append".into())
-            .spawn(move || serve_framed_appends(&shared, stream));
-        return match thread {
-            Ok(thread) => Some(thread),
-            Err(e) => {
-                warn!(error = %e, "could not start an append thread");
-                None
-            }
-        };
-    }
-    let _ = grpc.send(Ok(stream)).await;
-    None
-}
+/// Framed append connections served at once at most (one per writer and
+/// replica; a thread each).
+const MAX_FRAMED_APPENDS: usize = 256;
 
 /// How often a framed append thread waiting for a frame looks whether the
 /// server is stopping.
@@ -356,8 +270,7 @@ fn serve_framed_appends(shared: &Shared, mut stream: std::net::TcpStream) {
 
     // A writer that stops reading its answers for this long is gone.
     let write_patience = Some(Duration::from_secs(10));
-    if stream.set_nonblocking(false).is_err()
-        || stream.set_read_timeout(Some(FRAMED_STOP_CHECK)).is_err()
+    if stream.set_read_timeout(Some(FRAMED_STOP_CHECK)).is_err()
         || stream.set_write_timeout(write_patience).is_err()
     {
         return;

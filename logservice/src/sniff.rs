@@ -1,0 +1,133 @@
+//! One port, two protocols: connections that open with a framed
+//! transport's magic bytes are served on a thread of their own, with
+//! blocking I/O; the rest (HTTP/2 for gRPC) go to the tonic server.
+//!
+//! Used by the log service (writers' framed append streams, [`crate::framed`])
+//! and the page server (framed GetPage); docs/logservice.md says why a
+//! framed transport exists at all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+/// How long a new connection may take to send the bytes that say which
+/// protocol it speaks.
+const SNIFF_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Serves one framed connection, on its own thread, until the peer hangs
+/// up or the server stops. The magic bytes have been read already and the
+/// stream is in blocking mode.
+pub type ServeFramed = Arc<dyn Fn(std::net::TcpStream) + Send + Sync>;
+
+/// What [`accept_loop`] does with a connection.
+pub struct Routes {
+    /// The first bytes of a framed connection.
+    pub magic: &'static [u8; 8],
+    /// The name of each framed connection's thread.
+    pub thread_name: &'static str,
+    pub serve: ServeFramed,
+    /// Framed connections served at once at most; one more is closed at
+    /// once (each holds a thread).
+    pub max_framed: usize,
+    /// Everything else.
+    pub grpc: mpsc::Sender<std::io::Result<TcpStream>>,
+}
+
+/// Accepts connections until `stop` and routes each (TCP_NODELAY set: every
+/// answer is a small write that must leave now). Returns once every framed
+/// connection's thread has ended; `serve` must end soon after `stop`.
+pub async fn accept_loop(listener: TcpListener, routes: Routes, stop: CancellationToken) {
+    let routes = Arc::new(routes);
+    let mut conns = tokio::task::JoinSet::new();
+    let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    threads.retain(|t| !t.is_finished());
+                    let room = threads.len() < routes.max_framed;
+                    conns.spawn(route(routes.clone(), stream, room, stop.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(routed) = conns.join_next(), if !conns.is_empty() => {
+                threads.extend(routed.ok().flatten());
+            }
+        }
+    }
+    // The gRPC server's incoming stream ends when every sender is gone.
+    drop(routes);
+    while let Some(routed) = conns.join_next().await {
+        threads.extend(routed.ok().flatten());
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+}
+
+/// Serves `stream` on a thread of its own if it opens with the magic
+/// (returning the thread), else hands it to the gRPC server.
+async fn route(
+    routes: Arc<Routes>,
+    mut stream: TcpStream,
+    room: bool,
+    stop: CancellationToken,
+) -> Option<std::thread::JoinHandle<()>> {
+    let magic = routes.magic;
+    let mut head = [0u8; 8];
+    let sniff = tokio::time::timeout(SNIFF_PATIENCE, async {
+        loop {
+            let n = stream.peek(&mut head).await?;
+            if n == 0 || n == head.len() || head[..n] != magic[..n] {
+                return std::io::Result::Ok(n);
+            }
+            // The magic is sent in one write, so this is rare: let the
+            // rest arrive rather than spin on `peek`.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let sniffed = tokio::select! {
+        sniffed = sniff => sniffed,
+        _ = stop.cancelled() => return None,
+    };
+    if matches!(sniffed, Ok(Ok(n)) if n == head.len()) && &head == magic {
+        if !room {
+            warn!(
+                limit = routes.max_framed,
+                "too many framed connections; closing a new one"
+            );
+            return None;
+        }
+        stream.read_exact(&mut head).await.ok()?;
+        let stream = stream.into_std().ok()?;
+        stream.set_nonblocking(false).ok()?;
+        let serve = routes.serve.clone();
+        // A thread, not the blocking pool: it lives as long as the peer.
+        let thread = std::thread::Builder::new()
+            .name(routes.thread_name.into())
+            .spawn(move || serve(stream));
+        return match thread {
+            Ok(thread) => Some(thread),
+            Err(e) => {
+                warn!(error = %e, "could not start a connection's thread");
+                None
+            }
+        };
+    }
+    let _ = routes.grpc.send(Ok(stream)).await;
+    None
+}
