@@ -5,6 +5,8 @@
 //! validity range sanity-checked before it is handed out: a page crossing a
 //! process boundary is never trusted.
 
+use std::sync::Arc;
+
 use strata_proto::pageserver as pb;
 use strata_proto::pageserver::page_server_client::PageServerClient as GrpcClient;
 use strata_wal::page::Page;
@@ -12,6 +14,7 @@ use strata_wal::{Lsn, PageId};
 use tonic::transport::Channel;
 
 use crate::error::{PageServerError, Result};
+use crate::framed::Pool;
 
 /// A page as of an LSN and its validity `[from, to)`, as received.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,22 +27,32 @@ pub struct RemotePage {
 /// The page server's figures.
 pub type Status = pb::StatusResponse;
 
+/// GetPage goes over the framed transport ([`crate::framed`]), on a pool
+/// of connections its clones share; everything else over one HTTP/2
+/// channel. Clones are cheap and run requests concurrently.
 #[derive(Clone)]
 pub struct PageServerClient {
     grpc: GrpcClient<Channel>,
+    framed: Arc<Pool>,
     cluster_id: String,
 }
 
 impl PageServerClient {
     /// Connects to `endpoint` (`http://host:port`).
     pub async fn connect(endpoint: &str, cluster_id: impl Into<String>) -> Result<Self> {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-            .map_err(|e| PageServerError::BadRequest(format!("endpoint {endpoint:?}: {e}")))?
-            .tcp_nodelay(true)
-            .connect()
-            .await?;
+        let bad =
+            |what: String| PageServerError::BadRequest(format!("endpoint {endpoint:?}: {what}"));
+        let endpoint_uri = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| bad(e.to_string()))?;
+        let addr = endpoint_uri
+            .uri()
+            .authority()
+            .ok_or_else(|| bad("no host and port".into()))?
+            .to_string();
+        let channel = endpoint_uri.tcp_nodelay(true).connect().await?;
         Ok(PageServerClient {
             grpc: GrpcClient::new(channel),
+            framed: Arc::new(Pool::new(addr)),
             cluster_id: cluster_id.into(),
         })
     }
@@ -54,7 +67,7 @@ impl PageServerClient {
             }),
             lsn: lsn.0,
         };
-        let resp = self.grpc.get_page(req).await?.into_inner();
+        let resp = self.framed.get_page(&req).await?;
         let image = resp
             .page
             .ok_or_else(|| PageServerError::BadResponse("an answer without a page".into()))?;

@@ -19,6 +19,7 @@ pub mod cache;
 pub mod client;
 pub mod durable;
 pub mod error;
+pub mod framed;
 pub mod http;
 pub mod ingest;
 pub mod layer;

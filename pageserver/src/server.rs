@@ -1,4 +1,5 @@
-//! The page server process: the timeline, ingest, and the gRPC edge.
+//! The page server process: the timeline, ingest, and the edge: gRPC, and
+//! GetPage's framed transport on the same port ([`crate::framed`]).
 //!
 //! Startup order: with a bucket, take a generation and recover the local
 //! directory from the bucket if it is behind ([`crate::remote::recover`]);
@@ -17,15 +18,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_logservice::sniff::{Routes, accept_loop};
 use strata_proto::pageserver as pb;
 use strata_proto::pageserver::page_server_server::{PageServer, PageServerServer};
 use strata_wal::{Lsn, PageId};
 use tokio::net::TcpListener;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
 use crate::error::{PageServerError, Result};
+use crate::framed;
 use crate::ingest::{Ingest, IngestConfig};
 use crate::metrics::Metrics;
 use crate::remote::upload::{UploadState, Uploader};
@@ -35,6 +39,9 @@ use crate::timeline::{CompactionConfig, GcConfig, Tiering, Timeline, TimelineCon
 
 /// The most pages one `GetPages` request may ask for.
 pub const MAX_BATCH_PAGES: usize = 256;
+/// Framed GetPage connections served at once at most (a thread each;
+/// a compute keeps one per concurrent fetch).
+pub const MAX_FRAMED_CONNECTIONS: usize = 512;
 
 /// Everything a page server needs to run.
 #[derive(Clone, Debug)]
@@ -206,26 +213,54 @@ pub async fn serve_on(
         }
         None => None,
     };
+    let addr = listener.local_addr().ok();
+    info!(listen = ?addr, data_dir = %config.data_dir.display(), "page server serving");
+    // Stops taking requests on shutdown or when ingest fails.
+    let stop_serving = CancellationToken::new();
+    // Also when this future is dropped (its task aborted): the framed
+    // connections' threads are not the runtime's and would not notice.
+    let _stop_on_drop = stop_serving.clone().drop_guard();
+    let watch = {
+        let (stop, failed) = (stop_serving.clone(), ingest.failed.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = failed.cancelled() => {}
+            }
+            stop.cancel();
+        })
+    };
+    // GetPage's framed connections are served on threads of their own
+    // (`framed`); the rest goes to gRPC.
+    let serving = Arc::new(framed::Serving {
+        cluster_id: config.cluster_id.clone(),
+        service: service.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        stop: stop_serving.clone(),
+    });
+    let (grpc_tx, grpc_rx) = tokio::sync::mpsc::channel(16);
+    let routes = Routes {
+        magic: framed::MAGIC,
+        thread_name: "getpage",
+        serve: Arc::new(move |stream| framed::serve_connection(&serving, stream)),
+        max_framed: MAX_FRAMED_CONNECTIONS,
+        grpc: grpc_tx,
+    };
+    let acceptor = tokio::spawn(accept_loop(listener, routes, stop_serving.clone()));
     let grpc = Grpc {
         cluster_id: config.cluster_id.clone(),
         service,
     };
-    let addr = listener.local_addr().ok();
-    info!(listen = ?addr, data_dir = %config.data_dir.display(), "page server serving");
-    // TCP_NODELAY on the incoming stream (the builder's flag does not apply
-    // to a listener bound here).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let failed = ingest.failed.clone();
-    let stop_serving = async move {
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = failed.cancelled() => {}
-        }
-    };
     let served = tonic::transport::Server::builder()
         .add_service(PageServerServer::new(grpc))
-        .serve_with_incoming_shutdown(incoming, stop_serving)
+        .serve_with_incoming_shutdown(
+            ReceiverStream::new(grpc_rx),
+            stop_serving.clone().cancelled_owned(),
+        )
         .await;
+    stop_serving.cancel();
+    let _ = acceptor.await;
+    watch.abort();
     metrics_stop.cancel();
     if let Some(metrics) = metrics {
         let _ = metrics.await;
@@ -358,18 +393,22 @@ struct Grpc {
 
 impl Grpc {
     fn check_cluster(&self, theirs: &str) -> Result<(), Status> {
-        if theirs != self.cluster_id {
-            return Err(PageServerError::WrongCluster {
-                ours: self.cluster_id.clone(),
-                theirs: theirs.to_string(),
-            }
-            .into());
-        }
-        Ok(())
+        check_cluster(&self.cluster_id, theirs)
     }
 }
 
-fn page_id(page: Option<pb::PageRef>) -> Result<PageId, Status> {
+pub(crate) fn check_cluster(ours: &str, theirs: &str) -> Result<(), Status> {
+    if theirs != ours {
+        return Err(PageServerError::WrongCluster {
+            ours: ours.to_string(),
+            theirs: theirs.to_string(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+pub(crate) fn page_id(page: Option<pb::PageRef>) -> Result<PageId, Status> {
     let page =
         page.ok_or_else(|| PageServerError::BadRequest("the request names no page".into()))?;
     Ok(PageId::new(page.space, page.page_no))
@@ -382,7 +421,7 @@ fn page_ref(page: PageId) -> pb::PageRef {
     }
 }
 
-fn image(v: PageVersion) -> pb::PageImage {
+pub(crate) fn image(v: PageVersion) -> pb::PageImage {
     pb::PageImage {
         image: bytes::Bytes::copy_from_slice(v.page.as_bytes()),
         valid_from: v.from.0,

@@ -338,6 +338,96 @@ async fn bad_requests_get_typed_errors() {
     writer.close();
 }
 
+/// Reads one framed GetPage answer; None if the page server hung up.
+async fn read_answer(
+    s: &mut tokio::net::TcpStream,
+) -> Option<strata_pageserver::Result<strata_proto::pageserver::GetPageResponse>> {
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.ok()?;
+    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+    s.read_exact(&mut body).await.ok()?;
+    Some(strata_pageserver::framed::decode_response(body.into()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn getpage_over_its_framed_transport() {
+    use bytes::{BufMut, BytesMut};
+    use strata_pageserver::framed;
+    use strata_proto::pageserver as pb;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    init_tracing();
+    let log = Log::start().await;
+    let mut ps = PageServer::start(&log).await;
+    let writer = log.writer().await;
+    let mut workload = Workload::new(5, pages(8));
+    let mut model = Model::new();
+    let end = write(&writer, &mut workload, 40).await;
+    follow(&mut model, &log, end).await;
+    ps.wait_ingested(end).await;
+    let page = model.pages().next().unwrap();
+    let request = |page: PageId| pb::GetPageRequest {
+        cluster_id: CLUSTER.into(),
+        page: Some(pb::PageRef {
+            space: page.space,
+            page_no: page.page_no,
+        }),
+        lsn: end.0,
+    };
+
+    // The client's GetPage (framed) answers what gRPC's does.
+    let mut c = ps.client().await;
+    let framed_page = c.get_page(page, end).await.unwrap();
+    assert_matches(&model, page, end, &framed_page);
+    let mut raw = pb::page_server_client::PageServerClient::connect(ps.endpoint.clone())
+        .await
+        .unwrap();
+    let grpc_page = raw.get_page(request(page)).await.unwrap().into_inner();
+    let grpc_page = grpc_page.page.unwrap();
+    assert_eq!(&grpc_page.image[..], framed_page.page.as_bytes());
+    assert_eq!(
+        (Lsn(grpc_page.valid_from), Lsn(grpc_page.valid_to)),
+        (framed_page.from, framed_page.to)
+    );
+
+    // Three requests in one write: a refused one in the middle leaves the
+    // connection open, and the answers come back in order.
+    let mut s = tokio::net::TcpStream::connect(ps.addr).await.unwrap();
+    let mut wire = BytesMut::new();
+    wire.put_slice(framed::MAGIC);
+    framed::put_request(&mut wire, &request(page));
+    framed::put_request(&mut wire, &request(PageId::new(77, 0)));
+    framed::put_request(&mut wire, &request(page));
+    s.write_all(&wire).await.unwrap();
+    let first = read_answer(&mut s).await.unwrap().unwrap();
+    assert_eq!(first.page.unwrap().image, grpc_page.image);
+    let refused = read_answer(&mut s).await.unwrap().unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::NotFound, "{refused}");
+    let third = read_answer(&mut s).await.unwrap().unwrap();
+    assert_eq!(third.page.unwrap().image, grpc_page.image);
+
+    // A frame that is not a request: one error, then the page server hangs
+    // up. So does a length no request has.
+    for bad in [vec![3, 0, 0, 0, 0xff, 0xff, 0xff], vec![0xff; 4]] {
+        let mut s = tokio::net::TcpStream::connect(ps.addr).await.unwrap();
+        s.write_all(framed::MAGIC).await.unwrap();
+        s.write_all(&bad).await.unwrap();
+        let err = read_answer(&mut s).await.unwrap().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+        assert_eq!(s.read(&mut [0u8; 16]).await.unwrap(), 0, "hung up");
+    }
+
+    // After a restart the client's pooled connections are dead; its next
+    // GetPage opens a new one and answers.
+    ps.stop().await;
+    ps.restart(&log).await;
+    ps.wait_ingested(end).await;
+    let again = c.get_page(page, end).await.unwrap();
+    assert_eq!(again, framed_page);
+    writer.close();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_fails_over_between_log_replicas_and_the_log_is_trimmed() {
     init_tracing();
