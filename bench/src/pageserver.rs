@@ -268,6 +268,10 @@ impl PageServer {
         })
     }
 
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     pub(crate) async fn client(&self) -> anyhow::Result<PageServerClient> {
         for _ in 0..200 {
             if let Ok(c) = PageServerClient::connect(&self.endpoint, CLUSTER_ID).await {

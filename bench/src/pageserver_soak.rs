@@ -239,13 +239,16 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
     let mut readers = tokio::task::JoinSet::new();
     let mut tickets = Vec::new();
     for c in 0..args.clients {
-        let client = ps.client().await?;
         match args.getpage_rate {
-            0 => readers.spawn(read_closed_loop(client, shared.clone(), args.pages, c)),
+            0 => {
+                let client = ps.client().await?;
+                readers.spawn(read_closed_loop(client, shared.clone(), args.pages, c))
+            }
             _ => {
                 let (tx, rx) = tokio::sync::mpsc::channel(TICKET_QUEUE);
                 tickets.push(tx);
-                readers.spawn(read_open_loop(client, shared.clone(), rx, args.pages, c))
+                let endpoint = ps.endpoint().to_string();
+                readers.spawn(read_open_loop(endpoint, shared.clone(), rx, args.pages, c))
             }
         };
     }
@@ -256,10 +259,10 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
     let load = match args.getpage_rate {
         0 => "closed loop".to_string(),
         rate => format!(
-            "open loop, {rate} GetPage/s offered, the pacer {}",
+            "open loop, {rate} GetPage/s offered, the pacer and clients {}",
             match pacer.as_ref().is_some_and(|p| p.realtime) {
                 true => "at SCHED_FIFO",
-                false => "at normal priority (SCHED_FIFO not permitted): its wake-ups count",
+                false => "at normal priority (SCHED_FIFO not permitted): their wake-ups count",
             }
         ),
     };
@@ -707,13 +710,42 @@ async fn read_closed_loop(
 /// An open-loop client: one request per ticket, its latency counted from
 /// the ticket's due time (so time spent waiting behind an earlier, slow
 /// request counts too). Ends when the pacer stops.
+/// An open-loop client: an OS thread of its own with a single-threaded
+/// runtime, at `SCHED_FIFO` when the process may, like the pacer. It stands
+/// for a compute on another machine: its GetPage's answer wakes it at once,
+/// and it does not queue for the page server's async threads (with the
+/// clients as tasks on the page server's runtime, their own wake-ups were
+/// most of the soak's tail once GetPage had its framed transport).
 async fn read_open_loop(
-    mut client: PageServerClient,
+    endpoint: String,
+    shared: Arc<Shared>,
+    tickets: tokio::sync::mpsc::Receiver<Ticket>,
+    pages: u32,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("soak-client".into())
+        .spawn(move || {
+            realtime_priority();
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(ask_on_ticket(endpoint, shared, tickets, pages, seed)));
+            let _ = done_tx.send(result);
+        })?;
+    done_rx.await?
+}
+
+async fn ask_on_ticket(
+    endpoint: String,
     shared: Arc<Shared>,
     mut tickets: tokio::sync::mpsc::Receiver<Ticket>,
     pages: u32,
     seed: u64,
 ) -> anyhow::Result<()> {
+    let mut client = PageServerClient::connect(&endpoint, CLUSTER_ID).await?;
     let mut rng = Rng::new(seed + 1);
     while let Some(ticket) = tickets.recv().await {
         let page = random_page(&mut rng, pages);
