@@ -18,7 +18,9 @@
 //!    By default the readers are an **open loop**: a pacer thread (at
 //!    `SCHED_FIFO` if permitted, see [`Pacer`]) issues
 //!    `--getpage-rate` requests a second on a fixed schedule, round robin
-//!    over the clients, and a request's latency runs from its *scheduled*
+//!    over the clients (each an OS thread of its own, also at
+//!    `SCHED_FIFO` if permitted, see [`read_open_loop`]), and a
+//!    request's latency runs from its *scheduled*
 //!    time, so a stall counts for every request it delays (no coordinated
 //!    omission); the offered and achieved rates are printed, and so is
 //!    each phase's latency from *sending* to the answer, without the wait
