@@ -44,8 +44,9 @@ pub trait PageSource: Send + Sync + 'static {
 }
 
 /// The page server as a [`PageSource`]. Its client is a cheap handle on
-/// one HTTP/2 channel: each request uses a clone, so requests run
-/// concurrently on the channel.
+/// a pool of GetPage connections (the page server's framed transport):
+/// each request uses a clone and a connection of its own, so requests run
+/// concurrently.
 #[derive(Clone)]
 pub struct PageServerSource {
     client: PageServerClient,
