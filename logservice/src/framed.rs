@@ -75,21 +75,11 @@ pub fn put_response(
 /// one. A length beyond [`MAX_FRAME_BYTES`] is an error: the peer is not
 /// speaking this protocol, or is broken.
 pub fn take_frame(buf: &mut BytesMut) -> Result<Option<Bytes>> {
-    if buf.len() < 4 {
-        return Ok(None);
-    }
-    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-    if len > MAX_FRAME_BYTES {
-        return Err(LogError::BadRequest(format!(
+    crate::sniff::take_frame(buf, MAX_FRAME_BYTES).map_err(|len| {
+        LogError::BadRequest(format!(
             "append frame of {len} bytes is above the limit of {MAX_FRAME_BYTES}"
-        )));
-    }
-    if buf.len() < 4 + len {
-        buf.reserve(4 + len - buf.len());
-        return Ok(None);
-    }
-    buf.advance(4);
-    Ok(Some(buf.split_to(len).freeze()))
+        ))
+    })
 }
 
 /// Decodes a writer's frame.

@@ -265,36 +265,18 @@ const FRAMED_STOP_CHECK: Duration = Duration::from_millis(200);
 /// reads every frame that has arrived before it syncs, so they share one
 /// fsync and one answer. Ends when the writer hangs up, after an error
 /// frame, or within [`FRAMED_STOP_CHECK`] of the server stopping.
-fn serve_framed_appends(shared: &Shared, mut stream: std::net::TcpStream) {
-    use std::io::{ErrorKind, Read, Write};
-
-    // A writer that stops reading its answers for this long is gone.
-    let write_patience = Some(Duration::from_secs(10));
-    if stream.set_read_timeout(Some(FRAMED_STOP_CHECK)).is_err()
-        || stream.set_write_timeout(write_patience).is_err()
-    {
+fn serve_framed_appends(shared: &Shared, stream: std::net::TcpStream) {
+    let Some(mut conn) = sniff::BlockingConn::new(stream, FRAMED_STOP_CHECK, 64 << 10) else {
         return;
-    }
+    };
     let mut acks = shared.acks.subscribe();
-    let mut inbuf = BytesMut::with_capacity(64 << 10);
-    let mut scratch = vec![0u8; 64 << 10];
     let mut out = BytesMut::with_capacity(4096);
-    loop {
-        if shared.stop.is_cancelled() {
-            return;
-        }
-        match stream.read(&mut scratch) {
-            Ok(0) => return,
-            Ok(n) => inbuf.extend_from_slice(&scratch[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        }
+    while conn.fill(&shared.stop) {
         out.clear();
         let mut awaiting: Option<Lsn> = None;
         let mut failed = false;
         loop {
-            let frame = match framed::take_frame(&mut inbuf) {
+            let frame = match framed::take_frame(conn.buffer()) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => {
@@ -339,7 +321,7 @@ fn serve_framed_appends(shared: &Shared, mut stream: std::net::TcpStream) {
             };
             framed::put_response(&mut out, &Ok((&ack).into()));
         }
-        if (!out.is_empty() && stream.write_all(&out).is_err()) || failed {
+        if (!out.is_empty() && !conn.send(&out)) || failed {
             return;
         }
     }

@@ -4,10 +4,14 @@
 //!
 //! Used by the log service (writers' framed append streams, [`crate::framed`])
 //! and the page server (framed GetPage); docs/logservice.md says why a
-//! framed transport exists at all.
+//! framed transport exists at all. Both serve a framed connection the same
+//! way, with [`BlockingConn`] and [`take_frame`]: wait for bytes, take the
+//! whole frames, answer them in one write.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -130,4 +134,88 @@ async fn route(
     }
     let _ = routes.grpc.send(Ok(stream)).await;
     None
+}
+
+/// How long a framed connection's thread waits for a peer that stopped
+/// reading its answers before it gives up on it.
+const WRITE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// A framed connection as its thread reads and answers it, with blocking
+/// I/O: reads wake every `stop_check` to look whether the server is
+/// stopping; bytes gather in a buffer the caller takes frames from.
+pub struct BlockingConn {
+    stream: std::net::TcpStream,
+    inbuf: BytesMut,
+    scratch: Vec<u8>,
+}
+
+impl BlockingConn {
+    /// None if the socket refuses its timeouts.
+    pub fn new(
+        stream: std::net::TcpStream,
+        stop_check: Duration,
+        read_bytes: usize,
+    ) -> Option<Self> {
+        stream.set_read_timeout(Some(stop_check)).ok()?;
+        stream.set_write_timeout(Some(WRITE_PATIENCE)).ok()?;
+        Some(BlockingConn {
+            stream,
+            inbuf: BytesMut::with_capacity(read_bytes),
+            scratch: vec![0u8; read_bytes],
+        })
+    }
+
+    /// Waits until more bytes have arrived and adds them to
+    /// [`BlockingConn::buffer`]; false once the peer hung up, the
+    /// connection failed, or `stop` is cancelled.
+    pub fn fill(&mut self, stop: &CancellationToken) -> bool {
+        use std::io::{ErrorKind, Read};
+        loop {
+            if stop.is_cancelled() {
+                return false;
+            }
+            match self.stream.read(&mut self.scratch) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.inbuf.extend_from_slice(&self.scratch[..n]);
+                    return true;
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// The bytes received and not yet taken.
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        &mut self.inbuf
+    }
+
+    /// Writes `out` whole; false if the peer is gone (or did not read for
+    /// [`WRITE_PATIENCE`]).
+    pub fn send(&mut self, out: &[u8]) -> bool {
+        use std::io::Write;
+        self.stream.write_all(out).is_ok()
+    }
+}
+
+/// Takes the next whole frame's body (after its little-endian `u32`
+/// length) off the front of `buf`, if it holds one. `Err(len)`: the next
+/// frame claims `len` bytes, more than `max`, so the peer is not speaking
+/// the protocol, or is broken.
+pub fn take_frame(buf: &mut BytesMut, max: usize) -> std::result::Result<Option<Bytes>, usize> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+    if len > max {
+        return Err(len);
+    }
+    if buf.len() < 4 + len {
+        buf.reserve(4 + len - buf.len());
+        return Ok(None);
+    }
+    buf.advance(4);
+    Ok(Some(buf.split_to(len).freeze()))
 }

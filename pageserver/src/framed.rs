@@ -26,12 +26,12 @@
 //!
 //! Everything else (GetPages, status, snapshot reports) stays on gRPC.
 
-use std::io::{ErrorKind, Read, Write};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 use prost::Message;
+use strata_logservice::sniff::BlockingConn;
 use strata_proto::pageserver as pb;
 use strata_wal::Lsn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -89,21 +89,11 @@ pub fn put_response(
 /// one. A length above `max` is an error: the peer is not speaking this
 /// protocol, or is broken.
 pub fn take_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>> {
-    if buf.len() < 4 {
-        return Ok(None);
-    }
-    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-    if len > max {
-        return Err(PageServerError::BadRequest(format!(
+    strata_logservice::sniff::take_frame(buf, max).map_err(|len| {
+        PageServerError::BadRequest(format!(
             "GetPage frame of {len} bytes is above the limit of {max}"
-        )));
-    }
-    if buf.len() < 4 + len {
-        buf.reserve(4 + len - buf.len());
-        return Ok(None);
-    }
-    buf.advance(4);
-    Ok(Some(buf.split_to(len).freeze()))
+        ))
+    })
 }
 
 /// Decodes an answer frame: the page, or the page server's error (as the
@@ -145,35 +135,19 @@ pub(crate) struct Serving {
 /// Serves one framed GetPage connection until the client hangs up, after a
 /// frame that is not a request, or within [`STOP_CHECK`] of the server
 /// stopping. Requests that arrived together are answered in one write.
-pub(crate) fn serve_connection(serving: &Serving, mut stream: std::net::TcpStream) {
+pub(crate) fn serve_connection(serving: &Serving, stream: std::net::TcpStream) {
     if !request_short_slice() {
         tracing::debug!("the kernel gave a GetPage thread no short slice");
     }
-    // A client that stops reading its answers for this long is gone.
-    let write_patience = Some(Duration::from_secs(10));
-    if stream.set_read_timeout(Some(STOP_CHECK)).is_err()
-        || stream.set_write_timeout(write_patience).is_err()
-    {
+    let Some(mut conn) = BlockingConn::new(stream, STOP_CHECK, 16 << 10) else {
         return;
-    }
-    let mut inbuf = BytesMut::with_capacity(4096);
-    let mut scratch = vec![0u8; 16 << 10];
+    };
     let mut out = BytesMut::with_capacity(16 << 10);
-    loop {
-        if serving.stop.is_cancelled() {
-            return;
-        }
-        match stream.read(&mut scratch) {
-            Ok(0) => return,
-            Ok(n) => inbuf.extend_from_slice(&scratch[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        }
+    while conn.fill(&serving.stop) {
         out.clear();
         let mut failed = false;
         loop {
-            let frame = match take_frame(&mut inbuf, MAX_REQUEST_BYTES) {
+            let frame = match take_frame(conn.buffer(), MAX_REQUEST_BYTES) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => {
@@ -193,7 +167,7 @@ pub(crate) fn serve_connection(serving: &Serving, mut stream: std::net::TcpStrea
                 }
             }
         }
-        if (!out.is_empty() && stream.write_all(&out).is_err()) || failed {
+        if (!out.is_empty() && !conn.send(&out)) || failed {
             return;
         }
     }
