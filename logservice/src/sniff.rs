@@ -219,3 +219,94 @@ pub fn take_frame(buf: &mut BytesMut, max: usize) -> std::result::Result<Option<
     buf.advance(4);
     Ok(Some(buf.split_to(len).freeze()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    const MAGIC: &[u8; 8] = b"TESTMAG1";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn framed_connections_beyond_the_limit_are_closed_and_the_rest_go_to_grpc() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (grpc_tx, mut grpc_rx) = mpsc::channel(4);
+        let stop = CancellationToken::new();
+        let serving = stop.clone();
+        // Echoes one frame's worth of bytes, then holds its thread until the
+        // server stops.
+        let serve: ServeFramed = Arc::new(move |stream| {
+            let Some(mut conn) = BlockingConn::new(stream, Duration::from_millis(20), 64) else {
+                return;
+            };
+            if conn.fill(&serving) {
+                let got = conn.buffer().split().freeze();
+                conn.send(&got);
+            }
+            while conn.fill(&serving) {}
+        });
+        let routes = Routes {
+            magic: MAGIC,
+            thread_name: "test-framed",
+            serve,
+            max_framed: 1,
+            grpc: grpc_tx,
+        };
+        let acceptor = tokio::spawn(accept_loop(listener, routes, stop.clone()));
+
+        // The first framed connection is served on its thread, which sees
+        // the bytes after the magic.
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        first.write_all(b"TESTMAG1hello").await.unwrap();
+        let mut echo = [0u8; 5];
+        first.read_exact(&mut echo).await.unwrap();
+        assert_eq!(&echo, b"hello");
+
+        // The limit is one: a second is closed at once (the acceptor
+        // counts the first's thread once its routing has ended).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second.write_all(b"TESTMAG1again").await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), second.read_to_end(&mut rest));
+        // Closed with our bytes unread, the kernel may answer with a reset.
+        let closed = match read.await.expect("closed at once, not served") {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        assert!(closed && rest.is_empty(), "closed unserved: {rest:?}");
+
+        // Anything else goes to gRPC untouched, the bytes still unread.
+        let mut other = TcpStream::connect(addr).await.unwrap();
+        other.write_all(b"PRI * HTTP/2.0").await.unwrap();
+        let routed = grpc_rx.recv().await.unwrap().unwrap();
+        let mut head = [0u8; 14];
+        let n = routed.peek(&mut head).await.unwrap();
+        assert_eq!(&head[..n], &b"PRI * HTTP/2.0"[..n]);
+
+        // Stopping ends the framed thread, and the acceptor waits for it.
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), acceptor)
+            .await
+            .expect("the acceptor returns once its threads have ended")
+            .unwrap();
+        drop(first);
+    }
+
+    #[test]
+    fn a_frame_is_taken_whole_or_refused_by_its_length() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&3u32.to_le_bytes());
+        buf.extend_from_slice(b"ab");
+        assert_eq!(take_frame(&mut buf, 16), Ok(None));
+        buf.extend_from_slice(b"c");
+        assert_eq!(
+            take_frame(&mut buf, 16),
+            Ok(Some(Bytes::from_static(b"abc")))
+        );
+        assert!(buf.is_empty());
+        buf.extend_from_slice(&17u32.to_le_bytes());
+        assert_eq!(take_frame(&mut buf, 16), Err(17));
+    }
+}
