@@ -20,19 +20,19 @@
 //!   `AppendResponse`, for [`TAG_ERROR`] a little-endian `i32` gRPC status
 //!   code and a UTF-8 message, after which the replica closes the stream.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use prost::Message;
 use strata_proto::logservice as pb;
 
 use crate::error::{LogError, Result};
 use crate::server::MAX_MESSAGE_BYTES;
+use crate::sniff::{self, Malformed};
 
 /// The first bytes of an append connection: "STRATA", transport version 1,
 /// 'A' for append.
 pub const MAGIC: &[u8; 8] = b"STRATA\x01A";
 
-pub const TAG_RESPONSE: u8 = 0;
-pub const TAG_ERROR: u8 = 1;
+pub use crate::sniff::{TAG_ERROR, TAG_OK as TAG_RESPONSE};
 
 /// The largest frame either side accepts: a full-size message and room for
 /// its other fields.
@@ -40,10 +40,7 @@ pub const MAX_FRAME_BYTES: usize = MAX_MESSAGE_BYTES + (64 << 10);
 
 /// Appends one frame holding `msg` to `out`.
 pub fn put_request(out: &mut BytesMut, msg: &pb::AppendRequest) {
-    let len = msg.encoded_len();
-    out.reserve(4 + len);
-    out.put_u32_le(len as u32);
-    msg.encode(out).expect("reserved above");
+    sniff::put_frame(out, msg);
 }
 
 /// Appends one response frame to `out`: the acknowledgement, or the error
@@ -52,23 +49,7 @@ pub fn put_response(
     out: &mut BytesMut,
     resp: &std::result::Result<pb::AppendResponse, tonic::Status>,
 ) {
-    match resp {
-        Ok(msg) => {
-            let len = msg.encoded_len();
-            out.reserve(5 + len);
-            out.put_u32_le(1 + len as u32);
-            out.put_u8(TAG_RESPONSE);
-            msg.encode(out).expect("reserved above");
-        }
-        Err(status) => {
-            let text = status.message().as_bytes();
-            let text = &text[..text.len().min(64 << 10)];
-            out.put_u32_le((1 + 4 + text.len()) as u32);
-            out.put_u8(TAG_ERROR);
-            out.put_i32_le(status.code() as i32);
-            out.put_slice(text);
-        }
-    }
+    sniff::put_answer(out, resp);
 }
 
 /// Takes the next whole frame's body off the front of `buf`, if it holds
@@ -90,19 +71,14 @@ pub fn decode_request(frame: Bytes) -> std::result::Result<pb::AppendRequest, to
 
 /// Decodes a replica's frame: its acknowledgement, or the error it ended
 /// the stream with.
-pub fn decode_response(mut frame: Bytes) -> Result<pb::AppendResponse> {
-    if frame.is_empty() {
-        return Err(LogError::BadRequest("empty append response frame".into()));
-    }
-    match frame.get_u8() {
-        TAG_RESPONSE => pb::AppendResponse::decode(frame)
-            .map_err(|e| LogError::BadRequest(format!("undecodable append response: {e}"))),
-        TAG_ERROR if frame.len() >= 4 => {
-            let code = tonic::Code::from_i32(frame.get_i32_le());
-            let text = String::from_utf8_lossy(&frame).into_owned();
-            Err(tonic::Status::new(code, text).into())
-        }
-        tag => Err(LogError::BadRequest(format!(
+pub fn decode_response(frame: Bytes) -> Result<pb::AppendResponse> {
+    match sniff::decode_answer(frame) {
+        Ok(answer) => answer.map_err(LogError::from),
+        Err(Malformed::Empty) => Err(LogError::BadRequest("empty append response frame".into())),
+        Err(Malformed::Undecodable(e)) => Err(LogError::BadRequest(format!(
+            "undecodable append response: {e}"
+        ))),
+        Err(Malformed::UnknownTag(tag)) => Err(LogError::BadRequest(format!(
             "append response frame with unknown tag {tag}"
         ))),
     }
@@ -111,6 +87,7 @@ pub fn decode_response(mut frame: Bytes) -> Result<pb::AppendResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BufMut;
     use proptest::prelude::*;
 
     fn request(data: Vec<u8>, term: u64) -> pb::AppendRequest {

@@ -6,12 +6,13 @@
 //! and the page server (framed GetPage); docs/logservice.md says why a
 //! framed transport exists at all. Both serve a framed connection the same
 //! way, with [`BlockingConn`] and [`take_frame`]: wait for bytes, take the
-//! whole frames, answer them in one write.
+//! whole frames, answer them in one write; and their frames are alike
+//! ([`put_frame`], [`put_answer`], [`decode_answer`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -218,6 +219,73 @@ pub fn take_frame(buf: &mut BytesMut, max: usize) -> std::result::Result<Option<
     }
     buf.advance(4);
     Ok(Some(buf.split_to(len).freeze()))
+}
+
+/// The tag of an answer frame that holds the answer's message.
+pub const TAG_OK: u8 = 0;
+/// The tag of an answer frame that holds a gRPC status code and message.
+pub const TAG_ERROR: u8 = 1;
+/// The most bytes of an error's text an answer frame carries.
+const MAX_ERROR_TEXT: usize = 64 << 10;
+
+/// Appends one frame holding `msg` to `out`.
+pub fn put_frame<M: prost::Message>(out: &mut BytesMut, msg: &M) {
+    let len = msg.encoded_len();
+    out.reserve(4 + len);
+    out.put_u32_le(len as u32);
+    msg.encode(out).expect("reserved above");
+}
+
+/// Appends one answer frame to `out`: [`TAG_OK`] and the message, or
+/// [`TAG_ERROR`], the status code (little-endian `i32`) and its text.
+pub fn put_answer<M: prost::Message>(
+    out: &mut BytesMut,
+    answer: &std::result::Result<M, tonic::Status>,
+) {
+    match answer {
+        Ok(msg) => {
+            let len = msg.encoded_len();
+            out.reserve(5 + len);
+            out.put_u32_le(1 + len as u32);
+            out.put_u8(TAG_OK);
+            msg.encode(out).expect("reserved above");
+        }
+        Err(status) => {
+            let text = status.message().as_bytes();
+            let text = &text[..text.len().min(MAX_ERROR_TEXT)];
+            out.put_u32_le((1 + 4 + text.len()) as u32);
+            out.put_u8(TAG_ERROR);
+            out.put_i32_le(status.code() as i32);
+            out.put_slice(text);
+        }
+    }
+}
+
+/// Why an answer frame could not be read.
+#[derive(Debug)]
+pub enum Malformed {
+    Empty,
+    Undecodable(prost::DecodeError),
+    UnknownTag(u8),
+}
+
+/// Reads an answer frame's body (as [`take_frame`] gave it): the message,
+/// or the status the peer answered with.
+pub fn decode_answer<M: prost::Message + Default>(
+    mut frame: Bytes,
+) -> std::result::Result<std::result::Result<M, tonic::Status>, Malformed> {
+    if frame.is_empty() {
+        return Err(Malformed::Empty);
+    }
+    match frame.get_u8() {
+        TAG_OK => M::decode(frame).map(Ok).map_err(Malformed::Undecodable),
+        TAG_ERROR if frame.len() >= 4 => {
+            let code = tonic::Code::from_i32(frame.get_i32_le());
+            let text = String::from_utf8_lossy(&frame).into_owned();
+            Ok(Err(tonic::Status::new(code, text)))
+        }
+        tag => Err(Malformed::UnknownTag(tag)),
+    }
 }
 
 #[cfg(test)]

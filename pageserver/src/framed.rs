@@ -28,10 +28,10 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use prost::Message;
-use strata_logservice::sniff::BlockingConn;
+use strata_logservice::sniff::{self, BlockingConn, Malformed};
 use strata_proto::pageserver as pb;
 use strata_wal::Lsn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,8 +45,7 @@ use crate::service::PageService;
 /// 'P' for page.
 pub const MAGIC: &[u8; 8] = b"STRATA\x01P";
 
-pub const TAG_PAGE: u8 = 0;
-pub const TAG_ERROR: u8 = 1;
+pub use strata_logservice::sniff::{TAG_ERROR, TAG_OK as TAG_PAGE};
 
 /// A request is a few dozen bytes: a longer frame is not this protocol.
 pub const MAX_REQUEST_BYTES: usize = 64 << 10;
@@ -55,10 +54,7 @@ pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
 /// Appends one request frame to `out`.
 pub fn put_request(out: &mut BytesMut, req: &pb::GetPageRequest) {
-    let len = req.encoded_len();
-    out.reserve(4 + len);
-    out.put_u32_le(len as u32);
-    req.encode(out).expect("reserved above");
+    sniff::put_frame(out, req);
 }
 
 /// Appends one answer frame to `out`: the page, or why not.
@@ -66,30 +62,14 @@ pub fn put_response(
     out: &mut BytesMut,
     resp: &std::result::Result<pb::GetPageResponse, tonic::Status>,
 ) {
-    match resp {
-        Ok(msg) => {
-            let len = msg.encoded_len();
-            out.reserve(5 + len);
-            out.put_u32_le(1 + len as u32);
-            out.put_u8(TAG_PAGE);
-            msg.encode(out).expect("reserved above");
-        }
-        Err(status) => {
-            let text = status.message().as_bytes();
-            let text = &text[..text.len().min(16 << 10)];
-            out.put_u32_le((1 + 4 + text.len()) as u32);
-            out.put_u8(TAG_ERROR);
-            out.put_i32_le(status.code() as i32);
-            out.put_slice(text);
-        }
-    }
+    sniff::put_answer(out, resp);
 }
 
 /// Takes the next whole frame's body off the front of `buf`, if it holds
 /// one. A length above `max` is an error: the peer is not speaking this
 /// protocol, or is broken.
 pub fn take_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>> {
-    strata_logservice::sniff::take_frame(buf, max).map_err(|len| {
+    sniff::take_frame(buf, max).map_err(|len| {
         PageServerError::BadRequest(format!(
             "GetPage frame of {len} bytes is above the limit of {max}"
         ))
@@ -98,23 +78,15 @@ pub fn take_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>> {
 
 /// Decodes an answer frame: the page, or the page server's error (as the
 /// same [`PageServerError`] a gRPC status would give).
-pub fn decode_response(mut frame: Bytes) -> Result<pb::GetPageResponse> {
-    if frame.is_empty() {
-        return Err(PageServerError::BadResponse(
-            "empty GetPage answer frame".into(),
-        ));
-    }
-    match frame.get_u8() {
-        TAG_PAGE => pb::GetPageResponse::decode(frame)
-            .map_err(|e| PageServerError::BadResponse(format!("undecodable GetPage answer: {e}"))),
-        TAG_ERROR if frame.len() >= 4 => {
-            let code = tonic::Code::from_i32(frame.get_i32_le());
-            let text = String::from_utf8_lossy(&frame).into_owned();
-            Err(tonic::Status::new(code, text).into())
+pub fn decode_response(frame: Bytes) -> Result<pb::GetPageResponse> {
+    let bad = |what: String| PageServerError::BadResponse(what);
+    match sniff::decode_answer(frame) {
+        Ok(answer) => answer.map_err(PageServerError::from),
+        Err(Malformed::Empty) => Err(bad("empty GetPage answer frame".into())),
+        Err(Malformed::Undecodable(e)) => Err(bad(format!("undecodable GetPage answer: {e}"))),
+        Err(Malformed::UnknownTag(tag)) => {
+            Err(bad(format!("GetPage answer frame with unknown tag {tag}")))
         }
-        tag => Err(PageServerError::BadResponse(format!(
-            "GetPage answer frame with unknown tag {tag}"
-        ))),
     }
 }
 
@@ -323,6 +295,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BufMut;
     use proptest::prelude::*;
 
     fn request(page_no: u32, lsn: u64) -> pb::GetPageRequest {
