@@ -709,9 +709,6 @@ async fn read_closed_loop(
     Ok(())
 }
 
-/// An open-loop client: one request per ticket, its latency counted from
-/// the ticket's due time (so time spent waiting behind an earlier, slow
-/// request counts too). Ends when the pacer stops.
 /// An open-loop client: an OS thread of its own with a single-threaded
 /// runtime, at `SCHED_FIFO` when the process may, like the pacer. It stands
 /// for a compute on another machine: its GetPage's answer wakes it at once,
@@ -740,6 +737,9 @@ async fn read_open_loop(
     done_rx.await?
 }
 
+/// The open-loop client's work: one request per ticket, its latency
+/// counted from the ticket's due time (so time spent waiting behind an
+/// earlier, slow request counts too). Ends when the pacer stops.
 async fn ask_on_ticket(
     endpoint: String,
     shared: Arc<Shared>,
