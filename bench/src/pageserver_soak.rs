@@ -8,25 +8,27 @@
 //!    within a couple of minutes); every page formatted once;
 //! 2. **idle**: every page read once (a page server serving a working set
 //!    holds it in its newest-page cache), then GetPage for a few seconds
-//!    with no ingest and no compaction running — the idle p99 (after a
-//!    second of warm-up, not counted, for the clients' connections);
+//!    with no ingest and no compaction running (`--idle-seconds`) — the
+//!    idle p99 (after a second of warm-up, not counted, for the clients'
+//!    connections);
 //! 3. **soak**: writers append batches that replace each page's one item,
 //!    at `--rate-mib-s`, for `--seconds`, while `--clients` readers ask
 //!    for random pages at the latest ingested LSN. Each GetPage is counted
 //!    as *compacting* if a compaction or GC step was running when it was
 //!    due (the status RPC's `compaction_running`, polled every 20 ms).
-//!    By default the readers are an **open loop**: a pacer thread (at
-//!    `SCHED_FIFO` if permitted, see [`Pacer`]) issues
-//!    `--getpage-rate` requests a second on a fixed schedule, round robin
-//!    over the clients (each an OS thread of its own, also at
-//!    `SCHED_FIFO` if permitted, see [`read_open_loop`]), and a
-//!    request's latency runs from its *scheduled*
+//!    By default the readers are an **open loop**: `--getpage-rate`
+//!    requests a second on a fixed schedule, round robin over the clients,
+//!    each an OS thread of its own that sleeps until its next request is
+//!    due and sends it (at `SCHED_FIFO` if permitted, see
+//!    [`start_open_loop`]); a request's latency runs from its *scheduled*
 //!    time, so a stall counts for every request it delays (no coordinated
-//!    omission); the offered and achieved rates are printed, and so is
+//!    omission). The offered and achieved rates are printed, and so is
 //!    each phase's latency from *sending* to the answer, without the wait
 //!    to be sent (behind the client's previous request, or for the
-//!    pacer's and the client's wake-ups), to tell the page server's share
-//!    of a tail from the load generator's. With
+//!    client's wake-up), and how late the clients' timers woke them, to
+//!    tell the page server's share of a tail from the load generator's.
+//!    While it runs the soak keeps the CPUs from halting when the process
+//!    may (see [`CpusAwake`]). With
 //!    `--getpage-rate 0` each client asks again as soon as it has an
 //!    answer (closed loop), which keeps both cores of this machine busy.
 //!    Every `--report-secs` a line: WAL ingested, live layers by kind,
@@ -85,9 +87,9 @@ pub struct SoakArgs {
     /// GetPage requests per second over all clients, sent on a fixed
     /// schedule (open loop; latency counted from each request's scheduled
     /// time). 0: closed loop, each client asks again as soon as it has an
-    /// answer (keeps every core busy). At most 100,000: the pacer may run
-    /// at real-time priority, and a rate it cannot keep up with would keep
-    /// it on a core.
+    /// answer (keeps every core busy). At most 100,000: the clients may run
+    /// at real-time priority, and a rate they cannot keep up with would
+    /// keep them on the cores.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub getpage_rate: u64,
     /// The page server's layer size, in MiB.
@@ -102,13 +104,15 @@ pub struct SoakArgs {
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub report_secs: u64,
+    /// Seconds of the idle phase (GetPage only, after a second of warm-up).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_seconds: u64,
 }
 
 const WRITERS: usize = 8;
 const WARM_UP: Duration = Duration::from_secs(1);
 /// Pages per GetPages request when every page is read once at the start.
 const WARM_BATCH: usize = 100;
-const IDLE_SECS: u64 = 5;
 const POLL: Duration = Duration::from_millis(20);
 
 pub fn run(args: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
@@ -124,7 +128,49 @@ pub fn run(args: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
         .build()
         .context("starting the log's tokio")?;
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
-    runtime.block_on(run_async(args, dir, log_runtime.handle()))
+    let cpus_awake = CpusAwake::hold();
+    runtime.block_on(run_async(
+        args,
+        dir,
+        log_runtime.handle(),
+        cpus_awake.is_some(),
+    ))
+}
+
+/// Keeps every CPU out of its halt state for as long as it is held, by
+/// asking for a CPU wake-up latency of 0 µs (`/dev/cpu_dma_latency`, the
+/// kernel's PM QoS request, as `tuned`'s latency profiles and `cyclictest`
+/// do): an idle CPU then polls for work instead of halting. Needs root;
+/// `None` where it is not permitted (the run says so).
+///
+/// Why: on a virtual machine a halted vCPU gives its core back to the host,
+/// and waking it waits for the host to run it again. A trace of a soak's
+/// idle phase on this Firecracker VM (haltpoll idle driver, halt polling
+/// off) showed both CPUs idle for 5 ms while the wake-ups of a GetPage and
+/// its client waited: such stalls came every few seconds, made single
+/// seconds' idle p99 1–10 ms, and moved the idle phase's p99 between 220
+/// and 470 µs from run to run. Loaded phases halt rarely, so the ratio of
+/// compacting to idle p99 compared the host's scheduler with compaction.
+/// With the CPUs polling, a 20 s idle phase had no such stall (its p99
+/// 86–135 µs in every second); the host can still preempt a vCPU, which
+/// this cannot prevent.
+struct CpusAwake {
+    /// The request stands while this stays open.
+    _request: std::fs::File,
+}
+
+impl CpusAwake {
+    fn hold() -> Option<CpusAwake> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/cpu_dma_latency")
+            .ok()?;
+        // The request is a binary i32 in microseconds, held while the file
+        // stays open.
+        f.write_all(&0i32.to_ne_bytes()).ok()?;
+        Some(CpusAwake { _request: f })
+    }
 }
 
 /// GetPage latencies, split by whether compaction was running.
@@ -139,11 +185,14 @@ struct Samples {
     /// Open loop only: each GetPage from the moment its client sent it to
     /// the answer (idle, ingesting, compacting), leaving out the time it
     /// waited to be sent — behind the client's previous request, or for
-    /// the pacer's and the client's own wake-ups on a busy machine.
+    /// the client's own wake-up on a busy machine.
     in_flight: [Vec<Duration>; 3],
-    /// Open loop only: how late the pacer handed each GetPage to its
-    /// client (the load generator's own error), by phase.
-    pacer_late: [Vec<Duration>; 3],
+    /// Open loop only: how late a client woke for a GetPage it slept
+    /// until (the load generator's own error), by phase.
+    timer_late: [Vec<Duration>; 3],
+    /// Open loop only: GetPages due while their client still waited for
+    /// its previous answer (sent late, not slept for), by phase.
+    behind: [u64; 3],
 }
 
 /// The page server's own GetPage histogram (status RPC), split by phase
@@ -183,6 +232,8 @@ struct Shared {
     compacting: AtomicBool,
     soaking: AtomicBool,
     stop: AtomicBool,
+    /// Open loop only: GetPages sent while idle, while soaking.
+    sent: [AtomicU64; 2],
     samples: Mutex<Samples>,
 }
 
@@ -193,7 +244,12 @@ impl Shared {
     }
 }
 
-async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Result<()> {
+async fn run_async(
+    args: &SoakArgs,
+    dir: &Path,
+    log_side: &Handle,
+    cpus_awake: bool,
+) -> anyhow::Result<()> {
     let log_dir = dir.to_path_buf();
     let (log, writer) = log_side
         .spawn(async move { start_log(&log_dir).await })
@@ -236,10 +292,12 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
         compacting: AtomicBool::new(false),
         soaking: AtomicBool::new(false),
         stop: AtomicBool::new(false),
+        sent: Default::default(),
         samples: Mutex::new(Samples::default()),
     });
     let mut readers = tokio::task::JoinSet::new();
-    let mut tickets = Vec::new();
+    let schedule = Schedule::new(args.getpage_rate, args.clients);
+    let mut realtime = true;
     for c in 0..args.clients {
         match args.getpage_rate {
             0 => {
@@ -247,50 +305,51 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
                 readers.spawn(read_closed_loop(client, shared.clone(), args.pages, c))
             }
             _ => {
-                let (tx, rx) = tokio::sync::mpsc::channel(TICKET_QUEUE);
-                tickets.push(tx);
                 let endpoint = ps.endpoint().to_string();
-                readers.spawn(read_open_loop(endpoint, shared.clone(), rx, args.pages, c))
+                let (rt, done) =
+                    start_open_loop(endpoint, shared.clone(), schedule, c, args.pages)?;
+                realtime &= rt;
+                readers.spawn(async move { done.await? })
             }
         };
     }
-    let pacer = match args.getpage_rate {
-        0 => None,
-        rate => Some(Pacer::start(rate, tickets, shared.clone())?),
-    };
     let load = match args.getpage_rate {
         0 => "closed loop".to_string(),
         rate => format!(
-            "open loop, {rate} GetPage/s offered, the pacer and clients {}",
-            match pacer.as_ref().is_some_and(|p| p.realtime) {
+            "open loop, {rate} GetPage/s offered, each client keeping its share of the schedule {}",
+            match realtime {
                 true => "at SCHED_FIFO",
-                false => "at normal priority (SCHED_FIFO not permitted): their wake-ups count",
+                false => "at normal priority (SCHED_FIFO not permitted): its wake-ups count",
             }
         ),
     };
     println!(
-        "pageserver-soak: {} pages, {} MiB/s of WAL for {} s, {} GetPage clients ({load}), {} MiB layers, {} MiB history",
+        "pageserver-soak: {} pages, {} MiB/s of WAL for {} s, {} GetPage clients ({load}), {} MiB layers, {} MiB history, {}",
         args.pages,
         args.rate_mib_s,
         args.seconds,
         args.clients,
         args.layer_size_mib,
-        args.history_mib
+        args.history_mib,
+        match cpus_awake {
+            true => "CPUs kept from halting (cpu_dma_latency 0)",
+            false =>
+                "CPUs may halt when idle (cpu_dma_latency not permitted): on a VM, idle wake-ups count",
+        }
     );
     tokio::time::sleep(WARM_UP).await;
     {
         let mut s = shared.lock();
         s.idle.clear();
         s.in_flight[0].clear();
-        s.pacer_late[0].clear();
+        s.timer_late[0].clear();
+        s.behind[0] = 0;
     }
-    if let Some(p) = &pacer {
-        p.issued[0].store(0, Ordering::Relaxed);
-    }
+    shared.sent[0].store(0, Ordering::Relaxed);
     let mut server_times = ServerTimes::default();
     server_times.add(0, &status.status().await?.getpage_latency_buckets);
     let idle_started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(IDLE_SECS)).await;
+    tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
     server_times.add(0, &status.status().await?.getpage_latency_buckets);
     let idle = Latency::from_samples(std::mem::take(&mut shared.lock().idle))
         .context("no idle GetPage samples")?;
@@ -301,7 +360,14 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
         us(idle.p99_us),
         idle.samples
     );
-    print_rates(pacer.as_ref(), "idle", false, idle.samples, idle_secs);
+    print_rates(
+        &shared,
+        args.getpage_rate,
+        "idle",
+        false,
+        idle.samples,
+        idle_secs,
+    );
 
     shared.soaking.store(true, Ordering::Release);
     let soak_started = Instant::now();
@@ -347,16 +413,11 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
     while let Some(done) = readers.join_next().await {
         done??;
     }
-    if let Some(p) = &pacer {
-        let soaked = {
-            let s = shared.lock();
-            s.ingesting.len() + s.compacting.len()
-        };
-        print_rates(Some(p), "soak", true, soaked, soak_secs);
-    }
-    if let Some(p) = pacer {
-        p.join().await?;
-    }
+    let soaked = {
+        let s = shared.lock();
+        s.ingesting.len() + s.compacting.len()
+    };
+    print_rates(&shared, args.getpage_rate, "soak", true, soaked, soak_secs);
     let last = status.status().await?;
     writer.close();
     let sample = sample_pages(&mut status, args.pages).await?;
@@ -372,10 +433,16 @@ async fn run_async(args: &SoakArgs, dir: &Path, log_side: &Handle) -> anyhow::Re
         "open loop: without the wait to be sent",
     );
     print_by_phase(
-        samples.pacer_late,
-        "the pacer late",
-        "scheduled to handed to its client: the load generator's own error",
+        samples.timer_late,
+        "a client's timer late",
+        "due to woken: the load generator's own error",
     );
+    if args.getpage_rate > 0 {
+        let [idle, ingesting, compacting] = samples.behind;
+        println!(
+            "GetPages due while their client still waited for its previous answer: {idle} idle, {ingesting} ingesting, {compacting} compacting"
+        );
+    }
     for (i, phase) in ["idle", "ingesting", "compacting"].into_iter().enumerate() {
         println!(
             "{phase}: GetPage in the page server p50 {} p99 {} (its own histogram)",
@@ -546,90 +613,118 @@ async fn watch(
     Ok(max_layers)
 }
 
-/// Tickets queued per open-loop client (far more than a run issues to a
-/// client that is behind: a full queue is counted and reported).
-const TICKET_QUEUE: usize = 1 << 20;
-
-/// One scheduled GetPage: when it is due and the phase it was due in.
-struct Ticket {
-    due: Instant,
-    /// When the pacer handed it over.
-    issued: Instant,
-    soaking: bool,
-    compacting: bool,
+/// The open loop's schedule: request `k` is due `k / rate` seconds after
+/// `start`, and client `c` of `n` sends requests `c`, `c + n`, `c + 2n`, …
+#[derive(Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    every_ns: u64,
+    clients: u64,
 }
 
-/// The open loop's clock: a thread that issues tickets at a fixed rate,
-/// round robin over the clients, until the run stops. A thread, not a
-/// tokio timer: tokio's timer wheel has a resolution of one millisecond,
-/// which would count up to that much lateness as latency; a sleeping OS
-/// thread wakes within tens of microseconds. It runs at `SCHED_FIFO` when
-/// the process may (root or `CAP_SYS_NICE`): it stands for clients on
-/// other machines, and at normal priority on two busy cores its wake-ups
-/// came up to 2 ms late at p99, the load generator's starvation counted as
-/// the page server's latency. How late it was is printed per phase.
-struct Pacer {
-    thread: std::thread::JoinHandle<()>,
-    rate: u64,
-    /// Whether the thread runs at `SCHED_FIFO`.
-    realtime: bool,
-    /// Tickets issued while idle, while soaking; tickets not issued
-    /// because a client's queue was full.
-    issued: Arc<[AtomicU64; 3]>,
+impl Schedule {
+    fn new(rate: u64, clients: u64) -> Schedule {
+        Schedule {
+            start: Instant::now(),
+            every_ns: 1_000_000_000 / rate.max(1),
+            clients: clients.max(1),
+        }
+    }
+
+    fn due(&self, k: u64) -> Instant {
+        self.start + Duration::from_nanos(self.every_ns.saturating_mul(k))
+    }
 }
 
-impl Pacer {
-    fn start(
-        rate: u64,
-        clients: Vec<tokio::sync::mpsc::Sender<Ticket>>,
-        shared: Arc<Shared>,
-    ) -> anyhow::Result<Pacer> {
-        let issued: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
-        let counts = issued.clone();
-        let every = Duration::from_secs_f64(1.0 / rate as f64);
-        let (told, realtime) = std::sync::mpsc::sync_channel(1);
-        let thread = std::thread::Builder::new()
-            .name("soak-pacer".into())
-            .spawn(move || {
-                let _ = told.send(realtime_priority());
-                let start = Instant::now();
-                let mut k: u32 = 0;
-                while !shared.stop.load(Ordering::Acquire) {
-                    let due = start + every * k;
-                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
-                    }
-                    let soaking = shared.soaking.load(Ordering::Acquire);
-                    let ticket = Ticket {
-                        due,
-                        issued: Instant::now(),
-                        soaking,
-                        compacting: shared.compacting.load(Ordering::Acquire),
-                    };
-                    let sent = clients[k as usize % clients.len()].try_send(ticket);
-                    let counter = match sent {
-                        Ok(()) => usize::from(soaking),
-                        Err(_) => 2,
-                    };
-                    counts[counter].fetch_add(1, Ordering::Relaxed);
-                    k = k.wrapping_add(1);
-                }
-            })
-            .context("starting the pacer thread")?;
-        let realtime = realtime.recv().context("the pacer thread ended at once")?;
-        Ok(Pacer {
-            thread,
-            rate,
-            realtime,
-            issued,
+/// Starts an open-loop client: an OS thread of its own, at `SCHED_FIFO`
+/// when the process may (root or `CAP_SYS_NICE`), which keeps its own
+/// share of the schedule. It stands for a compute on another machine: it
+/// sleeps until a request is due and sends it itself, as a compute's
+/// thread that needs a page does, and the answer wakes it at once. Returns
+/// whether it runs at `SCHED_FIFO`, and its end.
+///
+/// Each client sleeps on an OS timer, not tokio's (whose wheel has a
+/// resolution of one millisecond, which would count up to that much as
+/// latency). Before, one pacer thread handed each due request to a
+/// client: a second real-time wake-up per request, which on two busy cores
+/// waited for the same kernel work the page server's threads wait for, and
+/// was counted as their latency.
+fn start_open_loop(
+    endpoint: String,
+    shared: Arc<Shared>,
+    schedule: Schedule,
+    index: u64,
+    pages: u32,
+) -> anyhow::Result<(bool, tokio::sync::oneshot::Receiver<anyhow::Result<()>>)> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (told, realtime) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("soak-client".into())
+        .spawn(move || {
+            let _ = told.send(realtime_priority());
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| ask_on_schedule(&rt, &endpoint, &shared, schedule, index, pages));
+            let _ = done_tx.send(result);
         })
-    }
+        .context("starting an open-loop client")?;
+    let realtime = realtime
+        .recv()
+        .context("an open-loop client ended at once")?;
+    Ok((realtime, done_rx))
+}
 
-    async fn join(self) -> anyhow::Result<()> {
-        tokio::task::spawn_blocking(move || self.thread.join())
-            .await?
-            .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))
+/// The open-loop client's work: its requests of the schedule, each sent
+/// when due (or at once, if the client is behind) and its latency counted
+/// from the due time, so the time spent behind an earlier, slow request
+/// counts too. Ends when the run stops.
+fn ask_on_schedule(
+    rt: &tokio::runtime::Runtime,
+    endpoint: &str,
+    shared: &Shared,
+    schedule: Schedule,
+    index: u64,
+    pages: u32,
+) -> anyhow::Result<()> {
+    let mut client = rt.block_on(PageServerClient::connect(endpoint, CLUSTER_ID))?;
+    let mut rng = Rng::new(index + 1);
+    let mut k = index;
+    while !shared.stop.load(Ordering::Acquire) {
+        let due = schedule.due(k);
+        k += schedule.clients;
+        let late = match due.checked_duration_since(Instant::now()) {
+            Some(wait) => {
+                std::thread::sleep(wait);
+                Some(due.elapsed())
+            }
+            None => None,
+        };
+        let soaking = shared.soaking.load(Ordering::Acquire);
+        let compacting = shared.compacting.load(Ordering::Acquire);
+        shared.sent[usize::from(soaking)].fetch_add(1, Ordering::Relaxed);
+        let page = random_page(&mut rng, pages);
+        let lsn = Lsn(shared.lsn.load(Ordering::Acquire));
+        let sent = Instant::now();
+        rt.block_on(client.get_page(page, lsn))?;
+        let in_flight = sent.elapsed();
+        let phase = match (soaking, compacting) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
+        };
+        {
+            let mut s = shared.lock();
+            s.in_flight[phase].push(in_flight);
+            match late {
+                Some(late) => s.timer_late[phase].push(late),
+                None => s.behind[phase] += 1,
+            }
+        }
+        record(shared, soaking, compacting, due.elapsed());
     }
+    Ok(())
 }
 
 /// Puts the calling thread in `SCHED_FIFO` (the lowest real-time
@@ -656,19 +751,15 @@ fn print_by_phase(samples: [Vec<Duration>; 3], what: &str, note: &str) {
 }
 
 /// Prints a phase's offered and achieved GetPage rates (open loop only).
-fn print_rates(pacer: Option<&Pacer>, phase: &str, soaking: bool, done: usize, secs: f64) {
-    let Some(p) = pacer else { return };
-    let issued = p.issued[usize::from(soaking)].load(Ordering::Relaxed);
-    let dropped = p.issued[2].load(Ordering::Relaxed);
+fn print_rates(shared: &Shared, rate: u64, phase: &str, soaking: bool, done: usize, secs: f64) {
+    if rate == 0 {
+        return;
+    }
+    let sent = shared.sent[usize::from(soaking)].load(Ordering::Relaxed);
     println!(
-        "{phase}: GetPage offered {} /s (issued {:.0} /s), achieved {:.0} /s{}",
-        p.rate,
-        issued as f64 / secs,
+        "{phase}: GetPage offered {rate} /s (sent {:.0} /s), achieved {:.0} /s",
+        sent as f64 / secs,
         done as f64 / secs,
-        match dropped {
-            0 => String::new(),
-            n => format!(", {n} tickets not issued (a client's queue was full)"),
-        }
     );
 }
 
@@ -709,67 +800,19 @@ async fn read_closed_loop(
     Ok(())
 }
 
-/// An open-loop client: an OS thread of its own with a single-threaded
-/// runtime, at `SCHED_FIFO` when the process may, like the pacer. It stands
-/// for a compute on another machine: its GetPage's answer wakes it at once,
-/// and it does not queue for the page server's async threads (with the
-/// clients as tasks on the page server's runtime, their own wake-ups were
-/// most of the soak's tail once GetPage had its framed transport).
-async fn read_open_loop(
-    endpoint: String,
-    shared: Arc<Shared>,
-    tickets: tokio::sync::mpsc::Receiver<Ticket>,
-    pages: u32,
-    seed: u64,
-) -> anyhow::Result<()> {
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("soak-client".into())
-        .spawn(move || {
-            realtime_priority();
-            let result = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(ask_on_ticket(endpoint, shared, tickets, pages, seed)));
-            let _ = done_tx.send(result);
-        })?;
-    done_rx.await?
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The open-loop client's work: one request per ticket, its latency
-/// counted from the ticket's due time (so time spent waiting behind an
-/// earlier, slow request counts too). Ends when the pacer stops.
-async fn ask_on_ticket(
-    endpoint: String,
-    shared: Arc<Shared>,
-    mut tickets: tokio::sync::mpsc::Receiver<Ticket>,
-    pages: u32,
-    seed: u64,
-) -> anyhow::Result<()> {
-    let mut client = PageServerClient::connect(&endpoint, CLUSTER_ID).await?;
-    let mut rng = Rng::new(seed + 1);
-    while let Some(ticket) = tickets.recv().await {
-        let page = random_page(&mut rng, pages);
-        let lsn = Lsn(shared.lsn.load(Ordering::Acquire));
-        let sent = Instant::now();
-        client.get_page(page, lsn).await?;
-        let phase = match (ticket.soaking, ticket.compacting) {
-            (false, _) => 0,
-            (true, false) => 1,
-            (true, true) => 2,
-        };
-        {
-            let mut s = shared.lock();
-            s.in_flight[phase].push(sent.elapsed());
-            s.pacer_late[phase].push(ticket.issued.saturating_duration_since(ticket.due));
-        }
-        record(
-            &shared,
-            ticket.soaking,
-            ticket.compacting,
-            ticket.due.elapsed(),
-        );
+    #[test]
+    fn the_clients_share_the_schedule_without_gaps_or_overlaps() {
+        let schedule = Schedule::new(2_000, 3);
+        let mut dues: Vec<Duration> = (0..3)
+            .flat_map(|c| (0..5).map(move |i| c + i * schedule.clients))
+            .map(|k| schedule.due(k) - schedule.start)
+            .collect();
+        dues.sort();
+        let want: Vec<Duration> = (0..15).map(|k| Duration::from_micros(500 * k)).collect();
+        assert_eq!(dues, want);
     }
-    Ok(())
 }
