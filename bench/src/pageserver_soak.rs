@@ -105,7 +105,10 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub report_secs: u64,
     /// Seconds of the idle phase (GetPage only, after a second of warm-up).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    /// The default gives it about as many samples as the compacting phase
+    /// of a default run, so one stall of the host weighs about as much in
+    /// either p99.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_seconds: u64,
 }
 
