@@ -11,6 +11,7 @@
 mod engine;
 mod floor;
 mod log;
+mod machine;
 mod pageserver;
 mod pageserver_soak;
 mod report;

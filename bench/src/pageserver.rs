@@ -17,7 +17,8 @@
 //!
 //! Target: `ingest_vs_log` ≥ 2 (the page server is never the bottleneck).
 //! GetPage latencies are printed next to a plain loopback TCP round trip
-//! measured first, in the same run.
+//! measured first, in the same run. The CPUs are kept from halting while
+//! it runs, where permitted ([`CpusAwake`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::log::cluster::Cluster;
+use crate::machine::CpusAwake;
 use crate::report::{Table, per_sec, times, us};
 use crate::stats::Latency;
 use crate::watchdog::Watchdog;
@@ -65,6 +67,17 @@ pub struct PageserverArgs {
 pub fn run(args: &PageserverArgs, dir: &Path) -> anyhow::Result<()> {
     let _watchdog = Watchdog::arm(Duration::from_secs(1800), "the pageserver workload".into());
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+    // The loopback floor runs on idle cores, where each wake-up would also
+    // wait for the host to wake a halted virtual CPU.
+    let cpus_awake = CpusAwake::hold();
+    println!(
+        "pageserver: {}",
+        match cpus_awake {
+            Some(_) => "CPUs kept from halting (cpu_dma_latency 0)",
+            None =>
+                "CPUs may halt when idle (cpu_dma_latency not permitted): on a VM, idle wake-ups count",
+        }
+    );
     runtime.block_on(run_async(args, dir))
 }
 
