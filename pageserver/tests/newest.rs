@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use proptest::prelude::*;
 use strata_pageserver::service::PageService;
+use strata_pageserver::timeline::newest::ENTRY_BYTES;
 use strata_pageserver::timeline::{CompactionConfig, Step, Timeline, TimelineConfig, read};
 use strata_pageserver::workload::{
     Model, Rng, Workload, init_record as init, insert_record as insert,
@@ -30,7 +31,7 @@ fn open(dir: &std::path::Path, newest_pages: u64) -> Arc<Timeline> {
             target_file_bytes: 10_000,
             image_after_delta_runs: 3,
         },
-        newest_bytes: newest_pages * PAGE_SIZE as u64,
+        newest_bytes: newest_pages * ENTRY_BYTES,
         ..TimelineConfig::new(CLUSTER, dir)
     })
     .unwrap()

@@ -1,60 +1,75 @@
-//! The newest-page cache: the newest version of recently read pages, kept
-//! up to date by ingest.
+//! The newest-page cache: the newest versions of recently read pages,
+//! kept up to date by ingest.
 //!
 //! Under ingest almost every read at the latest LSN asks for a version
 //! that did not exist a moment ago, so the page cache (keyed by version)
 //! misses and the read replays the newest records onto an older image.
-//! Here ingest does that work once per record instead: every page record
-//! it takes in is applied to the cached image of its page, if the page is
-//! cached, so a read of the newest version is answered from memory.
+//! Here ingest keeps each cached page's records instead, so a read of a
+//! recent version replays a few records from memory.
 //!
-//! **Superseded versions.** Readers often ask a little behind ingest (a
-//! replica at its replay LSN, a client at the LSN it last heard of), for
-//! the version a record has just replaced. So when ingest applies a record
-//! to a cached page, the version it replaces is kept too, keyed by its
-//! label, in a second LRU of a quarter of the budget: the last few
-//! milliseconds of versions under heavy ingest, more under light. A
-//! version is immutable, so one found by its exact label is always right.
+//! **An image and its tail.** A cached page is an image (its *base*) and
+//! the frames of the page's records after it (its *tail*), copied out of
+//! the chunk. Ingest only appends a record to the tail: it never copies or
+//! replays a page per record, which had been most of ingest's CPU (an
+//! 8 KiB copy per record, to keep the version it replaced). The base and
+//! the tail hold every version from the base's label to the newest, so a
+//! reader slightly behind ingest (a replica at its replay LSN, a client at
+//! the LSN it last heard of) finds its version too. A read replays the
+//! tail up to its version onto a copy of the base, outside the lock; a
+//! read of the newest version then makes it the base (*folds* the tail).
+//! A tail longer than [`TAIL_BYTES`] is folded by ingest, outside the
+//! lock, so a page read rarely costs one copy per that many bytes of its
+//! records.
+//!
+//! **Superseded versions.** The base a fold replaces is kept in a second
+//! LRU (a quarter of the budget), keyed by its label; versions between it
+//! and the new base are not kept. A version is immutable, so one found by
+//! its exact label is always right.
 //!
 //! **Shards.** The pages are split over up to [`MAX_SHARDS`] shards by
 //! page, each with a lock, an LRU and an `applied` LSN of its own. Ingest
-//! applies a chunk shard by shard, so a read waits only while ingest works
+//! appends a chunk shard by shard, so a read waits only while ingest works
 //! on the read's own shard: measured in `pageserver-soak`, a GetPage
 //! thread waiting for the one lock of an unsharded cache (while ingest,
 //! preempted, held it) was most of the time it spent in the page server
-//! off the CPU.
+//! off the CPU. No page is copied and no record replayed under a lock.
 //!
 //! **Invariant**, per shard. `applied` is the LSN up to which ingest has
-//! applied the log to the shard; for every page cached in the shard, its
-//! image is the page after its last record at or below `applied`, and the
-//! image's page LSN is that record's LSN (its *label*). So an image
-//! answers a read exactly when its label is the read's `from` (the page's
-//! last record at or below the read's LSN, found in the layers): a stale
-//! image simply never matches. The invariant is kept by
-//! - ingest ([`NewestPages::apply`]): it runs after the chunk is in the open
-//!   layer, applies each record to (a copy of) its cached page in LSN
-//!   order, and only then, under the shard's lock, swaps the new versions
-//!   in and moves the shard's `applied` (per batch of records; a page that
-//!   changed meanwhile, or whose record does not apply, is dropped);
+//! taken in the log for the shard; for every page cached in the shard, its
+//! tail holds exactly the page's records above its base's label and at or
+//! below `applied`, in LSN order. So the version labelled `from` (the
+//! page's last record at or below the read's LSN, found in the layers) is
+//! the base if `from` is its label, the base with the tail replayed up to
+//! the record at `from` if one is there, and not cached otherwise. The
+//! invariant is kept by
+//! - ingest ([`NewestPages::apply`]): it runs after the chunk is in the
+//!   open layer, and appends a batch of records to their pages' tails and
+//!   moves the shard's `applied` under one hold of the shard's lock;
+//! - folds: a base replaced by the tail replayed up to record `n` (by
+//!   ingest or a reader, outside the lock) goes in only if the page's
+//!   entry still has the base the replay started from and the same record
+//!   at `n`; the first `n` records leave the tail with it;
 //! - reads that rebuilt a version ([`NewestPages::offer`]): the image goes
-//!   in only if the caller checks, under the shard's lock (so its `applied`
-//!   cannot move), that the page has no record in `(label, applied]`;
-//!   every such record is already in a layer of any map taken then,
-//!   because ingest puts a chunk into the open layer before it applies it
-//!   here.
+//!   in (with an empty tail) only if the caller checks, under the shard's
+//!   lock (so its `applied` cannot move), that the page has no record in
+//!   `(label, applied]`; every such record is already in a layer of any
+//!   map taken then, because ingest puts a chunk into the open layer
+//!   before it applies it here.
 //!
-//! Bounded by a byte budget, split evenly over the shards (LRU by read
-//! within a shard; ingest does not count as a use), and a quarter more
-//! (at least a page per shard) for superseded versions. This module knows
-//! nothing of layers: the check is the caller's.
+//! A record that does not apply (found when a tail is replayed) drops its
+//! page; the read goes to the layers.
+//!
+//! Bounded by a byte budget, split evenly over the shards, each page
+//! counted as an image and a full tail (LRU by read within a shard; ingest
+//! does not count as a use), and a quarter more (at least a page per
+//! shard) for superseded versions. This module knows nothing of layers:
+//! the check is the caller's.
 
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sync::Mutex;
-use bytes::Bytes;
 use lru::LruCache;
 use strata_wal::page::{PAGE_SIZE, Page};
 use strata_wal::{Lsn, PageId, record};
@@ -63,51 +78,143 @@ use tracing::warn;
 use crate::layer::inmem::ChunkRecords;
 use crate::layer::shard_of;
 
-/// Records applied per batch (the shard's lock is taken twice per batch,
-/// for lookups only).
+/// Records appended per hold of a shard's lock.
 const APPLY_BATCH: usize = 64;
+
+/// The most bytes of record frames a cached page holds in its tail; ingest
+/// folds a longer one. Half a page: a page's records are a fraction of a
+/// page each (about 240 bytes in `pageserver-soak`), so a fold copies a
+/// page once per many records, and an entry is at most one and a half
+/// pages.
+pub const TAIL_BYTES: usize = PAGE_SIZE / 2;
+
+/// What one cached page may cost: an image and a full tail.
+pub const ENTRY_BYTES: u64 = (PAGE_SIZE + TAIL_BYTES) as u64;
 
 /// The most shards (a budget of fewer pages has one page per shard).
 pub const MAX_SHARDS: usize = 16;
 
-/// The default budget: 16,384 pages.
+/// The default budget: 10,922 pages with full tails.
 pub const DEFAULT_NEWEST_BYTES: u64 = 128 << 20;
 
 pub struct NewestPages {
-    /// False with a budget below one page: nothing is ever cached.
+    /// False with a budget below one entry: nothing is ever cached.
     enabled: bool,
     shards: Box<[Mutex<Shard>]>,
     hits: AtomicU64,
     superseded_hits: AtomicU64,
     applied_records: AtomicU64,
+    folds: AtomicU64,
 }
 
 struct Shard {
-    pages: LruCache<PageId, Arc<Page>>,
-    /// Versions ingest replaced, by page and label (None: not kept).
+    pages: LruCache<PageId, Entry>,
+    /// Bases that folds replaced, by page and label (None: not kept).
     superseded: Option<LruCache<(PageId, Lsn), Arc<Page>>>,
-    /// Every record of this shard's pages at or below it has been applied
-    /// to its cached pages.
+    /// Every record of this shard's pages at or below it is in its page's
+    /// tail or base.
     applied: Lsn,
+}
+
+/// A cached page: an image and the frames of the page's records after it.
+struct Entry {
+    base: Arc<Page>,
+    /// The records' frames, back to back, in LSN order.
+    frames: Vec<u8>,
+    /// Each record's LSN and where its frame ends in `frames`.
+    ends: Vec<(Lsn, usize)>,
+}
+
+impl Entry {
+    fn new(base: Arc<Page>) -> Entry {
+        Entry {
+            base,
+            frames: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, lsn: Lsn, frame: &[u8]) {
+        self.frames.extend_from_slice(frame);
+        self.ends.push((lsn, self.frames.len()));
+    }
+
+    /// The base and the first `n` records, copied, to replay without the
+    /// lock.
+    fn take(&self, n: usize) -> Tail {
+        let bytes = n.checked_sub(1).map_or(0, |last| self.ends[last].1);
+        Tail {
+            base: self.base.clone(),
+            frames: self.frames[..bytes].to_vec(),
+            ends: self.ends[..n].to_vec(),
+        }
+    }
+
+    /// True if this entry still starts from `tail`'s base and holds its
+    /// last record at the same place: a fold of `tail` fits it.
+    fn extends(&self, tail: &Tail) -> bool {
+        Arc::ptr_eq(&self.base, &tail.base)
+            && match tail.ends.len().checked_sub(1) {
+                None => true,
+                Some(last) => self.ends.get(last) == tail.ends.last(),
+            }
+    }
+
+    /// Makes `image` (the base with `n` records replayed) the base, and
+    /// returns the base it replaced.
+    fn fold(&mut self, n: usize, image: Arc<Page>) -> Arc<Page> {
+        if let Some(last) = n.checked_sub(1) {
+            let bytes = self.ends[last].1;
+            self.frames.drain(..bytes);
+            self.ends.drain(..n);
+            for end in &mut self.ends {
+                end.1 -= bytes;
+            }
+        }
+        std::mem::replace(&mut self.base, image)
+    }
+}
+
+/// A base and records after it, taken out of an entry to replay.
+struct Tail {
+    base: Arc<Page>,
+    frames: Vec<u8>,
+    ends: Vec<(Lsn, usize)>,
+}
+
+impl Tail {
+    /// The base with every record replayed, on a copy.
+    fn replay(&self, page: PageId) -> crate::error::Result<Page> {
+        let mut image = (*self.base).clone();
+        let mut start = 0;
+        for &(lsn, end) in &self.ends {
+            apply_frame(&mut image, page, lsn, &self.frames[start..end])?;
+            start = end;
+        }
+        Ok(image)
+    }
 }
 
 /// The cache's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NewestStats {
-    /// Reads answered from here (superseded versions included).
+    /// Reads answered from here (older versions included).
     pub hits: u64,
-    /// Of those, reads answered by a superseded version.
+    /// Of those, reads answered by a version older than the page's newest.
     pub superseded_hits: u64,
-    /// Records ingest applied to cached pages.
+    /// Records ingest appended to cached pages.
     pub applied_records: u64,
+    /// Tails replayed into a new base, by ingest or by reads.
+    pub folds: u64,
     pub pages: u64,
 }
 
 impl NewestPages {
-    /// An empty cache of at most `budget_bytes` of pages (below one page:
-    /// none, the cache is off), for a log ingested from `start`.
+    /// An empty cache of at most `budget_bytes` of pages (below one page
+    /// and its tail: none, the cache is off), for a log ingested from
+    /// `start`.
     pub fn new(budget_bytes: u64, start: Lsn) -> NewestPages {
-        let pages = usize::try_from(budget_bytes / PAGE_SIZE as u64).unwrap_or(usize::MAX);
+        let pages = usize::try_from(budget_bytes / ENTRY_BYTES).unwrap_or(usize::MAX);
         let count = pages.clamp(1, MAX_SHARDS);
         let per_shard = NonZeroUsize::new(pages / count).unwrap_or(NonZeroUsize::MIN);
         // At least one per shard, so a small budget keeps some too.
@@ -129,6 +236,7 @@ impl NewestPages {
             hits: AtomicU64::new(0),
             superseded_hits: AtomicU64::new(0),
             applied_records: AtomicU64::new(0),
+            folds: AtomicU64::new(0),
         }
     }
 
@@ -141,6 +249,7 @@ impl NewestPages {
             hits: self.hits.load(Ordering::Relaxed),
             superseded_hits: self.superseded_hits.load(Ordering::Relaxed),
             applied_records: self.applied_records.load(Ordering::Relaxed),
+            folds: self.folds.load(Ordering::Relaxed),
             pages: self
                 .shards
                 .iter()
@@ -149,26 +258,45 @@ impl NewestPages {
         }
     }
 
-    /// The cached image of `page` if it is the version whose last record
-    /// is `from`: the newest, or one ingest superseded.
+    /// The cached version of `page` whose last record is `from`: the
+    /// newest, or an older one still held.
     pub fn get(&self, page: PageId, from: Lsn) -> Option<Arc<Page>> {
-        let mut shard = self.shards[self.shard_of(page)].lock();
-        let newest = shard.pages.get(&page).filter(|p| p.lsn() == from).cloned();
-        let found = match newest {
-            Some(image) => Some(image),
-            None => {
-                let older = shard.superseded.as_mut()?.get(&(page, from)).cloned();
-                if older.is_some() {
-                    self.superseded_hits.fetch_add(1, Ordering::Relaxed);
+        let shard_lock = &self.shards[self.shard_of(page)];
+        let mut shard = shard_lock.lock();
+        let held = shard.pages.get(&page).and_then(|entry| {
+            if entry.base.lsn() == from {
+                return Some(Ok((entry.base.clone(), entry.ends.is_empty())));
+            }
+            let n = 1 + entry.ends.binary_search_by_key(&from, |e| e.0).ok()?;
+            Some(Err((entry.take(n), n == entry.ends.len())))
+        });
+        let (image, newest) = match held {
+            Some(Ok(found)) => found,
+            Some(Err((tail, newest))) => {
+                drop(shard);
+                let image = match tail.replay(page) {
+                    Ok(image) => Arc::new(image),
+                    Err(e) => {
+                        warn!(%page, %from, error = %e, "cannot replay a cached newest page's records; dropping it");
+                        self.drop_page(page, &tail);
+                        return None;
+                    }
+                };
+                if newest {
+                    self.fold(page, &tail, image.clone());
                 }
-                older
+                (image, newest)
+            }
+            None => {
+                let older = shard.superseded.as_mut()?.get(&(page, from)).cloned()?;
+                (older, false)
             }
         };
-        drop(shard);
-        if found.is_some() {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        if !newest {
+            self.superseded_hits.fetch_add(1, Ordering::Relaxed);
         }
-        found
+        Some(image)
     }
 
     /// Offers `image` (verified, of `page`, labelled by its page LSN) for
@@ -189,22 +317,23 @@ impl NewestPages {
         if image.lsn() > shard.applied || !no_record_until(shard.applied) {
             return false;
         }
-        shard.pages.put(page, image.clone());
+        shard.pages.put(page, Entry::new(image.clone()));
         true
     }
 
-    /// Applies a chunk's records (all above `applied`, in LSN order, and
-    /// already in the open layer) to the cached pages, drops the pages of
-    /// spaces it drops, and moves every shard's `applied` to the chunk's
-    /// end.
+    /// Appends a chunk's records (all above `applied`, in LSN order, and
+    /// already in the open layer) to the cached pages' tails, folds the
+    /// tails that grew past [`TAIL_BYTES`], drops the pages of spaces the
+    /// chunk drops, and moves every shard's `applied` to the chunk's end.
     pub fn apply(&self, chunk: &ChunkRecords) {
         let mut by_shard = vec![Vec::new(); self.shards.len()];
         for record in &chunk.records {
             by_shard[self.shard_of(record.0)].push(record);
         }
+        let mut long = Vec::new();
         for (shard, records) in self.shards.iter().zip(by_shard) {
             for batch in records.chunks(APPLY_BATCH) {
-                self.apply_batch(shard, batch);
+                self.append_batch(shard, batch, &mut long);
             }
             let mut shard = shard.lock();
             for (space, _) in &chunk.dropped_spaces {
@@ -230,94 +359,86 @@ impl NewestPages {
             }
             shard.applied = shard.applied.max(chunk.end);
         }
+        // Outside every lock: a fold copies a page and replays its tail.
+        for (page, tail) in long {
+            match tail.replay(page) {
+                Ok(image) => self.fold(page, &tail, Arc::new(image)),
+                Err(e) => {
+                    warn!(%page, error = %e, "cannot replay a cached newest page's records; dropping it");
+                    self.drop_page(page, &tail);
+                }
+            }
+        }
     }
 
-    /// Applies a batch of one shard's records in three steps, so the
-    /// shard's lock is held only for lookups, never for a page copy or a
-    /// replay: take the cached pages the batch touches; apply the records
-    /// to copies, keeping each version a record replaces; then, under the
-    /// lock again, put the new versions in where the cache still holds the
-    /// page taken (a page offered meanwhile, or not taken because it was not
-    /// cached, is dropped: it lacks the batch's records) and move `applied`.
-    /// Only the ingest task applies, so nothing else moves `applied`
-    /// between the steps.
-    fn apply_batch(&self, shard: &Mutex<Shard>, batch: &[&(PageId, Lsn, Bytes)]) {
-        let taken: HashMap<PageId, Arc<Page>> = {
-            let shard = shard.lock();
-            batch
-                .iter()
-                .filter_map(|(page, _, _)| Some((*page, shard.pages.peek(page)?.clone())))
-                .collect()
-        };
-        let mut working: HashMap<PageId, Working> = HashMap::new();
-        let mut applied = 0;
-        for (page, lsn, frame) in batch {
-            let Some(taken) = taken.get(page) else {
-                continue;
-            };
-            let (current, replaced) = working
-                .entry(*page)
-                .or_insert_with(|| (Some(taken.clone()), Vec::new()));
-            let Some(image) = current else {
-                continue;
-            };
-            applied += 1;
-            let old = image.clone();
-            // `old` shares the page, so this changes a copy.
-            match apply_frame(image, *page, *lsn, frame) {
-                Ok(()) => replaced.push(old),
-                Err(e) => {
-                    warn!(%page, %lsn, error = %e, "cannot apply a record to a cached newest page; dropping it");
-                    *current = None;
-                }
-            }
-        }
+    /// Appends a batch of one shard's records to the tails of the pages
+    /// the shard caches and moves its `applied`, under one hold of its
+    /// lock; adds to `long` a copy of each tail that grew past
+    /// [`TAIL_BYTES`]. Only the ingest task appends.
+    fn append_batch(
+        &self,
+        shard: &Mutex<Shard>,
+        batch: &[&(PageId, Lsn, bytes::Bytes)],
+        long: &mut Vec<(PageId, Tail)>,
+    ) {
         let mut guard = shard.lock();
         let shard = &mut *guard;
-        for (page, (newest, replaced)) in working {
-            let Some(now) = shard.pages.peek_mut(&page) else {
+        let mut appended = 0;
+        let mut grown: Vec<PageId> = Vec::new();
+        for (page, lsn, frame) in batch {
+            debug_assert!(*lsn > shard.applied);
+            let Some(entry) = shard.pages.peek_mut(page) else {
                 continue;
             };
-            match newest {
-                Some(newest) if Arc::ptr_eq(&taken[&page], now) => {
-                    *now = newest;
-                    if let Some(kept) = shard.superseded.as_mut() {
-                        for old in replaced {
-                            kept.put((page, old.lsn()), old);
-                        }
-                    }
-                }
-                _ => {
-                    shard.pages.pop(&page);
-                }
+            entry.push(*lsn, frame);
+            appended += 1;
+            if entry.frames.len() > TAIL_BYTES && !grown.contains(page) {
+                grown.push(*page);
             }
         }
-        // Offered while the batch was applied: without its records.
-        for (page, lsn, _) in batch {
-            debug_assert!(*lsn > shard.applied);
-            if !taken.contains_key(page) {
-                shard.pages.pop(page);
+        for page in grown {
+            if let Some(entry) = shard.pages.peek(&page) {
+                long.push((page, entry.take(entry.ends.len())));
             }
         }
         if let Some((_, lsn, _)) = batch.last() {
             shard.applied = *lsn;
         }
-        self.applied_records.fetch_add(applied, Ordering::Relaxed);
+        self.applied_records.fetch_add(appended, Ordering::Relaxed);
+    }
+
+    /// Makes `image` (`tail` replayed) the base of `page`, if the page's
+    /// entry still extends `tail`; keeps the base it replaces as a
+    /// superseded version.
+    fn fold(&self, page: PageId, tail: &Tail, image: Arc<Page>) {
+        let mut guard = self.shards[self.shard_of(page)].lock();
+        let shard = &mut *guard;
+        let Some(entry) = shard.pages.peek_mut(&page) else {
+            return;
+        };
+        if !entry.extends(tail) {
+            return;
+        }
+        let old = entry.fold(tail.ends.len(), image);
+        if let Some(kept) = shard.superseded.as_mut() {
+            kept.put((page, old.lsn()), old);
+        }
+        self.folds.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops `page` if its entry still extends `tail` (whose records did
+    /// not replay).
+    fn drop_page(&self, page: PageId, tail: &Tail) {
+        let mut shard = self.shards[self.shard_of(page)].lock();
+        if shard.pages.peek(&page).is_some_and(|e| e.extends(tail)) {
+            shard.pages.pop(&page);
+        }
     }
 }
 
-/// A page while a batch is applied: its newest version so far (None: a
-/// record failed to apply) and the versions the batch replaced.
-type Working = (Option<Arc<Page>>, Vec<Arc<Page>>);
-
-/// Applies one framed record to `cached` (copied first if a reader holds
-/// it), checking it is the record for `page` at `lsn`, and seals it.
-fn apply_frame(
-    cached: &mut Arc<Page>,
-    page: PageId,
-    lsn: Lsn,
-    frame: &[u8],
-) -> crate::error::Result<()> {
+/// Applies one framed record to `image`, checking it is the record for
+/// `page` at `lsn`.
+fn apply_frame(image: &mut Page, page: PageId, lsn: Lsn, frame: &[u8]) -> crate::error::Result<()> {
     let start = Lsn(lsn.0.saturating_sub(frame.len() as u64));
     let rec = record::decode(frame, start)?;
     if rec.lsn != lsn || rec.page != page {
@@ -330,8 +451,7 @@ fn apply_frame(
             ),
         });
     }
-    // On an error the page may be half changed: the caller drops it.
-    strata_wal::redo::apply(Arc::make_mut(cached), &rec)?;
+    strata_wal::redo::apply(image, &rec)?;
     Ok(())
 }
 
@@ -339,6 +459,7 @@ fn apply_frame(
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use std::collections::HashMap;
     use strata_wal::Record;
     use strata_wal::op::PageOp;
 
@@ -424,10 +545,14 @@ mod tests {
         let (page, c) = formatted(Lsn::ZERO);
         newest.apply(&c);
         assert!(newest.offer(P, &page, |_| true));
-        // A delete of a slot the page does not have.
+        // A delete of a slot the page does not have: found when a read
+        // replays it, which drops the page.
         let (frame, lsn) = framed(P, PageOp::Delete { slot: 3 }, c.end);
         newest.apply(&chunk(vec![(P, lsn, frame)], lsn));
+        assert_eq!(newest.stats().pages, 1);
+        assert!(newest.get(P, lsn).is_none());
         assert_eq!(newest.stats().pages, 0);
+        assert!(newest.get(P, page.lsn()).is_none());
         assert!(newest.offer(P, &page, |_| true));
         let mut drop = chunk(Vec::new(), lsn.advance(30));
         drop.dropped_spaces.push((P.space, lsn.advance(30)));
@@ -437,14 +562,14 @@ mod tests {
 
     #[test]
     fn the_budget_holds() {
-        let newest = NewestPages::new(2 * PAGE_SIZE as u64, Lsn::ZERO);
+        let newest = NewestPages::new(2 * ENTRY_BYTES, Lsn::ZERO);
         let (page, c) = formatted(Lsn::ZERO);
         newest.apply(&c);
         for n in 0..5 {
             assert!(newest.offer(PageId::new(9, n), &page, |_| true));
         }
         assert_eq!(newest.stats().pages, 2);
-        let off = NewestPages::new(PAGE_SIZE as u64 - 1, Lsn::ZERO);
+        let off = NewestPages::new(ENTRY_BYTES - 1, Lsn::ZERO);
         off.apply(&c);
         assert!(!off.offer(P, &page, |_| true));
     }
@@ -499,29 +624,140 @@ mod tests {
         assert_eq!((stats.hits, stats.superseded_hits), (3, 2));
         // A label that was never a version of the page answers nothing.
         assert!(newest.get(P, first.advance(1)).is_none());
+        // The read of the newest folded the tail: the base it replaced is
+        // kept, the version between them is not.
+        assert_eq!(newest.stats().folds, 1);
+        assert!(newest.get(P, page.lsn()).is_some());
+        assert!(newest.get(P, first).is_none());
     }
 
     #[test]
     fn superseded_versions_keep_to_their_budget_and_leave_with_their_space() {
-        // 64 pages: 16 shards of 4, and one superseded version per shard.
+        // 64 pages' worth: 16 shards of 2, and one superseded version per
+        // shard.
         let newest = NewestPages::new(64 * PAGE_SIZE as u64, Lsn::ZERO);
         let (page, c) = formatted(Lsn::ZERO);
         newest.apply(&c);
         assert!(newest.offer(P, &page, |_| true));
         let mut at = c.end;
         let mut labels = vec![page.lsn()];
-        for n in 0..3u8 {
+        let mut add = |newest: &NewestPages, n: u8| {
             let (frame, lsn) = framed(P, insert(&[n]), at);
             newest.apply(&chunk(vec![(P, lsn, frame)], lsn));
-            labels.push(lsn);
             at = lsn;
+            lsn
+        };
+        for n in 0..3u8 {
+            labels.push(add(&newest, n));
         }
-        // The newest, and only the one version it replaced.
-        let kept: Vec<bool> = labels.iter().map(|l| newest.get(P, *l).is_some()).collect();
-        assert_eq!(kept, [false, false, true, true]);
+        // Before a fold, the base and its tail: every version.
+        let kept = |newest: &NewestPages, labels: &[Lsn]| -> Vec<bool> {
+            labels.iter().map(|l| newest.get(P, *l).is_some()).collect()
+        };
+        assert_eq!(kept(&newest, &labels[..3]), [true, true, true]);
+        assert_eq!(newest.get(P, labels[3]).unwrap().slot_count(), 3);
+        // Read, the newest became the base: the old base is kept, the
+        // versions between are not.
+        assert_eq!(kept(&newest, &labels), [true, false, false, true]);
+        labels.push(add(&newest, 9));
+        assert_eq!(newest.get(P, labels[4]).unwrap().slot_count(), 4);
+        // One superseded version per shard: the newer old base.
+        assert_eq!(kept(&newest, &labels), [false, false, false, true, true]);
         let mut drop = chunk(Vec::new(), at.advance(30));
         drop.dropped_spaces.push((P.space, at.advance(30)));
         newest.apply(&drop);
         assert!(labels.iter().all(|l| newest.get(P, *l).is_none()));
+    }
+
+    #[test]
+    fn ingest_folds_a_tail_that_outgrows_its_bound() {
+        let newest = NewestPages::new(1 << 20, Lsn::ZERO);
+        let (page, c) = formatted(Lsn::ZERO);
+        newest.apply(&c);
+        assert!(newest.offer(P, &page, |_| true));
+        let mut at = c.end;
+        let mut model = (*page).clone();
+        let mut labels = Vec::new();
+        // 300-byte items, replaced in place: the page never fills, and
+        // the frames pass the tail's bound every few records.
+        for n in 0..40u8 {
+            let op = match n {
+                0 => insert(&[n; 300]),
+                _ => PageOp::Replace {
+                    slot: 0,
+                    bytes: vec![n; 300],
+                },
+            };
+            let (frame, lsn) = framed(P, op, at);
+            strata_wal::redo::apply(&mut model, &record::decode(&frame, at).unwrap()).unwrap();
+            newest.apply(&chunk(vec![(P, lsn, frame)], lsn));
+            labels.push(lsn);
+            at = lsn;
+            let shard = newest.shards[newest.shard_of(P)].lock();
+            let entry = shard.pages.peek(&P).unwrap();
+            assert!(entry.frames.len() <= TAIL_BYTES, "{}", entry.frames.len());
+            assert_eq!(
+                entry.ends.last().map(|e| e.1),
+                (!entry.ends.is_empty()).then_some(entry.frames.len())
+            );
+        }
+        let stats = newest.stats();
+        assert!(stats.folds >= 40 * 300 / TAIL_BYTES as u64 - 1, "{stats:?}");
+        assert_eq!(stats.applied_records, 40);
+        let now = newest.get(P, at).unwrap();
+        assert!(*now == model);
+        now.verify(P).unwrap();
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Against a model that keeps every version of every page: whatever
+        /// the cache answers for a label is exactly that version, through
+        /// appends, folds by reads and by ingest, offers, evictions and
+        /// dropped spaces.
+        #[test]
+        fn every_answer_is_the_version_its_label_names(
+            budget_pages in 1u64..8,
+            steps in proptest::collection::vec((0u8..4, 0u32..3, 0usize..64, 1usize..400), 1..120),
+        ) {
+            let newest = NewestPages::new(budget_pages * ENTRY_BYTES, Lsn::ZERO);
+            // Every version of each page, by label, oldest first.
+            let mut versions: HashMap<PageId, Vec<Arc<Page>>> = HashMap::new();
+            let mut at = Lsn::ZERO;
+            let mut answered = 0;
+            for (kind, page_no, pick, len) in steps {
+                let page = PageId::new(7, page_no);
+                match kind {
+                    // A chunk of one record for the page (formatting it first).
+                    0 | 1 => {
+                        let op = match versions.get(&page) {
+                            None => PageOp::Init { page_type: 1, level: 0 },
+                            Some(v) if v.last().unwrap().slot_count() >= 4 => PageOp::Delete { slot: 0 },
+                            Some(_) => insert(&vec![pick as u8; len]),
+                        };
+                        let (frame, lsn) = framed(page, op, at);
+                        let mut image = versions.get(&page).map_or_else(Page::new_zeroed, |v| (**v.last().unwrap()).clone());
+                        strata_wal::redo::apply(&mut image, &record::decode(&frame, at).unwrap()).unwrap();
+                        versions.entry(page).or_default().push(Arc::new(image));
+                        newest.apply(&chunk(vec![(page, lsn, frame)], lsn));
+                        at = lsn;
+                    }
+                    // Offer the newest version: always true to the check.
+                    2 => if let Some(v) = versions.get(&page) {
+                        newest.offer(page, v.last().unwrap(), |_| true);
+                    },
+                    // Read a version (often the newest).
+                    _ => if let Some(v) = versions.get(&page) {
+                        let want = &v[v.len().saturating_sub(1 + pick % 3)];
+                        if let Some(got) = newest.get(page, want.lsn()) {
+                            proptest::prop_assert!(*got == **want);
+                            answered += 1;
+                        }
+                    },
+                }
+            }
+            proptest::prop_assert!(newest.stats().hits >= answered);
+        }
     }
 }
