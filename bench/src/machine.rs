@@ -35,3 +35,37 @@ impl CpusAwake {
         Some(CpusAwake { _request: f })
     }
 }
+
+/// CPU time the host took from this machine's CPUs so far (the `steal`
+/// column of `/proc/stat`, summed over CPUs), in milliseconds; `None`
+/// where the kernel does not report it. A vCPU the host preempts stops
+/// for that long with its thread still "running", so a benchmark phase
+/// with more steal has stalls that are not the program's.
+pub(crate) fn steal_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = steal_ticks(&stat)?;
+    (ticks_per_s > 0).then(|| ticks as f64 * 1000.0 / ticks_per_s as f64)
+}
+
+/// The `steal` column (the eighth number) of the all-CPU line of a
+/// `/proc/stat` text.
+fn steal_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    line.split_whitespace().nth(8)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steal_is_the_eighth_column_of_the_all_cpu_line() {
+        let stat = "cpu  4705 150 1120 16250 520 30 45 77 0 0\n\
+                    cpu0 2000 75 560 8000 260 15 20 40 0 0\n";
+        assert_eq!(steal_ticks(stat), Some(77));
+        assert_eq!(steal_ticks("cpu0 1 2 3 4 5 6 7 8\n"), None);
+        assert_eq!(steal_ticks("cpu  1 2 3\n"), None);
+    }
+}

@@ -64,7 +64,7 @@ use strata_pageserver::workload::Rng;
 use strata_wal::{Lsn, PageId};
 use tokio::runtime::Handle;
 
-use crate::machine::CpusAwake;
+use crate::machine::{CpusAwake, steal_ms};
 use crate::pageserver::start_log;
 use crate::pageserver::{CLUSTER_ID, PageServer, PageserverArgs, RECORDS_PER_BATCH, SPACE, batch};
 use crate::report::us;
@@ -317,7 +317,9 @@ async fn run_async(
     let mut server_times = ServerTimes::default();
     server_times.add(0, &status.status().await?.getpage_latency_buckets);
     let idle_started = Instant::now();
+    let steal_before_idle = steal_ms();
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
+    let idle_steal = steal_since(steal_before_idle);
     server_times.add(0, &status.status().await?.getpage_latency_buckets);
     let idle = Latency::from_samples(std::mem::take(&mut shared.lock().idle))
         .context("no idle GetPage samples")?;
@@ -339,6 +341,7 @@ async fn run_async(
 
     shared.soaking.store(true, Ordering::Release);
     let soak_started = Instant::now();
+    let steal_before_soak = steal_ms();
     let deadline = soak_started + Duration::from_secs(args.seconds);
     let written = Arc::new(AtomicU64::new(0));
     let mut writers = tokio::task::JoinSet::new();
@@ -378,6 +381,7 @@ async fn run_async(
     }
     shared.stop.store(true, Ordering::Release);
     let soak_secs = soak_started.elapsed().as_secs_f64();
+    let soak_steal = steal_since(steal_before_soak);
     while let Some(done) = readers.join_next().await {
         done??;
     }
@@ -409,6 +413,14 @@ async fn run_async(
         let [idle, ingesting, compacting] = samples.behind;
         println!(
             "GetPages due while their client still waited for its previous answer: {idle} idle, {ingesting} ingesting, {compacting} compacting"
+        );
+    }
+    if let (Some(idle), Some(soak)) = (idle_steal, soak_steal) {
+        println!(
+            "CPU time the host took from this VM (steal): {:.1} ms a second idle, {:.1} ms a second soaking \
+             (a vCPU stopped that long stalls whatever it ran; the idle p99 counts such stalls too)",
+            idle / idle_secs,
+            soak / soak_secs
         );
     }
     for (i, phase) in ["idle", "ingesting", "compacting"].into_iter().enumerate() {
@@ -463,6 +475,12 @@ async fn run_async(
         idle.p99_us
     );
     Ok(())
+}
+
+/// Milliseconds of steal since `before` (None if either reading is
+/// missing).
+fn steal_since(before: Option<f64>) -> Option<f64> {
+    Some(steal_ms()? - before?)
 }
 
 /// Pages compared after recovery.
