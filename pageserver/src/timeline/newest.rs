@@ -67,6 +67,7 @@
 //! shard) for superseded versions. This module knows nothing of layers:
 //! the check is the caller's.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,7 +114,8 @@ pub struct NewestPages {
 
 struct Shard {
     pages: LruCache<PageId, Entry>,
-    /// Bases that folds replaced, by page and label (None: not kept).
+    /// Versions folds replaced (old bases, and the version before the
+    /// newest record), by page and label (None: not kept).
     superseded: Option<LruCache<(PageId, Lsn), Arc<Page>>>,
     /// Every record of this shard's pages at or below it is in its page's
     /// tail or base.
@@ -173,6 +175,11 @@ impl Entry {
             self.ends.drain(..n);
             for end in &mut self.ends {
                 end.1 -= bytes;
+            }
+            // A large record (or a long chunk's worth) grew the buffer:
+            // give it back, so an entry stays near its budget.
+            if self.frames.capacity() > 2 * TAIL_BYTES {
+                self.frames.shrink_to(TAIL_BYTES);
             }
         }
         std::mem::replace(&mut self.base, image)
@@ -344,7 +351,7 @@ impl NewestPages {
         for record in &chunk.records {
             by_shard[self.shard_of(record.0)].push(record);
         }
-        let mut long = Vec::new();
+        let mut long = HashMap::new();
         for (shard, records) in self.shards.iter().zip(by_shard) {
             for batch in records.chunks(APPLY_BATCH) {
                 self.append_batch(shard, batch, &mut long);
@@ -387,13 +394,15 @@ impl NewestPages {
 
     /// Appends a batch of one shard's records to the tails of the pages
     /// the shard caches and moves its `applied`, under one hold of its
-    /// lock; adds to `long` a copy of each tail that grew past
-    /// [`TAIL_BYTES`]. Only the ingest task appends.
+    /// lock; puts in `long` a copy of each tail that grew past
+    /// [`TAIL_BYTES`] (replacing a copy an earlier batch took, so a chunk
+    /// with many records of one page replays its tail once). Only the
+    /// ingest task appends.
     fn append_batch(
         &self,
         shard: &Mutex<Shard>,
         batch: &[&(PageId, Lsn, bytes::Bytes)],
-        long: &mut Vec<(PageId, Tail)>,
+        long: &mut HashMap<PageId, Tail>,
     ) {
         let mut guard = shard.lock();
         let shard = &mut *guard;
@@ -412,7 +421,7 @@ impl NewestPages {
         }
         for page in grown {
             if let Some(entry) = shard.pages.peek(&page) {
-                long.push((page, entry.take(entry.ends.len())));
+                long.insert(page, entry.take(entry.ends.len()));
             }
         }
         if let Some((_, lsn, _)) = batch.last() {
@@ -478,7 +487,6 @@ fn apply_frame(image: &mut Page, page: PageId, lsn: Lsn, frame: &[u8]) -> crate:
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use std::collections::HashMap;
     use strata_wal::Record;
     use strata_wal::op::PageOp;
 
@@ -728,6 +736,45 @@ mod tests {
         let now = newest.get(P, at).unwrap();
         assert!(*now == model);
         now.verify(P).unwrap();
+    }
+
+    #[test]
+    fn a_chunk_of_many_records_for_one_page_folds_it_once_and_gives_back_the_buffer() {
+        let newest = NewestPages::new(1 << 20, Lsn::ZERO);
+        let (page, c) = formatted(Lsn::ZERO);
+        newest.apply(&c);
+        assert!(newest.offer(P, &page, |_| true));
+        let mut at = c.end;
+        let mut model = (*page).clone();
+        let mut records = Vec::new();
+        // Four batches' worth, 60 KiB of frames, in one chunk.
+        for n in 0..200u8 {
+            let op = match n {
+                0 => insert(&[n; 300]),
+                _ => PageOp::Replace {
+                    slot: 0,
+                    bytes: vec![n; 300],
+                },
+            };
+            let (frame, lsn) = framed(P, op, at);
+            strata_wal::redo::apply(&mut model, &record::decode(&frame, at).unwrap()).unwrap();
+            records.push((P, lsn, frame));
+            at = lsn;
+        }
+        newest.apply(&chunk(records, at));
+        assert_eq!(newest.stats().folds, 1);
+        {
+            let shard = newest.shards[newest.shard_of(P)].lock();
+            let entry = shard.pages.peek(&P).unwrap();
+            assert!(entry.ends.is_empty());
+            assert!(
+                entry.frames.capacity() <= 2 * TAIL_BYTES,
+                "{}",
+                entry.frames.capacity()
+            );
+        }
+        let now = newest.get(P, at).unwrap();
+        assert!(*now == model);
     }
 
     proptest::proptest! {
