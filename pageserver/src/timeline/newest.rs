@@ -514,6 +514,22 @@ mod tests {
         }
     }
 
+    /// Record `n` of a run that inserts a 300-byte item into `P` and then
+    /// replaces it (the page never fills), framed at `start` and applied
+    /// to `model` too.
+    fn replacing(n: u8, start: Lsn, model: &mut Page) -> (Bytes, Lsn) {
+        let op = match n {
+            0 => insert(&[n; 300]),
+            _ => PageOp::Replace {
+                slot: 0,
+                bytes: vec![n; 300],
+            },
+        };
+        let (frame, lsn) = framed(P, op, start);
+        strata_wal::redo::apply(model, &record::decode(&frame, start).unwrap()).unwrap();
+        (frame, lsn)
+    }
+
     /// A formatted page at `lsn` and the chunk holding it.
     fn formatted(start: Lsn) -> (Arc<Page>, ChunkRecords) {
         let (frame, lsn) = framed(
@@ -707,18 +723,9 @@ mod tests {
         let mut at = c.end;
         let mut model = (*page).clone();
         let mut labels = Vec::new();
-        // 300-byte items, replaced in place: the page never fills, and
-        // the frames pass the tail's bound every few records.
+        // The frames pass the tail's bound every few records.
         for n in 0..40u8 {
-            let op = match n {
-                0 => insert(&[n; 300]),
-                _ => PageOp::Replace {
-                    slot: 0,
-                    bytes: vec![n; 300],
-                },
-            };
-            let (frame, lsn) = framed(P, op, at);
-            strata_wal::redo::apply(&mut model, &record::decode(&frame, at).unwrap()).unwrap();
+            let (frame, lsn) = replacing(n, at, &mut model);
             newest.apply(&chunk(vec![(P, lsn, frame)], lsn));
             labels.push(lsn);
             at = lsn;
@@ -749,15 +756,7 @@ mod tests {
         let mut records = Vec::new();
         // Four batches' worth, 60 KiB of frames, in one chunk.
         for n in 0..200u8 {
-            let op = match n {
-                0 => insert(&[n; 300]),
-                _ => PageOp::Replace {
-                    slot: 0,
-                    bytes: vec![n; 300],
-                },
-            };
-            let (frame, lsn) = framed(P, op, at);
-            strata_wal::redo::apply(&mut model, &record::decode(&frame, at).unwrap()).unwrap();
+            let (frame, lsn) = replacing(n, at, &mut model);
             records.push((P, lsn, frame));
             at = lsn;
         }
