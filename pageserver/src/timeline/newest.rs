@@ -514,6 +514,16 @@ mod tests {
         }
     }
 
+    /// A cache of `budget` bytes holding `P` just formatted: the cache,
+    /// the page, and the end of the chunk that formatted it.
+    fn holding_formatted(budget: u64) -> (NewestPages, Arc<Page>, Lsn) {
+        let newest = NewestPages::new(budget, Lsn::ZERO);
+        let (page, c) = formatted(Lsn::ZERO);
+        newest.apply(&c);
+        assert!(newest.offer(P, &page, |_| true));
+        (newest, page, c.end)
+    }
+
     /// Record `n` of a run that inserts a 300-byte item into `P` and then
     /// replaces it (the page never fills), framed at `start` and applied
     /// to `model` too.
@@ -548,12 +558,9 @@ mod tests {
 
     #[test]
     fn ingest_keeps_a_cached_page_newest_and_an_old_label_never_gets_the_newest() {
-        let newest = NewestPages::new(1 << 20, Lsn::ZERO);
-        let (page, c) = formatted(Lsn::ZERO);
-        newest.apply(&c);
-        assert!(newest.offer(P, &page, |_| true));
+        let (newest, page, end) = holding_formatted(1 << 20);
         let held = newest.get(P, page.lsn()).unwrap();
-        let (frame, lsn) = framed(P, insert(b"row"), c.end);
+        let (frame, lsn) = framed(P, insert(b"row"), end);
         newest.apply(&chunk(vec![(P, lsn, frame)], lsn.advance(5)));
         // The old label gets the old version (kept as superseded), never
         // the new one.
@@ -584,13 +591,10 @@ mod tests {
 
     #[test]
     fn a_record_that_does_not_apply_drops_the_page_and_a_drop_empties_its_space() {
-        let newest = NewestPages::new(1 << 20, Lsn::ZERO);
-        let (page, c) = formatted(Lsn::ZERO);
-        newest.apply(&c);
-        assert!(newest.offer(P, &page, |_| true));
+        let (newest, page, end) = holding_formatted(1 << 20);
         // A delete of a slot the page does not have: found when a read
         // replays it, which drops the page.
-        let (frame, lsn) = framed(P, PageOp::Delete { slot: 3 }, c.end);
+        let (frame, lsn) = framed(P, PageOp::Delete { slot: 3 }, end);
         newest.apply(&chunk(vec![(P, lsn, frame)], lsn));
         assert_eq!(newest.stats().pages, 1);
         assert!(newest.get(P, lsn).is_none());
@@ -649,11 +653,8 @@ mod tests {
 
     #[test]
     fn the_version_a_record_replaces_is_still_answered_by_its_label() {
-        let newest = NewestPages::new(1 << 20, Lsn::ZERO);
-        let (page, c) = formatted(Lsn::ZERO);
-        newest.apply(&c);
-        assert!(newest.offer(P, &page, |_| true));
-        let (frame, first) = framed(P, insert(b"one"), c.end);
+        let (newest, page, end) = holding_formatted(1 << 20);
+        let (frame, first) = framed(P, insert(b"one"), end);
         newest.apply(&chunk(vec![(P, first, frame)], first));
         let (frame, second) = framed(P, insert(b"two"), first);
         newest.apply(&chunk(vec![(P, second, frame)], second));
@@ -679,11 +680,8 @@ mod tests {
     fn superseded_versions_keep_to_their_budget_and_leave_with_their_space() {
         // 64 pages' worth: 56 entries, 16 shards of 3, and one superseded
         // version per shard.
-        let newest = NewestPages::new(64 * PAGE_SIZE as u64, Lsn::ZERO);
-        let (page, c) = formatted(Lsn::ZERO);
-        newest.apply(&c);
-        assert!(newest.offer(P, &page, |_| true));
-        let mut at = c.end;
+        let (newest, page, end) = holding_formatted(64 * PAGE_SIZE as u64);
+        let mut at = end;
         let mut labels = vec![page.lsn()];
         let mut add = |newest: &NewestPages, n: u8| {
             let (frame, lsn) = framed(P, insert(&[n]), at);
@@ -716,11 +714,8 @@ mod tests {
 
     #[test]
     fn ingest_folds_a_tail_that_outgrows_its_bound() {
-        let newest = NewestPages::new(1 << 20, Lsn::ZERO);
-        let (page, c) = formatted(Lsn::ZERO);
-        newest.apply(&c);
-        assert!(newest.offer(P, &page, |_| true));
-        let mut at = c.end;
+        let (newest, page, end) = holding_formatted(1 << 20);
+        let mut at = end;
         let mut model = (*page).clone();
         let mut labels = Vec::new();
         // The frames pass the tail's bound every few records.
@@ -747,11 +742,8 @@ mod tests {
 
     #[test]
     fn a_chunk_of_many_records_for_one_page_folds_it_once_and_gives_back_the_buffer() {
-        let newest = NewestPages::new(1 << 20, Lsn::ZERO);
-        let (page, c) = formatted(Lsn::ZERO);
-        newest.apply(&c);
-        assert!(newest.offer(P, &page, |_| true));
-        let mut at = c.end;
+        let (newest, page, end) = holding_formatted(1 << 20);
+        let mut at = end;
         let mut model = (*page).clone();
         let mut records = Vec::new();
         // Four batches' worth, 60 KiB of frames, in one chunk.
