@@ -717,12 +717,10 @@ mod tests {
         let (newest, page, end) = holding_formatted(1 << 20);
         let mut at = end;
         let mut model = (*page).clone();
-        let mut labels = Vec::new();
         // The frames pass the tail's bound every few records.
         for n in 0..40u8 {
             let (frame, lsn) = replacing(n, at, &mut model);
             newest.apply(&chunk(vec![(P, lsn, frame)], lsn));
-            labels.push(lsn);
             at = lsn;
             let shard = newest.shards[newest.shard_of(P)].lock();
             let entry = shard.pages.peek(&P).unwrap();
