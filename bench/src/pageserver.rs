@@ -35,7 +35,7 @@ use strata_wal::{Batch, BatchBuilder, Lsn, PageId, Record};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::log::cluster::Cluster;
+use crate::log::cluster::{Cluster, REPLICAS};
 use crate::machine::CpusAwake;
 use crate::report::{Table, per_sec, times, us};
 use crate::stats::Latency;
@@ -84,7 +84,7 @@ pub fn run(args: &PageserverArgs, dir: &Path) -> anyhow::Result<()> {
 async fn run_async(args: &PageserverArgs, dir: &Path) -> anyhow::Result<()> {
     // The floor under a GetPage: one loopback round trip, no Strata code.
     let rtt = crate::floor::loopback_rtt(RTT_SAMPLES).context("measuring loopback RTT")?;
-    let (log, writer) = start_log(dir).await?;
+    let (log, writer) = start_log(dir, REPLICAS).await?;
     println!(
         "filling {} MiB of WAL over {} pages ...",
         args.backlog_mib, args.pages
@@ -163,9 +163,9 @@ async fn run_async(args: &PageserverArgs, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Three log replicas in this process and a writer.
-pub(crate) async fn start_log(dir: &Path) -> anyhow::Result<(Cluster, LogClient)> {
-    let log = Cluster::start(&dir.join("log"), CLUSTER_ID).await?;
+/// `replicas` log replicas in this process and a writer.
+pub(crate) async fn start_log(dir: &Path, replicas: u32) -> anyhow::Result<(Cluster, LogClient)> {
+    let log = Cluster::start_with(&dir.join("log"), CLUSTER_ID, replicas).await?;
     let writer = LogClient::connect(LogClientConfig::new(
         CLUSTER_ID,
         "bench-writer",

@@ -2,10 +2,11 @@
 //! for a fixed time, watching compaction and GC keep the page server small.
 //!
 //! Order of a run:
-//! 1. three log replicas and a page server in this process, the log (and
-//!    its writers) on a tokio runtime of its own (16 MiB layers,
-//!    a 256 MiB history window by default, so compaction and GC both run
-//!    within a couple of minutes); every page formatted once;
+//! 1. three log replicas (`--log-replicas`) and a page server in this
+//!    process, the log (and its writers) on a tokio runtime of its own
+//!    (16 MiB layers, a 256 MiB history window by default, so compaction
+//!    and GC both run within a couple of minutes); every page formatted
+//!    once;
 //! 2. **idle**: every page read once (a page server serving a working set
 //!    holds it in its newest-page cache), then GetPage for a few seconds
 //!    with no ingest and no compaction running (`--idle-seconds`) — the
@@ -111,6 +112,12 @@ pub struct SoakArgs {
     /// either p99.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_seconds: u64,
+    /// Log replicas in this process. In a deployment they run on other
+    /// machines; fewer of them here shows how much of the loaded tail is
+    /// theirs (the page server reads the same stream from any count).
+    #[arg(long, default_value_t = crate::log::cluster::REPLICAS,
+          value_parser = clap::value_parser!(u32).range(1..=5))]
+    pub log_replicas: u32,
 }
 
 const WRITERS: usize = 8;
@@ -219,8 +226,9 @@ async fn run_async(
     cpus_awake: bool,
 ) -> anyhow::Result<()> {
     let log_dir = dir.to_path_buf();
+    let replicas = args.log_replicas;
     let (log, writer) = log_side
-        .spawn(async move { start_log(&log_dir).await })
+        .spawn(async move { start_log(&log_dir, replicas).await })
         .await??;
     let fill = PageserverArgs {
         backlog_mib: 1,
@@ -292,10 +300,11 @@ async fn run_async(
         ),
     };
     println!(
-        "pageserver-soak: {} pages, {} MiB/s of WAL for {} s, {} GetPage clients ({load}), {} MiB layers, {} MiB history, {}",
+        "pageserver-soak: {} pages, {} MiB/s of WAL for {} s into {} log replica(s), {} GetPage clients ({load}), {} MiB layers, {} MiB history, {}",
         args.pages,
         args.rate_mib_s,
         args.seconds,
+        args.log_replicas,
         args.clients,
         args.layer_size_mib,
         args.history_mib,
@@ -800,5 +809,24 @@ mod tests {
         dues.sort();
         let want: Vec<Duration> = (0..15).map(|k| Duration::from_micros(500 * k)).collect();
         assert_eq!(dues, want);
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        soak: SoakArgs,
+    }
+
+    #[test]
+    fn the_log_runs_three_replicas_unless_asked_for_one_to_five() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("soak").chain(args.iter().copied()))
+                .map(|c| c.soak.log_replicas)
+        };
+        assert_eq!(parse(&[]).unwrap(), 3);
+        assert_eq!(parse(&["--log-replicas", "1"]).unwrap(), 1);
+        assert!(parse(&["--log-replicas", "0"]).is_err());
+        assert!(parse(&["--log-replicas", "6"]).is_err());
     }
 }

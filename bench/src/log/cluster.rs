@@ -1,4 +1,4 @@
-//! Three log replicas in this process, on 127.0.0.1, each with its own data
+//! Log replicas (three unless asked for another count) in this process, on 127.0.0.1, each with its own data
 //! directory.
 //!
 //! Listeners are bound first (port 0) so that every replica knows its
@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-const REPLICAS: u32 = 3;
+/// Replicas in a cluster unless asked otherwise ([`Cluster::start_with`]).
+pub const REPLICAS: u32 = 3;
 
 pub struct Cluster {
     cluster_id: String,
@@ -26,10 +27,21 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts the replicas with data directories `dir/replica-<id>`.
+    /// Starts [`REPLICAS`] replicas with data directories `dir/replica-<id>`.
     pub async fn start(dir: &Path, cluster_id: &str) -> anyhow::Result<Cluster> {
+        Cluster::start_with(dir, cluster_id, REPLICAS).await
+    }
+
+    /// Starts `replicas` replicas (at least one), with data directories
+    /// `dir/replica-<id>`; a write commits on a majority of them.
+    pub async fn start_with(
+        dir: &Path,
+        cluster_id: &str,
+        replicas: u32,
+    ) -> anyhow::Result<Cluster> {
+        anyhow::ensure!(replicas >= 1, "a log cluster needs at least one replica");
         let mut listeners = Vec::new();
-        for _ in 0..REPLICAS {
+        for _ in 0..replicas {
             listeners.push(
                 TcpListener::bind("127.0.0.1:0")
                     .await
