@@ -500,10 +500,12 @@ impl Timeline {
             .filter(|i| !carry.built.contains_key(i))
             .collect();
         let mut evicted = std::collections::BTreeSet::new();
-        for (i, built) in todo
-            .iter()
-            .zip(images::build(&self.snapshot(), pages, &todo))
-        {
+        for (i, built) in todo.iter().zip(images::build(
+            &self.snapshot(),
+            pages,
+            &todo,
+            &|page, lsn| self.newest.image_at(page, lsn),
+        )) {
             match built {
                 images::Built::Image(image) => {
                     carry.built.insert(*i, image);

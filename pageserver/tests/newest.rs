@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use proptest::prelude::*;
 use strata_pageserver::service::PageService;
-use strata_pageserver::timeline::newest::ENTRY_BYTES;
+use strata_pageserver::timeline::newest::{ENTRY_BYTES, NewestStats};
 use strata_pageserver::timeline::{CompactionConfig, Step, Timeline, TimelineConfig, read};
 use strata_pageserver::workload::{
     Model, Rng, Workload, init_record as init, insert_record as insert,
@@ -77,9 +77,29 @@ struct Case {
     newest_pages: u64,
 }
 
-/// Runs a case; returns the reads answered from the cache, and of those
-/// the ones answered by a superseded version.
-fn run(case: Case) -> (u64, u64) {
+/// What a case took from the cache.
+#[derive(Default)]
+struct Taken {
+    /// Reads answered from it.
+    hits: u64,
+    /// Of those, the ones answered by a superseded version.
+    superseded: u64,
+    /// Images flushes took from it instead of rebuilding them (checked
+    /// when a read after a restart, or at an older LSN, meets them in a
+    /// layer file).
+    images: u64,
+}
+
+impl Taken {
+    fn add(&mut self, stats: NewestStats) {
+        self.hits += stats.hits;
+        self.superseded += stats.superseded_hits;
+        self.images += stats.image_hits;
+    }
+}
+
+/// Runs a case; returns what it took from the cache.
+fn run(case: Case) -> Taken {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -91,7 +111,7 @@ fn run(case: Case) -> (u64, u64) {
     let mut model = Model::new();
     let mut tl = open(dir.path(), case.newest_pages);
     let mut s = service(&tl);
-    let (mut hits, mut superseded) = (0, 0);
+    let mut taken = Taken::default();
     let mut lsns = vec![Lsn::ZERO];
     for i in 0..case.batches {
         let n = 1 + rng.below(5) as usize;
@@ -110,8 +130,7 @@ fn run(case: Case) -> (u64, u64) {
                 // and ingest takes in the rest again (the model has it).
                 tl.freeze();
                 while tl.flush_frozen().unwrap() {}
-                hits += tl.newest_stats().hits;
-                superseded += tl.newest_stats().superseded_hits;
+                taken.add(tl.newest_stats());
                 drop(s);
                 drop(tl);
                 tl = open(dir.path(), case.newest_pages);
@@ -130,8 +149,8 @@ fn run(case: Case) -> (u64, u64) {
             rt.block_on(check(&s, &model, page, lsn));
         }
     }
-    let stats = tl.newest_stats();
-    (hits + stats.hits, superseded + stats.superseded_hits)
+    taken.add(tl.newest_stats());
+    taken
 }
 
 proptest! {
@@ -149,25 +168,33 @@ proptest! {
 }
 
 /// The cases above are answered from the cache often, the newest versions
-/// and superseded ones (fixed seeds, so it cannot flake): otherwise the
-/// property says nothing about them.
+/// and superseded ones, and flushes take images from it (fixed seeds, so
+/// it cannot flake): otherwise the property says nothing about them.
 #[test]
 fn the_cases_are_answered_from_the_newest_cache() {
-    let (hits, superseded) = (0..8)
-        .map(|seed| {
-            run(Case {
-                seed,
-                batches: 150,
-                pages: 6,
-                newest_pages: 4,
-            })
-        })
-        .fold((0, 0), |(h, s), (hh, ss)| (h + hh, s + ss));
+    let mut taken = Taken::default();
+    for seed in 0..8 {
+        let case = run(Case {
+            seed,
+            batches: 150,
+            pages: 6,
+            newest_pages: 4,
+        });
+        taken.hits += case.hits;
+        taken.superseded += case.superseded;
+        taken.images += case.images;
+    }
+    let Taken {
+        hits,
+        superseded,
+        images,
+    } = taken;
     assert!(hits > 100, "{hits} hits");
     assert!(
         superseded > 10,
         "{superseded} of {hits} hits by superseded versions"
     );
+    assert!(images > 10, "{images} images from the cache");
 }
 
 /// A version rebuilt before a later record of its page was ingested must

@@ -108,6 +108,7 @@ pub struct NewestPages {
     shards: Box<[Mutex<Shard>]>,
     hits: AtomicU64,
     superseded_hits: AtomicU64,
+    image_hits: AtomicU64,
     applied_records: AtomicU64,
     folds: AtomicU64,
 }
@@ -223,6 +224,8 @@ pub struct NewestStats {
     pub hits: u64,
     /// Of those, reads answered by a version older than the page's newest.
     pub superseded_hits: u64,
+    /// Images flushes took from here instead of rebuilding them.
+    pub image_hits: u64,
     /// Records ingest appended to cached pages.
     pub applied_records: u64,
     /// Tails replayed into a new base, by ingest or by reads.
@@ -256,6 +259,7 @@ impl NewestPages {
                 .collect(),
             hits: AtomicU64::new(0),
             superseded_hits: AtomicU64::new(0),
+            image_hits: AtomicU64::new(0),
             applied_records: AtomicU64::new(0),
             folds: AtomicU64::new(0),
         }
@@ -269,6 +273,7 @@ impl NewestPages {
         NewestStats {
             hits: self.hits.load(Ordering::Relaxed),
             superseded_hits: self.superseded_hits.load(Ordering::Relaxed),
+            image_hits: self.image_hits.load(Ordering::Relaxed),
             applied_records: self.applied_records.load(Ordering::Relaxed),
             folds: self.folds.load(Ordering::Relaxed),
             pages: self
@@ -280,8 +285,28 @@ impl NewestPages {
     }
 
     /// The cached version of `page` whose last record is `from`: the
-    /// newest, or an older one still held.
+    /// newest, or an older one still held. Counted as a read's hit.
     pub fn get(&self, page: PageId, from: Lsn) -> Option<Arc<Page>> {
+        let (image, newest) = self.lookup(page, from)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        if !newest {
+            self.superseded_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(image)
+    }
+
+    /// [`get`](Self::get) for a flush's image of `page` at `from`: the
+    /// same version a rebuild from the layers would give, without reading
+    /// them. Counted apart from reads.
+    pub fn image_at(&self, page: PageId, from: Lsn) -> Option<Arc<Page>> {
+        let (image, _) = self.lookup(page, from)?;
+        self.image_hits.fetch_add(1, Ordering::Relaxed);
+        Some(image)
+    }
+
+    /// The version of `page` whose last record is `from`, and whether it
+    /// is the newest.
+    fn lookup(&self, page: PageId, from: Lsn) -> Option<(Arc<Page>, bool)> {
         let shard_lock = &self.shards[self.shard_of(page)];
         let mut shard = shard_lock.lock();
         let held = shard.pages.get(&page).and_then(|entry| {
@@ -313,11 +338,7 @@ impl NewestPages {
                 (older, false)
             }
         };
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        if !newest {
-            self.superseded_hits.fetch_add(1, Ordering::Relaxed);
-        }
-        Some(image)
+        Some((image, newest))
     }
 
     /// Offers `image` (verified, of `page`, labelled by its page LSN) for
