@@ -118,6 +118,11 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = crate::log::cluster::REPLICAS,
           value_parser = clap::value_parser!(u32).range(1..=5))]
     pub log_replicas: u32,
+    /// The share of one CPU a compaction step may use, in percent (100:
+    /// unpaced).
+    #[arg(long, default_value_t = strata_pageserver::timeline::DEFAULT_CPU_PERCENT,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub compaction_cpu_percent: u8,
 }
 
 const WRITERS: usize = 8;
@@ -245,6 +250,7 @@ async fn run_async(
     let mut config =
         ServerConfig::new(CLUSTER_ID, dir.join("pageserver"), log.endpoints().to_vec());
     config.layer_size_bytes = args.layer_size_mib << 20;
+    config.compaction.cpu_percent = args.compaction_cpu_percent;
     config.gc.history_bytes = Some(args.history_mib << 20);
     config.newest_cache_bytes = args.newest_cache_mib << 20;
     config.bucket = Some(BucketConfig::Local(dir.join("bucket")));
@@ -300,7 +306,7 @@ async fn run_async(
         ),
     };
     println!(
-        "pageserver-soak: {} pages, {} MiB/s of WAL for {} s into {} log replica(s), {} GetPage clients ({load}), {} MiB layers, {} MiB history, {}",
+        "pageserver-soak: {} pages, {} MiB/s of WAL for {} s into {} log replica(s), {} GetPage clients ({load}), {} MiB layers, {} MiB history, compaction at {}% of a CPU, {}",
         args.pages,
         args.rate_mib_s,
         args.seconds,
@@ -308,6 +314,7 @@ async fn run_async(
         args.clients,
         args.layer_size_mib,
         args.history_mib,
+        args.compaction_cpu_percent,
         match cpus_awake {
             true => "CPUs kept from halting (cpu_dma_latency 0)",
             false =>

@@ -53,7 +53,7 @@ use crate::layer::desc::{KeyRange, LayerDesc, LayerKind, layer_file_name};
 use crate::layer::inmem::{ChunkRecords, InMemoryLayer};
 use crate::layer::{LsnRange, Value};
 use crate::manifest::Manifest;
-pub use compact::{CompactionConfig, FailPoint, Step};
+pub use compact::{CompactionConfig, DEFAULT_CPU_PERCENT, FailPoint, Step};
 pub use gc::GcConfig;
 pub use newest::{NewestPages, NewestStats};
 pub use read::{LayerFile, LayerMap};

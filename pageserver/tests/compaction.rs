@@ -14,7 +14,7 @@ use bytes::Bytes;
 use strata_pageserver::PageServerError;
 use strata_pageserver::service::PageService;
 use strata_pageserver::timeline::{
-    CompactionConfig, FailPoint, GcConfig, Step, Timeline, TimelineConfig,
+    CompactionConfig, DEFAULT_CPU_PERCENT, FailPoint, GcConfig, Step, Timeline, TimelineConfig,
 };
 use strata_wal::op::PageOp;
 use strata_wal::{BatchBuilder, Lsn, PageId, Record};
@@ -33,6 +33,8 @@ fn config(dir: &std::path::Path, history_bytes: Option<u64>) -> TimelineConfig {
             max_l0_per_step: 8,
             target_file_bytes: 1 << 20,
             image_after_delta_runs: 16,
+            // Paced as by default: pauses must not change what a step writes.
+            cpu_percent: DEFAULT_CPU_PERCENT,
         },
         gc: GcConfig {
             history_bytes,

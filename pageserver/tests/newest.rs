@@ -30,6 +30,8 @@ fn open(dir: &std::path::Path, newest_pages: u64) -> Arc<Timeline> {
             max_l0_per_step: 4,
             target_file_bytes: 10_000,
             image_after_delta_runs: 3,
+            // Unpaced: these check answers, not timing.
+            cpu_percent: 100,
         },
         newest_bytes: newest_pages * ENTRY_BYTES,
         ..TimelineConfig::new(CLUSTER, dir)

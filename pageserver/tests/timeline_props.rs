@@ -83,6 +83,8 @@ fn open(dir: &std::path::Path, case: &Case, tiering: Option<Arc<Tiering>>) -> Ar
             max_l0_per_step: 4,
             target_file_bytes: case.target_file_bytes,
             image_after_delta_runs: case.image_after_runs,
+            // Unpaced: these check answers, not timing.
+            cpu_percent: 100,
         },
         gc: GcConfig {
             history_bytes: case.history,
