@@ -1,5 +1,5 @@
-//! Log replicas (three unless asked for another count) in this process, on 127.0.0.1, each with its own data
-//! directory.
+//! Log replicas (three unless asked for another count) in this process, on
+//! 127.0.0.1, each with its own data directory.
 //!
 //! Listeners are bound first (port 0) so that every replica knows its
 //! peers' addresses before any of them starts. The [`Cluster`] owns the

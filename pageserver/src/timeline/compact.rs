@@ -83,7 +83,8 @@ impl Default for CompactionConfig {
 
 /// The default share of one CPU for compaction: at 16 MiB/s of WAL it
 /// keeps up in the page server soak (one log replica: L0 deltas stay at
-/// 2–4) and lowers the GetPage tail while compacting by a third.
+/// 2–4), and it lowered the GetPage tail while compacting in most runs
+/// (docs/pageserver.md, ninth pass).
 pub const DEFAULT_CPU_PERCENT: u8 = 25;
 
 /// CPU time a paced step works between pauses.
