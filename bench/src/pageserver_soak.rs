@@ -836,4 +836,20 @@ mod tests {
         assert!(parse(&["--log-replicas", "0"]).is_err());
         assert!(parse(&["--log-replicas", "6"]).is_err());
     }
+
+    #[test]
+    fn compaction_is_paced_as_the_page_server_does_unless_asked() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("soak").chain(args.iter().copied()))
+                .map(|c| c.soak.compaction_cpu_percent)
+        };
+        assert_eq!(
+            parse(&[]).unwrap(),
+            strata_pageserver::timeline::CompactionConfig::default().cpu_percent
+        );
+        assert_eq!(parse(&["--compaction-cpu-percent", "100"]).unwrap(), 100);
+        assert!(parse(&["--compaction-cpu-percent", "0"]).is_err());
+        assert!(parse(&["--compaction-cpu-percent", "101"]).is_err());
+    }
 }
