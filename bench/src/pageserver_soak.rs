@@ -824,13 +824,15 @@ mod tests {
         soak: SoakArgs,
     }
 
+    /// The soak's arguments from a command line after the workload's name.
+    fn soak(args: &[&str]) -> Result<SoakArgs, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("soak").chain(args.iter().copied())).map(|c| c.soak)
+    }
+
     #[test]
     fn the_log_runs_three_replicas_unless_asked_for_one_to_five() {
-        use clap::Parser;
-        let parse = |args: &[&str]| {
-            Cli::try_parse_from(std::iter::once("soak").chain(args.iter().copied()))
-                .map(|c| c.soak.log_replicas)
-        };
+        let parse = |args: &[&str]| soak(args).map(|s| s.log_replicas);
         assert_eq!(parse(&[]).unwrap(), 3);
         assert_eq!(parse(&["--log-replicas", "1"]).unwrap(), 1);
         assert!(parse(&["--log-replicas", "0"]).is_err());
@@ -839,11 +841,7 @@ mod tests {
 
     #[test]
     fn compaction_is_paced_as_the_page_server_does_unless_asked() {
-        use clap::Parser;
-        let parse = |args: &[&str]| {
-            Cli::try_parse_from(std::iter::once("soak").chain(args.iter().copied()))
-                .map(|c| c.soak.compaction_cpu_percent)
-        };
+        let parse = |args: &[&str]| soak(args).map(|s| s.compaction_cpu_percent);
         assert_eq!(
             parse(&[]).unwrap(),
             strata_pageserver::timeline::CompactionConfig::default().cpu_percent
