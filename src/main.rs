@@ -52,12 +52,16 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    let huge_pages_off = strata_logservice::process::disable_transparent_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Err(e) = huge_pages_off {
+        tracing::warn!(error = %e, "cannot turn transparent huge pages off; a GetPage may wait for a 2 MiB page fault");
+    }
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async {

@@ -58,6 +58,8 @@ enum Workload {
 }
 
 fn main() -> anyhow::Result<()> {
+    // As the `strata` binary does, for the clusters embedded here.
+    let huge_pages_off = strata_logservice::process::disable_transparent_huge_pages();
     let cli = Cli::parse();
     // The replicas run in this process: show their warnings and errors
     // (RUST_LOG overrides), not their routine logs, which would bury the report.
@@ -68,6 +70,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Err(e) = huge_pages_off {
+        eprintln!("warning: cannot turn transparent huge pages off, as strata does: {e}");
+    }
     std::fs::create_dir_all(&cli.data_dir)
         .with_context(|| format!("creating {}", cli.data_dir.display()))?;
     let dir = tempfile::Builder::new()

@@ -271,7 +271,10 @@ impl MariaDb {
                 String::from_utf8_lossy(&install.stderr)
             );
         }
-        let child = Command::new(which("mariadbd").expect("checked"))
+        let mut mariadbd = Command::new(which("mariadbd").expect("checked"));
+        // This process has huge pages off, as `strata` does; MariaDB runs
+        // as the machine runs it.
+        let child = strata_logservice::process::machine_huge_pages(&mut mariadbd)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", dir.join("mysqld.sock").display()))

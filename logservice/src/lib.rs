@@ -12,6 +12,7 @@ pub mod error;
 pub mod framed;
 pub mod history;
 pub mod msg;
+pub mod process;
 pub mod replica;
 pub mod segment;
 pub mod server;
