@@ -33,7 +33,8 @@
 //!    `--getpage-rate 0` each client asks again as soon as it has an
 //!    answer (closed loop), which keeps both cores of this machine busy.
 //!    Every `--report-secs` a line: WAL ingested, live layers by kind,
-//!    bytes on disk, write amplification, compaction debt, p99.
+//!    bytes on disk, write amplification, compaction debt, p99, and the
+//!    CPU time the host took from the VM in that interval (steal).
 //!    Each phase's latency is also printed as the page server itself
 //!    measured it (its GetPage histogram on the status RPC, split by the
 //!    phase seen at each poll), which leaves out the network and every
@@ -578,9 +579,12 @@ async fn watch(
     let started = Instant::now();
     let mut next_report = started + Duration::from_secs(args.report_secs);
     let mut max_layers = 0;
+    // The host's share of each interval (steal, ms a second): an
+    // interval whose p99 jumps while the host took more is the host's.
+    let mut steal_at = (Instant::now(), steal_ms());
     println!(
-        "{:>5} {:>8} {:>4} {:>4} {:>4} {:>9} {:>9} {:>9} {:>10}",
-        "s", "WAL MiB", "L0", "L1", "img", "disk MiB", "debt MiB", "write amp", "p99"
+        "{:>5} {:>8} {:>4} {:>4} {:>4} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "s", "WAL MiB", "L0", "L1", "img", "disk MiB", "debt MiB", "write amp", "p99", "steal"
     );
     while Instant::now() < deadline {
         let s = status.status().await?;
@@ -597,8 +601,17 @@ async fn watch(
             next_report += Duration::from_secs(args.report_secs);
             let interval = std::mem::take(&mut shared.lock().interval);
             let p99 = Latency::from_samples(interval).map_or("-".into(), |l| us(l.p99_us));
+            let now = (Instant::now(), steal_ms());
+            let steal = match (steal_at.1, now.1) {
+                (Some(before), Some(after)) => format!(
+                    "{:.1} ms/s",
+                    (after - before) / now.0.duration_since(steal_at.0).as_secs_f64()
+                ),
+                _ => "-".into(),
+            };
+            steal_at = now;
             println!(
-                "{:>5.0} {:>8.0} {:>4} {:>4} {:>4} {:>9.0} {:>9.0} {:>9.2} {:>10}",
+                "{:>5.0} {:>8.0} {:>4} {:>4} {:>4} {:>9.0} {:>9.0} {:>9.2} {:>10} {:>10}",
                 started.elapsed().as_secs_f64(),
                 mib(s.wal_bytes_ingested),
                 s.l0_layer_count,
@@ -607,7 +620,8 @@ async fn watch(
                 mib(s.layer_bytes),
                 mib(s.compaction_debt_bytes),
                 write_amp(&s),
-                p99
+                p99,
+                steal
             );
         }
         tokio::time::sleep(POLL).await;
