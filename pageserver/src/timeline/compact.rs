@@ -368,6 +368,8 @@ impl Timeline {
             let Some(path) = f.local_path() else {
                 continue;
             };
+            // Here, on a background thread, not in the file's last close.
+            f.drop_cached_pages();
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

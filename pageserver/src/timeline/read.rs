@@ -125,6 +125,15 @@ impl LayerFile {
     pub(crate) fn local_path(&self) -> Option<std::path::PathBuf> {
         self.slot.read().as_ref().map(|f| f.path().to_path_buf())
     }
+
+    /// Drops the local file's pages from the OS page cache, if it has a
+    /// local file (see [`DeltaFile::drop_cached_pages`]).
+    pub(crate) fn drop_cached_pages(&self) {
+        let file = self.slot.read().clone();
+        if let Some(file) = file {
+            file.drop_cached_pages();
+        }
+    }
 }
 
 /// Milliseconds since the first call: a cheap, monotonic LRU clock.
