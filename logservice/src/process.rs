@@ -14,9 +14,8 @@
 /// it. In the page server's soak that thread was often a GetPage thread:
 /// in the first three seconds of ingest the GetPage threads spent over a
 /// quarter of their time in huge-page faults, and GetPage p99 over the
-/// first second was 22–32 ms
-/// (docs/pageserver.md, tenth pass). With 4 KiB pages a fault costs
-/// microseconds. Databases commonly ask for THP off for the same reason
+/// first second was 22–32 ms (docs/pageserver.md, tenth pass). With
+/// 4 KiB pages a fault costs microseconds. Databases commonly ask for THP off for the same reason
 /// (Redis, MongoDB, Oracle); this asks only for this process.
 pub fn disable_transparent_huge_pages() -> std::io::Result<()> {
     #[cfg(target_os = "linux")]

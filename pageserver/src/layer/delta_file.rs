@@ -439,8 +439,10 @@ impl DeltaFile {
     /// background thread for a file about to be deleted: the file's last
     /// close then has no cached pages to free, wherever it happens. That
     /// close can come on any thread holding the layer last, a GetPage
-    /// thread among them, and freeing a 16 MiB file's cached pages there
-    /// took milliseconds (docs/pageserver.md, tenth pass). A reader still
+    /// thread among them; a close or unlink that freed a layer's cached
+    /// pages stayed on the CPU up to a millisecond at p99, and GetPage
+    /// stalls of tens of milliseconds followed deletions
+    /// (docs/pageserver.md, eighth and tenth passes). A reader still
     /// holding the file reads it from the disk instead.
     pub fn drop_cached_pages(&self) {
         #[cfg(target_os = "linux")]
