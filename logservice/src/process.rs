@@ -38,12 +38,12 @@ pub fn machine_huge_pages(command: &mut std::process::Command) -> &mut std::proc
     {
         use std::os::unix::process::CommandExt;
         // SAFETY: the closure runs in the child between fork and exec and
-        // only makes one system call, which is async-signal-safe.
+        // only makes one system call, which is async-signal-safe. Best
+        // effort: where the call is refused, the child keeps what it
+        // inherited rather than not start.
         unsafe {
             command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
                 Ok(())
             });
         }

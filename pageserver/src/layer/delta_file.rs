@@ -1196,13 +1196,18 @@ mod tests {
         assert_eq!(f.read_page(page, Lsn::MAX).unwrap().len(), 3);
     }
 
+    /// An 8 KiB image for each of `pages` pages of space 2, at LSN 1000.
+    fn image_per_page(pages: u32) -> Vec<Entry> {
+        (0..pages)
+            .map(|page_no| entry(2, page_no, 1000, true, page_no.to_le_bytes().repeat(2048)))
+            .collect()
+    }
+
     #[test]
     fn a_file_written_back_as_it_grows_round_trips() {
         let dir = TempDir::new().unwrap();
         let path = dir.path().join("layer");
-        let entries: Vec<_> = (0..600u32)
-            .map(|page_no| entry(2, page_no, 1000, true, page_no.to_le_bytes().repeat(2048)))
-            .collect();
+        let entries = image_per_page(600);
         write(&path, range(999, 2000), &entries, BLOCK_TARGET_BYTES);
         let f = DeltaFile::open(&path, CLUSTER).unwrap();
         assert!(
@@ -1246,9 +1251,7 @@ mod tests {
     fn dropping_cached_pages_leaves_none_and_the_file_readable() {
         let dir = TempDir::new().unwrap();
         let path = dir.path().join("layer");
-        let entries: Vec<_> = (0..300u32)
-            .map(|page_no| entry(2, page_no, 1000, true, page_no.to_le_bytes().repeat(2048)))
-            .collect();
+        let entries = image_per_page(300);
         write(&path, range(999, 2000), &entries, BLOCK_TARGET_BYTES);
         let f = DeltaFile::open(&path, CLUSTER).unwrap();
         f.read_all().unwrap();
