@@ -53,6 +53,7 @@ enum Command {
 
 fn main() -> Result<()> {
     let huge_pages_off = strata_logservice::process::disable_transparent_huge_pages();
+    let purger = strata_logservice::process::purge_freed_memory_in_background();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -61,6 +62,9 @@ fn main() -> Result<()> {
         .init();
     if let Err(e) = huge_pages_off {
         tracing::warn!(error = %e, "cannot turn transparent huge pages off; a GetPage may wait for a 2 MiB page fault");
+    }
+    if let Err(e) = purger {
+        tracing::warn!(error = %e, "cannot start the memory purger; request threads will return freed memory themselves");
     }
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;

@@ -60,6 +60,7 @@ enum Workload {
 fn main() -> anyhow::Result<()> {
     // As the `strata` binary does, for the clusters embedded here.
     let huge_pages_off = strata_logservice::process::disable_transparent_huge_pages();
+    let purger = strata_logservice::process::purge_freed_memory_in_background();
     let cli = Cli::parse();
     // The replicas run in this process: show their warnings and errors
     // (RUST_LOG overrides), not their routine logs, which would bury the report.
@@ -72,6 +73,9 @@ fn main() -> anyhow::Result<()> {
         .init();
     if let Err(e) = huge_pages_off {
         eprintln!("warning: cannot turn transparent huge pages off, as strata does: {e}");
+    }
+    if let Err(e) = purger {
+        eprintln!("warning: cannot start the memory purger, as strata does: {e}");
     }
     std::fs::create_dir_all(&cli.data_dir)
         .with_context(|| format!("creating {}", cli.data_dir.display()))?;

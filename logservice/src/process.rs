@@ -51,6 +51,79 @@ pub fn machine_huge_pages(command: &mut std::process::Command) -> &mut std::proc
     command
 }
 
+/// Moves mimalloc's return of freed memory to the operating system onto
+/// a thread of its own (`memory-purge`), which does it every second
+/// ([`PURGE_EVERY`], mimalloc's own delay); without it, mimalloc does it inside whichever thread happens to
+/// allocate or free once its purge delay (a second) has passed. For the
+/// binaries whose global allocator is mimalloc (feature `mimalloc`).
+///
+/// Returning memory (`madvise(MADV_DONTNEED)`) flushes the other CPUs'
+/// TLBs, and the calling thread waits until every CPU has answered its
+/// interrupt. On a virtual machine whose other vCPU the host has
+/// descheduled, that wait lasts until the host runs it again. In the page
+/// server's soak, a GetPage thread that happened to purge stalled 10–30 ms
+/// about once a second, and those stalls were most of the loaded p99
+/// (docs/pageserver.md, eleventh pass). Here the purger thread waits
+/// instead, and the request threads never purge: their own check finds
+/// the purge deadline far away.
+///
+/// Leaves mimalloc as it is, and returns `Ok(false)`, when the
+/// environment sets `MIMALLOC_PURGE_DELAY`: the operator's choice stands.
+#[cfg(feature = "mimalloc")]
+pub fn purge_freed_memory_in_background() -> std::io::Result<bool> {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return Ok(false);
+    }
+    // The thread first, so that a failure to start it leaves mimalloc
+    // purging on its own.
+    spawn_purger(PURGE_EVERY)?;
+    leave_purges_to_the_purger();
+    Ok(true)
+}
+
+/// How often the purger returns freed memory.
+#[cfg(feature = "mimalloc")]
+pub const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// mimalloc's `mi_option_purge_delay` (position 15 of `mi_option_t` in
+/// mimalloc 2 and 3; `libmimalloc-sys` names only the first options). A
+/// test checks the position against the option's default.
+#[cfg(feature = "mimalloc")]
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// A purge delay no process waits out (about 11 days): mimalloc then never
+/// purges on its own, while a forced collection still purges everything
+/// freed (a negative delay would forbid purging altogether).
+#[cfg(feature = "mimalloc")]
+const PURGE_DELAY_LEFT_TO_THE_PURGER_MS: std::ffi::c_long = 1_000_000_000;
+
+#[cfg(feature = "mimalloc")]
+fn leave_purges_to_the_purger() {
+    // SAFETY: mi_option_set only stores a value in mimalloc's option table.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_LEFT_TO_THE_PURGER_MS)
+    };
+}
+
+#[cfg(feature = "mimalloc")]
+fn spawn_purger(every: std::time::Duration) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("memory-purge".into())
+        .spawn(move || {
+            // SAFETY: a block from mi_malloc freed once by mi_free; it
+            // makes this thread's mimalloc state, without which
+            // mi_collect does nothing.
+            unsafe { libmimalloc_sys::mi_free(libmimalloc_sys::mi_malloc(8)) };
+            loop {
+                std::thread::sleep(every);
+                // SAFETY: mi_collect takes no pointers; forced, it returns
+                // every range freed since the last time, from all threads.
+                unsafe { libmimalloc_sys::mi_collect(true) };
+            }
+        })
+        .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +161,109 @@ mod tests {
                 child_flag(true).contains('1'),
                 "machine_huge_pages clears it"
             );
+        }
+    }
+
+    /// This process's resident memory, in bytes.
+    #[cfg(feature = "mimalloc")]
+    fn resident() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        // SAFETY: sysconf takes no pointers.
+        pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
+    }
+
+    /// Runs in a process of its own (this test binary again, with only
+    /// this test): mimalloc's options and resident memory are
+    /// process-wide, and other tests would move both.
+    #[cfg(all(feature = "mimalloc", target_os = "linux"))]
+    #[test]
+    fn freed_memory_is_returned_by_the_purger_thread_only() {
+        const CHILD: &str = "STRATA_PURGE_TEST_CHILD";
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return;
+        }
+        if std::env::var_os(CHILD).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "process::tests::freed_memory_is_returned_by_the_purger_thread_only",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{text}");
+            assert!(
+                text.contains("1 passed"),
+                "the test did not run in the child: {text}"
+            );
+            return;
+        }
+
+        // SAFETY: mi_option_get only reads mimalloc's option table.
+        let default = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert!(
+            default == 1_000 || default == 10,
+            "option {MI_OPTION_PURGE_DELAY} is not the purge delay (mimalloc 3 has 1000 ms, 2 has 10 ms): {default}"
+        );
+        leave_purges_to_the_purger();
+
+        const BLOCKS: usize = 64;
+        const BLOCK: usize = 1 << 20;
+        let freed = BLOCKS * BLOCK;
+        let before = resident();
+        // A thread that allocates, writes and frees the blocks, then ends:
+        // its ending hands its empty pages back to mimalloc's arenas,
+        // where they wait to be purged.
+        std::thread::spawn(|| {
+            // SAFETY: each block is BLOCK bytes from mi_malloc, written
+            // within bounds, then freed once.
+            unsafe {
+                let blocks: Vec<*mut u8> = (0..BLOCKS)
+                    .map(|_| libmimalloc_sys::mi_malloc(BLOCK).cast())
+                    .collect();
+                for &b in &blocks {
+                    assert!(!b.is_null());
+                    std::ptr::write_bytes(b, 0xA5, BLOCK);
+                }
+                for b in blocks {
+                    libmimalloc_sys::mi_free(b.cast());
+                }
+            }
+        })
+        .join()
+        .unwrap();
+        // Past mimalloc's own delay, an allocating thread's collection
+        // (as any allocation may make) leaves the memory resident.
+        std::thread::sleep(std::time::Duration::from_millis(1_500));
+        // SAFETY: a block from mi_malloc freed once; mi_collect takes no
+        // pointers.
+        unsafe {
+            libmimalloc_sys::mi_free(libmimalloc_sys::mi_malloc(8));
+            libmimalloc_sys::mi_collect(false);
+        }
+        let held = resident();
+        assert!(
+            held >= before + freed * 3 / 4,
+            "freed memory was returned without the purger: {before} -> {held} bytes resident"
+        );
+
+        spawn_purger(std::time::Duration::from_millis(20)).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let now = resident();
+            if now + freed * 3 / 4 <= held {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the purger did not return the freed memory: {held} -> {now} bytes resident"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 }
