@@ -124,6 +124,12 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = strata_pageserver::timeline::DEFAULT_CPU_PERCENT,
           value_parser = clap::value_parser!(u8).range(1..=100))]
     pub compaction_cpu_percent: u8,
+    /// Print each open-loop GetPage that took at least this many µs from
+    /// its due time (to stderr, with its due and sending times on
+    /// `CLOCK_MONOTONIC`, the clock of `perf record -k CLOCK_MONOTONIC`),
+    /// to find its stall in a trace. 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub print_slow_us: u64,
 }
 
 const WRITERS: usize = 8;
@@ -216,6 +222,8 @@ struct Shared {
     /// Open loop only: GetPages sent while idle, while soaking.
     sent: [AtomicU64; 2],
     samples: Mutex<Samples>,
+    /// Open loop only: print GetPages that took at least this long.
+    print_slow: Option<Duration>,
 }
 
 impl Shared {
@@ -277,6 +285,7 @@ async fn run_async(
         stop: AtomicBool::new(false),
         sent: Default::default(),
         samples: Mutex::new(Samples::default()),
+        print_slow: (args.print_slow_us > 0).then(|| Duration::from_micros(args.print_slow_us)),
     });
     let mut readers = tokio::task::JoinSet::new();
     let schedule = Schedule::new(args.getpage_rate, args.clients);
@@ -738,9 +747,42 @@ fn ask_on_schedule(
                 None => s.behind[phase] += 1,
             }
         }
-        record(shared, soaking, compacting, due.elapsed());
+        let took = due.elapsed();
+        if shared.print_slow.is_some_and(|slow| took >= slow) {
+            print_slow(index, page, took, sent.elapsed(), in_flight);
+        }
+        record(shared, soaking, compacting, took);
     }
     Ok(())
+}
+
+/// Prints one slow GetPage of an open-loop client, with its due and
+/// sending times on `CLOCK_MONOTONIC` (the clock of `perf record -k
+/// CLOCK_MONOTONIC` and of `perf script`), to find it in a trace.
+fn print_slow(
+    client: u64,
+    page: PageId,
+    took: Duration,
+    since_sent: Duration,
+    in_flight: Duration,
+) {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only to `now`, which lives across the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } != 0 {
+        return;
+    }
+    let now = now.tv_sec as f64 + now.tv_nsec as f64 / 1e9;
+    eprintln!(
+        "slow GetPage: client={client} due={:.6} sent={:.6} took_us={} in_flight_us={} page={}",
+        now - took.as_secs_f64(),
+        now - since_sent.as_secs_f64(),
+        took.as_micros(),
+        in_flight.as_micros(),
+        page.page_no,
+    );
 }
 
 /// Puts the calling thread in `SCHED_FIFO` (the lowest real-time
