@@ -63,8 +63,9 @@ pub fn machine_huge_pages(command: &mut std::process::Command) -> &mut std::proc
 /// interrupt. On a virtual machine whose other vCPU the host has
 /// descheduled, that wait lasts until the host runs it again. In the page
 /// server's soak, a GetPage thread that happened to purge stalled 10–30 ms
-/// about once a second, and with the purger the GetPages over 3 ms fell
-/// to a quarter to a half (docs/pageserver.md, eleventh pass). Here the purger thread waits
+/// about once a second; with the purger, the GetPages over 3 ms were
+/// 13–53% of the build's before, run for run (docs/pageserver.md,
+/// eleventh pass). Here the purger thread waits
 /// instead, and the request threads never purge: their own check finds
 /// the purge deadline far away.
 ///
