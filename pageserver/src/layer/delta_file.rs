@@ -607,12 +607,14 @@ impl DeltaFile {
         let meta = self.blocks[block_no];
         let mut buf = vec![0; meta.len as usize];
         read_exact_at(&self.file, &self.path, &mut buf, meta.offset)?;
-        let what = format!("block {block_no} at offset {}", meta.offset);
+        // Only an error names the block: formatting it on every read cost
+        // an allocation on the read path.
+        let what = || format!("block {block_no} at offset {}", meta.offset);
         if crc32fast::hash(&buf) != meta.crc {
-            return Err(self.corrupt(format!("{what}: crc mismatch")));
+            return Err(self.corrupt(format!("{}: crc mismatch", what())));
         }
         decode_block(Bytes::from(buf), &meta, self.range)
-            .map_err(|detail| self.corrupt(format!("{what}: {detail}")))
+            .map_err(|detail| self.corrupt(format!("{}: {detail}", what())))
     }
 
     fn corrupt(&self, detail: String) -> PageServerError {
