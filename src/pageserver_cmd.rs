@@ -88,6 +88,12 @@ pub struct PageserverArgs {
     /// server names are deleted once this old (default 600).
     #[arg(long)]
     orphan_grace_secs: Option<u64>,
+    /// The share of this machine's CPU time, in percent, GetPage threads
+    /// may use at real-time priority when the process may take it
+    /// (CAP_SYS_NICE); beyond it they run at normal priority for the rest
+    /// of a 10 ms window. 0: never (default 50).
+    #[arg(long)]
+    getpage_realtime_percent: Option<u32>,
 }
 
 /// `strata pageserver`'s config file. Every field has a default.
@@ -115,6 +121,7 @@ pub struct PageserverFile {
     /// 0: no limit.
     disk_budget_bytes: u64,
     orphan_grace_secs: u64,
+    getpage_realtime_percent: u32,
 }
 
 impl Default for PageserverFile {
@@ -144,6 +151,7 @@ impl Default for PageserverFile {
             upload_concurrency: d.upload_concurrency,
             disk_budget_bytes: d.disk_budget_bytes.unwrap_or(0),
             orphan_grace_secs: d.orphan_grace.as_secs(),
+            getpage_realtime_percent: d.getpage_realtime_percent,
         }
     }
 }
@@ -185,6 +193,9 @@ impl PageserverArgs {
         f.upload_concurrency = self.upload_concurrency.unwrap_or(f.upload_concurrency);
         f.disk_budget_bytes = self.disk_budget_bytes.unwrap_or(f.disk_budget_bytes);
         f.orphan_grace_secs = self.orphan_grace_secs.unwrap_or(f.orphan_grace_secs);
+        f.getpage_realtime_percent = self
+            .getpage_realtime_percent
+            .unwrap_or(f.getpage_realtime_percent);
         f.validate()?;
         let bucket = f.bucket()?;
         let mut c = ServerConfig::new(f.cluster_id, f.data_dir, f.log);
@@ -204,6 +215,7 @@ impl PageserverArgs {
         c.upload_concurrency = f.upload_concurrency;
         c.disk_budget_bytes = (f.disk_budget_bytes > 0).then_some(f.disk_budget_bytes);
         c.orphan_grace = Duration::from_secs(f.orphan_grace_secs);
+        c.getpage_realtime_percent = f.getpage_realtime_percent;
         Ok(c)
     }
 }
@@ -248,6 +260,9 @@ impl PageserverFile {
         if self.compaction_target_file_bytes < 64 << 10 {
             bail!("--compaction-target-file-bytes must be at least 64 KiB");
         }
+        if self.getpage_realtime_percent > 100 {
+            bail!("--getpage-realtime-percent must be at most 100");
+        }
         Ok(())
     }
 }
@@ -278,6 +293,7 @@ mod tests {
             upload_concurrency: None,
             disk_budget_bytes: None,
             orphan_grace_secs: None,
+            getpage_realtime_percent: None,
         }
     }
 
@@ -322,6 +338,22 @@ mod tests {
         let mut a = args(None);
         a.bucket = Some("gs://x".into());
         assert!(a.into_config().is_err());
+        let mut a = args(None);
+        a.getpage_realtime_percent = Some(101);
+        let err = a.into_config().unwrap_err().to_string();
+        assert!(err.contains("--getpage-realtime-percent"), "{err}");
+        let (_d, path) = file("getpage_realtime_percent = 0\n");
+        assert_eq!(
+            args(Some(path))
+                .into_config()
+                .unwrap()
+                .getpage_realtime_percent,
+            0
+        );
+        assert_eq!(
+            args(None).into_config().unwrap().getpage_realtime_percent,
+            50
+        );
     }
 
     #[test]

@@ -124,6 +124,12 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = strata_pageserver::timeline::DEFAULT_CPU_PERCENT,
           value_parser = clap::value_parser!(u8).range(1..=100))]
     pub compaction_cpu_percent: u8,
+    /// The share of the CPUs the page server's GetPage threads may use at
+    /// real-time priority, in percent, as its `--getpage-realtime-percent`
+    /// (0: normal priority, with a short slice).
+    #[arg(long, default_value_t = strata_pageserver::server::DEFAULT_GETPAGE_REALTIME_PERCENT,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub getpage_realtime_percent: u32,
     /// Print each open-loop GetPage that took at least this many µs from
     /// its due time (to stderr, with its due and sending times on
     /// `CLOCK_MONOTONIC`, the clock of `perf record -k CLOCK_MONOTONIC`),
@@ -260,6 +266,7 @@ async fn run_async(
         ServerConfig::new(CLUSTER_ID, dir.join("pageserver"), log.endpoints().to_vec());
     config.layer_size_bytes = args.layer_size_mib << 20;
     config.compaction.cpu_percent = args.compaction_cpu_percent;
+    config.getpage_realtime_percent = args.getpage_realtime_percent;
     config.gc.history_bytes = Some(args.history_mib << 20);
     config.newest_cache_bytes = args.newest_cache_mib << 20;
     config.bucket = Some(BucketConfig::Local(dir.join("bucket")));
@@ -341,7 +348,12 @@ async fn run_async(
     }
     shared.sent[0].store(0, Ordering::Relaxed);
     let mut server_times = ServerTimes::default();
-    server_times.add(0, &status.status().await?.getpage_latency_buckets);
+    let warm = status.status().await?;
+    server_times.add(0, &warm.getpage_latency_buckets);
+    println!(
+        "GetPage threads at real-time priority: {} (within {}% of the CPUs' time; 0: off or not permitted, normal priority)",
+        warm.getpage_realtime_threads, args.getpage_realtime_percent
+    );
     let idle_started = Instant::now();
     let steal_before_idle = steal_ms();
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
@@ -493,6 +505,10 @@ async fn run_async(
         last.cache_hits,
         last.cache_misses,
         last.reconstructions
+    );
+    println!(
+        "GetPage threads dropped to normal priority on a spent budget: {} times",
+        last.getpage_realtime_demotions
     );
     println!("targets: max_layers <= 64, write_amp <= 6, compacting p99 <= 3x idle p99");
     println!(
@@ -905,5 +921,17 @@ mod tests {
         assert_eq!(parse(&["--compaction-cpu-percent", "100"]).unwrap(), 100);
         assert!(parse(&["--compaction-cpu-percent", "0"]).is_err());
         assert!(parse(&["--compaction-cpu-percent", "101"]).is_err());
+    }
+
+    #[test]
+    fn getpage_threads_take_the_page_servers_realtime_share_unless_asked() {
+        let parse = |args: &[&str]| soak(args).map(|s| s.getpage_realtime_percent);
+        assert_eq!(
+            parse(&[]).unwrap(),
+            strata_pageserver::server::ServerConfig::new("c", "d", Vec::new())
+                .getpage_realtime_percent
+        );
+        assert_eq!(parse(&["--getpage-realtime-percent", "0"]).unwrap(), 0);
+        assert!(parse(&["--getpage-realtime-percent", "101"]).is_err());
     }
 }

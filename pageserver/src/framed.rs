@@ -39,6 +39,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{PageServerError, Result};
+use crate::realtime::GetPageThread;
 use crate::service::PageService;
 
 /// The first bytes of a GetPage connection: "STRATA", transport version 1,
@@ -106,11 +107,11 @@ pub(crate) struct Serving {
 
 /// Serves one framed GetPage connection until the client hangs up, after a
 /// frame that is not a request, or within [`STOP_CHECK`] of the server
-/// stopping. Requests that arrived together are answered in one write.
+/// stopping. Requests that arrived together are answered in one write. The
+/// thread runs at real-time priority within the GetPage threads' budget
+/// ([`crate::realtime`]), else with a short slice.
 pub(crate) fn serve_connection(serving: &Serving, stream: std::net::TcpStream) {
-    if !request_short_slice() {
-        tracing::debug!("the kernel gave a GetPage thread no short slice");
-    }
+    let mut priority = GetPageThread::start(serving.service.realtime());
     let Some(mut conn) = BlockingConn::new(stream, STOP_CHECK, 16 << 10) else {
         return;
     };
@@ -142,6 +143,7 @@ pub(crate) fn serve_connection(serving: &Serving, stream: std::net::TcpStream) {
         if (!out.is_empty() && !conn.send(&out)) || failed {
             return;
         }
+        priority.after_batch();
     }
 }
 

@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod layer;
 pub mod manifest;
 pub mod metrics;
+pub mod realtime;
 pub mod remote;
 pub mod server;
 pub mod service;

@@ -53,6 +53,10 @@ pub struct Metrics {
     pub getpage_latency: Vec<u64>,
     /// The time all of them took, in seconds.
     pub getpage_seconds: f64,
+    /// GetPage threads at real-time priority now (`realtime`).
+    pub getpage_realtime_threads: u64,
+    /// Times a GetPage thread dropped to normal priority on a spent budget.
+    pub getpage_realtime_demotions: u64,
 }
 
 /// One reading of tiering's counters.
@@ -118,6 +122,8 @@ impl Metrics {
             }),
             getpage_latency: service.latency().counts(),
             getpage_seconds: service.latency().sum_seconds(),
+            getpage_realtime_threads: service.realtime().realtime_threads(),
+            getpage_realtime_demotions: service.realtime().demotions(),
         }
     }
 
@@ -323,6 +329,21 @@ impl Metrics {
         if let Some(t) = &self.tiering {
             put_tiering(t, &mut put);
         }
+        put(
+            "getpage_realtime_threads",
+            g,
+            "GetPage threads at real-time priority now.",
+            "",
+            self.getpage_realtime_threads as f64,
+        );
+        put(
+            "getpage_realtime_demotions_total",
+            c,
+            "Times a GetPage thread dropped to normal priority for the rest of a window: \
+             the threads' share of the CPU at real-time priority was spent.",
+            "",
+            self.getpage_realtime_demotions as f64,
+        );
         put_histogram(
             &mut out,
             "getpage_seconds",
@@ -605,6 +626,8 @@ mod tests {
                 c
             },
             getpage_seconds: 2.5,
+            getpage_realtime_threads: 2,
+            getpage_realtime_demotions: 7,
             ..Metrics::default()
         };
         let text = m.prometheus();
@@ -617,6 +640,8 @@ mod tests {
             "strata_pageserver_getpage_seconds_bucket{le=\"+Inf\"} 6\n",
             "strata_pageserver_getpage_seconds_sum 2.5\n",
             "strata_pageserver_getpage_seconds_count 6\n",
+            "strata_pageserver_getpage_realtime_threads 2\n",
+            "strata_pageserver_getpage_realtime_demotions_total 7\n",
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }

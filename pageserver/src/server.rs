@@ -43,6 +43,11 @@ pub const MAX_BATCH_PAGES: usize = 256;
 /// a compute keeps one per concurrent fetch).
 pub const MAX_FRAMED_CONNECTIONS: usize = 512;
 
+/// The GetPage threads' default share of the CPU at real-time priority:
+/// half the machine, so ingest and the rest keep at least the other half
+/// under a flood of reads.
+pub const DEFAULT_GETPAGE_REALTIME_PERCENT: u32 = 50;
+
 /// Everything a page server needs to run.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -80,6 +85,11 @@ pub struct ServerConfig {
     /// Orphan objects in the bucket (older generations, named by no index
     /// of ours) are deleted once this old; swept at most once per period.
     pub orphan_grace: Duration,
+    /// The share of this machine's CPU time, in percent, the GetPage
+    /// threads may use at real-time priority when the process may take it
+    /// (`CAP_SYS_NICE`); beyond it they run at normal priority until the
+    /// next 10 ms window (`realtime`). 0: never.
+    pub getpage_realtime_percent: u32,
 }
 
 impl ServerConfig {
@@ -109,6 +119,7 @@ impl ServerConfig {
             upload_concurrency: 4,
             disk_budget_bytes: None,
             orphan_grace: Duration::from_secs(600),
+            getpage_realtime_percent: DEFAULT_GETPAGE_REALTIME_PERCENT,
         }
     }
 
@@ -193,7 +204,8 @@ pub async fn serve_on(
         safe_lsn,
         ingest_stop.clone(),
     );
-    let mut service = PageService::new(timeline, config.cache_bytes, config.wait_lsn_timeout);
+    let mut service = PageService::new(timeline, config.cache_bytes, config.wait_lsn_timeout)
+        .with_getpage_realtime(config.getpage_realtime_percent);
     if let Some(u) = &uploader {
         service = service.with_upload_state(u.state.clone());
     }
@@ -522,6 +534,8 @@ impl PageServer for Grpc {
             layer_downloads: m.tiering.map_or(0, |t| t.downloads),
             layer_hit_rate: m.tiering.map_or(0.0, |t| t.hit_rate),
             getpage_latency_buckets: m.getpage_latency,
+            getpage_realtime_threads: m.getpage_realtime_threads,
+            getpage_realtime_demotions: m.getpage_realtime_demotions,
         }))
     }
 

@@ -28,6 +28,7 @@ use strata_wal::{Lsn, PageId};
 use crate::cache::{CacheStats, PageCache};
 use crate::error::{PageServerError, Result};
 use crate::metrics::LatencyHistogram;
+use crate::realtime::RealtimeBudget;
 use crate::remote::upload::UploadState;
 use crate::timeline::tier::MAX_DOWNLOAD_RETRIES;
 use crate::timeline::{LayerMap, Timeline, read};
@@ -53,6 +54,8 @@ pub struct PageService {
     upload: Option<Arc<UploadState>>,
     /// Every GetPage's time here, answered or refused.
     latency: LatencyHistogram,
+    /// The framed GetPage threads' budget at real-time priority.
+    realtime: RealtimeBudget,
 }
 
 impl PageService {
@@ -63,7 +66,19 @@ impl PageService {
             wait_lsn_timeout,
             upload: None,
             latency: LatencyHistogram::default(),
+            realtime: RealtimeBudget::off(),
         }
+    }
+
+    /// Lets the framed GetPage threads run at real-time priority, within
+    /// `percent` of this machine's CPU time ([`crate::realtime`]; 0: never).
+    pub fn with_getpage_realtime(mut self, percent: u32) -> Self {
+        self.realtime = RealtimeBudget::of_machine(percent);
+        self
+    }
+
+    pub fn realtime(&self) -> &RealtimeBudget {
+        &self.realtime
     }
 
     /// Reports the uploader's figures with the others.
