@@ -803,7 +803,7 @@ fn start_open_loop(
     std::thread::Builder::new()
         .name("soak-client".into())
         .spawn(move || {
-            let _ = told.send(realtime_priority());
+            let _ = told.send(strata_pageserver::realtime::set_realtime());
             let result = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -904,15 +904,6 @@ fn print_slow(
         in_flight.as_micros(),
         page.page_no,
     );
-}
-
-/// Puts the calling thread in `SCHED_FIFO` (the lowest real-time
-/// priority), if this process may; true if it did.
-fn realtime_priority() -> bool {
-    let param = libc::sched_param { sched_priority: 1 };
-    // SAFETY: sched_setscheduler on the calling thread (pid 0) only reads
-    // `param`, which lives across the call.
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
 }
 
 /// Prints p50 and p99 of each phase's (idle, ingesting, compacting)

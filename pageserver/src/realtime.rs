@@ -246,9 +246,11 @@ fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Puts the calling thread at `SCHED_FIFO`, reset to normal in threads it
-/// starts; false if the kernel refused.
-fn set_realtime() -> bool {
+/// Puts the calling thread at `SCHED_FIFO` (the lowest real-time
+/// priority), reset to normal in threads it starts; false if the kernel
+/// refused (without `CAP_SYS_NICE` or an `RLIMIT_RTPRIO`). Outside the
+/// budget: for callers that bound their own CPU, as the soak's clients.
+pub fn set_realtime() -> bool {
     let param = libc::sched_param {
         sched_priority: PRIORITY,
     };
