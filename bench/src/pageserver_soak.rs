@@ -366,11 +366,11 @@ async fn run_async(
     }
     shared.sent[0].store(0, Ordering::Relaxed);
     let mut server_times = ServerTimes::default();
-    let warm = status.status().await?;
-    server_times.add(0, &warm.getpage_latency_buckets);
+    let warmed = status.status().await?;
+    server_times.add(0, &warmed.getpage_latency_buckets);
     println!(
         "GetPage threads at real-time priority: {} (within {}% of the CPUs' time; 0: off or not permitted, normal priority)",
-        warm.getpage_realtime_threads, args.getpage_realtime_percent
+        warmed.getpage_realtime_threads, args.getpage_realtime_percent
     );
     let idle_started = Instant::now();
     let steal_before_idle = steal_ms();
@@ -843,9 +843,11 @@ fn ask_on_schedule(
             }
             None => None,
         };
+        // Draining first: it is cleared after soaking, so a sample read
+        // as not draining also sees the phase that follows the drain.
+        let draining = shared.draining.load(Ordering::Acquire);
         let soaking = shared.soaking.load(Ordering::Acquire);
         let compacting = shared.compacting.load(Ordering::Acquire);
-        let draining = shared.draining.load(Ordering::Acquire);
         let page = random_page(&mut rng, pages);
         let lsn = Lsn(shared.lsn.load(Ordering::Acquire));
         let sent = Instant::now();
@@ -961,9 +963,9 @@ async fn read_closed_loop(
     while !shared.stop.load(Ordering::Acquire) {
         let page = random_page(&mut rng, pages);
         let lsn = Lsn(shared.lsn.load(Ordering::Acquire));
+        let draining = shared.draining.load(Ordering::Acquire);
         let soaking = shared.soaking.load(Ordering::Acquire);
         let compacting = shared.compacting.load(Ordering::Acquire);
-        let draining = shared.draining.load(Ordering::Acquire);
         let t = Instant::now();
         client.get_page(page, lsn).await?;
         if !draining {
