@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
-use strata_pageserver::remote::BucketConfig;
+use strata_pageserver::remote::{BucketConfig, S3Settings};
 use strata_pageserver::server::ServerConfig;
 
 /// `bucket` beside the data directory (`strata up`'s layout:
@@ -72,7 +72,8 @@ pub struct PageserverArgs {
     compaction_target_file_bytes: Option<u64>,
     /// Where layer files are uploaded: a directory (default: `bucket` beside
     /// the data directory), `s3://NAME` (endpoint, region and credentials
-    /// from the AWS_* environment variables), or `none`.
+    /// from the config file's [s3] table, or else the AWS_* environment
+    /// variables), or `none`.
     #[arg(long)]
     bucket: Option<String>,
     /// Layer uploads and downloads in flight at most.
@@ -122,6 +123,40 @@ pub struct PageserverFile {
     disk_budget_bytes: u64,
     orphan_grace_secs: u64,
     getpage_realtime_percent: u32,
+    /// How to reach an `s3://` bucket; what is left out comes from the
+    /// `AWS_*` environment.
+    s3: S3File,
+}
+
+/// `[s3]` of the config file: the settings of an `s3://` bucket
+/// (credentials belong here or in the environment, not in flags).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3File {
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    allow_http: Option<bool>,
+}
+
+impl S3File {
+    fn settings(&self) -> S3Settings {
+        S3Settings {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            allow_http: self.allow_http,
+        }
+    }
+}
+
+impl std::fmt::Debug for S3File {
+    /// As [`S3Settings`] shows itself: without the secret key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.settings().fmt(f)
+    }
 }
 
 impl Default for PageserverFile {
@@ -152,6 +187,7 @@ impl Default for PageserverFile {
             disk_budget_bytes: d.disk_budget_bytes.unwrap_or(0),
             orphan_grace_secs: d.orphan_grace.as_secs(),
             getpage_realtime_percent: d.getpage_realtime_percent,
+            s3: S3File::default(),
         }
     }
 }
@@ -222,11 +258,27 @@ impl PageserverArgs {
 
 impl PageserverFile {
     /// The bucket: as given, `none`, or `bucket` beside the data directory.
+    /// `[s3]` settings go with an `s3://` bucket only.
     fn bucket(&self) -> Result<Option<BucketConfig>> {
-        match self.bucket.as_str() {
-            "none" => Ok(None),
-            "" => Ok(Some(BucketConfig::Local(default_bucket(&self.data_dir)))),
-            given => Ok(Some(BucketConfig::parse(given)?)),
+        let bucket = match self.bucket.as_str() {
+            "none" => None,
+            "" => Some(BucketConfig::Local(default_bucket(&self.data_dir))),
+            given => Some(BucketConfig::parse(given)?),
+        };
+        let settings = self.s3.settings();
+        match bucket {
+            Some(BucketConfig::S3 { bucket, .. }) => {
+                Ok(Some(BucketConfig::S3 { bucket, settings }))
+            }
+            _ if !settings.is_empty() => bail!(
+                "[s3] settings are given, but the bucket ({}) is not s3://NAME",
+                if self.bucket.is_empty() {
+                    "the default local one"
+                } else {
+                    self.bucket.as_str()
+                }
+            ),
+            other => Ok(other),
         }
     }
 
@@ -367,13 +419,67 @@ mod tests {
         assert_eq!(a.into_config().unwrap().bucket, None);
         let mut a = args(None);
         a.bucket = Some("s3://b".into());
-        let want = BucketConfig::S3 { bucket: "b".into() };
+        let want = BucketConfig::S3 {
+            bucket: "b".into(),
+            settings: S3Settings::default(),
+        };
         assert_eq!(a.into_config().unwrap().bucket, Some(want));
         // No disk budget unless one is given.
         assert_eq!(args(None).into_config().unwrap().disk_budget_bytes, None);
         let mut a = args(None);
         a.disk_budget_bytes = Some(1 << 30);
         assert_eq!(a.into_config().unwrap().disk_budget_bytes, Some(1 << 30));
+    }
+
+    #[test]
+    fn s3_settings_come_from_the_file_and_only_with_an_s3_bucket() {
+        let (_d, path) = file(
+            "bucket = \"s3://layers\"\n[s3]\nendpoint = \"http://127.0.0.1:9000\"\n\
+             region = \"eu-west-1\"\naccess_key_id = \"AKID\"\n\
+             secret_access_key = \"hush\"\nallow_http = true\n",
+        );
+        let c = args(Some(path)).into_config().unwrap();
+        let Some(BucketConfig::S3 { bucket, settings }) = c.bucket else {
+            panic!("not an s3 bucket: {:?}", c.bucket);
+        };
+        assert_eq!(bucket, "layers");
+        assert_eq!(
+            settings,
+            S3Settings {
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: Some("eu-west-1".into()),
+                access_key_id: Some("AKID".into()),
+                secret_access_key: Some("hush".into()),
+                allow_http: Some(true),
+            }
+        );
+        // The secret never shows in a debug print (a logged config).
+        let shown = format!("{settings:?}");
+        assert!(shown.contains("AKID") && !shown.contains("hush"), "{shown}");
+        // Only the settings given: the rest is the environment's.
+        let (_d, path) = file("bucket = \"s3://b\"\n[s3]\nregion = \"r\"\n");
+        let c = args(Some(path)).into_config().unwrap();
+        let want = S3Settings {
+            region: Some("r".into()),
+            ..S3Settings::default()
+        };
+        assert_eq!(
+            c.bucket,
+            Some(BucketConfig::S3 {
+                bucket: "b".into(),
+                settings: want
+            })
+        );
+        // [s3] with a local bucket (given or the default) is a mistake.
+        for bucket in ["", "bucket = \"/tmp/b\"\n", "bucket = \"none\"\n"] {
+            let (_d, path) = file(&format!("{bucket}[s3]\nregion = \"r\"\n"));
+            let err = args(Some(path)).into_config().unwrap_err();
+            assert!(err.to_string().contains("not s3://NAME"), "{err}");
+        }
+        // An unknown setting is refused.
+        let (_d, path) = file("bucket = \"s3://b\"\n[s3]\nsecret = \"x\"\n");
+        let err = format!("{:#}", args(Some(path)).into_config().unwrap_err());
+        assert!(err.contains("unknown field"), "{err}");
     }
 
     #[test]

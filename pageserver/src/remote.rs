@@ -3,8 +3,9 @@
 //! A [`Bucket`] wraps an `object_store` store: a local directory by default
 //! (`LocalFileSystem` with fsync on, so every put has its data and its
 //! directory entry durable before it returns), or an S3-compatible bucket
-//! given as `s3://NAME` (endpoint, region and credentials from the
-//! environment, `AmazonS3Builder::from_env`). Keys, under the cluster id:
+//! given as `s3://NAME` (endpoint, region and credentials from
+//! [`S3Settings`], and what those leave unset from the environment,
+//! `AmazonS3Builder::from_env`). Keys, under the cluster id:
 //!
 //! ```text
 //! CLUSTER/generations/GGGGGGGGGG      one empty object per page server start
@@ -68,9 +69,50 @@ const GENERATION_ATTEMPTS: usize = 8;
 pub enum BucketConfig {
     /// A directory on a local file system.
     Local(PathBuf),
-    /// An S3-compatible bucket; the rest comes from the environment
-    /// (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, …).
-    S3 { bucket: String },
+    /// An S3-compatible bucket.
+    S3 {
+        bucket: String,
+        settings: S3Settings,
+    },
+}
+
+/// How to reach an S3-compatible bucket. A setting left `None` comes from
+/// the environment, as `AmazonS3Builder::from_env` reads it
+/// (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, and the rest of `AWS_*`);
+/// a setting given here wins over the environment.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    /// The service's URL, for a store other than AWS itself.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Plain `http://` endpoints are refused unless this is true.
+    pub allow_http: Option<bool>,
+}
+
+impl S3Settings {
+    /// Whether any setting is given.
+    pub fn is_empty(&self) -> bool {
+        *self == S3Settings::default()
+    }
+}
+
+impl std::fmt::Debug for S3Settings {
+    /// Every setting but the secret key, which shows as given or not.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<given>"),
+            )
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
 }
 
 impl BucketConfig {
@@ -85,6 +127,7 @@ impl BucketConfig {
             }
             return Ok(BucketConfig::S3 {
                 bucket: name.to_string(),
+                settings: S3Settings::default(),
             });
         }
         let path = s.strip_prefix("file://").unwrap_or(s);
@@ -300,9 +343,25 @@ impl Bucket {
                     .with_automatic_cleanup(true);
                 (Arc::new(fs), dir.display().to_string())
             }
-            BucketConfig::S3 { bucket } => {
-                let s3 = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
+            BucketConfig::S3 { bucket, settings } => {
+                let mut builder =
+                    object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if let Some(endpoint) = &settings.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                if let Some(region) = &settings.region {
+                    builder = builder.with_region(region);
+                }
+                if let Some(id) = &settings.access_key_id {
+                    builder = builder.with_access_key_id(id);
+                }
+                if let Some(secret) = &settings.secret_access_key {
+                    builder = builder.with_secret_access_key(secret);
+                }
+                if let Some(allow) = settings.allow_http {
+                    builder = builder.with_allow_http(allow);
+                }
+                let s3 = builder
                     .build()
                     .map_err(store_error(format!("opening s3://{bucket}")))?;
                 (Arc::new(s3), format!("s3://{bucket}"))
@@ -723,7 +782,10 @@ mod tests {
     fn bucket_urls_parse() {
         assert_eq!(
             BucketConfig::parse("s3://b").unwrap(),
-            BucketConfig::S3 { bucket: "b".into() }
+            BucketConfig::S3 {
+                bucket: "b".into(),
+                settings: S3Settings::default()
+            }
         );
         assert_eq!(
             BucketConfig::parse("file:///x/y").unwrap(),
@@ -749,6 +811,11 @@ mod tests {
     async fn generations_increase_and_an_older_one_is_fenced() {
         let dir = tempfile::tempdir().unwrap();
         let bucket = Bucket::open(&BucketConfig::Local(dir.path().into()), "c").unwrap();
+        generations_fence(&bucket).await;
+    }
+
+    /// On an empty bucket of cluster "c".
+    async fn generations_fence(bucket: &Bucket) {
         assert_eq!(bucket.newest_index().await.unwrap(), None);
         let g1 = bucket.take_generation().await.unwrap();
         let g2 = bucket.take_generation().await.unwrap();
@@ -769,6 +836,11 @@ mod tests {
     async fn older_generations_markers_and_indexes_are_swept_only_by_the_newest() {
         let dir = tempfile::tempdir().unwrap();
         let bucket = Bucket::open(&BucketConfig::Local(dir.path().into()), "c").unwrap();
+        older_generations_swept(&bucket).await;
+    }
+
+    /// On an empty bucket of cluster "c".
+    async fn older_generations_swept(bucket: &Bucket) {
         let mut idx = index();
         for g in 1..=3 {
             assert_eq!(bucket.take_generation().await.unwrap(), g);
@@ -915,5 +987,169 @@ mod tests {
         stored.set_len(IO_CHUNK as u64 + 7).unwrap();
         let err = bucket.get_layer("mid.delta", layer).await.unwrap_err();
         assert!(matches!(err, PageServerError::Corrupt { .. }), "{err}");
+    }
+
+    /// An S3-compatible server for a test: moto (`python3 -m moto.server`,
+    /// which tests/install-clients.sh installs) on a free port of
+    /// 127.0.0.1, stopped when dropped. It speaks the S3 protocol over
+    /// HTTP, so these tests go through `object_store`'s S3 client as a
+    /// page server configured with `s3://` does.
+    struct S3Server {
+        child: std::process::Child,
+        port: u16,
+    }
+
+    impl S3Server {
+        fn start() -> S3Server {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = std::process::Command::new("python3")
+                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+                .arg(port.to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("starting python3 -m moto.server");
+            let mut server = S3Server { child, port };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if let Some(status) = server.child.try_wait().unwrap() {
+                    panic!(
+                        "moto's S3 server exited ({status}); \
+                         tests/install-clients.sh installs it (pip: moto[server])"
+                    );
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "moto's S3 server did not listen in 60 s"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            server
+        }
+
+        /// Creates bucket `name` (an S3 `CreateBucket`: a PUT of the
+        /// bucket's path) and opens it for cluster `cluster_id`.
+        fn bucket(&self, name: &str, cluster_id: &str) -> Bucket {
+            use std::io::{Read, Write};
+            let mut http = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+            write!(
+                http,
+                "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n",
+                self.port
+            )
+            .unwrap();
+            let mut answer = String::new();
+            http.read_to_string(&mut answer).unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            let settings = S3Settings {
+                endpoint: Some(format!("http://127.0.0.1:{}", self.port)),
+                region: Some("us-east-1".into()),
+                access_key_id: Some("strata".into()),
+                secret_access_key: Some("strata-secret".into()),
+                allow_http: Some(true),
+            };
+            let config = BucketConfig::S3 {
+                bucket: name.into(),
+                settings,
+            };
+            Bucket::open(&config, cluster_id).unwrap()
+        }
+    }
+
+    impl Drop for S3Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_s3_bucket_fences_older_generations_and_sweeps_them() {
+        let server = S3Server::start();
+        // Markers are created with create-if-absent (`If-None-Match: *`),
+        // which the S3 protocol must honour for two starts not to share
+        // a generation.
+        generations_fence(&server.bucket("generations", "c")).await;
+        older_generations_swept(&server.bucket("sweep", "c")).await;
+        let bucket = server.bucket("race", "c");
+        let key = bucket.key("generations", "0000000001");
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        bucket
+            .store
+            .put_opts(&key, PutPayload::new(), create.clone())
+            .await
+            .unwrap();
+        let second = bucket
+            .store
+            .put_opts(&key, PutPayload::new(), create)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(second, object_store::Error::AlreadyExists { .. }),
+            "{second}"
+        );
+        assert_eq!(bucket.take_generation().await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn layers_go_through_s3_in_parts_and_a_flipped_bit_is_caught() {
+        let server = S3Server::start();
+        let dir = tempfile::tempdir().unwrap();
+        // S3's smallest part is 5 MiB (but the last): 11 MiB in three.
+        let bucket = server
+            .bucket("layers", "c")
+            .with_multipart(6 << 20, 5 << 20);
+        let data = random_bytes(13, (11 << 20) + 321);
+        let big = round_trip(&bucket, dir.path(), "big.delta", 4, &data).await;
+        let small = round_trip(&bucket, dir.path(), "small.delta", 4, b"abc").await;
+        let gone = dir.path().join("gone.delta");
+        assert_eq!(
+            bucket.put_layer_file("gone.delta", 4, &gone).await.unwrap(),
+            None
+        );
+        let mut listed: Vec<(String, u32)> = bucket
+            .list_layers()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(name, generation, _)| (name, generation))
+            .collect();
+        listed.sort();
+        assert_eq!(
+            listed,
+            vec![("big.delta".into(), 4), ("small.delta".into(), 4)]
+        );
+        // A flipped bit in the stored object is caught by its crc.
+        let mut stored = data.clone();
+        stored[5_000_001] ^= 0x04;
+        bucket
+            .store
+            .put(
+                &bucket.layer_key("big.delta", 4),
+                Bytes::from(stored).into(),
+            )
+            .await
+            .unwrap();
+        let err = bucket.get_layer("big.delta", big).await.unwrap_err();
+        assert!(matches!(err, PageServerError::Corrupt { .. }), "{err}");
+        // Deleted: gone from the listing, and a read of it fails.
+        bucket.delete_layer("small.delta", 4).await.unwrap();
+        let names: Vec<String> = bucket
+            .list_layers()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(name, _, _)| name)
+            .collect();
+        assert_eq!(names, vec!["big.delta".to_string()]);
+        assert!(bucket.get_layer("small.delta", small).await.is_err());
     }
 }
