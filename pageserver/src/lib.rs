@@ -30,6 +30,7 @@ pub mod remote;
 pub mod server;
 pub mod service;
 pub mod sync;
+pub mod testing;
 pub mod timeline;
 pub mod workload;
 

@@ -989,94 +989,20 @@ mod tests {
         assert!(matches!(err, PageServerError::Corrupt { .. }), "{err}");
     }
 
-    /// An S3-compatible server for a test: moto (`python3 -m moto.server`,
-    /// which tests/install-clients.sh installs) on a free port of
-    /// 127.0.0.1, stopped when dropped. It speaks the S3 protocol over
-    /// HTTP, so these tests go through `object_store`'s S3 client as a
-    /// page server configured with `s3://` does.
-    struct S3Server {
-        child: std::process::Child,
-        port: u16,
-    }
-
-    impl S3Server {
-        fn start() -> S3Server {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = std::process::Command::new("python3")
-                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
-                .arg(port.to_string())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("starting python3 -m moto.server");
-            let mut server = S3Server { child, port };
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if let Some(status) = server.child.try_wait().unwrap() {
-                    panic!(
-                        "moto's S3 server exited ({status}); \
-                         tests/install-clients.sh installs it (pip: moto[server])"
-                    );
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "moto's S3 server did not listen in 60 s"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            server
-        }
-
-        /// Creates bucket `name` (an S3 `CreateBucket`: a PUT of the
-        /// bucket's path) and opens it for cluster `cluster_id`.
-        fn bucket(&self, name: &str, cluster_id: &str) -> Bucket {
-            use std::io::{Read, Write};
-            let mut http = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-            write!(
-                http,
-                "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
-                 Content-Length: 0\r\nConnection: close\r\n\r\n",
-                self.port
-            )
-            .unwrap();
-            let mut answer = String::new();
-            http.read_to_string(&mut answer).unwrap();
-            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-            let settings = S3Settings {
-                endpoint: Some(format!("http://127.0.0.1:{}", self.port)),
-                region: Some("us-east-1".into()),
-                access_key_id: Some("strata".into()),
-                secret_access_key: Some("strata-secret".into()),
-                allow_http: Some(true),
-            };
-            let config = BucketConfig::S3 {
-                bucket: name.into(),
-                settings,
-            };
-            Bucket::open(&config, cluster_id).unwrap()
-        }
-    }
-
-    impl Drop for S3Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    /// Creates bucket `name` on `server` and opens it for cluster "c".
+    fn s3_bucket(server: &crate::testing::S3Server, name: &str) -> Bucket {
+        Bucket::open(&server.create_bucket(name), "c").unwrap()
     }
 
     #[tokio::test]
     async fn an_s3_bucket_fences_older_generations_and_sweeps_them() {
-        let server = S3Server::start();
+        let server = crate::testing::S3Server::start();
         // Markers are created with create-if-absent (`If-None-Match: *`),
         // which the S3 protocol must honour for two starts not to share
         // a generation.
-        generations_fence(&server.bucket("generations", "c")).await;
-        older_generations_swept(&server.bucket("sweep", "c")).await;
-        let bucket = server.bucket("race", "c");
+        generations_fence(&s3_bucket(&server, "generations")).await;
+        older_generations_swept(&s3_bucket(&server, "sweep")).await;
+        let bucket = s3_bucket(&server, "race");
         let key = bucket.key("generations", "0000000001");
         let create = PutOptions {
             mode: PutMode::Create,
@@ -1101,12 +1027,10 @@ mod tests {
 
     #[tokio::test]
     async fn layers_go_through_s3_in_parts_and_a_flipped_bit_is_caught() {
-        let server = S3Server::start();
+        let server = crate::testing::S3Server::start();
         let dir = tempfile::tempdir().unwrap();
         // S3's smallest part is 5 MiB (but the last): 11 MiB in three.
-        let bucket = server
-            .bucket("layers", "c")
-            .with_multipart(6 << 20, 5 << 20);
+        let bucket = s3_bucket(&server, "layers").with_multipart(6 << 20, 5 << 20);
         let data = random_bytes(13, (11 << 20) + 321);
         let big = round_trip(&bucket, dir.path(), "big.delta", 4, &data).await;
         let small = round_trip(&bucket, dir.path(), "small.delta", 4, b"abc").await;
