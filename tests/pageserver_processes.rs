@@ -10,6 +10,10 @@
 //! each restart the answers are the ones it gave before, the bucket's
 //! newest index names only objects that exist with its crc, and a page
 //! server on an empty disk recovers the same answers from the bucket.
+//!
+//! The third does the same with an S3 bucket (moto's S3 server), set in
+//! the page server's config file: killed once, then an empty disk
+//! recovers from S3 and the log.
 
 mod common;
 
@@ -232,11 +236,113 @@ fn spawn_writer(
     })
 }
 
+/// A writer to the log at `log`.
+async fn log_writer(log: &[String]) -> LogClient {
+    LogClient::connect(LogClientConfig::new(CLUSTER, "writer", log.to_vec()))
+        .await
+        .unwrap()
+}
+
+/// Up to `tries` sampled reads at or below `at`, each checked against the
+/// model and kept in `answers`.
+async fn record_answers(
+    c: &mut PageServerClient,
+    model: &Model,
+    rng: &mut Rng,
+    at: Lsn,
+    tries: usize,
+    answers: &mut Vec<(PageId, Lsn, RemotePage)>,
+) {
+    for _ in 0..tries {
+        let Some((page, lsn)) = model.sample(rng, at) else {
+            break;
+        };
+        if model.expected(page, lsn, at).is_some() {
+            let got = c.get_page(page, lsn).await.unwrap();
+            assert_matches(model, page, lsn, &got);
+            answers.push((page, lsn, got));
+        }
+    }
+}
+
+/// The seed of a seeded test: `STRATA_TEST_SEED` or `default`, printed so
+/// that a failing run can be replayed.
+fn test_seed(default: u64) -> u64 {
+    let seed = std::env::var("STRATA_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    eprintln!("seed {seed} (replay with STRATA_TEST_SEED={seed})");
+    seed
+}
+
+/// Three log replicas under `dir`, started; their endpoints.
+fn start_log(dir: &Path) -> (Vec<common::Process>, Vec<String>) {
+    let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let log: Vec<String> = ports.iter().map(|p| common::endpoint(*p)).collect();
+    let mut replicas: Vec<_> = (1..=3)
+        .map(|id| common::log_replica(CLUSTER, dir, id, &ports))
+        .collect();
+    replicas.iter_mut().for_each(common::Process::start);
+    (replicas, log)
+}
+
+/// A page server started on an empty data directory (`dir/fresh`) with
+/// the bucket and the log, once it has ingested up to `end`.
+struct Recovery<'a> {
+    dir: &'a Path,
+    log: &'a [String],
+    extra: &'a [&'a str],
+    end: Lsn,
+}
+
+impl Recovery<'_> {
+    /// Checks that it gives every one of `answers` again and agrees with
+    /// the model on 100 sampled reads; its status before it stops.
+    async fn answers_the_same(
+        &self,
+        answers: &[(PageId, Lsn, RemotePage)],
+        model: &Model,
+        rng: &mut Rng,
+    ) -> strata_pageserver::client::Status {
+        let port = common::free_port();
+        let mut fresh = page_server_with(self.dir, "fresh", port, self.log, self.extra);
+        fresh.start();
+        let mut c = client(&common::endpoint(port)).await;
+        wait_ingested(&mut c, self.end).await;
+        for (page, lsn, before) in answers {
+            let after = c.get_page(*page, *lsn).await.unwrap();
+            assert_eq!(
+                (after.from, &after.page),
+                (before.from, &before.page),
+                "{page} at {lsn} after a recovery"
+            );
+        }
+        for _ in 0..100 {
+            let (page, lsn) = model.sample(rng, self.end).expect("pages written");
+            if model.expected(page, lsn, self.end).is_some() {
+                assert_matches(model, page, lsn, &c.get_page(page, lsn).await.unwrap());
+            }
+        }
+        let status = c.status().await.unwrap();
+        fresh.terminate();
+        status
+    }
+}
+
+/// The local bucket's newest index names only objects that exist, each
+/// with the size and crc the index gives.
+async fn check_bucket(bucket_dir: &Path) -> usize {
+    check_bucket_at(&strata_pageserver::remote::BucketConfig::Local(
+        bucket_dir.into(),
+    ))
+    .await
+}
+
 /// The bucket's newest index names only objects that exist, each with the
 /// size and crc the index gives (`get_layer` checks both).
-async fn check_bucket(bucket_dir: &Path) -> usize {
-    let config = strata_pageserver::remote::BucketConfig::Local(bucket_dir.into());
-    let bucket = strata_pageserver::remote::Bucket::open(&config, CLUSTER).unwrap();
+async fn check_bucket_at(config: &strata_pageserver::remote::BucketConfig) -> usize {
+    let bucket = strata_pageserver::remote::Bucket::open(config, CLUSTER).unwrap();
     let index = bucket
         .newest_index()
         .await
@@ -253,18 +359,9 @@ async fn check_bucket(bucket_dir: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_during_uploads_the_bucket_stays_consistent_and_answers_stay_the_same() {
-    let seed: u64 = std::env::var("STRATA_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2027);
-    eprintln!("seed {seed} (replay with STRATA_TEST_SEED={seed})");
+    let seed = test_seed(2027);
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
-    let log: Vec<String> = ports.iter().map(|p| common::endpoint(*p)).collect();
-    let mut replicas: Vec<_> = (1..=3)
-        .map(|id| common::log_replica(CLUSTER, dir.path(), id, &ports))
-        .collect();
-    replicas.iter_mut().for_each(common::Process::start);
+    let (_replicas, log) = start_log(dir.path());
     let ps_port = common::free_port();
     let ps_endpoint = common::endpoint(ps_port);
     // A budget of one small layer: uploaded layers are evicted soon after
@@ -272,9 +369,7 @@ async fn sigkilled_during_uploads_the_bucket_stays_consistent_and_answers_stay_t
     let tiny_budget = ["--disk-budget-bytes", "65536"];
     let mut ps = page_server_with(dir.path(), "pageserver", ps_port, &log, &tiny_budget);
     ps.start();
-    let writer = LogClient::connect(LogClientConfig::new(CLUSTER, "writer", log.clone()))
-        .await
-        .unwrap();
+    let writer = log_writer(&log).await;
     let pages: Vec<PageId> = (0..40).map(|i| PageId::new(5, i)).collect();
     let writing = spawn_writer(&writer, 7, pages, 1500, 4);
 
@@ -287,16 +382,7 @@ async fn sigkilled_during_uploads_the_bucket_stays_consistent_and_answers_stay_t
         let mut c = client(&ps_endpoint).await;
         let ingested = Lsn(c.status().await.unwrap().ingested_lsn);
         follow(&mut model, &log, ingested).await;
-        for _ in 0..15 {
-            let Some((page, lsn)) = model.sample(&mut rng, ingested) else {
-                break;
-            };
-            if model.expected(page, lsn, ingested).is_some() {
-                let got = c.get_page(page, lsn).await.unwrap();
-                assert_matches(&model, page, lsn, &got);
-                answers.push((page, lsn, got));
-            }
-        }
+        record_answers(&mut c, &model, &mut rng, ingested, 15, &mut answers).await;
         let give_up = Instant::now() + Duration::from_millis(100 + rng.below(400));
         while Instant::now() < give_up {
             if c.status().await.unwrap().upload_pending_layers > 0 {
@@ -333,25 +419,84 @@ async fn sigkilled_during_uploads_the_bucket_stays_consistent_and_answers_stay_t
     assert!(check_bucket(&dir.path().join("bucket")).await > 0);
 
     // An empty disk, the bucket and the log: the same answers.
-    let fresh_port = common::free_port();
-    let mut fresh = page_server_with(dir.path(), "fresh", fresh_port, &log, &tiny_budget);
-    fresh.start();
-    let mut c = client(&common::endpoint(fresh_port)).await;
-    wait_ingested(&mut c, end).await;
-    for (page, lsn, before) in &answers {
-        let after = c.get_page(*page, *lsn).await.unwrap();
-        assert_eq!(
-            (after.from, &after.page),
-            (before.from, &before.page),
-            "{page} at {lsn} after a recovery"
-        );
-    }
-    for _ in 0..100 {
-        let (page, lsn) = model.sample(&mut rng, end).expect("pages written");
-        if model.expected(page, lsn, end).is_some() {
-            assert_matches(&model, page, lsn, &c.get_page(page, lsn).await.unwrap());
-        }
-    }
-    fresh.terminate();
+    let recovered = Recovery {
+        dir: dir.path(),
+        log: &log,
+        extra: &tiny_budget,
+        end,
+    };
+    recovered.answers_the_same(&answers, &model, &mut rng).await;
     assert!(check_bucket(&dir.path().join("bucket")).await > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_bucket_from_the_config_file_recovers_an_empty_disk() {
+    let seed = test_seed(2028);
+    let s3 = strata_pageserver::testing::S3Server::start();
+    let bucket = s3.create_bucket("strata-layers");
+    let dir = tempfile::tempdir().unwrap();
+    // The bucket and how to reach it come from the file; the rest from
+    // flags.
+    let settings = s3.settings();
+    let config = dir.path().join("pageserver.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bucket = \"s3://strata-layers\"\n[s3]\nendpoint = {:?}\nregion = {:?}\n\
+             access_key_id = {:?}\nsecret_access_key = {:?}\nallow_http = true\n",
+            settings.endpoint.unwrap(),
+            settings.region.unwrap(),
+            settings.access_key_id.unwrap(),
+            settings.secret_access_key.unwrap(),
+        ),
+    )
+    .unwrap();
+    let with_config = ["--config", config.to_str().unwrap()];
+    let (_replicas, log) = start_log(dir.path());
+    let ps_port = common::free_port();
+    let ps_endpoint = common::endpoint(ps_port);
+    let mut ps = page_server_with(dir.path(), "pageserver", ps_port, &log, &with_config);
+    ps.start();
+    let writer = log_writer(&log).await;
+    let pages: Vec<PageId> = (0..40).map(|i| PageId::new(6, i)).collect();
+    let writing = spawn_writer(&writer, 9, pages, 600, 4);
+
+    // Answers before a SIGKILL, once a layer has gone up to S3.
+    let mut rng = Rng::new(seed);
+    let (mut answers, mut model) = (Vec::new(), Model::new());
+    let mut c = client(&ps_endpoint).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.status().await.unwrap().uploaded_lsn == 0 {
+        assert!(Instant::now() < deadline, "nothing was uploaded to S3");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ingested = Lsn(c.status().await.unwrap().ingested_lsn);
+    follow(&mut model, &log, ingested).await;
+    record_answers(&mut c, &model, &mut rng, ingested, 30, &mut answers).await;
+    assert!(!answers.is_empty());
+    ps.kill();
+    ps.start();
+    let end = writing.await.unwrap();
+    writer.close();
+    follow(&mut model, &log, end).await;
+    let mut c = client(&ps_endpoint).await;
+    wait_ingested(&mut c, end).await;
+    // Its second start took the next generation from S3's markers.
+    assert_eq!(c.status().await.unwrap().generation, 2);
+    ps.kill();
+    assert!(check_bucket_at(&bucket).await > 0);
+
+    // An empty disk, the S3 bucket and the log: the same answers.
+    let recovered = Recovery {
+        dir: dir.path(),
+        log: &log,
+        extra: &with_config,
+        end,
+    };
+    let status = recovered.answers_the_same(&answers, &model, &mut rng).await;
+    assert_eq!(status.generation, 3, "{status:?}");
+    assert!(status.uploaded_lsn > 0, "{status:?}");
+    assert!(check_bucket_at(&bucket).await > 0);
+    // S3 only: no local bucket was made beside the data directories.
+    assert!(!dir.path().join("bucket").exists());
 }
