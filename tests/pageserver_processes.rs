@@ -32,10 +32,6 @@ use strata_wal::{BatchBuilder, Lsn, PageId};
 const CLUSTER: &str = "ps-proc-test";
 const KILLS: usize = 6;
 
-fn page_server(dir: &Path, port: u16, log: &[String]) -> common::Process {
-    page_server_with(dir, "pageserver", port, log, &[])
-}
-
 fn page_server_with(
     dir: &Path,
     data_dir: &str,
@@ -140,20 +136,10 @@ fn layer_records(dir: &Path) -> BTreeSet<(PageId, Lsn)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_page_server_restarts_with_the_same_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
-    let log: Vec<String> = ports.iter().map(|p| common::endpoint(*p)).collect();
-    let mut replicas: Vec<_> = (1..=3)
-        .map(|id| common::log_replica(CLUSTER, dir.path(), id, &ports))
-        .collect();
-    replicas.iter_mut().for_each(common::Process::start);
-    let ps_port = common::free_port();
-    let ps_endpoint = common::endpoint(ps_port);
-    let mut ps = page_server(dir.path(), ps_port, &log);
-    ps.start();
+    let (_replicas, log) = start_log(dir.path());
+    let (mut ps, ps_endpoint) = start_page_server(dir.path(), &log, &[]);
 
-    let writer = LogClient::connect(LogClientConfig::new(CLUSTER, "writer", log.clone()))
-        .await
-        .unwrap();
+    let writer = log_writer(&log).await;
     let pages: Vec<PageId> = (0..50).map(|i| PageId::new(5 + i % 2, i)).collect();
     let writing = spawn_writer(&writer, 42, pages, 3000, 5);
 
@@ -234,6 +220,15 @@ fn spawn_writer(
         }
         last
     })
+}
+
+/// A page server on `dir/pageserver` following `log`, started; its
+/// endpoint.
+fn start_page_server(dir: &Path, log: &[String], extra: &[&str]) -> (common::Process, String) {
+    let port = common::free_port();
+    let mut ps = page_server_with(dir, "pageserver", port, log, extra);
+    ps.start();
+    (ps, common::endpoint(port))
 }
 
 /// A writer to the log at `log`.
@@ -362,13 +357,10 @@ async fn sigkilled_during_uploads_the_bucket_stays_consistent_and_answers_stay_t
     let seed = test_seed(2027);
     let dir = tempfile::tempdir().unwrap();
     let (_replicas, log) = start_log(dir.path());
-    let ps_port = common::free_port();
-    let ps_endpoint = common::endpoint(ps_port);
     // A budget of one small layer: uploaded layers are evicted soon after
     // they are published, and reads download them again.
     let tiny_budget = ["--disk-budget-bytes", "65536"];
-    let mut ps = page_server_with(dir.path(), "pageserver", ps_port, &log, &tiny_budget);
-    ps.start();
+    let (mut ps, ps_endpoint) = start_page_server(dir.path(), &log, &tiny_budget);
     let writer = log_writer(&log).await;
     let pages: Vec<PageId> = (0..40).map(|i| PageId::new(5, i)).collect();
     let writing = spawn_writer(&writer, 7, pages, 1500, 4);
@@ -453,10 +445,7 @@ async fn an_s3_bucket_from_the_config_file_recovers_an_empty_disk() {
     .unwrap();
     let with_config = ["--config", config.to_str().unwrap()];
     let (_replicas, log) = start_log(dir.path());
-    let ps_port = common::free_port();
-    let ps_endpoint = common::endpoint(ps_port);
-    let mut ps = page_server_with(dir.path(), "pageserver", ps_port, &log, &with_config);
-    ps.start();
+    let (mut ps, ps_endpoint) = start_page_server(dir.path(), &log, &with_config);
     let writer = log_writer(&log).await;
     let pages: Vec<PageId> = (0..40).map(|i| PageId::new(6, i)).collect();
     let writing = spawn_writer(&writer, 9, pages, 600, 4);
