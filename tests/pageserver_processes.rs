@@ -14,6 +14,11 @@
 //! The third does the same with an S3 bucket (moto's S3 server), set in
 //! the page server's config file: killed once, then an empty disk
 //! recovers from S3 and the log.
+//!
+//! The fourth reaches S3 through the environment alone: a second page
+//! server takes the bucket over from a running one, which is fenced (it
+//! publishes nothing more, and says so when stopped); the newer index
+//! names none of its later objects, and an empty disk recovers from it.
 
 mod common;
 
@@ -288,7 +293,14 @@ struct Recovery<'a> {
     dir: &'a Path,
     log: &'a [String],
     extra: &'a [&'a str],
+    env: &'a [(&'a str, String)],
     end: Lsn,
+}
+
+/// `process` with `env` added to its environment.
+fn with_env(process: common::Process, env: &[(&str, String)]) -> common::Process {
+    env.iter()
+        .fold(process, |p, (key, value)| p.with_env(key, value))
 }
 
 impl Recovery<'_> {
@@ -301,7 +313,10 @@ impl Recovery<'_> {
         rng: &mut Rng,
     ) -> strata_pageserver::client::Status {
         let port = common::free_port();
-        let mut fresh = page_server_with(self.dir, "fresh", port, self.log, self.extra);
+        let mut fresh = with_env(
+            page_server_with(self.dir, "fresh", port, self.log, self.extra),
+            self.env,
+        );
         fresh.start();
         let mut c = client(&common::endpoint(port)).await;
         wait_ingested(&mut c, self.end).await;
@@ -415,6 +430,7 @@ async fn sigkilled_during_uploads_the_bucket_stays_consistent_and_answers_stay_t
         dir: dir.path(),
         log: &log,
         extra: &tiny_budget,
+        env: &[],
         end,
     };
     recovered.answers_the_same(&answers, &model, &mut rng).await;
@@ -480,6 +496,7 @@ async fn an_s3_bucket_from_the_config_file_recovers_an_empty_disk() {
         dir: dir.path(),
         log: &log,
         extra: &with_config,
+        env: &[],
         end,
     };
     let status = recovered.answers_the_same(&answers, &model, &mut rng).await;
@@ -488,4 +505,134 @@ async fn an_s3_bucket_from_the_config_file_recovers_an_empty_disk() {
     assert!(check_bucket_at(&bucket).await > 0);
     // S3 only: no local bucket was made beside the data directories.
     assert!(!dir.path().join("bucket").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombie_on_an_s3_bucket_from_the_environment_is_fenced() {
+    let seed = test_seed(2029);
+    let s3 = strata_pageserver::testing::S3Server::start();
+    let bucket = s3.create_bucket("strata-zombie");
+    let dir = tempfile::tempdir().unwrap();
+    // No config file: the bucket is a flag, and how to reach S3 comes from
+    // the AWS_* environment alone.
+    let settings = s3.settings();
+    let environment = [
+        ("AWS_ENDPOINT", settings.endpoint.unwrap()),
+        ("AWS_REGION", settings.region.unwrap()),
+        ("AWS_ACCESS_KEY_ID", settings.access_key_id.unwrap()),
+        ("AWS_SECRET_ACCESS_KEY", settings.secret_access_key.unwrap()),
+        ("AWS_ALLOW_HTTP", "true".to_string()),
+    ];
+    let flags = ["--bucket", "s3://strata-zombie"];
+    let on_s3 = |data_dir: &str, port: u16, log: &[String]| {
+        with_env(
+            page_server_with(dir.path(), data_dir, port, log, &flags),
+            &environment,
+        )
+    };
+    let (_replicas, log) = start_log(dir.path());
+    let writer = log_writer(&log).await;
+    let pages: Vec<PageId> = (0..40).map(|i| PageId::new(7, i)).collect();
+
+    // The first page server uploads, and answers.
+    let zombie_port = common::free_port();
+    let zombie_stderr = dir.path().join("zombie.stderr");
+    let mut zombie = on_s3("pageserver", zombie_port, &log).with_stderr_to(&zombie_stderr);
+    zombie.start();
+    let mut z = client(&common::endpoint(zombie_port)).await;
+    let first = spawn_writer(&writer, 11, pages.clone(), 300, 4)
+        .await
+        .unwrap();
+    wait_ingested(&mut z, first).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while z.status().await.unwrap().uploaded_lsn == 0 {
+        assert!(Instant::now() < deadline, "nothing was uploaded to S3");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(z.status().await.unwrap().generation, 1);
+    let mut rng = Rng::new(seed);
+    let (mut answers, mut model) = (Vec::new(), Model::new());
+    follow(&mut model, &log, first).await;
+    record_answers(&mut z, &model, &mut rng, first, 30, &mut answers).await;
+    assert!(!answers.is_empty());
+
+    // A second one takes the bucket over while the first still runs.
+    let newer_port = common::free_port();
+    let mut newer = on_s3("second", newer_port, &log);
+    newer.start();
+    let mut n = client(&common::endpoint(newer_port)).await;
+    assert_eq!(n.status().await.unwrap().generation, 2);
+    let remote = strata_pageserver::remote::Bucket::open(&bucket, CLUSTER).unwrap();
+    let at_takeover: BTreeSet<(String, u32)> = remote
+        .list_layers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(name, generation, _)| (name, generation))
+        .collect();
+    let end = spawn_writer(&writer, 12, pages, 300, 4).await.unwrap();
+    writer.close();
+    follow(&mut model, &log, end).await;
+    wait_ingested(&mut n, end).await;
+    wait_ingested(&mut z, end).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while n.status().await.unwrap().uploaded_lsn < end.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the newer one never uploads the end"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The first one tries to publish what it froze since, and is fenced:
+    // it published nothing past the takeover.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !z.status().await.unwrap().upload_fenced {
+        assert!(Instant::now() < deadline, "the zombie is never fenced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let zombie_status = z.status().await.unwrap();
+    assert!(zombie_status.uploaded_lsn <= first.0, "{zombie_status:?}");
+    // Both still answer from the log, and alike.
+    for (page, lsn, before) in &answers {
+        for c in [&mut z, &mut n] {
+            let after = c.get_page(*page, *lsn).await.unwrap();
+            assert_eq!((after.from, &after.page), (before.from, &before.page));
+        }
+    }
+    // Stopped, the zombie says why it stopped uploading, and fails.
+    let exit = zombie.stop();
+    assert!(!exit.success(), "a fenced page server exited with {exit}");
+    let said = std::fs::read_to_string(&zombie_stderr).unwrap();
+    assert!(
+        said.contains("fenced: a page server of generation 2 owns the bucket"),
+        "{said}"
+    );
+    newer.kill();
+
+    // The bucket's newest index is the newer one's; every object it names
+    // is intact, and none is a generation-1 object uploaded after the
+    // takeover (the zombie's).
+    let index = remote.newest_index().await.unwrap().unwrap();
+    assert_eq!(index.generation, 2);
+    assert!(index.manifest.durable_lsn >= end);
+    assert!(check_bucket_at(&bucket).await > 0);
+    for (name, layer) in index.by_name() {
+        assert!(
+            layer.generation == 2 || at_takeover.contains(&(name.clone(), layer.generation)),
+            "the zombie's {name} is named"
+        );
+    }
+
+    // An empty disk, the bucket and the log: generation 3, the same
+    // answers.
+    let recovered = Recovery {
+        dir: dir.path(),
+        log: &log,
+        extra: &flags,
+        env: &environment,
+        end,
+    };
+    let status = recovered.answers_the_same(&answers, &model, &mut rng).await;
+    assert_eq!(status.generation, 3, "{status:?}");
 }

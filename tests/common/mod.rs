@@ -30,22 +30,53 @@ pub fn free_port() -> u16 {
     panic!("no free port in {FIRST}..{}", FIRST + COUNT)
 }
 
-/// One `strata <role>` process, restartable with the same flags.
+/// One `strata <role>` process, restartable with the same flags and
+/// environment.
 pub struct Process {
     args: Vec<String>,
+    env: Vec<(String, String)>,
+    stderr: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl Process {
     pub fn new(args: Vec<String>) -> Process {
-        Process { args, child: None }
+        Process {
+            args,
+            env: Vec::new(),
+            stderr: None,
+            child: None,
+        }
+    }
+
+    /// Starts it with `key=value` in its environment as well.
+    pub fn with_env(mut self, key: &str, value: &str) -> Process {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Appends its standard error to `path` instead of the test's.
+    pub fn with_stderr_to(mut self, path: &Path) -> Process {
+        self.stderr = Some(path.into());
+        self
     }
 
     pub fn start(&mut self) {
+        let stderr = match &self.stderr {
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("opening the stderr file")
+                .into(),
+            None => Stdio::inherit(),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .args(&self.args)
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("starting strata");
         self.child = Some(child);
@@ -63,6 +94,13 @@ impl Process {
     pub fn terminate(&mut self) {
         terminate(self.child.take().expect("running"), &self.args[0]);
     }
+
+    /// SIGTERM; how it exited.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        sigterm(&child);
+        child.wait().unwrap()
+    }
 }
 
 impl Drop for Process {
@@ -73,6 +111,12 @@ impl Drop for Process {
 
 /// SIGTERM (what Ctrl-C does), then asserts a clean exit (status 0).
 pub fn terminate(mut child: Child, what: &str) {
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "strata {what} exited with {status}");
+}
+
+fn sigterm(child: &Child) {
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -81,8 +125,6 @@ pub fn terminate(mut child: Child, what: &str) {
             .unwrap()
             .success()
     );
-    let status = child.wait().unwrap();
-    assert!(status.success(), "strata {what} exited with {status}");
 }
 
 /// A log replica: `strata logservice` with id `id` (1-based) of `ports`.
