@@ -28,6 +28,17 @@
 //! crc32 of its whole content, so a download checks every byte before a
 //! file is written locally ([`recover`]).
 //!
+//! **A local bucket links layer files instead of copying them** when it
+//! can ([`Bucket::put_layer_file`]): a layer file is complete and fsynced
+//! before any manifest names it, and never written again (a download
+//! writes a new file and renames it into place), so a hard link puts the
+//! same bytes in the bucket as a copy would, without writing them a
+//! second time to the same disk or fsyncing them again. The link is made
+//! under a staging name, crc'd from the bucket's side, renamed into place
+//! and its directory fsynced, so the object appears whole or not at all,
+//! as `LocalFileSystem`'s own put does. A bucket on another file system
+//! (the link is refused) is written by copy through `object_store`.
+//!
 //! Index object format, little-endian, crc32 at the end:
 //!
 //! ```text
@@ -46,6 +57,7 @@ pub mod upload;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -53,7 +65,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{
     GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::error::{PageServerError, Result};
 use crate::layer::delta_file::ByteReader;
@@ -256,6 +268,11 @@ pub struct Bucket {
     multipart_threshold: u64,
     /// The size of one part (S3 wants at least 5 MiB but the last).
     part_bytes: usize,
+    /// A local bucket's store and root directory: layer files are put by
+    /// hard link ([`link_layer_file`]).
+    local: Option<(Arc<object_store::local::LocalFileSystem>, PathBuf)>,
+    /// Set once the file system refused a link: copies from then on.
+    links_refused: AtomicBool,
 }
 
 /// Layer files above this are uploaded in parts ([`Bucket::put_layer_file`]).
@@ -302,6 +319,86 @@ async fn read_chunk(file: &mut tokio::fs::File) -> std::io::Result<Option<Bytes>
     Ok((filled > 0).then(|| buf.freeze()))
 }
 
+/// What [`link_layer_file`] did.
+#[derive(Debug)]
+enum Linked {
+    /// The object is in place: its size and crc32.
+    Object { bytes: u64, crc: u32 },
+    /// The layer file is gone (a newer manifest dropped it).
+    SourceGone,
+    /// The file system will not link it here (another file system, or
+    /// no hard links): copy instead.
+    Refused(std::io::Error),
+}
+
+/// Puts layer file `from` into a local bucket as the object at file
+/// `object` by hard link: linked under a staging name (`OBJECT#0`, which
+/// `LocalFileSystem` leaves out of listings, as its own staged puts), read
+/// back for its size and crc, renamed into place, and the directory
+/// fsynced. Directories made on the way are fsynced up to `root`. The
+/// file's bytes are already durable (a layer file is fsynced before a
+/// manifest names it, and only named files are uploaded).
+fn link_layer_file(
+    from: &std::path::Path,
+    object: &std::path::Path,
+    root: &std::path::Path,
+) -> std::io::Result<Linked> {
+    use std::io::{ErrorKind, Read};
+    let dir = object
+        .parent()
+        .ok_or_else(|| std::io::Error::other("an object path without a directory"))?;
+    let mut staged = object.as_os_str().to_owned();
+    staged.push("#0");
+    let staged = PathBuf::from(staged);
+    match std::fs::remove_file(&staged) {
+        Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    loop {
+        match std::fs::hard_link(from, &staged) {
+            Ok(()) => break,
+            Err(e) if e.kind() == ErrorKind::NotFound && !from.exists() => {
+                return Ok(Linked::SourceGone);
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound && !dir.exists() => {
+                std::fs::create_dir_all(dir)?;
+                let mut made = Some(dir);
+                while let Some(d) = made.and_then(std::path::Path::parent) {
+                    std::fs::File::open(d)?.sync_all()?;
+                    made = (d != root && d.starts_with(root)).then_some(d);
+                }
+            }
+            Err(e)
+                if e.kind() == ErrorKind::CrossesDevices
+                    || e.raw_os_error() == Some(libc::EPERM)
+                    || e.raw_os_error() == Some(libc::EMLINK) =>
+            {
+                return Ok(Linked::Refused(e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut file = std::fs::File::open(&staged)?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; IO_CHUNK];
+    loop {
+        match file.read(&mut buf)? {
+            0 => break,
+            n => {
+                crc.update(&buf[..n]);
+                bytes += n as u64;
+            }
+        }
+    }
+    std::fs::rename(&staged, object)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(Linked::Object {
+        bytes,
+        crc: crc.finalize(),
+    })
+}
+
 /// Bytes `range` of `file` (fewer if the file ends first), read in
 /// [`IO_CHUNK`] calls.
 fn read_file_range(mut file: std::fs::File, range: std::ops::Range<u64>) -> std::io::Result<Bytes> {
@@ -333,6 +430,7 @@ fn key_generation(name: &str) -> Option<u32> {
 impl Bucket {
     /// Opens (a local one: creates) the bucket `config` names.
     pub fn open(config: &BucketConfig, cluster_id: &str) -> Result<Bucket> {
+        let mut local = None;
         let (store, describe): (Arc<dyn ObjectStore>, String) = match config {
             BucketConfig::Local(dir) => {
                 std::fs::create_dir_all(dir)
@@ -341,7 +439,9 @@ impl Bucket {
                     .map_err(store_error(format!("opening {}", dir.display())))?
                     .with_fsync(true)
                     .with_automatic_cleanup(true);
-                (Arc::new(fs), dir.display().to_string())
+                let fs = Arc::new(fs);
+                local = Some((fs.clone(), dir.clone()));
+                (fs, dir.display().to_string())
             }
             BucketConfig::S3 { bucket, settings } => {
                 let mut builder =
@@ -373,6 +473,8 @@ impl Bucket {
             describe,
             multipart_threshold: MULTIPART_THRESHOLD,
             part_bytes: PART_BYTES,
+            local,
+            links_refused: AtomicBool::new(false),
         })
     }
 
@@ -384,6 +486,14 @@ impl Bucket {
         self
     }
 
+    /// Copies layer files into a local bucket instead of linking them
+    /// (tests of the copy path).
+    #[cfg(test)]
+    pub(crate) fn copying(mut self) -> Bucket {
+        self.local = None;
+        self
+    }
+
     /// Uploads the layer file at `path` as `file_name` under `generation`,
     /// returning what the index records of it (size, crc of the whole
     /// object); `None` if the file is gone (a newer manifest dropped it).
@@ -392,12 +502,47 @@ impl Bucket {
     /// smaller one in one put. Either way the object appears whole or not
     /// at all (a local bucket stages it and renames, fsyncing both, as
     /// for a put), and a download checks the crc over the whole object.
+    /// A local bucket links the file instead where it can (module docs).
     pub async fn put_layer_file(
         &self,
         file_name: &str,
         generation: u32,
         path: &std::path::Path,
     ) -> Result<Option<RemoteLayer>> {
+        if let Some((fs, root)) = &self.local
+            && !self.links_refused.load(Ordering::Relaxed)
+        {
+            let key = self.layer_key(file_name, generation);
+            let object = fs
+                .path_to_filesystem(&key)
+                .map_err(store_error(format!("placing {key}")))?;
+            let (from, root) = (path.to_path_buf(), root.clone());
+            let linked =
+                tokio::task::spawn_blocking(move || link_layer_file(&from, &object, &root))
+                    .await
+                    .map_err(|e| {
+                        PageServerError::io(format!("linking {key}"))(std::io::Error::other(e))
+                    })?
+                    .map_err(PageServerError::io(format!(
+                        "linking {} as {key}",
+                        path.display()
+                    )))?;
+            match linked {
+                Linked::Object { bytes, crc } => {
+                    return Ok(Some(RemoteLayer {
+                        generation,
+                        crc,
+                        bytes,
+                    }));
+                }
+                Linked::SourceGone => return Ok(None),
+                Linked::Refused(e) => {
+                    warn!(bucket = %self.describe, error = %e,
+                        "the bucket's file system refuses hard links to layer files; copying them");
+                    self.links_refused.store(true, Ordering::Relaxed);
+                }
+            }
+        }
         let io_err = |e| PageServerError::io(format!("reading {}", path.display()))(e);
         let mut file = match tokio::fs::File::open(path).await {
             Ok(f) => f,
@@ -924,6 +1069,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bucket = Bucket::open(&BucketConfig::Local(dir.path().join("b")), "c")
             .unwrap()
+            .copying()
             .with_multipart(10_000, 16_384);
         let data = random_bytes(11, 100_003);
         let layer = round_trip(&bucket, dir.path(), "big.delta", 4, &data).await;
@@ -959,7 +1105,9 @@ mod tests {
     #[tokio::test]
     async fn a_layer_of_several_io_chunks_goes_up_whole_in_one_put() {
         let dir = tempfile::tempdir().unwrap();
-        let bucket = Bucket::open(&BucketConfig::Local(dir.path().join("b")), "c").unwrap();
+        let bucket = Bucket::open(&BucketConfig::Local(dir.path().join("b")), "c")
+            .unwrap()
+            .copying();
         // Two whole chunks and a part of one: read, crc'd and written
         // chunk by chunk, none lost or repeated.
         let data = random_bytes(12, 2 * IO_CHUNK + 12_345);
@@ -987,6 +1135,75 @@ mod tests {
         stored.set_len(IO_CHUNK as u64 + 7).unwrap();
         let err = bucket.get_layer("mid.delta", layer).await.unwrap_err();
         assert!(matches!(err, PageServerError::Corrupt { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_local_bucket_links_layer_files_and_copies_across_file_systems() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(&BucketConfig::Local(dir.path().join("b")), "c").unwrap();
+        let object = |name: &str, generation| {
+            dir.path()
+                .join("b")
+                .join(bucket.layer_key(name, generation).as_ref())
+        };
+        // The bucket's first object: its directories are made on the way.
+        // Multipart sizes do not matter to a link.
+        let data = random_bytes(13, 3 * IO_CHUNK + 5);
+        let layer = round_trip(&bucket, dir.path(), "a.delta", 6, &data).await;
+        let (source, stored) = (
+            std::fs::metadata(dir.path().join("a.delta")).unwrap(),
+            std::fs::metadata(object("a.delta", 6)).unwrap(),
+        );
+        assert_eq!((stored.dev(), stored.ino()), (source.dev(), source.ino()));
+        assert_eq!(stored.nlink(), 2);
+        // A staged link left by an interrupted put is replaced; no staged
+        // name is left or listed.
+        let staged = |name: &str, generation| {
+            let mut p = object(name, generation).into_os_string();
+            p.push("#0");
+            PathBuf::from(p)
+        };
+        std::fs::write(staged("b.delta", 6), b"left over").unwrap();
+        round_trip(&bucket, dir.path(), "b.delta", 6, b"bee").await;
+        assert!(!staged("a.delta", 6).exists() && !staged("b.delta", 6).exists());
+        let mut listed: Vec<(String, u32)> = bucket
+            .list_layers()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(name, generation, _)| (name, generation))
+            .collect();
+        listed.sort();
+        assert_eq!(listed, [("a.delta".into(), 6), ("b.delta".into(), 6)]);
+        // The object outlives the local file (eviction, a wiped disk).
+        std::fs::remove_file(dir.path().join("a.delta")).unwrap();
+        assert_eq!(bucket.get_layer("a.delta", layer).await.unwrap(), data);
+        assert_eq!(
+            bucket
+                .put_layer_file("a.delta", 7, &dir.path().join("a.delta"))
+                .await
+                .unwrap(),
+            None
+        );
+        // From another file system the link is refused, and the file is
+        // copied (and every later one: the refusal is remembered).
+        let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("no /dev/shm: the copy after a refused link is not checked");
+            return;
+        };
+        if std::fs::metadata(shm.path()).unwrap().dev() == source.dev() {
+            eprintln!("/dev/shm is this file system: the copy after a refused link is not checked");
+            return;
+        }
+        let elsewhere = random_bytes(14, 1000);
+        round_trip(&bucket, shm.path(), "c.delta", 6, &elsewhere).await;
+        assert_ne!(
+            std::fs::metadata(object("c.delta", 6)).unwrap().dev(),
+            std::fs::metadata(shm.path().join("c.delta")).unwrap().dev()
+        );
+        round_trip(&bucket, dir.path(), "d.delta", 6, b"dee").await;
+        assert_eq!(std::fs::metadata(object("d.delta", 6)).unwrap().nlink(), 1);
     }
 
     /// Creates bucket `name` on `server` and opens it for cluster "c".
