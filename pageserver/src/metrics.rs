@@ -546,7 +546,7 @@ fn put_upload(
         ),
         (
             "orphans_deleted_total",
-            "Orphan layer objects of older generations deleted.",
+            "Orphan layer objects of older generations deleted (and, in a local bucket, staged names interrupted puts left).",
             u.orphans_deleted,
         ),
         (

@@ -792,6 +792,66 @@ impl Bucket {
             .collect())
     }
 
+    /// Deletes what interrupted puts left in a local bucket's layer
+    /// directory: staged names (`KEY#DIGITS`: a link staged by
+    /// [`link_layer_file`], or `LocalFileSystem`'s own staged put) of
+    /// generations older than `ours`, at least `grace` old; the number
+    /// deleted. Listings leave these names out, so nothing else would
+    /// ever delete them, and a staged link keeps its layer's bytes on disk
+    /// after the page server has deleted its own name. An S3 bucket has
+    /// none (an interrupted multipart upload is aborted, or expires by the
+    /// bucket's lifecycle rules). Our own generation's are left alone (a
+    /// put may be in flight); the generation check comes first, as for any
+    /// deletion.
+    pub async fn delete_stale_staged(&self, ours: u32, grace: std::time::Duration) -> Result<u64> {
+        let Some((fs, _)) = &self.local else {
+            return Ok(0);
+        };
+        let dir = fs
+            .path_to_filesystem(&self.key("layers", "x"))
+            .map_err(store_error("placing the layer directory".into()))?;
+        let Some(dir) = dir.parent().map(std::path::Path::to_path_buf) else {
+            return Ok(0);
+        };
+        self.check_generation(ours).await?;
+        let sweep = move || -> std::io::Result<u64> {
+            let entries = match std::fs::read_dir(&dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                other => other?,
+            };
+            let mut deleted = 0;
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some((key, suffix)) = name.to_str().and_then(|n| n.split_once('#')) else {
+                    continue;
+                };
+                let staged = !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit());
+                let older = key_generation(key).is_some_and(|g| g < ours);
+                let age = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
+                if staged && older && age >= grace {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => deleted += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(deleted)
+        };
+        let deleted = tokio::task::spawn_blocking(sweep)
+            .await
+            .map_err(|e| PageServerError::io("sweeping staged objects")(std::io::Error::other(e)))?
+            .map_err(PageServerError::io(format!(
+                "sweeping staged objects of {}",
+                self.describe
+            )))?;
+        if deleted > 0 {
+            info!(deleted, "deleted staged objects of interrupted puts");
+        }
+        Ok(deleted)
+    }
+
     /// Deletes the generation markers and index objects of generations
     /// older than `ours`; the number deleted. Only once `ours` has its
     /// own index in the bucket (otherwise an older index is still the one
@@ -1204,6 +1264,51 @@ mod tests {
         );
         round_trip(&bucket, dir.path(), "d.delta", 6, b"dee").await;
         assert_eq!(std::fs::metadata(object("d.delta", 6)).unwrap().nlink(), 1);
+    }
+
+    #[tokio::test]
+    async fn staged_names_of_older_generations_are_swept_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(&BucketConfig::Local(dir.path().join("b")), "c").unwrap();
+        bucket.take_generation().await.unwrap();
+        let ours = bucket.take_generation().await.unwrap();
+        assert_eq!(ours, 2);
+        // Nothing in the bucket yet: nothing to do.
+        let none = std::time::Duration::ZERO;
+        assert_eq!(bucket.delete_stale_staged(ours, none).await.unwrap(), 0);
+        round_trip(&bucket, dir.path(), "kept.delta", 1, b"object").await;
+        let layers = dir.path().join("b").join("c").join("layers");
+        let names = [
+            "a.delta-0000000001#0", // a staged link, older: deleted
+            "b.delta-0000000001#3", // a staged put, older: deleted
+            "c.delta-0000000002#0", // ours: kept
+            "d.delta-0000000003#1", // newer: kept
+            "e.delta-0000000001#x", // not a staged name: kept
+        ];
+        for name in names {
+            std::fs::write(layers.join(name), b"left over").unwrap();
+        }
+        // Younger than the grace period: kept.
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(bucket.delete_stale_staged(ours, hour).await.unwrap(), 0);
+        assert_eq!(bucket.delete_stale_staged(ours, none).await.unwrap(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(&layers)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "c.delta-0000000002#0",
+                "d.delta-0000000003#1",
+                "e.delta-0000000001#x",
+                "kept.delta-0000000001",
+            ]
+        );
+        // A fenced page server deletes nothing.
+        let err = bucket.delete_stale_staged(1, none).await.unwrap_err();
+        assert!(matches!(err, PageServerError::Fenced { .. }), "{err}");
     }
 
     /// Creates bucket `name` on `server` and opens it for cluster "c".

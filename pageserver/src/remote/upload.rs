@@ -64,7 +64,8 @@ pub struct UploadFigures {
     pub layers_uploaded: u64,
     pub bytes_uploaded: u64,
     pub objects_deleted: u64,
-    /// Objects of older generations that no index of ours named, swept.
+    /// Objects of older generations that no index of ours named, swept
+    /// (and a local bucket's staged names of older generations).
     pub orphans_deleted: u64,
     /// Generation markers and indexes of older generations, swept.
     pub old_generation_objects_deleted: u64,
@@ -159,6 +160,18 @@ impl Uploader {
                             last_sweep = Some(Instant::now());
                             if let Err(e) = self.sweep_orphans(&m).await {
                                 warn!(error = %e, "cannot sweep orphan objects; trying later");
+                            }
+                            match self
+                                .bucket
+                                .delete_stale_staged(self.state.generation, self.orphan_grace)
+                                .await
+                            {
+                                Ok(n) => {
+                                    self.state.orphans_deleted.fetch_add(n, Ordering::Relaxed);
+                                }
+                                Err(e) => {
+                                    warn!(error = %e, "cannot sweep staged objects; trying later")
+                                }
                             }
                             match self
                                 .bucket
