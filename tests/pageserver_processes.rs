@@ -563,13 +563,7 @@ async fn a_zombie_on_an_s3_bucket_from_the_environment_is_fenced() {
     let mut n = client(&common::endpoint(newer_port)).await;
     assert_eq!(n.status().await.unwrap().generation, 2);
     let remote = strata_pageserver::remote::Bucket::open(&bucket, CLUSTER).unwrap();
-    let at_takeover: BTreeSet<(String, u32)> = remote
-        .list_layers()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(name, generation, _)| (name, generation))
-        .collect();
+    let at_takeover = remote.layer_objects().await.unwrap();
     let end = spawn_writer(&writer, 12, pages, 300, 4).await.unwrap();
     writer.close();
     follow(&mut model, &log, end).await;

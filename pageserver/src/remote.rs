@@ -792,6 +792,16 @@ impl Bucket {
             .collect())
     }
 
+    /// Every layer object in the bucket as (file name, generation).
+    pub async fn layer_objects(&self) -> Result<std::collections::BTreeSet<(String, u32)>> {
+        Ok(self
+            .list_layers()
+            .await?
+            .into_iter()
+            .map(|(name, generation, _)| (name, generation))
+            .collect())
+    }
+
     /// Deletes what interrupted puts left in a local bucket's layer
     /// directory: staged names (`KEY#DIGITS`: a link staged by
     /// [`link_layer_file`], or `LocalFileSystem`'s own staged put) of
@@ -1227,15 +1237,10 @@ mod tests {
         std::fs::write(staged("b.delta", 6), b"left over").unwrap();
         round_trip(&bucket, dir.path(), "b.delta", 6, b"bee").await;
         assert!(!staged("a.delta", 6).exists() && !staged("b.delta", 6).exists());
-        let mut listed: Vec<(String, u32)> = bucket
-            .list_layers()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(name, generation, _)| (name, generation))
-            .collect();
-        listed.sort();
-        assert_eq!(listed, [("a.delta".into(), 6), ("b.delta".into(), 6)]);
+        assert_eq!(
+            Vec::from_iter(bucket.layer_objects().await.unwrap()),
+            [("a.delta".into(), 6), ("b.delta".into(), 6)]
+        );
         // The object outlives the local file (eviction, a wiped disk).
         std::fs::remove_file(dir.path().join("a.delta")).unwrap();
         assert_eq!(bucket.get_layer("a.delta", layer).await.unwrap(), data);
@@ -1361,17 +1366,9 @@ mod tests {
             bucket.put_layer_file("gone.delta", 4, &gone).await.unwrap(),
             None
         );
-        let mut listed: Vec<(String, u32)> = bucket
-            .list_layers()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(name, generation, _)| (name, generation))
-            .collect();
-        listed.sort();
         assert_eq!(
-            listed,
-            vec![("big.delta".into(), 4), ("small.delta".into(), 4)]
+            Vec::from_iter(bucket.layer_objects().await.unwrap()),
+            [("big.delta".into(), 4), ("small.delta".into(), 4)]
         );
         // A flipped bit in the stored object is caught by its crc.
         let mut stored = data.clone();
