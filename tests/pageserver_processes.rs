@@ -86,6 +86,15 @@ async fn wait_ingested(c: &mut PageServerClient, lsn: Lsn) {
     }
 }
 
+/// Waits until the bucket holds a manifest covering `lsn` (Lsn(1): any).
+async fn wait_uploaded(c: &mut PageServerClient, lsn: Lsn) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Lsn(c.status().await.unwrap().uploaded_lsn) < lsn {
+        assert!(Instant::now() < deadline, "uploads do not reach {lsn}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The status once it shows an eviction, or the last one seen when
 /// `patience` has passed.
 async fn wait_for_evictions(
@@ -470,11 +479,7 @@ async fn an_s3_bucket_from_the_config_file_recovers_an_empty_disk() {
     let mut rng = Rng::new(seed);
     let (mut answers, mut model) = (Vec::new(), Model::new());
     let mut c = client(&ps_endpoint).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while c.status().await.unwrap().uploaded_lsn == 0 {
-        assert!(Instant::now() < deadline, "nothing was uploaded to S3");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_uploaded(&mut c, Lsn(1)).await;
     let ingested = Lsn(c.status().await.unwrap().ingested_lsn);
     follow(&mut model, &log, ingested).await;
     record_answers(&mut c, &model, &mut rng, ingested, 30, &mut answers).await;
@@ -544,11 +549,7 @@ async fn a_zombie_on_an_s3_bucket_from_the_environment_is_fenced() {
         .await
         .unwrap();
     wait_ingested(&mut z, first).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while z.status().await.unwrap().uploaded_lsn == 0 {
-        assert!(Instant::now() < deadline, "nothing was uploaded to S3");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_uploaded(&mut z, Lsn(1)).await;
     assert_eq!(z.status().await.unwrap().generation, 1);
     let mut rng = Rng::new(seed);
     let (mut answers, mut model) = (Vec::new(), Model::new());
@@ -569,14 +570,7 @@ async fn a_zombie_on_an_s3_bucket_from_the_environment_is_fenced() {
     follow(&mut model, &log, end).await;
     wait_ingested(&mut n, end).await;
     wait_ingested(&mut z, end).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while n.status().await.unwrap().uploaded_lsn < end.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the newer one never uploads the end"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_uploaded(&mut n, end).await;
 
     // The first one tries to publish what it froze since, and is fenced:
     // it published nothing past the takeover.
