@@ -90,8 +90,11 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     let ps_endpoint = endpoint(&ps_listener)?;
     let mysql_addr = mysql_listener.local_addr()?;
 
-    // The storage stops only after the compute node has.
+    // The storage stops only after the compute node has, and the log
+    // replicas only after the page server: it stops ingest, flushes and
+    // uploads its last manifest while the log can still answer it.
     let storage_stop = CancellationToken::new();
+    let log_stop = CancellationToken::new();
     let mut roles: Vec<(&str, JoinHandle<Result<()>>)> = Vec::new();
     for (i, listener) in log_listeners.into_iter().enumerate() {
         let id = i as u32 + 1;
@@ -107,7 +110,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             .filter(|(j, _)| *j != i)
             .map(|(_, e)| e.clone())
             .collect();
-        let served = strata_logservice::server::serve_on(listener, c, storage_stop.clone());
+        let served = strata_logservice::server::serve_on(listener, c, log_stop.clone());
         roles.push((
             "log replica",
             tokio::spawn(async move { Ok(served.await?) }),
@@ -125,7 +128,13 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     let served = strata_pageserver::server::serve_on(ps_listener, ps, storage_stop.clone());
     roles.push((
         "page server",
-        tokio::spawn(async move { Ok(served.await?) }),
+        tokio::spawn(async move {
+            let stopped = served.await;
+            // However it stopped (asked to, or on an error), the log goes
+            // next.
+            log_stop.cancel();
+            Ok(stopped?)
+        }),
     ));
 
     let engine = strata_compute::EngineConfig::new(

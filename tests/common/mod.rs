@@ -157,6 +157,14 @@ pub fn endpoint(port: u16) -> String {
 
 /// `strata up` on MySQL port `port` with any free storage ports, started.
 pub fn up(dir: &Path, port: u16, password: Option<&str>) -> Process {
+    let mut p = up_process(dir, port, password);
+    p.start();
+    p
+}
+
+/// `strata up` on MySQL port `port` with any free storage ports, not
+/// started yet.
+pub fn up_process(dir: &Path, port: u16, password: Option<&str>) -> Process {
     let mut args: Vec<String> = vec![
         "up".into(),
         "--data-dir".into(),
@@ -171,7 +179,5 @@ pub fn up(dir: &Path, port: u16, password: Option<&str>) -> Process {
     if let Some(p) = password {
         args.extend(["--root-password".into(), p.into()]);
     }
-    let mut p = Process::new(args);
-    p.start();
-    p
+    Process::new(args)
 }
