@@ -38,6 +38,8 @@
 //! and its directory fsynced, so the object appears whole or not at all,
 //! as `LocalFileSystem`'s own put does. A bucket on another file system
 //! (the link is refused) is written by copy through `object_store`.
+//! Downloads from it link the other way ([`Bucket::download_layer_to`]),
+//! checked against the index before the link gets the layer's name.
 //!
 //! Index object format, little-endian, crc32 at the end:
 //!
@@ -319,6 +321,18 @@ async fn read_chunk(file: &mut tokio::fs::File) -> std::io::Result<Option<Bytes>
     Ok((filled > 0).then(|| buf.freeze()))
 }
 
+/// Runs a link's file system calls on the blocking pool; an error says
+/// what was `doing`.
+async fn linking<T: Send + 'static>(
+    doing: String,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(done) => done.map_err(PageServerError::io(doing)),
+        Err(e) => Err(PageServerError::io(doing)(std::io::Error::other(e))),
+    }
+}
+
 /// What [`link_layer_file`] did.
 #[derive(Debug)]
 enum Linked {
@@ -343,17 +357,11 @@ fn link_layer_file(
     object: &std::path::Path,
     root: &std::path::Path,
 ) -> std::io::Result<Linked> {
-    use std::io::{ErrorKind, Read};
+    use std::io::ErrorKind;
     let dir = object
         .parent()
         .ok_or_else(|| std::io::Error::other("an object path without a directory"))?;
-    let mut staged = object.as_os_str().to_owned();
-    staged.push("#0");
-    let staged = PathBuf::from(staged);
-    match std::fs::remove_file(&staged) {
-        Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
+    let staged = clear_staged(object, "#0")?;
     loop {
         match std::fs::hard_link(from, &staged) {
             Ok(()) => break,
@@ -368,35 +376,104 @@ fn link_layer_file(
                     made = (d != root && d.starts_with(root)).then_some(d);
                 }
             }
-            Err(e)
-                if e.kind() == ErrorKind::CrossesDevices
-                    || e.raw_os_error() == Some(libc::EPERM)
-                    || e.raw_os_error() == Some(libc::EMLINK) =>
-            {
-                return Ok(Linked::Refused(e));
-            }
+            Err(e) if refuses_links(&e) => return Ok(Linked::Refused(e)),
             Err(e) => return Err(e),
         }
     }
-    let mut file = std::fs::File::open(&staged)?;
+    let (bytes, crc) = size_and_crc(&staged)?;
+    std::fs::rename(&staged, object)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(Linked::Object { bytes, crc })
+}
+
+/// An object whose size and crc are not what the index says.
+fn mismatch(key: &ObjectPath, bytes: u64, crc: u32, layer: RemoteLayer) -> PageServerError {
+    PageServerError::corrupt(
+        key.to_string(),
+        format!(
+            "{bytes} bytes with crc {crc:#010x}; the index says {} bytes, crc {:#010x}",
+            layer.bytes, layer.crc
+        ),
+    )
+}
+
+/// `path` with `suffix`, the staging name of a link to it, with whatever
+/// an interrupted attempt left there removed.
+fn clear_staged(path: &std::path::Path, suffix: &str) -> std::io::Result<PathBuf> {
+    let mut staged = path.as_os_str().to_owned();
+    staged.push(suffix);
+    let staged = PathBuf::from(staged);
+    match std::fs::remove_file(&staged) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(staged),
+    }
+}
+
+/// The size and crc32 of the file at `path`, read in [`IO_CHUNK`] calls.
+fn size_and_crc(path: &std::path::Path) -> std::io::Result<(u64, u32)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
     let mut crc = crc32fast::Hasher::new();
     let mut bytes = 0u64;
     let mut buf = vec![0u8; IO_CHUNK];
     loop {
         match file.read(&mut buf)? {
-            0 => break,
+            0 => return Ok((bytes, crc.finalize())),
             n => {
                 crc.update(&buf[..n]);
                 bytes += n as u64;
             }
         }
     }
-    std::fs::rename(&staged, object)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(Linked::Object {
-        bytes,
-        crc: crc.finalize(),
-    })
+}
+
+/// What [`link_download`] did.
+#[derive(Debug)]
+enum Fetched {
+    /// The object is at the local path, checked.
+    Linked,
+    /// The object's size and crc are not the index's: nothing was left.
+    Mismatch { bytes: u64, crc: u32 },
+    /// The object is missing, or the file system will not link it here:
+    /// download it through the store instead (which reports a missing one).
+    Unlinked,
+}
+
+/// Puts a local bucket's object at file `object` at `path` by hard link
+/// (the reverse of [`link_layer_file`]): linked as `PATH.download`,
+/// checked against `layer`'s size and crc (a mismatch removes it), and
+/// renamed to `path`. The bytes are durable already (the bucket fsynced
+/// them); the caller syncs the directory.
+fn link_download(
+    object: &std::path::Path,
+    path: &std::path::Path,
+    layer: RemoteLayer,
+) -> std::io::Result<Fetched> {
+    use std::io::ErrorKind;
+    let staged = clear_staged(path, ".download")?;
+    match std::fs::hard_link(object, &staged) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound && !object.exists() => {
+            return Ok(Fetched::Unlinked);
+        }
+        Err(e) if refuses_links(&e) => return Ok(Fetched::Unlinked),
+        Err(e) => return Err(e),
+    }
+    let (bytes, crc) = size_and_crc(&staged)?;
+    if (bytes, crc) != (layer.bytes, layer.crc) {
+        std::fs::remove_file(&staged)?;
+        return Ok(Fetched::Mismatch { bytes, crc });
+    }
+    std::fs::rename(&staged, path)?;
+    Ok(Fetched::Linked)
+}
+
+/// Whether a failed link means this file system will not link here
+/// (another file system, or no hard links), as opposed to a failure.
+fn refuses_links(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::CrossesDevices
+        || e.raw_os_error() == Some(libc::EPERM)
+        || e.raw_os_error() == Some(libc::EMLINK)
 }
 
 /// Bytes `range` of `file` (fewer if the file ends first), read in
@@ -517,16 +594,10 @@ impl Bucket {
                 .path_to_filesystem(&key)
                 .map_err(store_error(format!("placing {key}")))?;
             let (from, root) = (path.to_path_buf(), root.clone());
-            let linked =
-                tokio::task::spawn_blocking(move || link_layer_file(&from, &object, &root))
-                    .await
-                    .map_err(|e| {
-                        PageServerError::io(format!("linking {key}"))(std::io::Error::other(e))
-                    })?
-                    .map_err(PageServerError::io(format!(
-                        "linking {} as {key}",
-                        path.display()
-                    )))?;
+            let linked = linking(format!("linking {} as {key}", path.display()), move || {
+                link_layer_file(&from, &object, &root)
+            })
+            .await?;
             match linked {
                 Linked::Object { bytes, crc } => {
                     return Ok(Some(RemoteLayer {
@@ -749,17 +820,45 @@ impl Bucket {
         let data = self.get(&key).await?;
         let crc = crc32fast::hash(&data);
         if crc != layer.crc || data.len() as u64 != layer.bytes {
-            return Err(PageServerError::corrupt(
-                key.to_string(),
-                format!(
-                    "{} bytes with crc {crc:#010x}; the index says {} bytes, crc {:#010x}",
-                    data.len(),
-                    layer.bytes,
-                    layer.crc
-                ),
-            ));
+            return Err(mismatch(&key, data.len() as u64, crc, layer));
         }
         Ok(data)
+    }
+
+    /// Puts layer `file_name`'s object (`layer`, from an index) at `path`,
+    /// checked against the index's size and crc before it is there (a
+    /// mismatch is [`PageServerError::Corrupt`] and leaves nothing): the
+    /// bytes through a `.download` file, fsynced and renamed; from a local
+    /// bucket on the same file system, a hard link to the object instead
+    /// (the object's bytes are durable already). The caller syncs the
+    /// directory.
+    pub async fn download_layer_to(
+        &self,
+        file_name: &str,
+        layer: RemoteLayer,
+        path: &std::path::Path,
+    ) -> Result<()> {
+        let key = self.layer_key(file_name, layer.generation);
+        if let Some((fs, _)) = &self.local {
+            let object = fs
+                .path_to_filesystem(&key)
+                .map_err(store_error(format!("placing {key}")))?;
+            let to = path.to_path_buf();
+            let fetched = linking(format!("linking {key} as {}", path.display()), move || {
+                link_download(&object, &to, layer)
+            })
+            .await?;
+            match fetched {
+                Fetched::Linked => return Ok(()),
+                Fetched::Mismatch { bytes, crc } => return Err(mismatch(&key, bytes, crc, layer)),
+                Fetched::Unlinked => {}
+            }
+        }
+        let data = self.get_layer(file_name, layer).await?;
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || recover::write_durably(&path, &data))
+            .await
+            .map_err(|e| PageServerError::Unavailable(format!("a download task failed: {e}")))?
     }
 
     /// Deletes a layer object (one already gone is fine). The caller has
@@ -1244,6 +1343,36 @@ mod tests {
         // The object outlives the local file (eviction, a wiped disk).
         std::fs::remove_file(dir.path().join("a.delta")).unwrap();
         assert_eq!(bucket.get_layer("a.delta", layer).await.unwrap(), data);
+        // A download is a link too, checked against the index first: a
+        // size or crc the object does not have is refused, leaving nothing.
+        let back = dir.path().join("back");
+        std::fs::create_dir(&back).unwrap();
+        bucket
+            .download_layer_to("a.delta", layer, &back.join("a.delta"))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(back.join("a.delta")).unwrap(), data);
+        assert_eq!(
+            std::fs::metadata(back.join("a.delta")).unwrap().ino(),
+            std::fs::metadata(object("a.delta", 6)).unwrap().ino()
+        );
+        for wrong in [
+            RemoteLayer {
+                crc: layer.crc ^ 1,
+                ..layer
+            },
+            RemoteLayer {
+                bytes: layer.bytes + 1,
+                ..layer
+            },
+        ] {
+            let err = bucket
+                .download_layer_to("a.delta", wrong, &back.join("x.delta"))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, PageServerError::Corrupt { .. }), "{err}");
+            assert!(!back.join("x.delta").exists() && !back.join("x.delta.download").exists());
+        }
         assert_eq!(
             bucket
                 .put_layer_file("a.delta", 7, &dir.path().join("a.delta"))

@@ -11,8 +11,10 @@
 //! Ingest then resumes at the manifest's durable LSN, which the log still
 //! holds: the safe LSN reported to it never passed what an index covers.
 //!
-//! Downloads go to `NAME.download`, are fsynced and renamed to `NAME`, and
-//! the directory fsynced, before the manifest naming them is stored; a crash
+//! Downloads go to `NAME.download`, are fsynced and renamed to `NAME` (from
+//! a local bucket on the same file system, the object is linked there
+//! instead and checked before the rename: [`Bucket::download_layer_to`]),
+//! and the directory fsynced, before the manifest naming them is stored; a crash
 //! halfway leaves the old manifest (or none) and files it does not name,
 //! which the timeline removes as strays (a `.download` file is overwritten
 //! by the next attempt).
@@ -121,9 +123,9 @@ async fn download(
         .collect();
     let results = futures::stream::iter(index.by_name())
         .map(|(name, layer)| async move {
-            let data = bucket.get_layer(&name, layer).await?;
-            let path = dir.join(&name);
-            blocking(move || write_durably(&path, &data)).await
+            bucket
+                .download_layer_to(&name, layer, &dir.join(&name))
+                .await
         })
         .buffer_unordered(concurrency.max(1))
         .collect::<Vec<_>>()

@@ -186,18 +186,18 @@ impl Timeline {
                 "layer {name} is neither on the local disk nor named by the published index"
             )));
         };
-        let data = tiering.bucket.get_layer(name, remote).await?;
+        tiering
+            .bucket
+            .download_layer_to(name, remote, &self.config.dir.join(name))
+            .await?;
         let (dir, cluster, desc) = (
             self.config.dir.clone(),
             self.config.cluster_id.clone(),
             layer.desc.clone(),
         );
-        let file = tokio::task::spawn_blocking(move || {
-            crate::remote::recover::write_durably(&dir.join(&desc.file_name), &data)?;
-            super::open_checked(&dir, &cluster, &desc)
-        })
-        .await
-        .map_err(|e| PageServerError::Unavailable(format!("a download task failed: {e}")))??;
+        let file = tokio::task::spawn_blocking(move || super::open_checked(&dir, &cluster, &desc))
+            .await
+            .map_err(|e| PageServerError::Unavailable(format!("a download task failed: {e}")))??;
         let file = layer.install(file);
         tiering.stats.downloads.fetch_add(1, Ordering::Relaxed);
         tiering
