@@ -30,8 +30,8 @@
 //!
 //! **A local bucket links layer files instead of copying them** when it
 //! can ([`Bucket::put_layer_file`]): a layer file is complete and fsynced
-//! before any manifest names it, and never written again (a download
-//! writes a new file and renames it into place), so a hard link puts the
+//! before any manifest names it, and never written again (a download puts
+//! a new file, or a link to the object, in place by rename), so a hard link puts the
 //! same bytes in the bucket as a copy would, without writing them a
 //! second time to the same disk or fsyncing them again. The link is made
 //! under a staging name, crc'd from the bucket's side, renamed into place
@@ -517,7 +517,11 @@ impl Bucket {
                     .with_fsync(true)
                     .with_automatic_cleanup(true);
                 let fs = Arc::new(fs);
-                local = Some((fs.clone(), dir.clone()));
+                // Absolute, as the store's own paths are (a relative root
+                // would stop the fsyncs of new directories short).
+                let root = std::fs::canonicalize(dir)
+                    .map_err(PageServerError::io(format!("resolving {}", dir.display())))?;
+                local = Some((fs.clone(), root));
                 (fs, dir.display().to_string())
             }
             BucketConfig::S3 { bucket, settings } => {
@@ -839,7 +843,9 @@ impl Bucket {
         path: &std::path::Path,
     ) -> Result<()> {
         let key = self.layer_key(file_name, layer.generation);
-        if let Some((fs, _)) = &self.local {
+        if let Some((fs, _)) = &self.local
+            && !self.links_refused.load(Ordering::Relaxed)
+        {
             let object = fs
                 .path_to_filesystem(&key)
                 .map_err(store_error(format!("placing {key}")))?;
