@@ -4,12 +4,14 @@
 //! `cargo run --release -p strata-bench -- log` runs the log-service
 //! workload, `-- pageserver` the page server's, `-- pageserver-soak` the page
 //! server under sustained ingest with compaction and GC, `-- engine` the compute
-//! engine's; every workload is a subcommand with its own module. All files a run writes go to a fresh
+//! engine's, `-- host-stalls` whether the machine stops its CPUs for its own
+//! disk writes; every workload is a subcommand with its own module. All files a run writes go to a fresh
 //! temporary directory (removed at the end) under `--data-dir`, which should
 //! sit on the disk being measured.
 
 mod engine;
 mod floor;
+mod host_stalls;
 mod log;
 mod machine;
 mod pageserver;
@@ -52,6 +54,10 @@ enum Workload {
     /// The compute engine through its library API on an embedded cluster:
     /// point selects, range scans, index updates and inserts.
     Engine(engine::EngineArgs),
+    /// Whether this machine stops its own CPUs when it writes to its disk
+    /// (no Strata code): the floor under any benchmark that writes while
+    /// its CPUs are busy.
+    HostStalls(host_stalls::HostStallsArgs),
     /// Unmodified sysbench OLTP workloads against Strata and MariaDB on the
     /// same machine, interleaved.
     Sysbench(sysbench::SysbenchArgs),
@@ -89,5 +95,6 @@ fn main() -> anyhow::Result<()> {
         Workload::PageserverSoak(args) => pageserver_soak::run(args, dir.path()),
         Workload::Engine(args) => engine::run(args, dir.path()),
         Workload::Sysbench(args) => sysbench::run(args, dir.path()),
+        Workload::HostStalls(args) => host_stalls::run(args, dir.path()),
     }
 }

@@ -127,6 +127,12 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = crate::log::cluster::REPLICAS,
           value_parser = clap::value_parser!(u32).range(1..=5))]
     pub log_replicas: u32,
+    /// Where the log replicas keep their segment files (a temporary
+    /// directory is made in it). Default: the run's directory, on the disk
+    /// under test. In a deployment they run on other machines, with disks
+    /// of their own.
+    #[arg(long)]
+    pub log_dir: Option<std::path::PathBuf>,
     /// The share of one CPU a compaction step may use, in percent (100:
     /// unpaced).
     #[arg(long, default_value_t = strata_pageserver::timeline::DEFAULT_CPU_PERCENT,
@@ -262,7 +268,16 @@ async fn run_async(
     log_side: &Handle,
     cpus_awake: bool,
 ) -> anyhow::Result<()> {
-    let log_dir = dir.to_path_buf();
+    let log_tmp = match &args.log_dir {
+        Some(parent) => Some(
+            tempfile::Builder::new()
+                .prefix("strata-soak-log-")
+                .tempdir_in(parent)
+                .with_context(|| format!("making a directory in {}", parent.display()))?,
+        ),
+        None => None,
+    };
+    let log_dir = log_tmp.as_ref().map_or(dir, |t| t.path()).to_path_buf();
     let replicas = args.log_replicas;
     let (log, writer) = log_side
         .spawn(async move { start_log(&log_dir, replicas).await })
@@ -341,11 +356,15 @@ async fn run_async(
         ),
     };
     println!(
-        "pageserver-soak: {} pages, {} MiB/s of WAL for {} s into {} log replica(s), {} GetPage clients ({load}), {} MiB layers, {} MiB history, compaction at {}% of a CPU, {}",
+        "pageserver-soak: {} pages, {} MiB/s of WAL for {} s into {} log replica(s) ({}), {} GetPage clients ({load}), {} MiB layers, {} MiB history, compaction at {}% of a CPU, {}",
         args.pages,
         args.rate_mib_s,
         args.seconds,
         args.log_replicas,
+        match &args.log_dir {
+            Some(d) => format!("their files in {}", d.display()),
+            None => "their files beside the page server's".to_string(),
+        },
         args.clients,
         args.layer_size_mib,
         args.history_mib,
