@@ -72,7 +72,7 @@ pub struct PageserverArgs {
     compaction_target_file_bytes: Option<u64>,
     /// Where layer files are uploaded: a directory (default: `bucket` beside
     /// the data directory), `s3://NAME` (endpoint, region and credentials
-    /// from the config file's [s3] table, or else the AWS_* environment
+    /// from the config file's `[s3]` table, or else the AWS_* environment
     /// variables), or `none`.
     #[arg(long)]
     bucket: Option<String>,

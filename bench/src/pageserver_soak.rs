@@ -29,7 +29,7 @@
 //!    client's wake-up), and how late the clients' timers woke them, to
 //!    tell the page server's share of a tail from the load generator's.
 //!    While it runs the soak keeps the CPUs from halting when the process
-//!    may (see [`CpusAwake`](crate::machine::CpusAwake)). With
+//!    may (see [`CpusAwake`]). With
 //!    `--getpage-rate 0` each client asks again as soon as it has an
 //!    answer (closed loop), which keeps both cores of this machine busy.
 //!    Every `--report-secs` a line: WAL ingested, live layers by kind,

@@ -19,7 +19,7 @@
 //! (applied LSN advances), locks are released, and the caller waits until the
 //! durable LSN passes the batch. If an append fails or the log places a batch
 //! anywhere but where it was expected, the node refuses writes from then on
-//! and drops every version above the durable LSN ([`Engine::refuse_writes`]).
+//! and drops every version above the durable LSN (`Shared::refuse_writes`).
 //!
 //! Must not depend on the SQL layer; the catalog API here is the one it uses.
 
