@@ -115,8 +115,8 @@ pub fn run(args: &HostStallsArgs, dir: &Path) -> anyhow::Result<()> {
         "{:<38} {:>11} {:>12} {:>17} {:>12} {:>12}",
         "phase", "steal ms/s", "gaps ms/s", "all CPUs ms/s", "longest ms", "written MiB"
     );
-    let mut results = Vec::new();
-    for (name, spin, writes) in phases {
+    let mut results = [Phase::default(); 4];
+    for (slot, (name, spin, writes)) in results.iter_mut().zip(phases) {
         let p =
             phase(dir, cpus, secs, spin, writes).with_context(|| format!("phase \"{name}\""))?;
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
@@ -129,28 +129,28 @@ pub fn run(args: &HostStallsArgs, dir: &Path) -> anyhow::Result<()> {
             opt(p.longest_gap_ms),
             p.written_mib
         );
-        results.push(p);
+        *slot = p;
     }
-    let floor = results[0];
-    let synced = results[3];
+    let [busy, writes_idle, streaming, synced] = results;
+    // Every phase but the writer's alone spins, so has a stopped time.
+    let stopped = |p: Phase| p.all_stopped_ms_s.unwrap_or(0.0);
     println!(
         "every CPU stopped at once: {:.1} ms a second with synced writes, against {:.1} with no \
          writes (the floor)",
-        synced.all_stopped_ms_s.unwrap_or(0.0),
-        floor.all_stopped_ms_s.unwrap_or(0.0)
+        stopped(synced),
+        stopped(busy)
     );
-    let v = |p: Phase, f: fn(Phase) -> Option<f64>| f(p).map_or("na".into(), |v| format!("{v:.1}"));
     println!(
         "RESULT steal_ms_s_busy={:.1} steal_ms_s_writes_idle={:.1} steal_ms_s_busy_streaming={:.1} \
-         steal_ms_s_busy_synced={:.1} all_stopped_ms_s_busy={} all_stopped_ms_s_busy_streaming={} \
-         all_stopped_ms_s_busy_synced={}",
-        results[0].steal_ms_s,
-        results[1].steal_ms_s,
-        results[2].steal_ms_s,
-        results[3].steal_ms_s,
-        v(results[0], |p| p.all_stopped_ms_s),
-        v(results[2], |p| p.all_stopped_ms_s),
-        v(results[3], |p| p.all_stopped_ms_s),
+         steal_ms_s_busy_synced={:.1} all_stopped_ms_s_busy={:.1} \
+         all_stopped_ms_s_busy_streaming={:.1} all_stopped_ms_s_busy_synced={:.1}",
+        busy.steal_ms_s,
+        writes_idle.steal_ms_s,
+        streaming.steal_ms_s,
+        synced.steal_ms_s,
+        stopped(busy),
+        stopped(streaming),
+        stopped(synced),
     );
     Ok(())
 }

@@ -9,11 +9,11 @@
 //! Within a layer, entries are ordered by page, then LSN, then delta before
 //! image: an image at LSN `L` is the page *after* the record at `L`.
 //!
-//! Layer *files* come in three kinds ([`LayerKind`](desc::LayerKind)), each described by a
-//! [`LayerDesc`](desc::LayerDesc) that the manifest stores: L0 deltas (one per flush, every
-//! page), L1 deltas (written by compaction; one LSN range split into files
-//! with disjoint page ranges) and image layers (every page of a page range
-//! as of one LSN). All three use the delta file format; the kind, the page
+//! Layer *files* come in three kinds ([`LayerKind`](desc::LayerKind)),
+//! each described by a [`LayerDesc`](desc::LayerDesc) that the manifest
+//! stores: L0 deltas (one per flush, every page), L1 deltas (written by
+//! compaction; one LSN range split into files with disjoint page ranges)
+//! and image layers (every page of a page range as of one LSN). All three use the delta file format; the kind, the page
 //! range and, for an image layer, its LSN live in the manifest.
 
 pub mod delta_file;
