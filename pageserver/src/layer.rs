@@ -13,8 +13,9 @@
 //! each described by a [`LayerDesc`](desc::LayerDesc) that the manifest
 //! stores: L0 deltas (one per flush, every page), L1 deltas (written by
 //! compaction; one LSN range split into files with disjoint page ranges)
-//! and image layers (every page of a page range as of one LSN). All three use the delta file format; the kind, the page
-//! range and, for an image layer, its LSN live in the manifest.
+//! and image layers (every page of a page range as of one LSN). All three
+//! use the delta file format; the kind, the page range and, for an image
+//! layer, its LSN live in the manifest.
 
 pub mod delta_file;
 pub mod desc;
