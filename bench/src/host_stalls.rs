@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::machine::steal_ms;
+use crate::machine::{steal_ms, steal_since};
 
 /// Shortest gap between two clock readings counted as a stop.
 const GAP: Duration = Duration::from_millis(1);
@@ -189,10 +189,7 @@ fn phase(
     std::thread::sleep(secs);
     stop.store(true, Ordering::Release);
     let elapsed = origin.elapsed().as_secs_f64();
-    let steal_ms_s = match (steal_before, steal_ms()) {
-        (Some(a), Some(b)) => (b - a) / elapsed,
-        _ => 0.0,
-    };
+    let steal_ms_s = steal_since(steal_before).map_or(0.0, |ms| ms / elapsed);
     let gaps: Vec<Vec<(Duration, Duration)>> = spinners
         .into_iter()
         .map(|h| h.join().map_err(|_| anyhow::anyhow!("a spinner panicked")))

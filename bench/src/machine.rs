@@ -49,6 +49,12 @@ pub(crate) fn steal_ms() -> Option<f64> {
     (ticks_per_s > 0).then(|| ticks as f64 * 1000.0 / ticks_per_s as f64)
 }
 
+/// Milliseconds of steal since `before` (None if either reading is
+/// missing).
+pub(crate) fn steal_since(before: Option<f64>) -> Option<f64> {
+    Some(steal_ms()? - before?)
+}
+
 /// The `steal` column (the eighth number) of the all-CPU line of a
 /// `/proc/stat` text.
 fn steal_ticks(stat: &str) -> Option<u64> {

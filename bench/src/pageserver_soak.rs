@@ -74,7 +74,7 @@ use strata_pageserver::workload::Rng;
 use strata_wal::{Lsn, PageId};
 use tokio::runtime::Handle;
 
-use crate::machine::{CpusAwake, steal_ms};
+use crate::machine::{CpusAwake, steal_ms, steal_since};
 use crate::pageserver::start_log;
 use crate::pageserver::{CLUSTER_ID, PageServer, PageserverArgs, RECORDS_PER_BATCH, SPACE, batch};
 use crate::report::us;
@@ -613,12 +613,6 @@ async fn run_async(
         idle_p99
     );
     Ok(())
-}
-
-/// Milliseconds of steal since `before` (None if either reading is
-/// missing).
-fn steal_since(before: Option<f64>) -> Option<f64> {
-    Some(steal_ms()? - before?)
 }
 
 /// Pages compared after recovery.
